@@ -20,6 +20,8 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 REQUIRE = os.environ.get("DTX_REQUIRE_EXTENSIONS", "") not in ("", "0")
+# Developers: DTX_KERNELS=_merkle,_psi builds only those kernels (faster iteration).
+ONLY = {k for k in os.environ.get("DTX_KERNELS", "").split(",") if k}
 
 
 def _extensions() -> list[Extension]:
@@ -39,6 +41,7 @@ def _extensions() -> list[Extension]:
             extra_link_args=["-fopenmp"],
         )
         for pyx in sorted((HERE / "ext").glob("*.pyx"))
+        if not ONLY or pyx.stem in ONLY
     ]
     return cythonize(
         exts,
