@@ -1,0 +1,126 @@
+"""Ed25519 signatures (pycryptodome), the node identities of dtxfast.
+
+Ledger entries, file metadata and protocol messages are signed with these keys. A node's printable
+id is derived from its public key (:attr:`Ed25519PublicKey.node_id`).
+
+Examples
+--------
+>>> from dtxfast.crypto.signatures import Ed25519PrivateKey
+>>> sk = Ed25519PrivateKey.generate()
+>>> sig = sk.sign(b"hello")
+>>> sk.public_key().verify(sig, b"hello")  # returns None, raises InvalidSignature on failure
+>>> sk.public_key().is_valid(sig, b"hullo")
+False
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from Crypto.PublicKey import ECC
+from Crypto.Signature import eddsa
+
+from ..errors import InvalidSignature, MalformedInput
+
+__all__ = ["Ed25519PrivateKey", "Ed25519PublicKey", "SIGNATURE_SIZE", "PUBLIC_KEY_SIZE"]
+
+SIGNATURE_SIZE = 64
+PUBLIC_KEY_SIZE = 32
+SEED_SIZE = 32
+
+
+class Ed25519PublicKey:
+    """An Ed25519 verification key (32 raw bytes)."""
+
+    __slots__ = ("_key", "_raw", "_verifier")
+
+    def __init__(self, raw: bytes) -> None:
+        if not isinstance(raw, (bytes, bytearray)) or len(raw) != PUBLIC_KEY_SIZE:
+            raise MalformedInput(f"an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes")
+        try:
+            self._key = eddsa.import_public_key(bytes(raw))
+        except ValueError as exc:
+            raise MalformedInput(f"not an Ed25519 public key: {exc}") from None
+        self._raw = bytes(raw)
+        self._verifier = eddsa.new(self._key, "rfc8032")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Ed25519PublicKey:
+        """Load a public key from its 32 raw bytes."""
+        return cls(raw)
+
+    def to_bytes(self) -> bytes:
+        """The 32 raw bytes of the key."""
+        return self._raw
+
+    @property
+    def node_id(self) -> str:
+        """A short printable id: base32 of the first 10 bytes of SHA-256(public key), 16 chars."""
+        digest = hashlib.sha256(b"dtxfast-node-id\x00" + self._raw).digest()[:10]
+        return base64.b32encode(digest).decode("ascii").lower()
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        """Return None if ``signature`` is valid for ``message``, else raise InvalidSignature."""
+        if len(signature) != SIGNATURE_SIZE:
+            raise InvalidSignature("signature has the wrong length")
+        try:
+            self._verifier.verify(message, signature)
+        except ValueError:
+            raise InvalidSignature("Ed25519 signature does not verify") from None
+
+    def is_valid(self, signature: bytes, message: bytes) -> bool:
+        """True if ``signature`` is valid for ``message``."""
+        try:
+            self.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ed25519PublicKey) and other._raw == self._raw
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
+    def __repr__(self) -> str:
+        return f"Ed25519PublicKey(node_id={self.node_id!r})"
+
+
+class Ed25519PrivateKey:
+    """An Ed25519 signing key, kept as its 32-byte seed."""
+
+    __slots__ = ("_key", "_seed", "_signer")
+
+    def __init__(self, seed: bytes) -> None:
+        if not isinstance(seed, (bytes, bytearray)) or len(seed) != SEED_SIZE:
+            raise MalformedInput(f"an Ed25519 private key seed is {SEED_SIZE} bytes")
+        self._seed = bytes(seed)
+        self._key = eddsa.import_private_key(self._seed)
+        self._signer = eddsa.new(self._key, "rfc8032")
+
+    @classmethod
+    def generate(cls) -> Ed25519PrivateKey:
+        """A fresh key from the operating system's CSPRNG."""
+        key = ECC.generate(curve="Ed25519")
+        return cls(key.seed)
+
+    @classmethod
+    def from_bytes(cls, seed: bytes) -> Ed25519PrivateKey:
+        """Load a private key from its 32-byte seed."""
+        return cls(seed)
+
+    def to_bytes(self) -> bytes:
+        """The 32-byte seed (secret!)."""
+        return self._seed
+
+    def public_key(self) -> Ed25519PublicKey:
+        """The matching verification key."""
+        return Ed25519PublicKey(self._key.public_key().export_key(format="raw"))
+
+    def sign(self, message: bytes) -> bytes:
+        """Sign ``message`` (deterministic, RFC 8032); returns 64 bytes."""
+        return self._signer.sign(message)
+
+    def __repr__(self) -> str:
+        return f"Ed25519PrivateKey(node_id={self.public_key().node_id!r})"
