@@ -29,6 +29,7 @@ __all__ = [
     "BackendUnavailable",
     "NotFound",
     "StateError",
+    "Unauthorized",
 ]
 
 
@@ -100,3 +101,9 @@ class StateError(DtxError):
     """An operation is not allowed in the object's current state (e.g. a task already finished)."""
 
     exit_code = 10
+
+
+class Unauthorized(DtxError, PermissionError):
+    """The sender is not allowed to do this (e.g. approving a file it does not own)."""
+
+    exit_code = 11

@@ -23,7 +23,7 @@ from Crypto.Signature import eddsa
 
 from ..errors import InvalidSignature, MalformedInput
 
-__all__ = ["Ed25519PrivateKey", "Ed25519PublicKey", "SIGNATURE_SIZE", "PUBLIC_KEY_SIZE"]
+__all__ = ["Ed25519PrivateKey", "Ed25519PublicKey", "SIGNATURE_SIZE", "PUBLIC_KEY_SIZE", "verify_batch"]
 
 SIGNATURE_SIZE = 64
 PUBLIC_KEY_SIZE = 32
@@ -124,3 +124,61 @@ class Ed25519PrivateKey:
 
     def __repr__(self) -> str:
         return f"Ed25519PrivateKey(node_id={self.public_key().node_id!r})"
+
+
+def _openssl_verifier() -> object | None:
+    try:
+        from cryptography.exceptions import InvalidSignature as _Bad
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey as _Pub
+    except ImportError:  # pragma: no cover - optional accelerator
+        return None
+    return _Pub, _Bad
+
+
+def verify_batch(
+    public_keys: "list[bytes] | tuple[bytes, ...]",
+    signatures: "list[bytes] | tuple[bytes, ...]",
+    messages: "list[bytes] | tuple[bytes, ...]",
+) -> list[bool]:
+    """Check many Ed25519 signatures; one bool per (public key, signature, message).
+
+    Uses OpenSSL through ``cryptography`` when it is installed (about 3x faster than
+    pycryptodome, the same RFC 8032 rules), else :meth:`Ed25519PublicKey.is_valid`.
+
+    Examples
+    --------
+    >>> sk = Ed25519PrivateKey.generate()
+    >>> pk = sk.public_key().to_bytes()
+    >>> verify_batch([pk, pk], [sk.sign(b"a"), sk.sign(b"a")], [b"a", b"b"])
+    [True, False]
+    """
+    if not (len(public_keys) == len(signatures) == len(messages)):
+        raise MalformedInput("verify_batch needs as many keys, signatures and messages")
+    fast = _openssl_verifier()
+    out: list[bool] = []
+    if fast is None:  # pragma: no cover - optional accelerator
+        for pk, sig, msg in zip(public_keys, signatures, messages):
+            try:
+                out.append(Ed25519PublicKey(pk).is_valid(sig, msg))
+            except MalformedInput:
+                out.append(False)
+        return out
+    pub_cls, bad = fast  # type: ignore[misc]
+    cache: dict[bytes, object] = {}
+    for pk, sig, msg in zip(public_keys, signatures, messages):
+        key = cache.get(pk)
+        if key is None:
+            try:
+                key = cache[pk] = pub_cls.from_public_bytes(bytes(pk))
+            except ValueError:
+                out.append(False)
+                continue
+        if len(sig) != SIGNATURE_SIZE:
+            out.append(False)
+            continue
+        try:
+            key.verify(bytes(sig), bytes(msg))  # type: ignore[attr-defined]
+            out.append(True)
+        except bad:
+            out.append(False)
+    return out
