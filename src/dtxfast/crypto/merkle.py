@@ -1,0 +1,466 @@
+"""SHA-256 Merkle trees over fixed-size chunks, with single-leaf proofs and multi-proofs.
+
+A storage node proves that it still holds a replica by revealing a few chunks and the Merkle
+proofs that tie them to the replica's root, recorded in the signed file metadata. Trees are
+built streamed (:class:`MerkleBuilder` takes the data piece by piece) by a compiled kernel
+that hashes with OpenSSL's SHA-256 outside the GIL, and proofs of many replicas are verified
+in one parallel batch (:func:`verify_multiproofs`).
+
+Tree shape and domain separation
+--------------------------------
+The data is cut into chunks of ``chunk_size`` bytes; the last chunk may be shorter (never
+empty). With ``||`` for concatenation:
+
+* leaf hash ``= SHA-256(0x00 || chunk)``
+* node hash ``= SHA-256(0x01 || left || right)``
+* a level with an odd number of nodes promotes its last node unchanged to the next level
+  (it is *not* paired with a copy of itself);
+* the root is the single node of the top level. No data (zero chunks) has the root
+  ``SHA-256(b"")``, for which there are no proofs.
+
+The one-byte prefixes separate the two domains: a leaf hash is never the hash of 65 bytes that
+start with ``0x01``, so an inner node can never be passed off as a leaf (the classic second
+preimage where a prover presents ``left || right`` as a chunk), and a chunk can never be passed
+off as an inner node. Promoting instead of duplicating avoids the other classic ambiguity (a
+tree over ``[a, b, c]`` and one over ``[a, b, c, c]`` having the same root). A proof fixes its
+leaf positions and the leaf count, and a verifier must take both from its own records (the
+metadata), never from the prover: :mod:`dtxfast.protocols.storage` does so.
+
+Multi-proof layout
+------------------
+A proof for the sorted, distinct leaf indices ``I`` of a tree with ``n`` leaves lists the sibling
+hashes that cannot be computed from the revealed chunks, level by level from the leaves up, and
+within a level in increasing position. A single-leaf proof (:class:`MerkleProof`) is the case
+``|I| = 1``: its path, from the leaf up, skips the levels where the node is promoted.
+
+Examples
+--------
+>>> from dtxfast.crypto.merkle import MerkleTree
+>>> data = bytes(range(256)) * 40                  # 10240 bytes: chunks of 4096, 4096, 2048
+>>> tree = MerkleTree.from_bytes(data, chunk_size=4096)
+>>> tree.leaf_count
+3
+>>> proof = tree.prove(2)
+>>> proof.verify(tree.root, data[8192:])          # None, or raises InvalidProof
+>>> proof.is_valid(tree.root, data[:4096])
+False
+>>> multi = tree.prove_many([0, 2])
+>>> multi.verify(tree.root, [data[:4096], data[8192:]])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, Union
+
+import numpy as np
+
+from .._backend import load_kernel, num_threads
+from ..errors import InvalidProof, ParameterError
+
+_kernel, _info = load_kernel("_merkle", "dtxfast.crypto._merkle_py")
+
+__all__ = [
+    "HASH_SIZE",
+    "LEAF_PREFIX",
+    "NODE_PREFIX",
+    "EMPTY_ROOT",
+    "DEFAULT_CHUNK_SIZE",
+    "MerkleBuilder",
+    "MerkleTree",
+    "MerkleProof",
+    "MerkleMultiProof",
+    "leaf_hash",
+    "node_hash",
+    "merkle_root",
+    "verify_multiproofs",
+]
+
+HASH_SIZE = 32
+LEAF_PREFIX = b"\x00"
+NODE_PREFIX = b"\x01"
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+#: default Merkle chunk (leaf) size in bytes
+DEFAULT_CHUNK_SIZE = 4096
+#: largest chunk size accepted (a chunk is revealed whole in an answer)
+MAX_CHUNK_SIZE = 64 * 1024 * 1024
+_STREAM_BLOCK = 4 * 1024 * 1024
+
+
+def leaf_hash(chunk: bytes) -> bytes:
+    """``SHA-256(0x00 || chunk)``, the hash of one leaf."""
+    h = hashlib.sha256(LEAF_PREFIX)
+    h.update(chunk)
+    return h.digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """``SHA-256(0x01 || left || right)``, the hash of an inner node."""
+    return hashlib.sha256(NODE_PREFIX + left + right).digest()
+
+
+def _check_chunk_size(chunk_size: int) -> int:
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        raise ParameterError(f"chunk_size must be an int in [1, {MAX_CHUNK_SIZE}], not {chunk_size!r}")
+    return chunk_size
+
+
+def _leaf_count(size: int, chunk_size: int) -> int:
+    return -(-size // chunk_size)
+
+
+class MerkleBuilder:
+    """Build a :class:`MerkleTree` from data given piece by piece (never all in memory).
+
+    Parameters
+    ----------
+    chunk_size : int, default 4096
+        Leaf size in bytes.
+
+    Examples
+    --------
+    >>> b = MerkleBuilder(chunk_size=4)
+    >>> b.update(b"abcdef"); b.update(b"gh"); b.update(b"i")
+    >>> tree = b.finalize()
+    >>> tree.leaf_count, tree.size
+    (3, 9)
+    >>> tree.root == MerkleTree.from_bytes(b"abcdefghi", chunk_size=4).root
+    True
+    """
+
+    __slots__ = ("_chunk_size", "_leaves", "_pending", "_size", "_done")
+
+    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        self._chunk_size = _check_chunk_size(chunk_size)
+        self._leaves = bytearray()
+        self._pending = bytearray()
+        self._size = 0
+        self._done = False
+
+    def _hash_full(self, buf: Any) -> None:
+        n = len(buf) // self._chunk_size
+        out = bytearray(n * HASH_SIZE)
+        threads = num_threads() if n > 1 else 1
+        _kernel.hash_leaves(buf, self._chunk_size, out, threads)
+        self._leaves += out
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` (any length) to the data being committed to."""
+        if self._done:
+            raise ParameterError("update() after finalize()")
+        mv = memoryview(data).cast("B")
+        self._size += len(mv)
+        cs = self._chunk_size
+        if self._pending:
+            take = min(cs - len(self._pending), len(mv))
+            self._pending += mv[:take]
+            mv = mv[take:]
+            if len(self._pending) == cs:
+                self._hash_full(self._pending)
+                self._pending = bytearray()
+        full = (len(mv) // cs) * cs
+        if full:
+            self._hash_full(mv[:full])
+        if full < len(mv):
+            self._pending += mv[full:]
+
+    def finalize(self) -> MerkleTree:
+        """Hash the last (short) chunk and the inner levels; returns the tree."""
+        if self._done:
+            raise ParameterError("finalize() called twice")
+        self._done = True
+        if self._pending:
+            out = bytearray(HASH_SIZE)
+            _kernel.hash_leaves(self._pending, self._chunk_size, out, 1)
+            self._leaves += out
+            self._pending = bytearray()
+        return MerkleTree._from_leaves(bytes(self._leaves), self._chunk_size, self._size)
+
+
+class MerkleTree:
+    """A Merkle tree kept as its levels of hashes (32 bytes per leaf and per inner node).
+
+    Build one with :meth:`from_bytes`, :meth:`from_stream` or :class:`MerkleBuilder`; the data
+    itself is not kept, so a prover reveals chunks from its own storage.
+
+    Attributes
+    ----------
+    root : bytes
+        The 32-byte root.
+    leaf_count : int
+        Number of chunks.
+    chunk_size : int
+        Leaf size in bytes.
+    size : int
+        Length of the data in bytes.
+    """
+
+    __slots__ = ("_levels", "chunk_size", "size")
+
+    def __init__(self) -> None:  # pragma: no cover - use the constructors
+        raise TypeError("use MerkleTree.from_bytes / from_stream / MerkleBuilder")
+
+    @classmethod
+    def _from_leaves(cls, leaves: bytes, chunk_size: int, size: int) -> MerkleTree:
+        self = object.__new__(cls)
+        self.chunk_size = chunk_size
+        self.size = size
+        levels = [leaves]
+        while len(levels[-1]) > HASH_SIZE:
+            prev = levels[-1]
+            m = len(prev) // HASH_SIZE
+            out = bytearray(((m + 1) // 2) * HASH_SIZE)
+            _kernel.hash_level(prev, out, num_threads() if m >= 256 else 1)
+            levels.append(bytes(out))
+        self._levels = levels
+        return self
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE) -> MerkleTree:
+        """Tree over ``data`` held in memory."""
+        builder = MerkleBuilder(chunk_size)
+        builder.update(data)
+        return builder.finalize()
+
+    @classmethod
+    def from_stream(
+        cls, stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK_SIZE, block_size: int = _STREAM_BLOCK
+    ) -> MerkleTree:
+        """Tree over everything read from a binary stream, ``block_size`` bytes at a time."""
+        builder = MerkleBuilder(chunk_size)
+        while True:
+            block = stream.read(block_size)
+            if not block:
+                break
+            builder.update(block)
+        return builder.finalize()
+
+    @property
+    def root(self) -> bytes:
+        if not self._levels[0]:
+            return EMPTY_ROOT
+        return self._levels[-1]
+
+    @property
+    def leaf_count(self) -> int:
+        return len(self._levels[0]) // HASH_SIZE
+
+    @property
+    def depth(self) -> int:
+        """Number of levels above the leaves."""
+        return len(self._levels) - 1
+
+    def leaf(self, index: int) -> bytes:
+        """The hash of leaf ``index``."""
+        self._check_index(index)
+        return self._levels[0][index * HASH_SIZE : (index + 1) * HASH_SIZE]
+
+    def chunk_length(self, index: int) -> int:
+        """Length in bytes of chunk ``index`` (the last one may be short)."""
+        self._check_index(index)
+        return min(self.chunk_size, self.size - index * self.chunk_size)
+
+    def _check_index(self, index: int) -> None:
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < self.leaf_count:
+            raise ParameterError(f"leaf index {index!r} out of range [0, {self.leaf_count})")
+
+    def prove(self, index: int) -> MerkleProof:
+        """Proof that chunk ``index`` is a leaf of this tree."""
+        multi = self.prove_many([index])
+        return MerkleProof(int(index), self.leaf_count, multi.hashes)
+
+    def prove_many(self, indices: Iterable[int]) -> MerkleMultiProof:
+        """One proof for several chunks (indices are sorted and de-duplicated)."""
+        idx = sorted({int(i) for i in indices})
+        if not idx:
+            raise ParameterError("a multi-proof needs at least one leaf index")
+        for i in (idx[0], idx[-1]):
+            self._check_index(i)
+        out: list[bytes] = []
+        pos = idx
+        for level in self._levels[:-1]:
+            m = len(level) // HASH_SIZE
+            nxt: list[int] = []
+            j = 0
+            c = len(pos)
+            while j < c:
+                p = pos[j]
+                if p & 1 == 0:
+                    if p + 1 < m:
+                        if j + 1 < c and pos[j + 1] == p + 1:
+                            j += 1
+                        else:
+                            out.append(level[(p + 1) * HASH_SIZE : (p + 2) * HASH_SIZE])
+                else:
+                    out.append(level[(p - 1) * HASH_SIZE : p * HASH_SIZE])
+                j += 1
+                nxt.append(p >> 1)
+            pos = nxt
+        return MerkleMultiProof(tuple(idx), self.leaf_count, tuple(out))
+
+    def __repr__(self) -> str:
+        return f"MerkleTree(leaves={self.leaf_count}, chunk_size={self.chunk_size}, root={self.root.hex()[:16]}…)"
+
+
+def merkle_root(data: bytes | bytearray | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bytes:
+    """Root of the tree over ``data`` (see the module docstring for the rules)."""
+    return MerkleTree.from_bytes(data, chunk_size).root
+
+
+@dataclass(frozen=True)
+class MerkleMultiProof:
+    """Proof that several chunks sit at ``indices`` of a tree of ``leaf_count`` leaves.
+
+    Attributes
+    ----------
+    indices : tuple of int
+        Sorted, distinct leaf indices.
+    leaf_count : int
+        Number of leaves of the tree (take it from your records when verifying).
+    hashes : tuple of bytes
+        The sibling hashes, in the order of the module docstring.
+    """
+
+    indices: tuple[int, ...]
+    leaf_count: int
+    hashes: tuple[bytes, ...]
+
+    def verify(self, root: bytes, chunks: Sequence[bytes]) -> None:
+        """Return None if ``chunks`` (in index order) and this proof give ``root``, else raise InvalidProof."""
+        ok = verify_multiproofs([(root, self, chunks)])
+        if not ok[0]:
+            raise InvalidProof(_explain(root, self, chunks))
+
+    def is_valid(self, root: bytes, chunks: Sequence[bytes]) -> bool:
+        """True if :meth:`verify` would pass."""
+        return bool(verify_multiproofs([(root, self, chunks)])[0])
+
+
+@dataclass(frozen=True)
+class MerkleProof:
+    """Proof that one chunk sits at ``index`` of a tree of ``leaf_count`` leaves.
+
+    ``path`` lists the sibling hashes from the leaf up (levels where the node is promoted have
+    no sibling and are skipped).
+    """
+
+    index: int
+    leaf_count: int
+    path: tuple[bytes, ...]
+
+    def as_multi(self) -> MerkleMultiProof:
+        """The same proof as a one-leaf :class:`MerkleMultiProof`."""
+        return MerkleMultiProof((self.index,), self.leaf_count, self.path)
+
+    def verify(self, root: bytes, chunk: bytes) -> None:
+        """Return None if ``chunk`` and this proof give ``root``, else raise InvalidProof."""
+        self.as_multi().verify(root, [chunk])
+
+    def is_valid(self, root: bytes, chunk: bytes) -> bool:
+        """True if :meth:`verify` would pass."""
+        return self.as_multi().is_valid(root, [chunk])
+
+
+_Item = tuple[bytes, Union[MerkleMultiProof, MerkleProof], Union[Sequence[bytes], bytes]]
+
+
+def _structure_error(root: Any, proof: MerkleMultiProof, chunks: Sequence[Any]) -> str | None:
+    """Why an item cannot verify without hashing anything (None if it may)."""
+    if not isinstance(root, (bytes, bytearray)) or len(root) != HASH_SIZE:
+        return "the root is not 32 bytes"
+    n = proof.leaf_count
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 1 <= n < 2**62:
+        return "the proof's leaf count is not a positive int"
+    idx = proof.indices
+    if not idx:
+        return "the proof covers no leaf"
+    if len(chunks) != len(idx):
+        return f"{len(chunks)} chunks for {len(idx)} indices"
+    prev = -1
+    for i in idx:
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            return "a leaf index is not an int"
+        if i <= prev:
+            return "leaf indices are not sorted and distinct"
+        prev = i
+    if prev >= n:
+        return f"leaf index {prev} out of range [0, {n})"
+    for c in chunks:
+        if not isinstance(c, (bytes, bytearray, memoryview)) or not 0 < len(c) <= MAX_CHUNK_SIZE:
+            return "a chunk is empty, oversized or not bytes"
+    for h in proof.hashes:
+        if not isinstance(h, (bytes, bytearray)) or len(h) != HASH_SIZE:
+            return "a proof hash is not 32 bytes"
+    return None
+
+
+def _explain(root: Any, proof: MerkleMultiProof, chunks: Sequence[Any]) -> str:
+    return _structure_error(root, proof, chunks) or "the chunks and proof do not hash to the root"
+
+
+def verify_multiproofs(items: Sequence[_Item]) -> list[bool]:
+    """Verify many Merkle proofs in one compiled, parallel batch.
+
+    Parameters
+    ----------
+    items : sequence of (root, proof, chunks)
+        ``proof`` is a :class:`MerkleMultiProof` with ``chunks`` in index order, or a
+        :class:`MerkleProof` with ``chunks`` a single chunk.
+
+    Returns
+    -------
+    list of bool
+        One verdict per item (structurally malformed items are False, never an exception).
+    """
+    multis: list[tuple[Any, MerkleMultiProof, Sequence[Any]]] = []
+    for root, proof, chunks in items:
+        if isinstance(proof, MerkleProof):
+            multis.append((root, proof.as_multi(), [chunks]))
+        elif isinstance(proof, MerkleMultiProof):
+            multis.append((root, proof, chunks if not isinstance(chunks, (bytes, bytearray)) else [chunks]))
+        else:
+            raise ParameterError(f"not a Merkle proof: {type(proof).__name__}")
+    verdict = [False] * len(multis)
+    good = [i for i, (r, p, c) in enumerate(multis) if _structure_error(r, p, c) is None]
+    if not good:
+        return verdict
+    all_chunks: list[Any] = []
+    leaf_idx: list[int] = []
+    leaf_start = [0]
+    leaf_count: list[int] = []
+    all_hashes: list[bytes] = []
+    hash_start = [0]
+    roots: list[bytes] = []
+    for i in good:
+        root, proof, chunks = multis[i]
+        all_chunks.extend(chunks)
+        leaf_idx.extend(proof.indices)
+        leaf_start.append(len(leaf_idx))
+        leaf_count.append(int(proof.leaf_count))
+        all_hashes.extend(proof.hashes)
+        hash_start.append(len(all_hashes))
+        roots.append(bytes(root))
+    lengths = np.fromiter((len(c) for c in all_chunks), dtype=np.int64, count=len(all_chunks))
+    chunk_off = np.zeros(len(all_chunks) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=chunk_off[1:])
+    out = bytearray(len(good))
+    total = len(leaf_idx)
+    _kernel.verify_multiproofs(
+        b"".join(all_chunks),
+        chunk_off,
+        np.asarray(leaf_idx, dtype=np.int64),
+        np.asarray(leaf_start, dtype=np.int64),
+        np.asarray(leaf_count, dtype=np.int64),
+        b"".join(all_hashes),
+        np.asarray(hash_start, dtype=np.int64),
+        b"".join(roots),
+        out,
+        np.empty(total, dtype=np.int64),
+        bytearray(total * HASH_SIZE),
+        num_threads() if len(good) > 1 else 1,
+    )
+    for slot, i in enumerate(good):
+        verdict[i] = out[slot] == 1
+    return verdict
