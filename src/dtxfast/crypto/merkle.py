@@ -118,6 +118,8 @@ class MerkleBuilder:
     ----------
     chunk_size : int, default 4096
         Leaf size in bytes.
+    threads : int, optional
+        Threads of the leaf-hashing kernel (default :func:`dtxfast.num_threads`).
 
     Examples
     --------
@@ -130,10 +132,13 @@ class MerkleBuilder:
     True
     """
 
-    __slots__ = ("_chunk_size", "_leaves", "_pending", "_size", "_done")
+    __slots__ = ("_chunk_size", "_leaves", "_pending", "_size", "_done", "_threads")
 
-    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE, threads: int | None = None) -> None:
         self._chunk_size = _check_chunk_size(chunk_size)
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ParameterError("threads must be a positive int")
+        self._threads = threads
         self._leaves = bytearray()
         self._pending = bytearray()
         self._size = 0
@@ -142,7 +147,7 @@ class MerkleBuilder:
     def _hash_full(self, buf: Any) -> None:
         n = len(buf) // self._chunk_size
         out = bytearray(n * HASH_SIZE)
-        threads = num_threads() if n > 1 else 1
+        threads = (self._threads or num_threads()) if n > 1 else 1
         _kernel.hash_leaves(buf, self._chunk_size, out, threads)
         self._leaves += out
 
@@ -176,7 +181,7 @@ class MerkleBuilder:
             _kernel.hash_leaves(self._pending, self._chunk_size, out, 1)
             self._leaves += out
             self._pending = bytearray()
-        return MerkleTree._from_leaves(bytes(self._leaves), self._chunk_size, self._size)
+        return MerkleTree._from_leaves(bytes(self._leaves), self._chunk_size, self._size, self._threads)
 
 
 class MerkleTree:
@@ -203,7 +208,7 @@ class MerkleTree:
         raise TypeError("use MerkleTree.from_bytes / from_stream / MerkleBuilder")
 
     @classmethod
-    def _from_leaves(cls, leaves: bytes, chunk_size: int, size: int) -> MerkleTree:
+    def _from_leaves(cls, leaves: bytes, chunk_size: int, size: int, threads: int | None = None) -> MerkleTree:
         self = object.__new__(cls)
         self.chunk_size = chunk_size
         self.size = size
@@ -212,24 +217,27 @@ class MerkleTree:
             prev = levels[-1]
             m = len(prev) // HASH_SIZE
             out = bytearray(((m + 1) // 2) * HASH_SIZE)
-            _kernel.hash_level(prev, out, num_threads() if m >= 256 else 1)
+            _kernel.hash_level(prev, out, (threads or num_threads()) if m >= 256 else 1)
             levels.append(bytes(out))
         self._levels = levels
         return self
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE) -> MerkleTree:
+    def from_bytes(
+        cls, data: bytes | bytearray | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE, threads: int | None = None
+    ) -> MerkleTree:
         """Tree over ``data`` held in memory."""
-        builder = MerkleBuilder(chunk_size)
+        builder = MerkleBuilder(chunk_size, threads)
         builder.update(data)
         return builder.finalize()
 
     @classmethod
     def from_stream(
-        cls, stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK_SIZE, block_size: int = _STREAM_BLOCK
+        cls, stream: IO[bytes], chunk_size: int = DEFAULT_CHUNK_SIZE, block_size: int = _STREAM_BLOCK,
+        threads: int | None = None,
     ) -> MerkleTree:
         """Tree over everything read from a binary stream, ``block_size`` bytes at a time."""
-        builder = MerkleBuilder(chunk_size)
+        builder = MerkleBuilder(chunk_size, threads)
         while True:
             block = stream.read(block_size)
             if not block:

@@ -1,0 +1,55 @@
+"""Encrypted, sliced, replicated file storage (L3) and its proofs of storage.
+
+A :class:`DataOwner` turns a file (streamed) into slices, each slice into ``r`` replicas each
+encrypted under its own key (AES-256-GCM, HKDF-derived), and signs the :class:`FileMetadata`
+that records every replica's Merkle root. Replicas go to a :class:`ReplicaStore`
+(:class:`MemoryReplicaStore`, :class:`DirectoryReplicaStore`, :func:`open_replica_store`).
+Storage nodes prove they still hold replicas with the challenge/answer objects of
+:mod:`dtxfast.protocols.storage`, re-exported here.
+
+Submodules: :mod:`~dtxfast.storage.owner`, :mod:`~dtxfast.storage.metadata`,
+:mod:`~dtxfast.storage.store`.
+"""
+
+from __future__ import annotations
+
+from ..protocols.storage import (
+    DEFAULT_CHALLENGE_SIZE,
+    Answer,
+    Challenge,
+    ReplicaCommitment,
+    ReplicaId,
+    StorageProver,
+    StorageVerifier,
+    detection_probability,
+    pass_probability,
+    verify_answer,
+    verify_answers,
+)
+from .metadata import FileMetadata
+from .owner import DEFAULT_REPLICAS, DEFAULT_SLICE_SIZE, DataOwner, EncryptedReplica, ReplicaEncryptor
+from .store import DirectoryReplicaStore, MemoryReplicaStore, ReplicaStore, open_replica_store
+
+__all__ = [
+    "DataOwner",
+    "EncryptedReplica",
+    "ReplicaEncryptor",
+    "FileMetadata",
+    "ReplicaStore",
+    "MemoryReplicaStore",
+    "DirectoryReplicaStore",
+    "open_replica_store",
+    "DEFAULT_SLICE_SIZE",
+    "DEFAULT_REPLICAS",
+    "DEFAULT_CHALLENGE_SIZE",
+    "ReplicaId",
+    "ReplicaCommitment",
+    "Challenge",
+    "Answer",
+    "StorageProver",
+    "StorageVerifier",
+    "verify_answer",
+    "verify_answers",
+    "pass_probability",
+    "detection_probability",
+]
