@@ -1,0 +1,637 @@
+/*
+ * dtxfast Paillier kernel core (L0): batch operations on fixed-width limb arrays.
+ *
+ * Every ciphertext is W = limbs(n^2) little-endian 64-bit limbs; every plaintext residue is
+ * WN = limbs(n) limbs. Inputs are read through mpz_roinit_n (no copy), outputs are written back
+ * zero-padded to the fixed width. No validation, no policy, no RNG: the Python layer (L1) checks
+ * shapes and ranges and passes random bytes in. Batches run on OpenMP threads; the caller holds
+ * no GIL while these run.
+ *
+ * Return convention: functions that can meet a bad element return its index, or -1 when all is
+ * well.
+ */
+#ifndef DTX_PAILLIER_CORE_H
+#define DTX_PAILLIER_CORE_H
+
+#include <gmp.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef struct {
+    mpz_t n, nsq, max_int, n_minus_max;
+    int wn, w; /* limbs of n and of n^2 */
+    /* fixed-base table for DJN obfuscation: entry (i, d) = hs^(d * 2^(win*i)) mod n^2 */
+    mp_limb_t *table;
+    int win, nwin;
+} dtx_pub;
+
+typedef struct {
+    mpz_t p, q, psq, qsq, pm1, qm1, hp, hq, qinv; /* qinv = q^-1 mod p */
+} dtx_priv;
+
+static inline void dtx_load(mpz_t x, const uint64_t *limbs, int w) {
+    mpz_roinit_n(x, (const mp_limb_t *)limbs, w);
+}
+
+static inline void dtx_store(uint64_t *out, const mpz_t x, int w) {
+    size_t sz = mpz_size(x);
+    if (sz > (size_t)w) sz = (size_t)w; /* never happens for reduced values */
+    if (sz) memcpy(out, mpz_limbs_read(x), sz * sizeof(uint64_t));
+    if ((size_t)w > sz) memset(out + sz, 0, ((size_t)w - sz) * sizeof(uint64_t));
+}
+
+static inline void dtx_mulmod(mpz_t r, const mpz_t a, const mpz_t b, const mpz_t m, mpz_t tmp) {
+    mpz_mul(tmp, a, b);
+    mpz_tdiv_r(r, tmp, m);
+}
+
+/* ---- key setup ------------------------------------------------------------------------- */
+
+static void dtx_pub_init(dtx_pub *k, const uint64_t *n, int wn) {
+    mpz_t nv;
+    dtx_load(nv, n, wn);
+    mpz_init_set(k->n, nv);
+    mpz_init(k->nsq);
+    mpz_mul(k->nsq, k->n, k->n);
+    mpz_init(k->max_int);
+    mpz_tdiv_q_ui(k->max_int, k->n, 3);
+    mpz_init(k->n_minus_max);
+    mpz_sub(k->n_minus_max, k->n, k->max_int);
+    k->wn = (int)mpz_size(k->n);
+    k->w = (int)mpz_size(k->nsq);
+    k->table = NULL;
+    k->win = k->nwin = 0;
+}
+
+static void dtx_pub_clear(dtx_pub *k) {
+    mpz_clears(k->n, k->nsq, k->max_int, k->n_minus_max, NULL);
+    free(k->table);
+    k->table = NULL;
+}
+
+static void dtx_priv_init(dtx_priv *s, const dtx_pub *k, const uint64_t *p, int wp, const uint64_t *q,
+                          int wq) {
+    mpz_t pv, qv, t;
+    dtx_load(pv, p, wp);
+    dtx_load(qv, q, wq);
+    mpz_inits(s->p, s->q, s->psq, s->qsq, s->pm1, s->qm1, s->hp, s->hq, s->qinv, NULL);
+    mpz_set(s->p, pv);
+    mpz_set(s->q, qv);
+    mpz_mul(s->psq, s->p, s->p);
+    mpz_mul(s->qsq, s->q, s->q);
+    mpz_sub_ui(s->pm1, s->p, 1);
+    mpz_sub_ui(s->qm1, s->q, 1);
+    mpz_init(t);
+    /* hp = L_p(g^(p-1) mod p^2)^-1 mod p with g = n + 1 */
+    mpz_add_ui(t, k->n, 1);
+    mpz_powm(t, t, s->pm1, s->psq);
+    mpz_sub_ui(t, t, 1);
+    mpz_divexact(t, t, s->p);
+    mpz_invert(s->hp, t, s->p);
+    mpz_add_ui(t, k->n, 1);
+    mpz_powm(t, t, s->qm1, s->qsq);
+    mpz_sub_ui(t, t, 1);
+    mpz_divexact(t, t, s->q);
+    mpz_invert(s->hq, t, s->q);
+    mpz_invert(s->qinv, s->q, s->p);
+    mpz_clear(t);
+}
+
+static void dtx_priv_clear(dtx_priv *s) {
+    mpz_clears(s->p, s->q, s->psq, s->qsq, s->pm1, s->qm1, s->hp, s->hq, s->qinv, NULL);
+}
+
+static inline int dtx_threads(int t) { return t > 0 ? t : 1; }
+
+/* ---- fixed-base table (DJN) ----------------------------------------------------------- */
+
+/* Build table for exponents of exp_bits bits with window win. Returns 0, or -1 on OOM. */
+static int dtx_table_build(dtx_pub *k, const uint64_t *hs, int exp_bits, int win, int threads) {
+    int nwin = (exp_bits + win - 1) / win;
+    size_t per = (size_t)1 << win;
+    int w = k->w;
+    mp_limb_t *tab = (mp_limb_t *)malloc((size_t)nwin * per * (size_t)w * sizeof(mp_limb_t));
+    if (!tab) return -1;
+    mpz_t h;
+    dtx_load(h, hs, w);
+    /* bases[i] = hs^(2^(win*i)), computed sequentially (cheap: nwin*win squarings) */
+    mpz_t *bases = (mpz_t *)malloc(sizeof(mpz_t) * (size_t)nwin);
+    if (!bases) { free(tab); return -1; }
+    mpz_init_set(bases[0], h);
+    for (int i = 1; i < nwin; i++) {
+        mpz_init(bases[i]);
+        mpz_powm_ui(bases[i], bases[i - 1], 1UL << win, k->nsq); /* win <= 16 */
+    }
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t acc, tmp;
+        mpz_init2(acc, 64 * (w + 1));
+        mpz_init2(tmp, 128 * (w + 1));
+#pragma omp for schedule(dynamic, 1)
+        for (int i = 0; i < nwin; i++) {
+            mp_limb_t *row = tab + (size_t)i * per * (size_t)w;
+            mpz_set_ui(acc, 1);
+            dtx_store(row, acc, w);
+            for (size_t d = 1; d < per; d++) {
+                dtx_mulmod(acc, acc, bases[i], k->nsq, tmp);
+                dtx_store(row + d * (size_t)w, acc, w);
+            }
+        }
+        mpz_clear(acc);
+        mpz_clear(tmp);
+    }
+    for (int i = 0; i < nwin; i++) mpz_clear(bases[i]);
+    free(bases);
+    free(k->table);
+    k->table = tab;
+    k->win = win;
+    k->nwin = nwin;
+    return 0;
+}
+
+static inline unsigned dtx_digit(const uint64_t *e, int bitpos, int win) {
+    int limb = bitpos >> 6, off = bitpos & 63;
+    uint64_t v = e[limb] >> off;
+    if (off + win > 64) v |= e[limb + 1] << (64 - off);
+    return (unsigned)(v & (((uint64_t)1 << win) - 1));
+}
+
+/* out[i] = hs^e_i mod n^2 using the table; exps has we limbs per element, we*64 >= nwin*win
+ * is NOT required: digits past the exponent width read as zero. */
+static void dtx_obf_djn(const dtx_pub *k, const uint64_t *exps, int we, uint64_t *out, long cnt,
+                        int threads) {
+    int w = k->w, win = k->win, nwin = k->nwin;
+    size_t per = (size_t)1 << win;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t acc, tmp, ent;
+        mpz_init2(acc, 64 * (w + 1));
+        mpz_init2(tmp, 128 * (w + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            const uint64_t *e = exps + (size_t)j * (size_t)we;
+            int started = 0;
+            for (int i = 0; i < nwin; i++) {
+                int bit = i * win;
+                if (bit >= we * 64) break;
+                unsigned d;
+                if (bit + win > we * 64) {
+                    d = (unsigned)((e[bit >> 6] >> (bit & 63)) & ((((uint64_t)1) << (we * 64 - bit)) - 1));
+                } else {
+                    d = dtx_digit(e, bit, win);
+                }
+                if (!d) continue;
+                dtx_load(ent, k->table + ((size_t)i * per + d) * (size_t)w, w);
+                if (!started) {
+                    mpz_set(acc, ent);
+                    started = 1;
+                } else {
+                    dtx_mulmod(acc, acc, ent, k->nsq, tmp);
+                }
+            }
+            if (!started) mpz_set_ui(acc, 1);
+            dtx_store(out + (size_t)j * (size_t)w, acc, w);
+        }
+        mpz_clear(acc);
+        mpz_clear(tmp);
+    }
+}
+
+/* out[i] = r_i^n mod n^2 (standard Paillier obfuscator), r given with wr limbs, reduced mod n.
+ * Uses mpz_powm_sec: the secret r never steers memory access or branches. */
+static void dtx_obf_standard(const dtx_pub *k, const uint64_t *r, int wr, uint64_t *out, long cnt,
+                             int threads) {
+    int w = k->w;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t x, rv;
+        mpz_init2(x, 64 * (w + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            dtx_load(rv, r + (size_t)j * (size_t)wr, wr);
+            mpz_mod(x, rv, k->n);
+            if (mpz_sgn(x) == 0) mpz_set_ui(x, 1); /* probability 2^-n_bits; keeps x a unit */
+            mpz_powm_sec(x, x, k->n, k->nsq);
+            dtx_store(out + (size_t)j * (size_t)w, x, w);
+        }
+        mpz_clear(x);
+    }
+}
+
+/* ---- encryption and arithmetic --------------------------------------------------------- */
+
+/* out = (1 + m n) * obf mod n^2; obf == NULL gives the raw (1 + m n). */
+static void dtx_encrypt(const dtx_pub *k, const uint64_t *m, const uint64_t *obf, uint64_t *out,
+                        long cnt, int threads) {
+    int w = k->w, wn = k->wn;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t g, tmp, mv, ov;
+        mpz_init2(g, 64 * (w + 1));
+        mpz_init2(tmp, 128 * (w + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            dtx_load(mv, m + (size_t)j * (size_t)wn, wn);
+            mpz_mul(g, mv, k->n);
+            mpz_add_ui(g, g, 1);
+            if (obf) {
+                dtx_load(ov, obf + (size_t)j * (size_t)w, w);
+                dtx_mulmod(g, g, ov, k->nsq, tmp);
+            }
+            dtx_store(out + (size_t)j * (size_t)w, g, w);
+        }
+        mpz_clear(g);
+        mpz_clear(tmp);
+    }
+}
+
+/* out_j = a_j * b_(j*bstride) mod n^2 (bstride 0 broadcasts one ciphertext) */
+static void dtx_mul(const dtx_pub *k, const uint64_t *a, const uint64_t *b, long bstride,
+                    uint64_t *out, long cnt, int threads) {
+    int w = k->w;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t r, tmp, av, bv;
+        mpz_init2(r, 64 * (w + 1));
+        mpz_init2(tmp, 128 * (w + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            dtx_load(av, a + (size_t)j * (size_t)w, w);
+            dtx_load(bv, b + (size_t)(j * bstride) * (size_t)w, w);
+            dtx_mulmod(r, av, bv, k->nsq, tmp);
+            dtx_store(out + (size_t)j * (size_t)w, r, w);
+        }
+        mpz_clear(r);
+        mpz_clear(tmp);
+    }
+}
+
+/* out_j = c_j * (1 + m_(j*mstride) n) mod n^2: adds a plaintext residue */
+static void dtx_add_plain(const dtx_pub *k, const uint64_t *c, const uint64_t *m, long mstride,
+                          uint64_t *out, long cnt, int threads) {
+    int w = k->w, wn = k->wn;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t g, tmp, cv, mv;
+        mpz_init2(g, 64 * (w + 1));
+        mpz_init2(tmp, 128 * (w + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            dtx_load(cv, c + (size_t)j * (size_t)w, w);
+            dtx_load(mv, m + (size_t)(j * mstride) * (size_t)wn, wn);
+            mpz_mul(g, mv, k->n);
+            mpz_add_ui(g, g, 1);
+            dtx_mulmod(g, g, cv, k->nsq, tmp);
+            dtx_store(out + (size_t)j * (size_t)w, g, w);
+        }
+        mpz_clear(g);
+        mpz_clear(tmp);
+    }
+}
+
+/* out_j = c_(j*cstride)^(+-e_(j*estride)) mod n^2; a negative exponent inverts c first.
+ * Returns the first index whose ciphertext is not invertible, or -1. */
+static long dtx_pow(const dtx_pub *k, const uint64_t *c, long cstride, const uint64_t *e, int we,
+                    const uint8_t *eneg, long estride, uint64_t *out, long cnt, int threads) {
+    int w = k->w;
+    long bad = -1;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t r, cv, ev;
+        mpz_init2(r, 64 * (w + 1));
+#pragma omp for schedule(dynamic, 4)
+        for (long j = 0; j < cnt; j++) {
+            dtx_load(cv, c + (size_t)(j * cstride) * (size_t)w, w);
+            dtx_load(ev, e + (size_t)(j * estride) * (size_t)we, we);
+            if (eneg[j * estride] && mpz_sgn(ev) != 0) {
+                if (!mpz_invert(r, cv, k->nsq)) {
+#pragma omp critical
+                    { if (bad < 0 || j < bad) bad = j; }
+                    mpz_set_ui(r, 1);
+                } else {
+                    mpz_powm(r, r, ev, k->nsq);
+                }
+            } else {
+                mpz_powm(r, cv, ev, k->nsq);
+            }
+            dtx_store(out + (size_t)j * (size_t)w, r, w);
+        }
+        mpz_clear(r);
+    }
+    return bad;
+}
+
+/* out_j = c_j^-1 mod n^2; returns first non-invertible index or -1 */
+static long dtx_invert(const dtx_pub *k, const uint64_t *c, uint64_t *out, long cnt, int threads) {
+    int w = k->w;
+    long bad = -1;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t r, cv;
+        mpz_init2(r, 64 * (w + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            dtx_load(cv, c + (size_t)j * (size_t)w, w);
+            if (!mpz_invert(r, cv, k->nsq)) {
+#pragma omp critical
+                { if (bad < 0 || j < bad) bad = j; }
+                mpz_set_ui(r, 1);
+            }
+            dtx_store(out + (size_t)j * (size_t)w, r, w);
+        }
+        mpz_clear(r);
+    }
+    return bad;
+}
+
+/* out = prod_j c_j mod n^2 (homomorphic sum) */
+static void dtx_prod(const dtx_pub *k, const uint64_t *c, long cnt, uint64_t *out, int threads) {
+    int w = k->w;
+    int nt = dtx_threads(threads);
+    if (cnt < 64) nt = 1;
+    mpz_t *part = (mpz_t *)malloc(sizeof(mpz_t) * (size_t)nt);
+    for (int t = 0; t < nt; t++) mpz_init_set_ui(part[t], 1);
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        mpz_t tmp, cv;
+        mpz_init2(tmp, 128 * (w + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            dtx_load(cv, c + (size_t)j * (size_t)w, w);
+            dtx_mulmod(part[t], part[t], cv, k->nsq, tmp);
+        }
+        mpz_clear(tmp);
+    }
+    mpz_t tmp;
+    mpz_init(tmp);
+    for (int t = 1; t < nt; t++) dtx_mulmod(part[0], part[0], part[t], k->nsq, tmp);
+    dtx_store(out, part[0], w);
+    mpz_clear(tmp);
+    for (int t = 0; t < nt; t++) mpz_clear(part[t]);
+    free(part);
+}
+
+/* ---- X @ E(v): Pippenger bucket multi-exponentiation per row ---------------------------- */
+
+/* out_i = prod_j base_j^|x_ij| where base_j = c_j, or c_j^-1 (cinv_j) when x_ij < 0.
+ * xabs: m x kk uint64 magnitudes; xneg: m x kk flags; cinv may be NULL when no x is negative.
+ * window: bucket width in bits (1..16). */
+static void dtx_matmul(const dtx_pub *k, const uint64_t *xabs, const uint8_t *xneg,
+                       const uint64_t *c, const uint64_t *cinv, uint64_t *out, long m, long kk,
+                       int bits, int window, int threads) {
+    int w = k->w;
+    int nwin = (bits + window - 1) / window;
+    size_t nb = ((size_t)1 << window) - 1; /* buckets 1..2^window-1 */
+    uint64_t mask = (window >= 64) ? ~(uint64_t)0 : ((((uint64_t)1) << window) - 1);
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t *bucket = (mpz_t *)malloc(sizeof(mpz_t) * nb);
+        char *used = (char *)malloc(nb);
+        for (size_t b = 0; b < nb; b++) mpz_init2(bucket[b], 64 * (w + 1));
+        mpz_t acc, run, sum, tmp, bv;
+        mpz_init2(acc, 64 * (w + 1));
+        mpz_init2(run, 64 * (w + 1));
+        mpz_init2(sum, 64 * (w + 1));
+        mpz_init2(tmp, 128 * (w + 1));
+#pragma omp for schedule(dynamic, 1)
+        for (long i = 0; i < m; i++) {
+            const uint64_t *xa = xabs + (size_t)i * (size_t)kk;
+            const uint8_t *xn = xneg ? xneg + (size_t)i * (size_t)kk : NULL;
+            int acc_set = 0;
+            for (int wi = nwin - 1; wi >= 0; wi--) {
+                if (acc_set) {
+                    for (int s = 0; s < window; s++) dtx_mulmod(acc, acc, acc, k->nsq, tmp);
+                }
+                memset(used, 0, nb);
+                int shift = wi * window;
+                for (long j = 0; j < kk; j++) {
+                    uint64_t d = (shift < 64) ? ((xa[j] >> shift) & mask) : 0;
+                    if (!d) continue;
+                    const uint64_t *src = (xn && xn[j]) ? cinv : c;
+                    dtx_load(bv, src + (size_t)j * (size_t)w, w);
+                    if (!used[d - 1]) {
+                        mpz_set(bucket[d - 1], bv);
+                        used[d - 1] = 1;
+                    } else {
+                        dtx_mulmod(bucket[d - 1], bucket[d - 1], bv, k->nsq, tmp);
+                    }
+                }
+                /* sum_d bucket_d^d via running products, from the top bucket down */
+                int run_set = 0, sum_set = 0;
+                for (long b = (long)nb - 1; b >= 0; b--) {
+                    if (used[b]) {
+                        if (run_set) dtx_mulmod(run, run, bucket[b], k->nsq, tmp);
+                        else { mpz_set(run, bucket[b]); run_set = 1; }
+                    }
+                    if (run_set) {
+                        if (sum_set) dtx_mulmod(sum, sum, run, k->nsq, tmp);
+                        else { mpz_set(sum, run); sum_set = 1; }
+                    }
+                }
+                if (sum_set) {
+                    if (acc_set) dtx_mulmod(acc, acc, sum, k->nsq, tmp);
+                    else { mpz_set(acc, sum); acc_set = 1; }
+                }
+            }
+            if (!acc_set) mpz_set_ui(acc, 1);
+            dtx_store(out + (size_t)i * (size_t)w, acc, w);
+        }
+        for (size_t b = 0; b < nb; b++) mpz_clear(bucket[b]);
+        free(bucket);
+        free(used);
+        mpz_clears(acc, run, sum, tmp, NULL);
+    }
+}
+
+/* ---- decryption ------------------------------------------------------------------------ */
+
+/* out_j = m_j in [0, n) (CRT, g = n + 1) */
+static void dtx_decrypt(const dtx_pub *k, const dtx_priv *s, const uint64_t *c, uint64_t *out,
+                        long cnt, int threads) {
+    int w = k->w, wn = k->wn;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t cv, xp, xq, t;
+        mpz_init2(xp, 64 * (w + 1));
+        mpz_init2(xq, 64 * (w + 1));
+        mpz_init2(t, 128 * (w + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            dtx_load(cv, c + (size_t)j * (size_t)w, w);
+            /* m_p = L_p(c^(p-1) mod p^2) * hp mod p */
+            mpz_tdiv_r(xp, cv, s->psq);
+            mpz_powm(xp, xp, s->pm1, s->psq);
+            mpz_sub_ui(xp, xp, 1);
+            mpz_divexact(xp, xp, s->p);
+            mpz_mul(xp, xp, s->hp);
+            mpz_mod(xp, xp, s->p);
+            mpz_tdiv_r(xq, cv, s->qsq);
+            mpz_powm(xq, xq, s->qm1, s->qsq);
+            mpz_sub_ui(xq, xq, 1);
+            mpz_divexact(xq, xq, s->q);
+            mpz_mul(xq, xq, s->hq);
+            mpz_mod(xq, xq, s->q);
+            /* CRT: m = m_q + q * ((m_p - m_q) * q^-1 mod p) */
+            mpz_sub(t, xp, xq);
+            mpz_mul(t, t, s->qinv);
+            mpz_mod(t, t, s->p);
+            mpz_mul(t, t, s->q);
+            mpz_add(t, t, xq);
+            dtx_store(out + (size_t)j * (size_t)wn, t, wn);
+        }
+        mpz_clears(xp, xq, t, NULL);
+    }
+}
+
+/* ---- encoding -------------------------------------------------------------------------- */
+
+/* out_j = round(x_j * 2^frac) mod n. Returns first index that is not finite or overflows
+ * (|value| > max_int), else -1. */
+static long dtx_encode_f64(const dtx_pub *k, const double *x, int frac, uint64_t *out, long cnt,
+                           int threads) {
+    int wn = k->wn;
+    long bad = -1;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t v;
+        mpz_init2(v, 64 * (wn + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            double xv = x[j];
+            int ok = isfinite(xv);
+            if (ok) {
+                int e;
+                double mant = frexp(xv, &e); /* xv = mant * 2^e, 0.5 <= |mant| < 1 */
+                /* v = round(mant * 2^53) * 2^(e - 53 + frac), exactly */
+                long long mi = (long long)ldexp(mant, 53);
+                long sh = (long)e - 53 + (long)frac;
+                mpz_set_si(v, (long)mi);
+                if (sh >= 0) {
+                    mpz_mul_2exp(v, v, (mp_bitcnt_t)sh);
+                } else if (sh > -64) {
+                    /* round half to even of mi / 2^-sh */
+                    double r = nearbyint(ldexp((double)mi, (int)sh));
+                    mpz_set_d(v, r);
+                } else {
+                    mpz_set_ui(v, 0);
+                }
+                if (mpz_cmpabs(v, k->max_int) > 0) ok = 0;
+                else if (mpz_sgn(v) < 0) mpz_add(v, v, k->n);
+            }
+            if (!ok) {
+#pragma omp critical
+                { if (bad < 0 || j < bad) bad = j; }
+                mpz_set_ui(v, 0);
+            }
+            dtx_store(out + (size_t)j * (size_t)wn, v, wn);
+        }
+        mpz_clear(v);
+    }
+    return bad;
+}
+
+/* out_j = (x_j * 2^shift) mod n. Returns first overflowing index or -1. */
+static long dtx_encode_i64(const dtx_pub *k, const int64_t *x, int shift, uint64_t *out, long cnt,
+                           int threads) {
+    int wn = k->wn;
+    long bad = -1;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t v;
+        mpz_init2(v, 64 * (wn + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            mpz_set_si(v, (long)x[j]);
+            if (shift) mpz_mul_2exp(v, v, (mp_bitcnt_t)shift);
+            if (mpz_cmpabs(v, k->max_int) > 0) {
+#pragma omp critical
+                { if (bad < 0 || j < bad) bad = j; }
+                mpz_set_ui(v, 0);
+            } else if (mpz_sgn(v) < 0) {
+                mpz_add(v, v, k->n);
+            }
+            dtx_store(out + (size_t)j * (size_t)wn, v, wn);
+        }
+        mpz_clear(v);
+    }
+    return bad;
+}
+
+/* Signed value of a residue: v = m if m <= max_int, m - n if m >= n - max_int; else overflow.
+ * Returns 1 on success, 0 on overflow. */
+static inline int dtx_signed(const dtx_pub *k, mpz_t v, const mpz_t m) {
+    if (mpz_cmp(m, k->max_int) <= 0) { mpz_set(v, m); return 1; }
+    if (mpz_cmp(m, k->n_minus_max) >= 0) { mpz_sub(v, m, k->n); return 1; }
+    return 0;
+}
+
+/* out_j = signed(m_j) * 2^-frac as double; returns first overflow index or -1 */
+static long dtx_decode_f64(const dtx_pub *k, const uint64_t *m, int frac, double *out, long cnt,
+                           int threads) {
+    int wn = k->wn;
+    long bad = -1;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t mv, v;
+        mpz_init2(v, 64 * (wn + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            dtx_load(mv, m + (size_t)j * (size_t)wn, wn);
+            if (!dtx_signed(k, v, mv)) {
+#pragma omp critical
+                { if (bad < 0 || j < bad) bad = j; }
+                out[j] = NAN;
+                continue;
+            }
+            long e;
+            double d = mpz_get_d_2exp(&e, v); /* v = d * 2^e, 0.5 <= |d| < 1, truncated */
+            out[j] = ldexp(d, (int)(e - frac));
+        }
+        mpz_clear(v);
+    }
+    return bad;
+}
+
+/* out_j = signed(m_j) as int64; status_j = 0 ok, 1 does not fit int64, 2 overflow. */
+static void dtx_decode_i64(const dtx_pub *k, const uint64_t *m, int64_t *out, uint8_t *status,
+                           long cnt, int threads) {
+    int wn = k->wn;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t mv, v;
+        mpz_init2(v, 64 * (wn + 1));
+#pragma omp for schedule(static)
+        for (long j = 0; j < cnt; j++) {
+            dtx_load(mv, m + (size_t)j * (size_t)wn, wn);
+            if (!dtx_signed(k, v, mv)) { status[j] = 2; out[j] = 0; continue; }
+            if (!mpz_fits_slong_p(v)) { status[j] = 1; out[j] = 0; continue; }
+            status[j] = 0;
+            out[j] = (int64_t)mpz_get_si(v);
+        }
+        mpz_clear(v);
+    }
+}
+
+/* first index whose value is 0 or >= modulus (n^2 when which == 1, n when which == 0), or -1 */
+static long dtx_check_range(const dtx_pub *k, const uint64_t *c, int which, long cnt) {
+    int w = which ? k->w : k->wn;
+    const mpz_srcptr mod = which ? k->nsq : k->n;
+    mpz_t cv;
+    for (long j = 0; j < cnt; j++) {
+        dtx_load(cv, c + (size_t)j * (size_t)w, w);
+        if (which && mpz_sgn(cv) == 0) return j;
+        if (mpz_cmp(cv, mod) >= 0) return j;
+    }
+    return -1;
+}
+
+#endif /* DTX_PAILLIER_CORE_H */
