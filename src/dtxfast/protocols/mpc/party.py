@@ -1,0 +1,493 @@
+"""One party of replicated 2-out-of-3 secret sharing over Z_2^64 (ABY3 / Araki et al. style).
+
+A secret ``x`` is split as ``x = s0 + s1 + s2 (mod 2^64)``; party ``i`` holds the pair
+``(s_i, s_{i+1})``, so any two parties can reconstruct and any single party sees only uniformly
+random values. Boolean sharings are the same with XOR over 64-bit words.
+
+Every operation that talks to the other parties is a *generator*: it yields the name of the peer
+it waits for and is resumed with that peer's message (``bytes``); sends go straight to the
+:class:`~dtxfast.transport.channel.Channel`, which never blocks. Compose operations with
+``yield from``; run three programs with :func:`dtxfast.protocols.mpc.run_local` (in-process) or
+one with :func:`dtxfast.protocols.mpc.run_blocking` (one party per process).
+
+Security (semi-honest, honest majority)
+---------------------------------------
+The protocol is secure against one *semi-honest* corrupted party (it follows the protocol and
+tries to learn from what it sees); it does not detect a cheating party, and two colluding parties
+learn everything. Each pair of parties shares an AES-CTR seed, exchanged once in :meth:`setup`
+(over the channel, which a deployment must authenticate and encrypt). Every message a party
+receives is masked by a PRF stream the receiver does not hold, except the truncation message of
+party 0, which is the arithmetic shift of such a masked value (uniform on a smaller range).
+Probabilistic truncation (SecureML's floor/ceil pair, ABY3's first method) is off by at most one
+unit in the last place and fails with probability about ``|x| / 2^64`` for a value ``x`` at the
+doubled scale; :func:`~dtxfast.protocols.mpc.fixedpoint.encode` bounds inputs to keep that small.
+
+Examples
+--------
+>>> import numpy as np
+>>> from dtxfast.transport.channel import InMemoryNetwork
+>>> from dtxfast.protocols.mpc import MPCParty, run_local, encode, decode
+>>> net = InMemoryNetwork(["P0", "P1", "P2"])
+>>> parties = [MPCParty(i, net.channel(n), net.parties) for i, n in enumerate(net.parties)]
+>>> def program(p):
+...     yield from p.setup()
+...     x = yield from p.share_input(0, encode([1.5, -2.0]) if p.index == 0 else None, (2,))
+...     y = yield from p.share_input(1, encode([4.0, 0.25]) if p.index == 1 else None, (2,))
+...     z = yield from p.mul(x, y)
+...     return (yield from p.reveal(z, to=2))
+>>> out = run_local([program(p) for p in parties], [p.channel for p in parties])
+>>> np.round(decode(out[2]), 3)
+array([ 6. , -0.5])
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Generator, Sequence
+
+import numpy as np
+
+from ...errors import ParameterError, ProtocolError
+from ...transport.channel import Channel
+from ._select import kernels, set_numba_threads
+from .fixedpoint import DEFAULT_FRAC_BITS, check_frac_bits, encode
+from .prf import PRFStream
+
+__all__ = ["ArithShare", "BoolShare", "MPCParty", "Proto", "SIGMOID_KNOTS"]
+
+#: an MPC operation: yields peer names, receives their messages, returns a value
+Proto = Generator[str, bytes, Any]
+
+_U64 = np.uint64
+_ONE = np.uint64(1)
+
+#: knots of the piecewise-linear sigmoid (interpolates the logistic function, 0 left, 1 right)
+SIGMOID_KNOTS = (-6.0, -4.0, -3.0, -2.0, -1.25, -0.5, 0.5, 1.25, 2.0, 3.0, 4.0, 6.0)
+
+
+def _sigmoid_coeffs(knots: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(knots, dtype=np.float64)
+    v = 1.0 / (1.0 + np.exp(-t))
+    v[0], v[-1] = 0.0, 1.0
+    slopes = np.diff(v) / np.diff(t)  # slope between knot k and k+1
+    slopes = np.concatenate([[0.0], slopes, [0.0]])
+    return t, np.diff(slopes)  # f(x) = sum_k a_k relu(x - t_k)
+
+
+class _Share:
+    """Common part of the two share types: one party's pair of components ``(s_i, s_{i+1})``."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.a = a
+        self.b = b
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.a.shape
+
+    @property
+    def size(self) -> int:
+        return int(self.a.size)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def __getitem__(self, idx: Any) -> Any:
+        return type(self)(self.a[idx], self.b[idx])
+
+    @property
+    def T(self) -> Any:
+        return type(self)(self.a.T, self.b.T)
+
+    def reshape(self, *shape: Any) -> Any:
+        return type(self)(self.a.reshape(*shape), self.b.reshape(*shape))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shape={self.shape})"
+
+
+class ArithShare(_Share):
+    """One party's components of an additive replicated sharing over Z_2^64.
+
+    Addition, subtraction and negation of shares are local; see :class:`MPCParty` for the rest.
+    """
+
+    __slots__ = ()
+
+    def __add__(self, other: ArithShare) -> ArithShare:
+        return ArithShare(self.a + other.a, self.b + other.b)
+
+    def __sub__(self, other: ArithShare) -> ArithShare:
+        return ArithShare(self.a - other.a, self.b - other.b)
+
+    def __neg__(self) -> ArithShare:
+        return ArithShare(_U64(0) - self.a, _U64(0) - self.b)
+
+    def mul_int(self, k: int) -> ArithShare:
+        """Multiply by a public integer (local, no truncation)."""
+        c = np.array(k, dtype=np.int64).view(np.uint64)
+        return ArithShare(self.a * c, self.b * c)
+
+    def sum(self, axis: int | None = None) -> ArithShare:
+        """Sum of elements along ``axis`` (local)."""
+        return ArithShare(self.a.sum(axis=axis, dtype=np.uint64), self.b.sum(axis=axis, dtype=np.uint64))
+
+
+class BoolShare(_Share):
+    """One party's components of an XOR replicated sharing of 64-bit words."""
+
+    __slots__ = ()
+
+    def __xor__(self, other: BoolShare) -> BoolShare:
+        return BoolShare(self.a ^ other.a, self.b ^ other.b)
+
+    def __lshift__(self, s: int) -> BoolShare:
+        return BoolShare(self.a << _U64(s), self.b << _U64(s))
+
+    def __rshift__(self, s: int) -> BoolShare:
+        return BoolShare(self.a >> _U64(s), self.b >> _U64(s))
+
+    def mask(self, m: int) -> BoolShare:
+        """AND with a public word (local)."""
+        w = _U64(m)
+        return BoolShare(self.a & w, self.b & w)
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.uint64).reshape(-1)
+
+
+def _cat(shares: Sequence[_Share]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.concatenate([_flat(s.a) for s in shares]), np.concatenate([_flat(s.b) for s in shares]))
+
+
+class MPCParty:
+    """Party ``index`` (0, 1 or 2) of the three-party replicated-sharing protocol.
+
+    Parameters
+    ----------
+    index : int
+        This party's position; party ``i`` holds components ``i`` and ``i+1`` of every sharing.
+    channel : Channel
+        This party's endpoint; messages go to ``parties[j]``.
+    parties : sequence of 3 str
+        The channel names of parties 0, 1 and 2.
+    frac_bits : int, default 16
+        Fractional bits of the fixed-point format.
+    kernel_module : module, optional
+        Force the kernels (``dtxfast.protocols.mpc._kernels`` or ``._kernels_ref``); default: the
+        backend chosen by ``DTXFAST_BACKEND``.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        channel: Channel,
+        parties: Sequence[str],
+        *,
+        frac_bits: int = DEFAULT_FRAC_BITS,
+        kernel_module: Any = None,
+    ) -> None:
+        if index not in (0, 1, 2):
+            raise ParameterError(f"party index must be 0, 1 or 2, not {index!r}")
+        if len(parties) != 3 or len(set(parties)) != 3:
+            raise ParameterError("three distinct party names are needed")
+        self.index = index
+        self.channel = channel
+        self.parties = tuple(parties)
+        self.frac_bits = check_frac_bits(frac_bits)
+        self.k = kernel_module if kernel_module is not None else kernels()
+        self._next = (index + 1) % 3
+        self._prev = (index + 2) % 3
+        self._prf_next: PRFStream | None = None  # seed shared with the next party
+        self._prf_prev: PRFStream | None = None  # seed shared with the previous party
+        #: number of message rounds this party waited for
+        self.rounds = 0
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _send(self, j: int, arr: np.ndarray) -> None:
+        self.channel.send(self.parties[j], np.ascontiguousarray(arr, dtype=np.uint64))
+
+    def _recv(self, j: int, n: int) -> Proto:
+        data = yield self.parties[j]
+        self.rounds += 1
+        if len(data) != 8 * n:
+            raise ProtocolError(
+                f"party {self.index}: expected {8 * n} bytes from {self.parties[j]}, got {len(data)}"
+            )
+        return np.frombuffer(data, dtype=np.uint64).copy()
+
+    def _prfs(self) -> tuple[PRFStream, PRFStream]:
+        if self._prf_next is None or self._prf_prev is None:
+            raise ProtocolError("MPCParty.setup() must run before any operation")
+        return self._prf_next, self._prf_prev
+
+    def _zero_arith(self, n: int) -> np.ndarray:
+        nxt, prv = self._prfs()
+        return nxt.draw(n) - prv.draw(n)
+
+    def _zero_bool(self, n: int) -> np.ndarray:
+        nxt, prv = self._prfs()
+        return nxt.draw(n) ^ prv.draw(n)
+
+    # -- setup ----------------------------------------------------------------------------------
+    def setup(self, seed: bytes | None = None) -> Proto:
+        """Agree on the pairwise PRF seeds: send a fresh seed to the next party, receive one.
+
+        ``seed`` (16 bytes) makes the run reproducible (tests); by default ``os.urandom``.
+        """
+        if seed is not None and len(seed) != 16:
+            raise ParameterError("a setup seed must be 16 bytes")
+        mine = bytes(seed) if seed is not None else os.urandom(16)
+        self.channel.send(self.parties[self._next], mine)
+        theirs = yield self.parties[self._prev]
+        self.rounds += 1
+        if len(theirs) != 16:
+            raise ProtocolError("a PRF seed must be 16 bytes")
+        self._prf_next = PRFStream(mine)
+        self._prf_prev = PRFStream(theirs)
+
+    # -- sharing and reconstruction -------------------------------------------------------------
+    def share_input(self, owner: int, value: np.ndarray | None, shape: Sequence[int] | int) -> Proto:
+        """Secret-share ``value`` (a ``uint64`` array, e.g. from :func:`encode`) held by ``owner``.
+
+        Every party calls this with the same ``owner`` and ``shape``; only the owner passes the
+        value (the others pass ``None``). One round, two messages from the owner.
+        """
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        n = int(np.prod(shape, dtype=np.int64))
+        nxt, prv = self._prfs()
+        if self.index == owner:
+            if value is None:
+                raise ParameterError("the owner must pass the value it shares")
+            v = _flat(value)
+            if v.size != n:
+                raise ParameterError(f"value has {v.size} elements, shape {shape} needs {n}")
+            s_own = prv.draw(n)
+            s_next = nxt.draw(n)
+            last = v - s_own - s_next
+            self._send(self._next, last)
+            self._send(self._prev, last)
+            a, b = s_own, s_next
+        elif self.index == (owner + 1) % 3:
+            a = prv.draw(n)
+            b = yield from self._recv(owner, n)
+        else:
+            a = yield from self._recv(owner, n)
+            b = nxt.draw(n)
+        return ArithShare(a.reshape(shape), b.reshape(shape))
+
+    def share_public(self, value: np.ndarray) -> ArithShare:
+        """A (non-random) sharing of a public ``uint64`` array: component 0 holds it (local)."""
+        v = np.ascontiguousarray(value, dtype=np.uint64)
+        z = np.zeros_like(v)
+        if self.index == 0:
+            return ArithShare(v, z)
+        if self.index == 2:
+            return ArithShare(z, v.copy())
+        return ArithShare(z, z.copy())
+
+    def add_public(self, x: ArithShare, value: np.ndarray | float) -> ArithShare:
+        """``x + value`` for a public ``uint64`` value or array (local)."""
+        v = np.asarray(value, dtype=np.uint64)
+        if self.index == 0:
+            return ArithShare(x.a + v, x.b.copy())
+        if self.index == 2:
+            return ArithShare(x.a.copy(), x.b + v)
+        return ArithShare(x.a.copy(), x.b.copy())
+
+    def reveal(self, x: ArithShare, to: int | None = None) -> Proto:
+        """Reconstruct ``x`` for party ``to`` (``None``: for everybody); others get ``None``."""
+        n = x.size
+        if to is None:
+            self._send(self._prev, x.b)
+            c = yield from self._recv(self._next, n)
+            return (x.a + x.b + c.reshape(x.shape))
+        if self.index == (to + 1) % 3:
+            self._send(to, x.b)
+        if self.index == to:
+            c = yield from self._recv(self._next, n)
+            return x.a + x.b + c.reshape(x.shape)
+        return None
+
+    # -- multiplication -------------------------------------------------------------------------
+    def _reshare(self, z: np.ndarray, shape: tuple[int, ...]) -> Proto:
+        """3-out-of-3 share ``z`` (already masked by a zero sharing) to a replicated sharing."""
+        self._send(self._prev, z)
+        zn = yield from self._recv(self._next, z.size)
+        return ArithShare(z.reshape(shape), zn.reshape(shape))
+
+    def _trunc3(self, z: np.ndarray, shape: tuple[int, ...], shift: int) -> Proto:
+        """Replicated sharing of ``z / 2^shift`` from a 3-out-of-3 share ``z`` (ABY3 trunc 1).
+
+        Party 0 floors its share, parties 1 and 2 combine theirs and take the ceiling, so the
+        result is ``x / 2^shift`` rounded up with probability equal to the dropped fraction
+        (unbiased) unless the shares wrap, which has probability about ``|x| / 2^64``.
+        """
+        n = z.size
+        k = self.k
+        z = _flat(z)
+        if self.index == 0:
+            y0 = k.trunc_floor(z, shift)
+            self._send(2, y0)
+            y1 = yield from self._recv(1, n)
+            a, b = y0, y1
+        elif self.index == 1:
+            z2 = yield from self._recv(2, n)
+            r = self._prfs()[0].draw(n)  # seed shared by parties 1 and 2
+            y1 = k.trunc_ceil_sub(z, z2, r, shift)
+            self._send(0, y1)
+            a, b = y1, r
+        else:
+            self._send(1, z)
+            r = self._prfs()[1].draw(n)
+            y0 = yield from self._recv(0, n)
+            a, b = r, y0
+        return ArithShare(a.reshape(shape), b.reshape(shape))
+
+    def trunc(self, x: ArithShare, shift: int | None = None) -> Proto:
+        """Divide a sharing by ``2^shift`` (default: ``frac_bits``) with probabilistic rounding."""
+        s = self.frac_bits if shift is None else int(shift)
+        return (yield from self._trunc3(_flat(x.a), x.shape, s))
+
+    def mul(self, x: ArithShare, y: ArithShare, *, fixed: bool = True) -> Proto:
+        """Element-wise product; ``fixed=False`` for an integer factor (no truncation)."""
+        if x.shape != y.shape:
+            raise ParameterError(f"shapes differ: {x.shape} and {y.shape}")
+        set_numba_threads()
+        n = x.size
+        z = self.k.mul_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), self._zero_arith(n))
+        if fixed:
+            return (yield from self._trunc3(z, x.shape, self.frac_bits))
+        return (yield from self._reshare(z, x.shape))
+
+    def matmul(self, x: ArithShare, y: ArithShare, *, fixed: bool = True) -> Proto:
+        """Matrix product of 2-D sharings (three local products, one reshare with truncation)."""
+        if len(x.shape) != 2 or len(y.shape) != 2 or x.shape[1] != y.shape[0]:
+            raise ParameterError(f"cannot multiply shapes {x.shape} and {y.shape}")
+        set_numba_threads()
+        n, m = x.shape[0], y.shape[1]
+        c = np.ascontiguousarray
+        alpha = self._zero_arith(n * m).reshape(n, m)
+        z = self.k.matmul_local(c(x.a), c(x.b), c(y.a), c(y.b), alpha)
+        if fixed:
+            return (yield from self._trunc3(z, (n, m), self.frac_bits))
+        return (yield from self._reshare(_flat(z), (n, m)))
+
+    def mul_public(self, x: ArithShare, c: float) -> Proto:
+        """``x * c`` for a public real ``c`` (encoded with ~15 significant bits, one truncation)."""
+        if not math.isfinite(c):
+            raise ParameterError("public factor must be finite")
+        if c == 0:
+            return ArithShare(np.zeros_like(x.a), np.zeros_like(x.b))
+        e = int(min(40, max(0, 15 - math.floor(math.log2(abs(c))))))
+        ci = np.array(round(c * (1 << e)), dtype=np.int64).view(np.uint64)
+        scaled = ArithShare(x.a * ci, x.b * ci)
+        if e == 0:
+            return scaled
+        return (yield from self.trunc(scaled, e))
+
+    # -- boolean circuits -----------------------------------------------------------------------
+    def and_(self, x: BoolShare, y: BoolShare) -> Proto:
+        """Bitwise AND of two boolean sharings (one round)."""
+        set_numba_threads()
+        n = x.size
+        z = self.k.and_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), self._zero_bool(n))
+        self._send(self._prev, z)
+        zn = yield from self._recv(self._next, n)
+        return BoolShare(z.reshape(x.shape), zn.reshape(x.shape))
+
+    def _component(self, x: ArithShare, j: int) -> BoolShare:
+        """Boolean sharing whose only non-zero component is component ``j`` of ``x`` (local)."""
+        a = x.a if self.index == j else np.zeros_like(x.a)
+        b = x.b if self._next == j else np.zeros_like(x.b)
+        return BoolShare(a, b)
+
+    def msb(self, x: ArithShare) -> Proto:
+        """Boolean sharing of the sign bit of ``x`` (in bit 0 of each word); exact.
+
+        Bit decomposition of ``s0 + s1 + s2``: one carry-save layer (the three components are
+        boolean-shared for free) and a Kogge-Stone carry chain over the 64-bit words; 8 rounds.
+        """
+        flat = ArithShare(_flat(x.a), _flat(x.b))
+        n = flat.size
+        c0, c1, c2 = (self._component(flat, j) for j in range(3))
+        total = BoolShare(flat.a, flat.b)  # s0 ^ s1 ^ s2
+        carry = yield from self.and_(c0 ^ c2, c1 ^ c2)
+        carry = (carry ^ c2) << 1  # majority(s0, s1, s2), moved to the next bit
+        p0 = total ^ carry
+        g = yield from self.and_(total, carry)
+        p = p0
+        shift = 1
+        while shift < 64:
+            gs = g << shift
+            if shift < 32:
+                ps = p << shift
+                a, b = _cat([p, p])
+                xa, xb = _cat([gs, ps])
+                both = yield from self.and_(BoolShare(a, b), BoolShare(xa, xb))
+                g = g ^ both[:n]
+                p = both[n:]
+            else:
+                g = g ^ (yield from self.and_(p, gs))
+            shift *= 2
+        bit = (p0 >> 63) ^ ((g >> 62).mask(1))
+        return bit.reshape(x.shape)
+
+    def b2a(self, bits: BoolShare) -> Proto:
+        """Arithmetic sharing (integers 0/1) of boolean-shared bits (bit 0 of each word)."""
+        n = bits.size
+        shape = bits.shape
+        flat = BoolShare(_flat(bits.a) & _ONE, _flat(bits.b) & _ONE)
+        # party 0 holds components 0 and 1, so it can input their XOR; component 2 is local
+        own = (flat.a ^ flat.b) if self.index == 0 else None
+        c = yield from self.share_input(0, own, (n,))
+        z = np.zeros(n, dtype=np.uint64)
+        if self.index == 1:
+            b2 = ArithShare(z, flat.b)
+        elif self.index == 2:
+            b2 = ArithShare(flat.a, z)
+        else:
+            b2 = ArithShare(z, z.copy())
+        prod = yield from self.mul(c, b2, fixed=False)
+        out = c + b2 - prod.mul_int(2)  # c xor b2
+        return out.reshape(shape)
+
+    def drelu(self, x: ArithShare) -> Proto:
+        """Arithmetic sharing of ``1[x >= 0]`` (integers 0/1)."""
+        sign = yield from self.msb(x)
+        if self.index == 0:
+            sign = BoolShare(sign.a ^ _ONE, sign.b)
+        elif self.index == 2:
+            sign = BoolShare(sign.a, sign.b ^ _ONE)
+        return (yield from self.b2a(sign))
+
+    def relu(self, x: ArithShare) -> Proto:
+        """``(max(x, 0), 1[x >= 0])`` as sharings; the second is the derivative for backprop."""
+        d = yield from self.drelu(x)
+        y = yield from self.mul(x, d, fixed=False)
+        return y, d
+
+    def sigmoid(self, x: ArithShare, knots: Sequence[float] = SIGMOID_KNOTS) -> Proto:
+        """Piecewise-linear logistic function: a public combination of ReLUs at ``knots``.
+
+        Interpolates ``1/(1+exp(-x))`` at the knots, is 0 left of the first and 1 right of the
+        last (max. error ~0.01 with the default knots); costs one batched ReLU per knot.
+        """
+        t, coef = _sigmoid_coeffs(knots)
+        e = 16
+        shifted = [self.add_public(x, encode(-tk, self.frac_bits)) for tk in t]
+        a, b = _cat(shifted)
+        r, _ = yield from self.relu(ArithShare(a, b))
+        n = x.size
+        acc_a = np.zeros(n, dtype=np.uint64)
+        acc_b = np.zeros(n, dtype=np.uint64)
+        for kk, ck in enumerate(coef):
+            ci = np.array(round(ck * (1 << e)), dtype=np.int64).view(np.uint64)
+            acc_a += r.a[kk * n:(kk + 1) * n] * ci
+            acc_b += r.b[kk * n:(kk + 1) * n] * ci
+        out = yield from self.trunc(ArithShare(acc_a, acc_b), e)
+        return out.reshape(x.shape)

@@ -1,0 +1,200 @@
+"""Message channels between named protocol parties.
+
+A :class:`Channel` is one party's endpoint: it sends bytes-like messages to a named peer and
+receives the next message a named peer sent to it. Messages between one ordered pair of parties
+arrive in the order they were sent; there is no ordering between different peers. That is the
+whole contract, so any protocol written against it (the three-party MPC of
+:mod:`dtxfast.protocols.mpc`, the two-party VFL protocols) runs unchanged in-process
+(:class:`InMemoryNetwork`) or across processes (a networked implementation of the same interface).
+
+Contract every implementation keeps
+-----------------------------------
+- ``send(peer, data)`` never waits for the peer to receive: it queues the message (copying it,
+  so the caller may reuse its buffer) and returns. Protocols rely on this to let every party send
+  first and receive afterwards in the same round without deadlock.
+- ``recv(peer, timeout=None)`` returns the oldest unread message from ``peer`` as ``bytes``,
+  waiting for it if needed; it raises :class:`~dtxfast.errors.ProtocolError` on timeout.
+- ``poll(peer)`` tells without waiting whether ``recv(peer)`` would return at once.
+- ``bytes_sent`` / ``bytes_received`` count payload bytes of this endpoint (no framing).
+
+Examples
+--------
+>>> net = InMemoryNetwork(["A", "B"])
+>>> a, b = net.channel("A"), net.channel("B")
+>>> a.send("B", b"hello")
+>>> a.poll("B"), b.poll("A")
+(False, True)
+>>> b.recv("A")
+b'hello'
+>>> net.bytes_sent("A"), net.bytes_received("B")
+(5, 5)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Iterable, Union
+
+from ..errors import ParameterError, ProtocolError
+
+__all__ = ["BytesLike", "Channel", "InMemoryChannel", "InMemoryNetwork"]
+
+BytesLike = Union[bytes, bytearray, memoryview]
+
+
+class Channel(ABC):
+    """One party's endpoint for sending messages to, and receiving them from, named peers."""
+
+    #: this endpoint's party name
+    name: str
+
+    @abstractmethod
+    def send(self, peer: str, data: BytesLike) -> None:
+        """Queue ``data`` (any C-contiguous buffer) for ``peer``; never waits for the peer."""
+
+    @abstractmethod
+    def recv(self, peer: str, timeout: float | None = None) -> bytes:
+        """Return the oldest unread message from ``peer``, waiting up to ``timeout`` seconds.
+
+        Raises
+        ------
+        ProtocolError
+            If no message arrived in time.
+        """
+
+    @abstractmethod
+    def poll(self, peer: str) -> bool:
+        """Whether a message from ``peer`` is waiting (``recv`` would not block)."""
+
+    @property
+    @abstractmethod
+    def bytes_sent(self) -> int:
+        """Payload bytes this endpoint has sent."""
+
+    @property
+    @abstractmethod
+    def bytes_received(self) -> int:
+        """Payload bytes this endpoint has received."""
+
+
+class InMemoryNetwork:
+    """A set of in-process endpoints with per-party byte counters (thread-safe).
+
+    Parameters
+    ----------
+    parties : iterable of str
+        Names of the parties; each gets one :class:`InMemoryChannel` from :meth:`channel`.
+    record : bool, default False
+        Keep a transcript of every message as ``(sender, receiver, bytes)`` in :attr:`transcript`
+        (tests use it to inspect what a party saw).
+    """
+
+    def __init__(self, parties: Iterable[str], *, record: bool = False) -> None:
+        names = list(parties)
+        if len(set(names)) != len(names) or len(names) < 2:
+            raise ParameterError("an in-memory network needs at least two distinct party names")
+        self._names = names
+        self._cond = threading.Condition()
+        self._queues: dict[tuple[str, str], deque[bytes]] = {
+            (s, r): deque() for s in names for r in names if s != r
+        }
+        self._sent = dict.fromkeys(names, 0)
+        self._received = dict.fromkeys(names, 0)
+        self._channels = {n: InMemoryChannel(self, n) for n in names}
+        self.transcript: list[tuple[str, str, bytes]] | None = [] if record else None
+
+    @property
+    def parties(self) -> list[str]:
+        """The party names, in the order given."""
+        return list(self._names)
+
+    def channel(self, name: str) -> InMemoryChannel:
+        """The endpoint of party ``name``."""
+        try:
+            return self._channels[name]
+        except KeyError:
+            raise ParameterError(f"no party named {name!r} in this network") from None
+
+    def bytes_sent(self, name: str) -> int:
+        """Payload bytes party ``name`` has sent so far."""
+        return self._sent[name]
+
+    def bytes_received(self, name: str) -> int:
+        """Payload bytes party ``name`` has received so far."""
+        return self._received[name]
+
+    def reset_counters(self) -> None:
+        """Set every byte counter back to zero (the transcript is kept)."""
+        with self._cond:
+            for n in self._names:
+                self._sent[n] = 0
+                self._received[n] = 0
+
+    def pending(self) -> int:
+        """Number of messages sent but not yet received (0 after a clean protocol run)."""
+        with self._cond:
+            return sum(len(q) for q in self._queues.values())
+
+    # -- used by InMemoryChannel ---------------------------------------------------------------
+    def _queue(self, sender: str, receiver: str) -> deque[bytes]:
+        try:
+            return self._queues[(sender, receiver)]
+        except KeyError:
+            raise ParameterError(f"no link from {sender!r} to {receiver!r} in this network") from None
+
+    def _send(self, sender: str, receiver: str, data: BytesLike) -> None:
+        payload = bytes(data)  # copy: the caller may reuse its buffer
+        with self._cond:
+            self._queue(sender, receiver).append(payload)
+            self._sent[sender] += len(payload)
+            if self.transcript is not None:
+                self.transcript.append((sender, receiver, payload))
+            self._cond.notify_all()
+
+    def _recv(self, receiver: str, sender: str, timeout: float | None) -> bytes:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            queue = self._queue(sender, receiver)
+            while not queue:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ProtocolError(f"{receiver}: no message from {sender} within {timeout} s")
+                self._cond.wait(remaining)
+            payload = queue.popleft()
+            self._received[receiver] += len(payload)
+            return payload
+
+    def _poll(self, receiver: str, sender: str) -> bool:
+        with self._cond:
+            return bool(self._queue(sender, receiver))
+
+
+class InMemoryChannel(Channel):
+    """Endpoint of one party in an :class:`InMemoryNetwork`."""
+
+    def __init__(self, network: InMemoryNetwork, name: str) -> None:
+        self._net = network
+        self.name = name
+
+    def send(self, peer: str, data: BytesLike) -> None:
+        self._net._send(self.name, peer, data)
+
+    def recv(self, peer: str, timeout: float | None = None) -> bytes:
+        return self._net._recv(self.name, peer, timeout)
+
+    def poll(self, peer: str) -> bool:
+        return self._net._poll(self.name, peer)
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._net.bytes_sent(self.name)
+
+    @property
+    def bytes_received(self) -> int:
+        return self._net.bytes_received(self.name)
+
+    def __repr__(self) -> str:
+        return f"InMemoryChannel({self.name!r})"

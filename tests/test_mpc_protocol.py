@@ -1,0 +1,276 @@
+"""Replicated 2-out-of-3 sharing: kernels, sharing, arithmetic, truncation, comparison, ReLU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from dtxfast.errors import EncodingOverflowError, ParameterError, ProtocolError
+from dtxfast.protocols.mpc import (
+    ArithShare, MPCParty, PRFStream, decode, encode, run_blocking, run_local,
+)
+from dtxfast.protocols.mpc import _kernels_ref
+from dtxfast.transport.channel import InMemoryNetwork
+
+from mpc_helpers import BACKENDS, NAMES, kernel_module, run3, u64
+
+ULP = 2.0**-16
+reals = st.floats(min_value=-1000.0, max_value=1000.0, allow_nan=False, allow_infinity=False)
+small_reals = st.floats(min_value=-30.0, max_value=30.0, allow_nan=False, allow_infinity=False)
+
+
+# -- kernels: compiled equals reference ---------------------------------------------------------
+@given(n=st.integers(1, 300), seed=st.integers(0, 2**32 - 1), d=st.integers(1, 40))
+def test_numba_kernels_equal_numpy_reference(n: int, seed: int, d: int) -> None:
+    k = kernel_module("numba")
+    rng = np.random.default_rng(seed)
+    a, b, c, e, f = (u64(rng, n) for _ in range(5))
+    for name in ("mul_local", "and_local"):
+        assert np.array_equal(getattr(k, name)(a, b, c, e, f), getattr(_kernels_ref, name)(a, b, c, e, f))
+    assert np.array_equal(k.trunc_floor(a, d), _kernels_ref.trunc_floor(a, d))
+    assert np.array_equal(k.trunc_ceil_sub(a, b, c, d), _kernels_ref.trunc_ceil_sub(a, b, c, d))
+
+
+@given(n=st.integers(1, 40), kk=st.integers(1, 300), m=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
+def test_numba_matmul_equals_numpy_reference(n: int, kk: int, m: int, seed: int) -> None:
+    k = kernel_module("numba")
+    rng = np.random.default_rng(seed)
+    xa, xb = u64(rng, (n, kk)), u64(rng, (n, kk))
+    ya, yb = u64(rng, (kk, m)), u64(rng, (kk, m))
+    al = u64(rng, (n, m))
+    assert np.array_equal(k.matmul_local(xa, xb, ya, yb, al), _kernels_ref.matmul_local(xa, xb, ya, yb, al))
+
+
+# -- fixed point and PRF ------------------------------------------------------------------------
+@given(hnp.arrays(np.float64, st.integers(0, 20), elements=reals))
+def test_encode_decode_round_trip(x: np.ndarray) -> None:
+    assert np.all(np.abs(decode(encode(x)) - x) <= ULP / 2 + 1e-12)
+
+
+def test_encode_rejects_overflow_and_nan() -> None:
+    with pytest.raises(EncodingOverflowError):
+        encode([2.0**30])
+    with pytest.raises(EncodingOverflowError):
+        encode([np.nan])
+
+
+def test_prf_streams_agree_and_differ_by_key() -> None:
+    a, b, c = PRFStream(b"k" * 16), PRFStream(b"k" * 16), PRFStream(b"j" * 16)
+    x = a.draw(1000)
+    assert np.array_equal(x, b.draw(1000)) and not np.array_equal(x, c.draw(1000))
+    assert not np.array_equal(a.draw(10), x[:10])  # the stream moves on
+    bits = np.unpackbits(x.view(np.uint8))
+    assert abs(bits.mean() - 0.5) < 0.01
+    with pytest.raises(ParameterError):
+        PRFStream(b"short")
+
+
+# -- protocol properties, both backends ---------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(data=hnp.arrays(np.uint64, st.integers(1, 50)), owner=st.integers(0, 2), seed=st.integers(0, 1000))
+def test_share_reconstruct(backend: str, data: np.ndarray, owner: int, seed: int) -> None:
+    def fn(p: MPCParty):
+        s = yield from p.share_input(owner, data if p.index == owner else None, data.shape)
+        everyone = yield from p.reveal(s)
+        only = yield from p.reveal(s, to=(owner + 1) % 3)
+        return s, everyone, only
+
+    out, _ = run3(fn, backend=backend, seed=seed)
+    shares = [o[0] for o in out]
+    for i in range(3):  # replication: party i's second component is party i+1's first
+        assert np.array_equal(shares[i].b, shares[(i + 1) % 3].a)
+        assert np.array_equal(out[i][1], data)
+        assert (out[i][2] is None) == (i != (owner + 1) % 3)
+    assert np.array_equal(shares[0].a + shares[1].a + shares[2].a, data)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(xs=st.lists(st.tuples(reals, reals), min_size=1, max_size=30), seed=st.integers(0, 1000))
+def test_add_sub_public(backend: str, xs: list, seed: int) -> None:
+    x = np.array([a for a, _ in xs])
+    y = np.array([b for _, b in xs])
+
+    def fn(p: MPCParty):
+        sx = yield from p.share_input(0, encode(x) if p.index == 0 else None, x.shape)
+        sy = yield from p.share_input(2, encode(y) if p.index == 2 else None, y.shape)
+        s = p.add_public(sx + sy - sx.mul_int(3), encode(1.5))
+        return (yield from p.reveal(s))
+
+    out, _ = run3(fn, backend=backend, seed=seed)
+    assert np.all(np.abs(decode(out[1]) - (y - 2 * x + 1.5)) <= 3 * ULP)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(xs=st.lists(st.tuples(small_reals, small_reals), min_size=1, max_size=40), seed=st.integers(0, 1000))
+def test_multiply_within_fixed_point_error(backend: str, xs: list, seed: int) -> None:
+    x = decode(encode(np.array([a for a, _ in xs])))
+    y = decode(encode(np.array([b for _, b in xs])))
+
+    def fn(p: MPCParty):
+        sx = yield from p.share_input(0, encode(x) if p.index == 0 else None, x.shape)
+        sy = yield from p.share_input(1, encode(y) if p.index == 1 else None, y.shape)
+        z = yield from p.mul(sx, sy)
+        w = yield from p.mul_public(sx, 0.3)
+        return (yield from p.reveal(z)), (yield from p.reveal(w))
+
+    out, _ = run3(fn, backend=backend, seed=seed)
+    z, w = decode(out[0][0]), decode(out[0][1])
+    assert np.all(np.abs(z - x * y) <= ULP)  # probabilistic truncation: at most one unit off
+    assert np.all(np.abs(w - 0.3 * x) <= 2 * ULP + np.abs(x) * 2.0**-18)  # 0.3 has 17 fraction bits
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(n=st.integers(1, 12), k=st.integers(1, 20), m=st.integers(1, 12), seed=st.integers(0, 2**31))
+def test_matmul_within_fixed_point_error(backend: str, n: int, k: int, m: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = decode(encode(rng.normal(0, 3, (n, k))))
+    y = decode(encode(rng.normal(0, 3, (k, m))))
+
+    def fn(p: MPCParty):
+        sx = yield from p.share_input(2, encode(x) if p.index == 2 else None, x.shape)
+        sy = yield from p.share_input(0, encode(y) if p.index == 0 else None, y.shape)
+        z = yield from p.matmul(sx, sy)
+        zt = yield from p.matmul(sy.T, sx.T)
+        return (yield from p.reveal(z)), (yield from p.reveal(zt))
+
+    out, _ = run3(fn, backend=backend, seed=seed % 1000)
+    assert np.all(np.abs(decode(out[2][0]) - x @ y) <= ULP)
+    assert np.all(np.abs(decode(out[2][1]) - (x @ y).T) <= ULP)
+
+
+def test_truncation_is_unbiased() -> None:
+    # the exact product is not a multiple of 2^-16: each result is its floor or ceiling, and
+    # the mean over many products is the exact value (no drift in long SGD runs)
+    x = np.full(20000, 2.0**-8)
+    y = np.full(20000, 77 * 2.0**-16)
+
+    def fn(p: MPCParty):
+        sx = yield from p.share_input(0, encode(x) if p.index == 0 else None, x.shape)
+        sy = yield from p.share_input(1, encode(y) if p.index == 1 else None, y.shape)
+        z = yield from p.mul(sx, sy)
+        return (yield from p.reveal(z))
+
+    out, _ = run3(fn)
+    exact = 77 * 2.0**-24  # = 0.30078125 units of 2^-16
+    z = decode(out[0])
+    assert set(np.unique(z)) == {0.0, ULP}
+    assert abs(z.mean() - exact) < 0.02 * ULP
+
+
+encoded_edges = st.sampled_from([0, 1, -1, 2**16, -(2**16), 2**39 - 1, -(2**39)])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(vals=st.lists(st.one_of(st.integers(-(2**40), 2**40), encoded_edges), min_size=1, max_size=60),
+       seed=st.integers(0, 1000))
+def test_comparison_and_relu_are_exact(backend: str, vals: list, seed: int) -> None:
+    v = np.array(vals, dtype=np.int64)
+
+    def fn(p: MPCParty):
+        s = yield from p.share_input(1, v.view(np.uint64) if p.index == 1 else None, v.shape)
+        bit = yield from p.msb(s)
+        neg = yield from p.b2a(bit)
+        r, d = yield from p.relu(s)
+        out = []
+        for t in (neg, r, d):
+            out.append((yield from p.reveal(t)))
+        return out
+
+    out, _ = run3(fn, backend=backend, seed=seed)
+    neg, r, d = out[0]
+    assert np.array_equal(neg, (v < 0).astype(np.uint64))
+    assert np.array_equal(d, (v >= 0).astype(np.uint64))
+    assert np.array_equal(r.view(np.int64), np.maximum(v, 0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigmoid_approximation(backend: str) -> None:
+    x = np.linspace(-10, 10, 401)
+
+    def fn(p: MPCParty):
+        s = yield from p.share_input(0, encode(x) if p.index == 0 else None, x.shape)
+        return (yield from p.reveal((yield from p.sigmoid(s))))
+
+    out, _ = run3(fn, backend=backend)
+    y = decode(out[0])
+    assert np.abs(y - 1 / (1 + np.exp(-x))).max() < 0.01
+    assert np.all(np.diff(y) >= -2 * ULP)  # monotone up to rounding
+    assert y[0] == 0 and abs(y[-1] - 1) <= 2 * ULP
+
+
+# -- the channel and the runners ----------------------------------------------------------------
+def test_channel_counts_bytes_and_keeps_order() -> None:
+    net = InMemoryNetwork(["A", "B", "C"], record=True)
+    a, b = net.channel("A"), net.channel("B")
+    buf = bytearray(b"xyz")
+    a.send("B", buf)
+    buf[:] = b"___"  # send copied the message
+    a.send("B", np.arange(4, dtype=np.uint64))
+    assert b.recv("A") == b"xyz"
+    assert np.array_equal(np.frombuffer(b.recv("A"), dtype=np.uint64), np.arange(4))
+    assert (net.bytes_sent("A"), net.bytes_received("B"), net.bytes_sent("C")) == (35, 35, 0)
+    assert [t[:2] for t in net.transcript] == [("A", "B"), ("A", "B")]
+    with pytest.raises(ProtocolError):
+        b.recv("C", timeout=0.01)
+    with pytest.raises(ParameterError):
+        net.channel("D")
+    net.reset_counters()
+    assert a.bytes_sent == 0
+
+
+def test_operations_need_setup_and_deadlocks_are_reported() -> None:
+    net = InMemoryNetwork(NAMES)
+    parties = [MPCParty(i, net.channel(n), NAMES) for i, n in enumerate(NAMES)]
+
+    def early(p: MPCParty):
+        return (yield from p.share_input(0, np.zeros(2, np.uint64) if p.index == 0 else None, 2))
+
+    with pytest.raises(ProtocolError, match="setup"):
+        run_local([early(p) for p in parties], [p.channel for p in parties])
+
+    def lonely(p: MPCParty):  # everybody waits, nobody sends
+        yield NAMES[(p.index + 1) % 3]
+
+    net2 = InMemoryNetwork(NAMES)
+    with pytest.raises(ProtocolError, match="deadlock"):
+        run_local([lonely(p) for p in parties], [net2.channel(n) for n in NAMES])
+    with pytest.raises(ParameterError):
+        MPCParty(3, net.channel("P0"), NAMES)
+
+
+def test_threads_with_run_blocking_match_run_local() -> None:
+    import threading
+
+    x = np.arange(12, dtype=np.float64).reshape(3, 4) / 7
+    net = InMemoryNetwork(NAMES)
+    parties = [MPCParty(i, net.channel(n), NAMES) for i, n in enumerate(NAMES)]
+    results: dict[int, np.ndarray] = {}
+
+    def program(p: MPCParty):
+        yield from p.setup()
+        s = yield from p.share_input(0, encode(x) if p.index == 0 else None, x.shape)
+        return (yield from p.reveal((yield from p.matmul(s, s.T))))
+
+    def worker(p: MPCParty) -> None:
+        results[p.index] = run_blocking(program(p), p.channel, timeout=60)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in parties]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(3):
+        assert np.allclose(decode(results[i]), x @ x.T, atol=2 * ULP)
+
+
+def test_wrong_message_length_is_a_protocol_error() -> None:
+    net = InMemoryNetwork(NAMES)
+    p0 = MPCParty(0, net.channel("P0"), NAMES)
+    gen = p0.setup(b"0" * 16)
+    assert next(gen) == "P2"
+    with pytest.raises(ProtocolError):
+        gen.send(b"short")
+    assert isinstance(ArithShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64)), ArithShare)
