@@ -1,0 +1,133 @@
+"""The dtxfast ledger: signed, hash-chained, embedded by default, pluggable for other backends.
+
+Every party coordinates through the ledger: nodes register and send heartbeats, data owners
+publish file metadata and approve executors, requesters publish tasks that the named executors
+confirm, challenges of storage nodes and their outcomes are recorded, and anyone can audit the
+history with :meth:`Ledger.verify_chain`.
+
+* :class:`NodeIdentity`: a node's Ed25519 key pair and key file; :func:`seal_to` encrypts to a node.
+* :mod:`~dtxfast.ledger.tx`: the transaction kinds (typed msgspec structs), :func:`sign_tx`.
+* :mod:`~dtxfast.ledger.contract`: the rules every transaction passes before it is appended.
+* :class:`Ledger`: the interface; :class:`SQLiteLedger` (embedded, WAL, multi-process) and
+  :class:`MemoryLedger` (tests) implement it; :func:`open_ledger` picks one from a location.
+
+Examples
+--------
+>>> from dtxfast.ledger import MemoryLedger, NodeIdentity, RegisterNode, CreateNamespace
+>>> led = MemoryLedger()
+>>> owner = NodeIdentity.generate()
+>>> _ = led.submit(owner, RegisterNode(role="dataowner", address="10.0.0.5:8000"))
+>>> _ = led.submit(owner, CreateNamespace(name="hospital", replicas=2))
+>>> [ns.ns_id.split("/")[1] for ns in led.list_namespaces(owner=owner.node_id)]
+['hospital']
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import ParameterError
+from .base import (
+    Block,
+    BlockHeader,
+    ChainCorrupted,
+    ChainReport,
+    DuplicateTransaction,
+    Entry,
+    Ledger,
+    Receipt,
+    Subscription,
+)
+from .health import FileHealth, HealthPolicy, NodeHealth
+from .identity import NodeIdentity, seal_to
+from .memory import MemoryLedger
+from .records import (
+    ApplicationRecord,
+    ApplicationStatus,
+    ChallengeRecord,
+    ChallengeStatus,
+    FileRecord,
+    FileStatus,
+    MigrationRecord,
+    NamespaceRecord,
+    NodeRecord,
+    TaskRecord,
+    TaskStatus,
+)
+from .sqlite import SQLiteLedger
+from .tx import (
+    ApplyFile,
+    ApproveApplication,
+    ConfirmTask,
+    CreateNamespace,
+    ExpireFile,
+    ExtendFile,
+    FailTask,
+    FinishTask,
+    Heartbeat,
+    IssueChallenge,
+    MigrateSlice,
+    ProcessTask,
+    PublishFile,
+    PublishTask,
+    RegisterNode,
+    RejectApplication,
+    RejectTask,
+    ResolveChallenge,
+    RevokeApplication,
+    SetNodeStatus,
+    SignedTx,
+    SliceInfo,
+    StartTask,
+    TaskParty,
+    TxBody,
+    UnsignedTx,
+    decode_tx,
+    register_kind,
+    sign_tx,
+)
+
+__all__ = [
+    "Ledger", "MemoryLedger", "SQLiteLedger", "open_ledger",
+    "Block", "BlockHeader", "Entry", "Receipt", "ChainReport", "ChainCorrupted",
+    "DuplicateTransaction", "Subscription",
+    "NodeIdentity", "seal_to",
+    "HealthPolicy", "NodeHealth", "FileHealth",
+    "NodeRecord", "NamespaceRecord", "FileRecord", "ApplicationRecord", "TaskRecord",
+    "ChallengeRecord", "MigrationRecord",
+    "TaskStatus", "ApplicationStatus", "ChallengeStatus", "FileStatus",
+    "TxBody", "UnsignedTx", "SignedTx", "sign_tx", "decode_tx", "register_kind",
+    "RegisterNode", "Heartbeat", "SetNodeStatus", "CreateNamespace", "SliceInfo", "PublishFile",
+    "ExtendFile", "ExpireFile", "ApplyFile", "ApproveApplication", "RejectApplication",
+    "RevokeApplication", "TaskParty", "PublishTask", "ConfirmTask", "RejectTask", "StartTask",
+    "ProcessTask", "FinishTask", "FailTask", "IssueChallenge", "ResolveChallenge", "MigrateSlice",
+]
+
+
+def open_ledger(location: str | os.PathLike[str], *, create: bool = False, **options: Any) -> Ledger:
+    """Open a ledger from a location: ``":memory:"`` or ``"memory:"`` for :class:`MemoryLedger`,
+    ``"sqlite:PATH"`` or a plain file path for :class:`SQLiteLedger`.
+
+    Parameters
+    ----------
+    location : str or path
+        Where the ledger lives.
+    create : bool
+        Create the SQLite ledger if it does not exist (default: it must exist).
+    **options
+        Passed to the backend (``clock``, ``max_skew_ms``, ``durability``).
+
+    Examples
+    --------
+    >>> open_ledger("memory:").height
+    0
+    """
+    loc = os.fspath(location)
+    if loc in (":memory:", "memory:"):
+        return MemoryLedger(**options)
+    if loc.startswith("sqlite:"):
+        loc = loc[len("sqlite:"):]
+    if not loc:
+        raise ParameterError("empty ledger location")
+    return SQLiteLedger(loc, create=create, **options)
