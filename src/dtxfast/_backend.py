@@ -22,7 +22,8 @@ from .errors import BackendUnavailable, ParameterError
 __all__ = ["BackendInfo", "backend_info", "load_kernel", "num_threads", "set_num_threads"]
 
 # Primitive modules whose import loads a kernel; backend_info() imports them to report.
-_PRIMITIVES = ("dtxfast.crypto.paillier", "dtxfast.crypto.merkle", "dtxfast.protocols.mpc")
+_PRIMITIVES = ("dtxfast.crypto.paillier", "dtxfast.crypto.merkle", "dtxfast.protocols.mpc",
+               "dtxfast.crypto.blind_rsa")
 
 
 @dataclass(frozen=True)
