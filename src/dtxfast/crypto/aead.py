@@ -91,7 +91,8 @@ class ReplicaCipher:
         c.update(self._aad(bytes(file_id), slice_index, replica_index))
         return c
 
-    def encrypt(self, file_id: bytes, slice_index: int, replica_index: int, plaintext: bytes) -> bytes:
+    def encrypt(self, file_id: bytes, slice_index: int, replica_index: int,
+                plaintext: bytes | bytearray | memoryview) -> bytes:
         """``ciphertext || tag`` of one replica."""
         c = self._cipher(file_id, slice_index, replica_index)
         ct, tag = c.encrypt_and_digest(plaintext)  # type: ignore[attr-defined]
@@ -104,7 +105,7 @@ class ReplicaCipher:
         c = self._cipher(file_id, slice_index, replica_index)
         mv = memoryview(data)
         try:
-            return c.decrypt_and_verify(mv[:-TAG_SIZE], mv[-TAG_SIZE:])  # type: ignore[attr-defined,no-any-return]
+            return c.decrypt_and_verify(mv[:-TAG_SIZE], mv[-TAG_SIZE:])  # type: ignore[attr-defined]
         except ValueError:
             raise InvalidProof(
                 f"replica {replica_index} of slice {slice_index} fails its AEAD tag (tampered or misplaced)"

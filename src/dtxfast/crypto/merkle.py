@@ -203,6 +203,9 @@ class MerkleTree:
     """
 
     __slots__ = ("_levels", "chunk_size", "size")
+    _levels: list[bytes]
+    chunk_size: int
+    size: int
 
     def __init__(self) -> None:  # pragma: no cover - use the constructors
         raise TypeError("use MerkleTree.from_bytes / from_stream / MerkleBuilder")

@@ -249,13 +249,13 @@ def _decode(data: bytes, wire: type, max_size: int, what: str) -> Any:
         raise MalformedInput(f"{what} is {len(data)} bytes, more than the limit {max_size}")
     try:
         raw = msgspec.msgpack.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError, RecursionError, OverflowError) as exc:
         raise MalformedInput(f"{what} is not valid msgpack ({exc})") from None
     if not isinstance(raw, list) or not raw or raw[0] != _VERSION:
         raise MalformedInput(f"{what} has an unknown version or layout")
     try:
         return msgspec.convert(raw, type=wire)
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, ValueError, OverflowError) as exc:
         raise MalformedInput(f"{what} is malformed ({exc})") from None
 
 

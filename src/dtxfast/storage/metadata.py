@@ -178,20 +178,22 @@ class FileMetadata:
             raise MalformedInput("file metadata is not bytes or is oversized")
         try:
             raw: Any = msgspec.msgpack.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, ValueError, RecursionError, OverflowError) as exc:
             raise MalformedInput(f"file metadata is not valid msgpack ({exc})") from None
         if not isinstance(raw, list) or not raw or raw[0] != METADATA_VERSION:
             raise MalformedInput("file metadata has an unknown version or layout")
         try:
             w = msgspec.convert(raw, type=_Wire)
-        except msgspec.ValidationError as exc:
+        except (msgspec.ValidationError, ValueError, OverflowError) as exc:
             raise MalformedInput(f"file metadata is malformed ({exc})") from None
         try:
-            return cls(w.file_id, w.owner, w.name, w.namespace, w.size, w.slice_size, w.chunk_size, w.replicas,
+            meta = cls(w.file_id, w.owner, w.name, w.namespace, w.size, w.slice_size, w.chunk_size, w.replicas,
                        tuple(tuple(r) for r in w.roots), tuple(tuple(p) for p in w.placement),
                        w.created_at, w.expires_at, w.description, w.aead, w.signature)
         except ParameterError as exc:
             raise MalformedInput(str(exc)) from None
+        meta.owner_key  # raises MalformedInput if the owner is not an Ed25519 public key
+        return meta
 
     def sign(self, key: Ed25519PrivateKey) -> FileMetadata:
         """A copy signed by ``key``, which must be the owner's."""
@@ -203,7 +205,11 @@ class FileMetadata:
         """Return None if signed by the owner recorded in it; else raise InvalidSignature."""
         if not self.signature:
             raise InvalidSignature("file metadata is not signed")
-        self.owner_key.verify(self.signature, self.signed_bytes())
+        try:
+            key = self.owner_key
+        except MalformedInput:
+            raise InvalidSignature("the owner field is not an Ed25519 public key") from None
+        key.verify(self.signature, self.signed_bytes())
 
     def is_valid(self) -> bool:
         try:
