@@ -84,7 +84,7 @@ def show(
                           f"{block.header.prev_hash.hex()[:16]}…  time {_ts(block.header.time_ms)}")
             table = Table(title=f"entries of block {height}")
             for col in ("#", "kind", "sender", "time", "object id", "fields"):
-                table.add_column(col)
+                table.add_column(col, no_wrap=col != "fields")
             for e in block.entries():
                 table.add_row(str(e.index), e.kind, e.sender, _ts(e.tx.ts_ms), e.object_id,
                               _summary(e.tx.body))
@@ -139,7 +139,7 @@ def nodes_list(
     try:
         table = Table(title="nodes")
         for col in ("node id", "role", "address", "online", "last heartbeat", "health", "score"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col in ("node id", "address"))
         for n in led.list_nodes(role=role):
             h = led.node_health(n.node_id)
             table.add_row(n.node_id, n.role, n.address or "-", "yes" if n.online else "no",

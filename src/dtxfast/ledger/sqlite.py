@@ -141,7 +141,8 @@ class SQLiteLedger(Ledger):
         self._conns_lock = threading.Lock()
         if not self.path.exists():
             if not create:
-                raise NotFound(f"no ledger at {self.path} (create one with: dtx ledger init -L {self.path})")
+                raise NotFound(
+                    f"no ledger at {self.path} (create one with: dtx ledger init -L {self.path})")
         elif self.path.is_dir():
             raise ParameterError(f"{self.path} is a directory")
         conn = self._conn()
@@ -162,8 +163,12 @@ class SQLiteLedger(Ledger):
             return conn
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                                check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-        conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise MalformedInput(f"{self.path} is not a dtxfast ledger ({exc})") from None
         loc.conn, loc.pid = conn, os.getpid()
         with self._conns_lock:
             self._conns.append(conn)

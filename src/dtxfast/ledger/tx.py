@@ -342,7 +342,7 @@ class SignedTx(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fiel
             raise MalformedInput("signed transaction is too large")
         try:
             stx = _signed_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             raise MalformedInput(f"not a signed transaction: {exc}") from None
         if _signed_encoder.encode(stx) != bytes(data):
             raise MalformedInput("signed transaction is not in canonical form")
@@ -436,7 +436,7 @@ def _decode_payload(payload: bytes) -> UnsignedTx:
         raise MalformedInput(f"transaction payload exceeds {MAX_TX_SIZE} bytes")
     try:
         raw = _payload_decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
         raise MalformedInput(f"invalid transaction: {exc}") from None
     if raw.version != TX_VERSION:
         raise MalformedInput(f"unknown transaction version {raw.version}")
