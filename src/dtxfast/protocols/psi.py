@@ -1,0 +1,761 @@
+"""Private set intersection (L2): RSA blind signatures (default) or X25519 ECDH, 2 or 3 parties.
+
+Vertical federated learning starts by aligning samples: the parties find the ids they share and
+reveal no other id. Each party is a pure state machine: it takes a message (``bytes``) and returns
+the next ones; no sockets, no files. :func:`run_two_party` and :func:`run_three_party` drive them
+in-process; ``dtx psi`` drives two of them over a loopback socket.
+
+Two parties, RSA mode (De Cristofaro–Tsudik, blind-signature PSI)
+------------------------------------------------------------------
+The *signer* S holds an RSA key (2048 bits by default) and ids Y; the *requester* R holds ids X.
+
+1. S → R ``HELLO``: the public key (n, e), |Y|, the chunk size.
+2. R → S ``REQUEST`` chunks: ``FDH(x) * r^e mod n`` per id, with fresh random r.
+3. S → R ``RESPONSE`` chunks: the blind signatures ``(FDH(x) r^e)^d = FDH(x)^d r``.
+4. S → R ``TAGS`` chunks: ``H(FDH(y)^d)`` for its own ids (deduplicated, sorted).
+5. R checks the signatures, unblinds (``* r^-1``), hashes to tags and matches: ``X ∩ Y``.
+
+What each side learns (semi-honest parties; one-more-RSA assumption; SHA-256 as random oracle):
+
+- S learns |X| (the number of blinded values; duplicates in X are counted) and nothing else: a
+  blinded value is uniform in Z_n^* whatever the id (the same id blinded twice gives unrelated
+  values). S does **not** learn the intersection, unless R tells it.
+- R learns X ∩ Y and |Y| (the number of distinct tags). Tags of ids in Y \\ X are pseudorandom to
+  R: computing the tag of an id needs a signature, which only S can make, and R asked only for its
+  own ids. A malicious R could ask S to sign ids it does not hold (S cannot tell): limit the number
+  of signatures with ``max_requests`` if R's set size is known.
+- Dictionary attacks: R can test any id it guesses only by asking S; S can test any guessed id
+  against R's tags only if R shows them to S, which the protocol never does.
+
+ECDH mode (PaddleDTX-style, X25519)
+------------------------------------
+Same messages and roles: S masks with a secret scalar a, R with b. R sends ``b·H(x)``, S answers
+``a·b·H(x)`` and sends ``a·H(y)``; R computes ``b·a·H(y)`` and matches hashes of the doubly
+masked points. Leakage is the same as above (|X| to S, X ∩ Y and |Y| to R) under decisional
+Diffie–Hellman on Curve25519 and its twist. S does one X25519 operation per id of X and of Y
+instead of one RSA-2048 private operation: several times less work, but R's work is about the
+same as S's (in RSA mode R's work is a small fraction of S's).
+
+Three parties (RSA mode)
+------------------------
+Parties A (the leader), B and C; C is the signer, its key defines the tags of everyone.
+
+1. A and B each run the requester half with C and obtain the tags of their own ids. C sends its
+   own tags to A only.
+2. A matches: ``A ∩ C``. A sends B a ``RELAY`` message with the tags of ``A ∩ C`` (sorted).
+3. B matches its tags against the relay: ``A ∩ B ∩ C``, and sends a ``RESULT`` message with the
+   tags of the final intersection to A and to C, who map them back to their own ids.
+
+Who learns what (semi-honest, no two parties colluding):
+
+- A (leader): |C|, ``A ∩ C`` (a pairwise intersection, by design of the leader role), and the
+  final ``A ∩ B ∩ C``. A learns nothing about B beyond the final intersection.
+- B: |A ∩ C| (the size of the relay) and the final intersection; nothing about ``B ∩ C`` or
+  ``A ∩ B`` beyond it: B never sees C's tags, and relay tags of ids B does not hold are
+  pseudorandom to B.
+- C (signer): |A| and |B| (the numbers of blinded values) and the final intersection (from the
+  ``RESULT`` message; drop that message if C should not learn it).
+
+If C colluded with B it could link the relay tags to its own ids (it can compute tags), i.e.
+learn ``A ∩ C``; the scheme assumes no collusion.
+
+Messages
+--------
+Every message starts with a 28-byte header: magic ``b"DPSI"``, version (1), type, mode, flags
+(bit 0: last chunk), the 8-byte key id, a u32 sequence number, a u32 count, a u16 value width,
+two zero bytes; then exactly ``count * width`` bytes. A message of another length, an unknown
+version/type/mode, a count above ``MAX_COUNT`` or a width that does not fit the key raises
+:class:`~dtxfast.errors.MalformedInput`; a message under another key raises
+:class:`~dtxfast.errors.KeyMismatch`; a message out of order raises
+:class:`~dtxfast.errors.ProtocolError`; a signature that does not verify raises
+:class:`~dtxfast.errors.InvalidSignature`.
+
+Examples
+--------
+>>> from dtxfast.crypto.blind_rsa import BlindRSASigner
+>>> key = BlindRSASigner.generate(1024)
+>>> s = PsiSigner(["a", "b", "c"], key)
+>>> r = PsiRequester(["b", "c", "d"])
+>>> [x.decode() for x in run_two_party(r, s)]
+['b', 'c']
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import struct
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Literal, Union
+
+import numpy as np
+
+from ..crypto.blind_rsa import (
+    TAG_SIZE,
+    BlindedBatch,
+    BlindRSAPublicKey,
+    BlindRSASigner,
+    IdBatch,
+    Rng,
+)
+from ..crypto.ecdh import POINT_SIZE, ECDHMaskKey, ecdh_tags
+from ..errors import (
+    KeyMismatch,
+    MalformedInput,
+    ParameterError,
+    ProtocolError,
+    StateError,
+)
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MAX_COUNT",
+    "DEFAULT_CHUNK",
+    "MsgType",
+    "Mode",
+    "PsiMessage",
+    "SignerTagCache",
+    "PsiSigner",
+    "PsiRequester",
+    "run_two_party",
+    "run_three_party",
+    "ThreePartyResult",
+    "match_tags",
+]
+
+PROTOCOL_VERSION = 1
+MAGIC = b"DPSI"
+#: most values one message may carry
+MAX_COUNT = 1 << 16
+#: default values per request chunk
+DEFAULT_CHUNK = 4096
+_HEADER = struct.Struct(">4sBBBB8sIIHH")
+HEADER_SIZE = _HEADER.size
+_FLAG_LAST = 1
+_HELLO = struct.Struct(">QI")
+
+IdsLike = Union[IdBatch, Iterable[str]]
+Progress = Callable[[int, int], None]
+
+
+class MsgType(enum.IntEnum):
+    """Kinds of PSI messages."""
+
+    HELLO = 1
+    REQUEST = 2
+    RESPONSE = 3
+    TAGS = 4
+    RELAY = 5
+    RESULT = 6
+
+
+class Mode(enum.IntEnum):
+    """The cryptographic mode of a PSI run."""
+
+    RSA = 1
+    ECDH = 2
+
+
+@dataclass(frozen=True)
+class PsiMessage:
+    """One decoded PSI message; :meth:`encode` / :meth:`decode` are the wire form."""
+
+    type: MsgType
+    mode: Mode
+    key_id: bytes
+    seq: int
+    count: int
+    width: int
+    last: bool
+    body: bytes
+
+    def encode(self) -> bytes:
+        """The wire bytes (header + body)."""
+        if len(self.body) != self.count * self.width:
+            raise ParameterError("body length must equal count * width")
+        head = _HEADER.pack(MAGIC, PROTOCOL_VERSION, int(self.type), int(self.mode),
+                            _FLAG_LAST if self.last else 0, self.key_id, self.seq, self.count,
+                            self.width, 0)
+        return head + self.body
+
+    @classmethod
+    def decode(cls, data: bytes | bytearray | memoryview, *, max_count: int = MAX_COUNT) -> PsiMessage:
+        """Parse and length-check a message.
+
+        Raises
+        ------
+        MalformedInput
+            Truncated, oversized, wrong magic or version, unknown type or mode, bad length.
+        """
+        data = bytes(data)
+        if len(data) < HEADER_SIZE:
+            raise MalformedInput("PSI message is truncated")
+        magic, version, mtype, mode, flags, key_id, seq, count, width, pad = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise MalformedInput("not a PSI message (bad magic)")
+        if version != PROTOCOL_VERSION:
+            raise MalformedInput(f"unsupported PSI protocol version {version}")
+        try:
+            mtype_e = MsgType(mtype)
+            mode_e = Mode(mode)
+        except ValueError:
+            raise MalformedInput("unknown PSI message type or mode") from None
+        if flags & ~_FLAG_LAST or pad:
+            raise MalformedInput("reserved bits of a PSI message are set")
+        if count > max_count:
+            raise MalformedInput(f"PSI message carries {count} values, more than {max_count}")
+        if len(data) != HEADER_SIZE + count * width:
+            raise MalformedInput(
+                f"PSI message length {len(data)} does not match its header ({count} x {width} bytes)"
+            )
+        return cls(mtype_e, mode_e, key_id, seq, count, width, bool(flags & _FLAG_LAST), data[HEADER_SIZE:])
+
+    def values(self) -> np.ndarray:
+        """The body as a ``(count, width)`` ``uint8`` array."""
+        return np.frombuffer(self.body, dtype=np.uint8).reshape(self.count, self.width)
+
+
+def _msg(mtype: MsgType, mode: Mode, key_id: bytes, seq: int, values: np.ndarray, last: bool) -> bytes:
+    values = np.ascontiguousarray(values, dtype=np.uint8)
+    count, width = values.shape
+    return PsiMessage(mtype, mode, key_id, seq, count, width, last, values.tobytes()).encode()
+
+
+def _as_batch(ids: IdsLike) -> IdBatch:
+    if isinstance(ids, IdBatch):
+        return ids
+    if isinstance(ids, (str, bytes)):
+        raise ParameterError("ids must be an iterable of ids, not one string")
+    return IdBatch.from_strings(ids)
+
+
+def _tag_view(tags: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(tags, dtype=np.uint8).reshape(-1, TAG_SIZE).view(f"V{TAG_SIZE}").ravel()
+
+
+def _sorted_unique(tags: np.ndarray) -> np.ndarray:
+    """Distinct tags in sorted order (hides the order of the ids they came from)."""
+    if tags.shape[0] == 0:
+        return tags.reshape(0, TAG_SIZE)
+    return np.unique(_tag_view(tags)).view(np.uint8).reshape(-1, TAG_SIZE)
+
+
+def match_tags(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+    """Indices (ascending) of the first occurrence of each of ``mine``'s tags found in ``theirs``.
+
+    Both are ``(count, 16)`` arrays; the match runs in numpy (``np.isin`` on 16-byte digests).
+    """
+    if mine.shape[0] == 0 or theirs.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    a, b = _tag_view(mine), _tag_view(theirs)
+    hit = np.isin(a, b)
+    idx = np.flatnonzero(hit)
+    if idx.size == 0:
+        return idx.astype(np.int64)
+    _, first = np.unique(a[idx], return_index=True)  # duplicates of an id count once
+    return np.sort(idx[first]).astype(np.int64)
+
+
+class SignerTagCache:
+    """Cache of a signer's own tags, per key and id list (memory, optionally a directory).
+
+    The entry key is a hash of the mode, the key's id and the SHA-256 of the length-prefixed ids,
+    so a new key or any change of the ids misses the cache. Tags are the values the signer sends
+    anyway; the cache holds nothing secret beyond them.
+
+    Parameters
+    ----------
+    directory : path, optional
+        Also keep entries as ``<hash>.npy`` files there (reused across processes and runs).
+    max_entries : int
+        Entries kept in memory (least recently used are dropped).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None, max_entries: int = 4) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self.max_entries = max_entries
+        self._mem: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def entry_name(mode: Mode, key_id: bytes, ids_digest: bytes) -> str:
+        h = hashlib.sha256(b"dtxfast/psi/cache/v1\x00" + bytes([int(mode)]) + key_id + ids_digest)
+        return h.hexdigest()
+
+    def get(self, name: str) -> np.ndarray | None:
+        with self._lock:
+            if name in self._mem:
+                self._mem.move_to_end(name)
+                self.hits += 1
+                return self._mem[name]
+        if self.directory is not None:
+            path = self.directory / f"{name}.npy"
+            if path.exists():
+                try:
+                    arr = np.load(path, allow_pickle=False)
+                except (OSError, ValueError):
+                    arr = None
+                if arr is not None and arr.dtype == np.uint8 and arr.ndim == 2:
+                    self._remember(name, arr)
+                    with self._lock:
+                        self.hits += 1
+                    return arr
+        with self._lock:
+            self.misses += 1
+        return None
+
+    def put(self, name: str, values: np.ndarray) -> None:
+        self._remember(name, values)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = self.directory / f".{name}.{os.getpid()}.tmp.npy"
+            np.save(tmp, values, allow_pickle=False)
+            os.replace(tmp, self.directory / f"{name}.npy")
+
+    def _remember(self, name: str, values: np.ndarray) -> None:
+        with self._lock:
+            self._mem[name] = values
+            self._mem.move_to_end(name)
+            while len(self._mem) > self.max_entries:
+                self._mem.popitem(last=False)
+
+
+_DEFAULT_CACHE = SignerTagCache()
+
+
+def _check_chunk(chunk_size: int) -> int:
+    if not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_COUNT:
+        raise ParameterError(f"chunk_size must be 1..{MAX_COUNT}")
+    return chunk_size
+
+
+class PsiSigner:
+    """The key-holding side (RSA signer, or the first masker in ECDH mode).
+
+    Parameters
+    ----------
+    ids : IdBatch or iterable of str
+        The signer's own ids.
+    key : BlindRSASigner or ECDHMaskKey
+        RSA private key (RSA mode) or X25519 scalar (ECDH mode).
+    chunk_size : int
+        Values per ``TAGS`` message.
+    cache : SignerTagCache, optional
+        Where own tags are cached (default: a process-wide in-memory cache).
+    max_requests : int, optional
+        Refuse to sign more than this many values in total (against a requester who would ask
+        for ids it does not hold).
+    """
+
+    def __init__(self, ids: IdsLike, key: BlindRSASigner | ECDHMaskKey, *,
+                 chunk_size: int = DEFAULT_CHUNK, cache: SignerTagCache | None = None,
+                 max_requests: int | None = None) -> None:
+        if isinstance(key, BlindRSASigner):
+            self.mode = Mode.RSA
+        elif isinstance(key, ECDHMaskKey):
+            self.mode = Mode.ECDH
+        else:
+            raise ParameterError("key must be a BlindRSASigner or an ECDHMaskKey")
+        self.key = key
+        self.ids = _as_batch(ids)
+        self.chunk_size = _check_chunk(chunk_size)
+        self.cache = cache if cache is not None else _DEFAULT_CACHE
+        self.max_requests = max_requests
+        self.requests_served = 0
+        self.cache_hit: bool | None = None
+        self.final: IdBatch | None = None
+        self._own: np.ndarray | None = None
+        self._per_id: np.ndarray | None = None
+
+    @property
+    def key_id(self) -> bytes:
+        return self.key.key_id
+
+    def hello(self) -> bytes:
+        """The first message: mode, public key (RSA), number of own ids, chunk size."""
+        keybytes = self.key.public_key().to_bytes() if isinstance(self.key, BlindRSASigner) else b""
+        body = _HELLO.pack(len(self.ids), self.chunk_size) + keybytes
+        return PsiMessage(MsgType.HELLO, self.mode, self.key_id, 0, 1, len(body), True, body).encode()
+
+    def own_per_id(self) -> np.ndarray:
+        """RSA tags (or X25519-masked points) of the signer's ids, one row per id, in id order.
+
+        Computed once per key and id list and cached (:class:`SignerTagCache`).
+        """
+        if self._per_id is not None:
+            return self._per_id
+        name = SignerTagCache.entry_name(self.mode, self.key_id, self.ids.digest())
+        cached = self.cache.get(name)
+        if cached is not None and cached.shape[0] == len(self.ids):
+            self.cache_hit = True
+            self._per_id = cached
+            return cached
+        self.cache_hit = False
+        if isinstance(self.key, BlindRSASigner):
+            values = self.key.tags(self.ids)
+        else:
+            values = self.key.mask(ECDHMaskKey.hash_ids(self.ids))
+        self.cache.put(name, values)
+        self._per_id = values
+        return values
+
+    def own_values(self) -> np.ndarray:
+        """What the signer reveals about its own ids: :meth:`own_per_id` deduplicated and sorted,
+        so neither multiplicities nor the order of the ids leak."""
+        if self._own is None:
+            per_id = self.own_per_id()
+            width = per_id.shape[1] if per_id.ndim == 2 else TAG_SIZE
+            if per_id.shape[0] == 0:
+                self._own = per_id.reshape(0, width)
+            else:
+                flat = np.ascontiguousarray(per_id).view(f"V{width}").ravel()
+                self._own = np.unique(flat).view(np.uint8).reshape(-1, width)
+        return self._own
+
+    def signer_messages(self) -> Iterator[bytes]:
+        """The ``TAGS`` messages carrying :meth:`own_values`, in chunks (the last is flagged)."""
+        values = self.own_values()
+        total = values.shape[0]
+        seq = 0
+        for start in range(0, max(total, 1), self.chunk_size):
+            part = values[start : start + self.chunk_size]
+            yield _msg(MsgType.TAGS, self.mode, self.key_id, seq, part,
+                       start + self.chunk_size >= total)
+            seq += 1
+
+    def receive(self, data: bytes) -> bytes | None:
+        """Answer a ``REQUEST`` with its ``RESPONSE``; take a three-party ``RESULT`` (returns None).
+
+        Raises
+        ------
+        MalformedInput, KeyMismatch, ProtocolError
+        """
+        msg = PsiMessage.decode(data)
+        if msg.mode != self.mode:
+            raise ProtocolError(f"peer speaks {msg.mode.name} PSI, this signer {self.mode.name}")
+        if msg.key_id != self.key_id:
+            raise KeyMismatch("message is for another signer key")
+        if msg.type == MsgType.REQUEST:
+            if self.max_requests is not None and self.requests_served + msg.count > self.max_requests:
+                raise ProtocolError(f"requester asked for more than {self.max_requests} signatures")
+            if isinstance(self.key, BlindRSASigner):
+                if msg.width != self.key.public_key().k:
+                    raise MalformedInput("blinded values have the wrong width for this key")
+                out = self.key.sign_blinded(msg.values())
+            else:
+                if msg.width != POINT_SIZE:
+                    raise MalformedInput("X25519 points are 32 bytes")
+                out = self.key.mask(msg.values())
+            self.requests_served += msg.count
+            return _msg(MsgType.RESPONSE, self.mode, self.key_id, msg.seq, out, msg.last)
+        if msg.type == MsgType.RESULT:
+            if self.mode != Mode.RSA:
+                raise ProtocolError("three-party results exist in RSA mode only")
+            if msg.width != TAG_SIZE and msg.count:
+                raise MalformedInput("result tags are 16 bytes")
+            # map the final tags back to own ids through the (cached) per-id tags
+            idx = match_tags(self.own_per_id(), msg.values().reshape(-1, TAG_SIZE))
+            if idx.size != _sorted_unique(msg.values().reshape(-1, TAG_SIZE)).shape[0]:
+                raise ProtocolError("the result names ids this signer does not hold")
+            self.final = self.ids.take(idx)
+            return None
+        raise ProtocolError(f"a signer does not expect a {msg.type.name} message")
+
+
+class PsiRequester:
+    """The side that learns the intersection (RSA requester, or the second masker in ECDH mode).
+
+    Parameters
+    ----------
+    ids : IdBatch or iterable of str
+        The requester's ids.
+    chunk_size : int
+        Values per ``REQUEST`` message.
+    verify : {"batch", "each"}
+        How blind signatures are checked (see :meth:`BlindRSAPublicKey.finalize`).
+    expect_signer_tags : bool
+        False for party B of the three-party protocol (it gets a ``RELAY`` instead).
+    rng : callable, optional
+        ``rng(nbytes) -> bytes`` for blinding factors and the ECDH scalar (default os.urandom).
+    max_pending : int
+        Most request chunks awaiting their response at once (bounds memory).
+    """
+
+    def __init__(self, ids: IdsLike, *, chunk_size: int = DEFAULT_CHUNK,
+                 verify: Literal["batch", "each"] = "batch", expect_signer_tags: bool = True,
+                 rng: Rng = os.urandom, max_pending: int = 8) -> None:
+        self.ids = _as_batch(ids)
+        self.chunk_size = _check_chunk(chunk_size)
+        if verify not in ("batch", "each"):
+            raise ParameterError("verify must be 'batch' or 'each'")
+        self.verify = verify
+        self.expect_signer_tags = expect_signer_tags
+        self.max_pending = max_pending
+        self._rng = rng
+        self.mode: Mode | None = None
+        self.key_id: bytes | None = None
+        self.public_key: BlindRSAPublicKey | None = None
+        self.signer_count: int | None = None
+        self.signer_chunk: int | None = None
+        self._ecdh: ECDHMaskKey | None = None
+        n = len(self.ids)
+        self._tags = np.zeros((n, TAG_SIZE), dtype=np.uint8)
+        self._nchunks = (n + self.chunk_size - 1) // self.chunk_size
+        self._pending: dict[int, BlindedBatch | int] = {}
+        self._issued = 0
+        self._answered = 0
+        self._theirs: list[np.ndarray] = []
+        self._theirs_seq = 0
+        self._theirs_done = False
+        self._result: np.ndarray | None = None
+        self.final_index: np.ndarray | None = None
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(chunks answered, chunks in total)."""
+        return self._answered, self._nchunks
+
+    @property
+    def signer_values_complete(self) -> bool:
+        """True once the last chunk of the signer's tags (or the relay) arrived."""
+        return self._theirs_done
+
+    @property
+    def done(self) -> bool:
+        """True once the intersection is known."""
+        return self._result is not None
+
+    def _require_hello(self) -> None:
+        if self.mode is None:
+            raise ProtocolError("no HELLO from the signer yet")
+
+    # -- outgoing -------------------------------------------------------------------------------
+
+    def requests(self) -> Iterator[bytes]:
+        """The ``REQUEST`` messages, computed lazily chunk by chunk (at most ``max_pending`` open)."""
+        self._require_hello()
+        while self._issued < self._nchunks:
+            if len(self._pending) >= self.max_pending:
+                raise StateError(f"{self.max_pending} requests await responses; receive them first")
+            seq = self._issued
+            part = self.ids.slice(seq * self.chunk_size, (seq + 1) * self.chunk_size)
+            last = seq == self._nchunks - 1
+            if self.mode == Mode.RSA:
+                assert self.public_key is not None
+                batch = self.public_key.blind(part, rng=self._rng)
+                self._pending[seq] = batch
+                values = batch.blinded
+            else:
+                assert self._ecdh is not None
+                values = self._ecdh.mask(ECDHMaskKey.hash_ids(part))
+                self._pending[seq] = len(part)
+            self._issued += 1
+            assert self.key_id is not None and self.mode is not None
+            yield _msg(MsgType.REQUEST, self.mode, self.key_id, seq, values, last)
+
+    def relay(self) -> bytes:
+        """Three-party, leader A: the ``RELAY`` message with the tags of A ∩ C (sorted)."""
+        return self._tags_message(MsgType.RELAY)
+
+    def result_message(self) -> bytes:
+        """Three-party, party B: the ``RESULT`` message with the tags of the final intersection."""
+        return self._tags_message(MsgType.RESULT)
+
+    def _tags_message(self, mtype: MsgType) -> bytes:
+        if self._result is None or self.mode != Mode.RSA:
+            raise StateError("no RSA-mode intersection yet")
+        assert self.key_id is not None
+        return _msg(mtype, Mode.RSA, self.key_id, 0, _sorted_unique(self._tags[self._result]), True)
+
+    # -- incoming -------------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        """Take a ``HELLO``, ``RESPONSE``, ``TAGS``, ``RELAY`` or ``RESULT`` message.
+
+        Raises
+        ------
+        MalformedInput, KeyMismatch, ProtocolError, InvalidSignature
+        """
+        msg = PsiMessage.decode(data)
+        if msg.type == MsgType.HELLO:
+            self._on_hello(msg)
+            return
+        self._require_hello()
+        if msg.mode != self.mode:
+            raise ProtocolError("message of another PSI mode")
+        if msg.key_id != self.key_id:
+            raise KeyMismatch("message is under another signer key")
+        if msg.type == MsgType.RESPONSE:
+            self._on_response(msg)
+        elif msg.type == MsgType.TAGS:
+            if not self.expect_signer_tags:
+                raise ProtocolError("this party does not take the signer's tags")
+            self._on_theirs(msg, POINT_SIZE if self.mode == Mode.ECDH else TAG_SIZE)
+        elif msg.type == MsgType.RELAY:
+            if self.expect_signer_tags:
+                raise ProtocolError("this party does not take a relay")
+            self._on_theirs(msg, TAG_SIZE)
+        elif msg.type == MsgType.RESULT:
+            self._on_result(msg)
+        else:
+            raise ProtocolError(f"a requester does not expect a {msg.type.name} message")
+        self._maybe_finish()
+
+    def _on_hello(self, msg: PsiMessage) -> None:
+        if self.mode is not None:
+            raise ProtocolError("second HELLO")
+        if msg.count != 1 or msg.width < _HELLO.size:
+            raise MalformedInput("HELLO is malformed")
+        count, chunk = _HELLO.unpack_from(msg.body)
+        keybytes = msg.body[_HELLO.size :]
+        if msg.mode == Mode.RSA:
+            pub = BlindRSAPublicKey.from_bytes(keybytes)
+            if pub.key_id != msg.key_id:
+                raise KeyMismatch("HELLO's key id does not match its key")
+            self.public_key = pub
+        else:
+            if keybytes:
+                raise MalformedInput("an ECDH HELLO carries no key")
+            self._ecdh = ECDHMaskKey.generate(self._rng)
+        self.mode = msg.mode
+        self.key_id = msg.key_id
+        self.signer_count = count
+        self.signer_chunk = chunk
+
+    def _on_response(self, msg: PsiMessage) -> None:
+        pending = self._pending.pop(msg.seq, None)
+        if pending is None:
+            raise ProtocolError(f"RESPONSE {msg.seq} answers no open request")
+        lo = msg.seq * self.chunk_size
+        if self.mode == Mode.RSA:
+            assert isinstance(pending, BlindedBatch) and self.public_key is not None
+            if msg.count != len(pending) or msg.width != self.public_key.k:
+                raise ProtocolError("RESPONSE does not match its request's size")
+            tags = self.public_key.finalize(pending, msg.values(), verify=self.verify)
+        else:
+            assert isinstance(pending, int)
+            if msg.count != pending or msg.width != POINT_SIZE:
+                raise ProtocolError("RESPONSE does not match its request's size")
+            tags = ecdh_tags(msg.values())
+        self._tags[lo : lo + msg.count] = tags
+        self._answered += 1
+
+    def _on_theirs(self, msg: PsiMessage, width: int) -> None:
+        if self._theirs_done:
+            raise ProtocolError("tags after the last chunk")
+        if msg.seq != self._theirs_seq:
+            raise ProtocolError(f"tag chunk {msg.seq} out of order (expected {self._theirs_seq})")
+        if msg.width != width and msg.count:
+            raise MalformedInput(f"tag values must be {width} bytes")
+        values = msg.values()
+        if self.mode == Mode.ECDH and msg.type == MsgType.TAGS:
+            assert self._ecdh is not None
+            values = ecdh_tags(self._ecdh.mask(values)) if msg.count else values.reshape(0, TAG_SIZE)
+        self._theirs.append(values.reshape(-1, TAG_SIZE).copy())
+        self._theirs_seq += 1
+        self._theirs_done = msg.last
+
+    def _on_result(self, msg: PsiMessage) -> None:
+        if self._result is None:
+            raise ProtocolError("RESULT before this party's own intersection")
+        if msg.width != TAG_SIZE and msg.count:
+            raise MalformedInput("result tags are 16 bytes")
+        final = self._result[np.isin(_tag_view(self._tags[self._result]),
+                                     _tag_view(msg.values().reshape(-1, TAG_SIZE)))]
+        if final.size != _sorted_unique(msg.values().reshape(-1, TAG_SIZE)).shape[0]:
+            raise ProtocolError("the result names ids outside this party's intersection")
+        self.final_index = final
+
+    def _maybe_finish(self) -> None:
+        if self._result is not None or self._answered < self._nchunks or not self._theirs_done:
+            return
+        theirs = np.concatenate(self._theirs) if self._theirs else np.zeros((0, TAG_SIZE), np.uint8)
+        self._theirs = []
+        self._result = match_tags(self._tags, theirs)
+
+    # -- results --------------------------------------------------------------------------------
+
+    def intersection_index(self) -> np.ndarray:
+        """Indices into :attr:`ids` of the intersection (first occurrence of each id, ascending)."""
+        if self._result is None:
+            raise StateError("the intersection is not known yet")
+        return self._result
+
+    def intersection(self) -> IdBatch:
+        """The ids in the intersection, in the requester's order."""
+        return self.ids.take(self.intersection_index())
+
+    def own_tags(self) -> np.ndarray:
+        """The ``(count, 16)`` tags of the requester's ids (once every response arrived)."""
+        if self._answered < self._nchunks:
+            raise StateError("not every request was answered yet")
+        return self._tags
+
+
+def run_two_party(requester: PsiRequester, signer: PsiSigner, *,
+                  on_progress: Progress | None = None) -> list[bytes]:
+    """Drive a requester and a signer in-process; returns the intersection (requester's order)."""
+    requester.receive(signer.hello())
+    for msg in signer.signer_messages():
+        requester.receive(msg)
+    total = requester.progress[1]
+    for i, req in enumerate(requester.requests()):
+        reply = signer.receive(req)
+        assert reply is not None
+        requester.receive(reply)
+        if on_progress is not None:
+            on_progress(i + 1, total)
+    if not requester.done:
+        raise ProtocolError("the run ended before the intersection was known")
+    return requester.intersection().to_list()
+
+
+@dataclass(frozen=True)
+class ThreePartyResult:
+    """The final intersection as each party sees it, and the leader's pairwise one."""
+
+    a: list[bytes]
+    b: list[bytes]
+    c: list[bytes]
+    a_and_c: list[bytes]
+
+
+def run_three_party(ids_a: IdsLike, ids_b: IdsLike, ids_c: IdsLike, key: BlindRSASigner, *,
+                    chunk_size: int = DEFAULT_CHUNK,
+                    cache: SignerTagCache | None = None) -> ThreePartyResult:
+    """The three-party protocol in-process (C = signer, A = leader); see the module docstring."""
+    if not isinstance(key, BlindRSASigner):
+        raise ParameterError("three-party PSI runs in RSA mode (key must be a BlindRSASigner)")
+    c = PsiSigner(ids_c, key, chunk_size=chunk_size, cache=cache)
+    a = PsiRequester(ids_a, chunk_size=chunk_size)
+    b = PsiRequester(ids_b, chunk_size=chunk_size, expect_signer_tags=False)
+    hello = c.hello()
+    a.receive(hello)
+    b.receive(hello)
+    for msg in c.signer_messages():  # C's tags go to A only
+        a.receive(msg)
+    for party in (a, b):
+        for req in party.requests():
+            reply = c.receive(req)
+            assert reply is not None
+            party.receive(reply)
+    a_and_c = a.intersection().to_list()
+    b.receive(a.relay())
+    result = b.result_message()
+    a.receive(result)
+    c.receive(result)
+    assert a.final_index is not None and c.final is not None
+    return ThreePartyResult(
+        a=a.ids.take(a.final_index).to_list(),
+        b=b.intersection().to_list(),
+        c=c.final.to_list(),
+        a_and_c=a_and_c,
+    )
