@@ -426,7 +426,8 @@ class PaillierPublicKey:
         limbs, exponent, is_float = self.encode(values, frac_bits=frac_bits)
         obf = self.obfuscators(limbs.shape[0], randfunc=randfunc)
         c = self._ctx.encrypt(limbs, obf, _threads())
-        return EncryptedVector(self, c, exponent, is_float, obfuscated=True)
+        return EncryptedVector(self, c, exponent, is_float, obfuscated=True,
+                               bits=_value_bits(_as_array(values), exponent))
 
     def raw_encrypt(self, residues: Sequence[int], *, obfuscate: bool = True) -> EncryptedVector:
         """Hazmat: encrypt integers already reduced to ``[0, n)``, with no encoding.
@@ -575,7 +576,7 @@ class EncryptedVector:
     array([ 2,  0, -3])
     """
 
-    __slots__ = ("public_key", "_c", "exponent", "is_float", "_obfuscated")
+    __slots__ = ("public_key", "_c", "exponent", "is_float", "_obfuscated", "_bits")
     #: make numpy operators (``ndarray @ v``, ``ndarray * v``) defer to this class
     __array_ufunc__ = None
 
@@ -587,9 +588,14 @@ class EncryptedVector:
         is_float: bool = False,
         *,
         obfuscated: bool = False,
+        bits: int | None = None,
     ) -> None:
         self.public_key = public_key
         self._c = ciphertexts
+        # Upper bound on the bit length of the encoded values, when known locally (None after
+        # deserialization): operations that could leave the plaintext space raise before they
+        # compute, instead of wrapping around silently.
+        self._bits = _bounded(public_key, bits)
         #: binary fixed-point exponent: element i encrypts round(x_i * 2**exponent)
         self.exponent = int(exponent)
         #: whether decryption returns floats
@@ -625,10 +631,13 @@ class EncryptedVector:
         _check_ciphertexts(public_key, c)
         return cls(public_key, c, _check_frac(exponent), is_float)
 
-    def _like(self, c: np.ndarray, exponent: int | None = None, is_float: bool | None = None) -> EncryptedVector:
+    def _like(
+        self, c: np.ndarray, exponent: int | None = None, is_float: bool | None = None, *, grow: int = 0
+    ) -> EncryptedVector:
         return EncryptedVector(
             self.public_key, c, self.exponent if exponent is None else exponent,
             self.is_float if is_float is None else is_float,
+            bits=None if self._bits is None else self._bits + grow,
         )
 
     def __getitem__(self, key: int | slice | Sequence[int] | np.ndarray) -> EncryptedVector:
@@ -641,9 +650,8 @@ class EncryptedVector:
             c = self._c[key]
             if c.ndim != 2:
                 raise IndexError("invalid index")
-        out = EncryptedVector(self.public_key, np.ascontiguousarray(c), self.exponent, self.is_float,
-                              obfuscated=self._obfuscated)
-        return out
+        return EncryptedVector(self.public_key, np.ascontiguousarray(c), self.exponent, self.is_float,
+                               obfuscated=self._obfuscated, bits=self._bits)
 
     def __iter__(self) -> Any:
         for i in range(len(self)):
@@ -660,7 +668,7 @@ class EncryptedVector:
             raise ParameterError("cannot lower a vector's exponent")
         e = _pack_ints([1 << d], (d + 64) // 64)
         c, _ = self.public_key._ctx.pow(self._c, e, np.zeros(1, np.uint8), _threads())
-        return self._like(c, exponent=exponent)
+        return self._like(c, exponent=exponent, grow=d)
 
     def _check_peer(self, other: EncryptedVector) -> None:
         if other.public_key != self.public_key:
@@ -678,7 +686,9 @@ class EncryptedVector:
             a, b = self._rescaled(exp), other._rescaled(exp)
             if len(a) == 1 and len(b) > 1:
                 a, b = b, a
-            return self._like(ctx.mul(a._c, b._c, _threads()), exponent=exp, is_float=self.is_float or other.is_float)
+            bits = None if a._bits is None or b._bits is None else max(a._bits, b._bits) + 1
+            return EncryptedVector(self.public_key, ctx.mul(a._c, b._c, _threads()), exp,
+                                   self.is_float or other.is_float, bits=bits)
         arr = _as_array(other)
         if len(arr) != len(self) and len(arr) != 1 and len(self) != 1:
             raise ParameterError(f"length mismatch: {len(self)} and {len(arr)}")
@@ -693,7 +703,10 @@ class EncryptedVector:
         c = base._c
         if len(c) == 1 and limbs.shape[0] > 1:
             c = np.ascontiguousarray(np.broadcast_to(c, (limbs.shape[0], c.shape[1])))
-        return base._like(ctx.add_plain(c, limbs, _threads()))
+        plain_bits = _value_bits(arr, base.exponent)
+        bits = None if base._bits is None else max(base._bits, plain_bits) + 1
+        return EncryptedVector(self.public_key, ctx.add_plain(c, limbs, _threads()), base.exponent,
+                               base.is_float, bits=bits)
 
     __radd__ = __add__
 
@@ -718,10 +731,13 @@ class EncryptedVector:
         if len(arr) != len(self) and len(arr) != 1 and len(self) != 1:
             raise ParameterError(f"length mismatch: {len(self)} and {len(arr)}")
         mags, neg, frac, is_float = _encode_operand(arr, PLAINTEXT_BITS)
+        if self._bits is not None:
+            _bounded(self.public_key, self._bits + _mag_bits(mags))
         c, bad = self.public_key._ctx.pow(self._c, mags, neg, _threads())
         if bad >= 0:
             raise MalformedInput(f"ciphertext {bad} is not invertible mod n^2")
-        return self._like(c, exponent=self.exponent + frac, is_float=self.is_float or is_float)
+        return self._like(c, exponent=self.exponent + frac, is_float=self.is_float or is_float,
+                          grow=_mag_bits(mags))
 
     __rmul__ = __mul__
 
@@ -741,7 +757,7 @@ class EncryptedVector:
 
     def sum(self) -> EncryptedVector:
         """Homomorphic sum of all elements (a length-1 vector)."""
-        return self._like(self.public_key._ctx.prod(self._c, _threads()))
+        return self._like(self.public_key._ctx.prod(self._c, _threads()), grow=max(len(self) - 1, 0).bit_length())
 
     def rerandomize(self, *, randfunc: RandFunc | None = None) -> EncryptedVector:
         """The same plaintexts under fresh randomness (multiplies in fresh obfuscators)."""
@@ -826,8 +842,10 @@ def concatenate(vectors: Sequence[EncryptedVector]) -> EncryptedVector:
     exp = max(v.exponent for v in vectors)
     is_float = any(v.is_float for v in vectors)
     parts = [v._rescaled(exp)._c for v in vectors]
+    bounds = [v._bits + exp - v.exponent if v._bits is not None else None for v in vectors]
     return EncryptedVector(pk, np.ascontiguousarray(np.concatenate(parts)), exp, is_float,
-                           obfuscated=all(v._obfuscated for v in vectors))
+                           obfuscated=all(v._obfuscated for v in vectors),
+                           bits=None if None in bounds else max(bounds))
 
 
 def matmul(X: Any, ev: EncryptedVector, *, plaintext_bits: int = PLAINTEXT_BITS) -> EncryptedVector:
@@ -881,12 +899,46 @@ def matmul(X: Any, ev: EncryptedVector, *, plaintext_bits: int = PLAINTEXT_BITS)
     else:
         xneg = None
     bits = int(xabs.max()).bit_length() if xabs.size else 0
+    if ev._bits is not None:
+        _bounded(ev.public_key, ev._bits + bits + max(k - 1, 0).bit_length())
     window = _pippenger_window(k, bits)
     c = ctx.matmul(xabs, xneg, ev._c, cinv, max(bits, 1), window, _threads())
-    return EncryptedVector(ev.public_key, c, ev.exponent + frac, ev.is_float or is_float)
+    bits = None if ev._bits is None else ev._bits + bits + max(k - 1, 0).bit_length()
+    return EncryptedVector(ev.public_key, c, ev.exponent + frac, ev.is_float or is_float, bits=bits)
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _bounded(pk: PaillierPublicKey, bits: int | None) -> int | None:
+    """Raise if values of ``bits`` bits may exceed the plaintext space (``n / 3``)."""
+    if bits is not None and bits >= pk.max_int.bit_length():
+        raise EncodingOverflowError(
+            f"the result may exceed the plaintext space: values up to 2^{bits}, "
+            f"the key holds magnitudes below 2^{pk.max_int.bit_length() - 1}"
+        )
+    return bits
+
+
+def _value_bits(arr: np.ndarray, frac: int) -> int:
+    """Bit length bound of ``round(x * 2^frac)`` over an array."""
+    if arr.size == 0:
+        return 0
+    if arr.dtype.kind == "f":
+        top = float(np.max(np.abs(arr)))
+        return (math.frexp(top)[1] + frac + 1) if top else 0
+    if arr.dtype.kind in "iub" and arr.dtype.itemsize <= 8:
+        top = int(np.max(np.abs(arr.astype(np.float64))))  # float is enough for a bound
+        return int(top).bit_length() + 1 + frac
+    return max(abs(int(v)).bit_length() for v in arr.tolist()) + frac
+
+
+def _mag_bits(mags: np.ndarray) -> int:
+    if mags.size == 0:
+        return 0
+    if mags.shape[1] == 1:
+        return int(mags.max()).bit_length()
+    return max(_limbs_to_int(row).bit_length() for row in mags)
 
 
 def _pippenger_window(k: int, bits: int) -> int:

@@ -8,7 +8,9 @@ therefore only rescales where the exponents do not line up:
 * dtxfast -> phe: with ``F`` a multiple of 4, ``phe_exponent = -F / 4`` and the ciphertexts are
   used as they are; otherwise each ciphertext is raised to ``2^(4 - F mod 4)`` first.
 * phe -> dtxfast: the vector takes ``F = max(0, -4 * min(exponent))`` and each ciphertext is
-  raised to ``2^(F + 4 * exponent_i)`` to align.
+  raised to ``2^(F + 4 * exponent_i)`` to align. Numbers whose exponents lie so far apart that the
+  aligned values could leave the plaintext space (e.g. a subnormal float beside 1.0) raise
+  :class:`~dtxfast.errors.EncodingOverflowError` instead of decoding wrong.
 
 Keys convert both ways; the private key is rebuilt from ``p`` and ``q``.
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..crypto.paillier import EncryptedVector, PaillierPrivateKey, PaillierPublicKey
-from ..errors import BackendUnavailable, KeyMismatch, ParameterError
+from ..errors import BackendUnavailable, EncodingOverflowError, KeyMismatch, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
     import phe
@@ -108,6 +110,12 @@ def from_phe(numbers: Sequence[phe.EncryptedNumber], public_key: PaillierPublicK
     is_float = frac > 0
     c = EncryptedVector.from_ciphertexts(pk, [int(x.ciphertext(be_secure=False)) for x in numbers])
     shifts = [frac + 4 * e for e in exps]
+    if max(shifts) > pk.max_int.bit_length() - 128:
+        # a mantissa of up to 128 bits must still fit after the shift
+        raise EncodingOverflowError(
+            f"the numbers' exponents are {max(shifts)} bits apart: too far to align in one vector "
+            "without risking overflow (convert them in groups of similar magnitude)"
+        )
     if any(shifts):
         c = EncryptedVector(pk, (c * [1 << s for s in shifts])._c, 0, False)
     return EncryptedVector(pk, c._c, frac, is_float)

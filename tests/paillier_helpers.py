@@ -1,0 +1,83 @@
+"""Shared fixtures of the Paillier tests: keys per backend (compiled kernel and pure-Python twin).
+
+Primes are generated once per session; each backend builds its own key objects from them, so
+every property runs against both kernels with the same modulus.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from dtxfast.crypto import paillier
+from dtxfast.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
+
+BACKENDS = ["compiled", "python"]
+
+
+def kernel_module(backend: str):
+    if backend == "python":
+        return importlib.import_module("dtxfast.crypto._paillier_py")
+    try:
+        return importlib.import_module("dtxfast._kernels._paillier")
+    except ImportError:
+        if os.environ.get("DTX_REQUIRE_EXTENSIONS"):
+            raise
+        pytest.skip("compiled Paillier kernel not built")
+
+
+@dataclass
+class Keys:
+    backend: str
+    pk: PaillierPublicKey
+    sk: PaillierPrivateKey
+    module: object
+
+
+def build_keys(backend: str, p: int, q: int, obfuscation: str = "djn") -> Keys:
+    module = kernel_module(backend)
+    saved = paillier._kernel
+    paillier._kernel = module
+    try:
+        pk = PaillierPublicKey(p * q, obfuscation=obfuscation)  # type: ignore[arg-type]
+        sk = PaillierPrivateKey(pk, p, q)
+    finally:
+        paillier._kernel = saved
+    return Keys(backend, pk, sk, module)
+
+
+class CountingRand:
+    """A deterministic randfunc (SHAKE-256 stream) so both backends draw the same randomness."""
+
+    def __init__(self, seed: bytes) -> None:
+        from Crypto.Hash import SHAKE256
+
+        self._shake = SHAKE256.new(seed)
+
+    def __call__(self, k: int) -> bytes:
+        return self._shake.read(k)
+
+
+@pytest.fixture(scope="session")
+def primes_1024() -> tuple[int, int]:
+    _, sk = generate_keypair(1024)
+    return sk.p, sk.q
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def keys(request, primes_1024) -> Keys:
+    return build_keys(request.param, *primes_1024)
+
+
+@pytest.fixture(scope="session")
+def both_keys(primes_1024) -> tuple[Keys, Keys]:
+    return build_keys("compiled", *primes_1024), build_keys("python", *primes_1024)
+
+
+def rel_close(a: np.ndarray, b: np.ndarray, rel: float = 2.0**-40, abs_: float = 2.0**-60) -> bool:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return bool(np.all(np.abs(a - b) <= np.maximum(rel * np.abs(b), abs_)))
