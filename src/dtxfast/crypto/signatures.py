@@ -23,11 +23,27 @@ from Crypto.Signature import eddsa
 
 from ..errors import InvalidSignature, MalformedInput
 
-__all__ = ["Ed25519PrivateKey", "Ed25519PublicKey", "SIGNATURE_SIZE", "PUBLIC_KEY_SIZE", "verify_batch"]
+__all__ = [
+    "Ed25519PrivateKey", "Ed25519PublicKey", "SIGNATURE_SIZE", "PUBLIC_KEY_SIZE", "verify_batch",
+    "node_id_of",
+]
 
 SIGNATURE_SIZE = 64
 PUBLIC_KEY_SIZE = 32
 SEED_SIZE = 32
+
+
+def node_id_of(public_key: bytes) -> str:
+    """The node id of 32 raw public-key bytes, without parsing the key (see ``node_id``).
+
+    Examples
+    --------
+    >>> pk = Ed25519PrivateKey.generate().public_key()
+    >>> node_id_of(pk.to_bytes()) == pk.node_id
+    True
+    """
+    digest = hashlib.sha256(b"dtxfast-node-id\x00" + bytes(public_key)).digest()[:10]
+    return base64.b32encode(digest).decode("ascii").lower()
 
 
 class Ed25519PublicKey:
@@ -57,8 +73,7 @@ class Ed25519PublicKey:
     @property
     def node_id(self) -> str:
         """A short printable id: base32 of the first 10 bytes of SHA-256(public key), 16 chars."""
-        digest = hashlib.sha256(b"dtxfast-node-id\x00" + self._raw).digest()[:10]
-        return base64.b32encode(digest).decode("ascii").lower()
+        return node_id_of(self._raw)
 
     def verify(self, signature: bytes, message: bytes) -> None:
         """Return None if ``signature`` is valid for ``message``, else raise InvalidSignature."""
@@ -126,13 +141,21 @@ class Ed25519PrivateKey:
         return f"Ed25519PrivateKey(node_id={self.public_key().node_id!r})"
 
 
+_OSSL: list[object] = []
+_KEY_CACHE: dict[bytes, object] = {}
+
+
 def _openssl_verifier() -> object | None:
+    if _OSSL:
+        return _OSSL[0]
     try:
         from cryptography.exceptions import InvalidSignature as _Bad
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey as _Pub
     except ImportError:  # pragma: no cover - optional accelerator
+        _OSSL.append(None)
         return None
-    return _Pub, _Bad
+    _OSSL.append((_Pub, _Bad))
+    return _OSSL[0]
 
 
 def verify_batch(
@@ -164,7 +187,9 @@ def verify_batch(
                 out.append(False)
         return out
     pub_cls, bad = fast  # type: ignore[misc]
-    cache: dict[bytes, object] = {}
+    cache = _KEY_CACHE
+    if len(cache) > 4096:
+        cache.clear()
     for pk, sig, msg in zip(public_keys, signatures, messages):
         key = cache.get(pk)
         if key is None:

@@ -30,23 +30,26 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import msgspec
+
 from ..errors import MalformedInput, NotFound, ParameterError, StateError
 from .base import Block, BlockHeader, Entry, Ledger, WriteTxn, _hdr_decoder
 
 __all__ = ["SQLiteLedger", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
+# entry seq = height * _PER_BLOCK + index: the rowid orders entries and finds a block's entries
+_PER_BLOCK = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (
     height INTEGER PRIMARY KEY, hash BLOB NOT NULL, header BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
-    seq INTEGER PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL,
-    tx_id BLOB NOT NULL UNIQUE, raw BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS entries_height ON entries (height, idx);
+    seq INTEGER PRIMARY KEY, tx_id BLOB NOT NULL UNIQUE, raw BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS objects (
-    kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (kind, key)
+    kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, terms BLOB NOT NULL,
+    PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS terms (
     kind TEXT NOT NULL, attr TEXT NOT NULL, value TEXT NOT NULL, key TEXT NOT NULL,
@@ -56,27 +59,45 @@ CREATE INDEX IF NOT EXISTS terms_by_key ON terms (kind, key);
 """
 
 
+_MISSING = object()
+_terms_enc = msgspec.msgpack.Encoder()
+_terms_dec = msgspec.msgpack.Decoder(list[tuple[str, str]])
+
+
 class _SqlTxn(WriteTxn):
-    __slots__ = ("c",)
+    __slots__ = ("c", "_terms")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn
+        self._terms: dict[tuple[str, str], bytes | None] = {}  # index terms as read in this txn
 
     def get(self, kind: str, key: str) -> bytes | None:
-        row = self.c.execute("SELECT value FROM objects WHERE kind=? AND key=?", (kind, key)).fetchone()
-        return None if row is None else row[0]
+        row = self.c.execute("SELECT value, terms FROM objects WHERE kind=? AND key=?",
+                             (kind, key)).fetchone()
+        if row is None:
+            self._terms[(kind, key)] = None
+            return None
+        self._terms[(kind, key)] = row[1]
+        return row[0]
 
     def put(self, kind: str, key: str, value: bytes, terms: Sequence[tuple[str, str]]) -> None:
         c = self.c
-        c.execute("INSERT OR REPLACE INTO objects (kind, key, value) VALUES (?, ?, ?)",
-                  (kind, key, value))
-        old = c.execute("SELECT attr, value FROM terms WHERE kind=? AND key=?", (kind, key)).fetchall()
-        new = set(terms)
-        gone = [t for t in old if tuple(t) not in new]
+        new = sorted(set(terms))
+        enc = _terms_enc.encode(new)
+        old = self._terms.get((kind, key), _MISSING)
+        if old is _MISSING:
+            row = c.execute("SELECT terms FROM objects WHERE kind=? AND key=?", (kind, key)).fetchone()
+            old = None if row is None else row[0]
+        c.execute("INSERT OR REPLACE INTO objects (kind, key, value, terms) VALUES (?, ?, ?, ?)",
+                  (kind, key, value, enc))
+        self._terms[(kind, key)] = enc
+        if old == enc:
+            return
+        have = set() if old is None else set(_terms_dec.decode(old))  # type: ignore[arg-type]
+        gone = [t for t in have if t not in set(new)]
         if gone:
             c.executemany("DELETE FROM terms WHERE kind=? AND attr=? AND value=? AND key=?",
                           [(kind, a, v, key) for a, v in gone])
-        have = {tuple(t) for t in old}
         add = [t for t in new if t not in have]
         if add:
             c.executemany("INSERT OR IGNORE INTO terms (kind, attr, value, key) VALUES (?, ?, ?, ?)",
@@ -97,9 +118,12 @@ class _SqlTxn(WriteTxn):
     def add_block(self, block: Block, entries: Sequence[Entry]) -> None:
         self.c.execute("INSERT INTO blocks (height, hash, header) VALUES (?, ?, ?)",
                        (block.height, block.hash, block.header.encode()))
+        if len(entries) > _PER_BLOCK:
+            raise ParameterError(f"a block holds at most {_PER_BLOCK} entries")
+        base = block.height * _PER_BLOCK
         self.c.executemany(
-            "INSERT INTO entries (height, idx, tx_id, raw) VALUES (?, ?, ?, ?)",
-            [(block.height, e.index, e.tx_id, raw) for e, raw in zip(entries, block.txs)],
+            "INSERT INTO entries (seq, tx_id, raw) VALUES (?, ?, ?)",
+            [(base + e.index, e.tx_id, raw) for e, raw in zip(entries, block.txs)],
         )
 
 
@@ -225,7 +249,9 @@ class SQLiteLedger(Ledger):
         c.execute("COMMIT")
 
     def _r_get(self, kind: str, key: str) -> bytes | None:
-        return _SqlTxn(self._conn()).get(kind, key)
+        row = self._conn().execute("SELECT value FROM objects WHERE kind=? AND key=?",
+                                   (kind, key)).fetchone()
+        return None if row is None else row[0]
 
     def _r_keys(self, kind: str, attr: str, value: str) -> list[str]:
         return _SqlTxn(self._conn()).keys(kind, attr, value)
@@ -247,13 +273,13 @@ class SQLiteLedger(Ledger):
             try:
                 heads = c.execute("SELECT height, hash, header FROM blocks WHERE height >= ? AND "
                                   "height < ? ORDER BY height", (lo, hi)).fetchall()
-                rows = c.execute("SELECT height, raw FROM entries WHERE height >= ? AND height < ? "
-                                 "ORDER BY height, idx", (lo, hi)).fetchall()
+                rows = c.execute("SELECT seq, raw FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq",
+                                 (lo * _PER_BLOCK, hi * _PER_BLOCK)).fetchall()
             finally:
                 c.execute("COMMIT")
             by_h: dict[int, list[bytes]] = {}
-            for h, raw in rows:
-                by_h.setdefault(h, []).append(raw)
+            for seq, raw in rows:
+                by_h.setdefault(seq // _PER_BLOCK, []).append(raw)
             for h, bhash, header in heads:
                 try:
                     hdr: BlockHeader = _hdr_decoder.decode(header)

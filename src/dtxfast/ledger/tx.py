@@ -27,6 +27,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -35,7 +36,7 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 from msgspec import Meta
 
-from ..crypto.signatures import Ed25519PublicKey
+from ..crypto.signatures import Ed25519PublicKey, node_id_of
 from ..errors import InvalidSignature, MalformedInput, ParameterError
 
 __all__ = [
@@ -309,7 +310,7 @@ class UnsignedTx(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def sender_id(self) -> str:
         """The sender's node id."""
-        return Ed25519PublicKey(self.sender).node_id
+        return _node_id(self.sender)
 
 
 class SignedTx(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -359,6 +360,7 @@ class SignedTx(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fiel
         return tx
 
 
+_node_id = functools.lru_cache(maxsize=4096)(node_id_of)
 _encoder = msgspec.msgpack.Encoder(order="deterministic")
 _signed_encoder = msgspec.msgpack.Encoder(order="deterministic")
 _signed_decoder = msgspec.msgpack.Decoder(SignedTx)

@@ -1,0 +1,164 @@
+"""Ledger benchmarks: ``ledger.append`` and ``ledger.verify`` in entries/s, with their floors.
+
+* ``ledger.append``: a node signs a heartbeat and the ledger appends it (signature check, replay
+  check, contract, one block, one SQLite transaction), one entry per block (``dtxfast``), or 100
+  per block with ``append_many`` (``dtxfast-block100``); ``dtxfast-memory`` is the in-memory
+  backend. Floor ``floor-sqlite-sign``: one Ed25519 signature of the same payload bytes plus a raw
+  INSERT of the signed bytes in its own transaction, same file settings (WAL,
+  synchronous=NORMAL); ``floor-sqlite-sign-verify`` adds the signature check a ledger cannot skip.
+* ``ledger.verify``: :meth:`Ledger.verify_chain` from genesis (every block hash, link and
+  signature). Floor ``floor-verify``: raw Ed25519 verification of the same signatures.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+
+import pytest
+
+from dtxfast.crypto.signatures import verify_batch
+from dtxfast.ledger import Heartbeat, MemoryLedger, NodeIdentity, RegisterNode, SQLiteLedger
+from dtxfast.ledger.tx import SignedTx, signing_message, sign_tx
+
+from ._util import measure, sizes
+
+APPEND_SIZES = sizes([2000], [200])
+VERIFY_SIZES = sizes([10_000, 100_000], [1000])
+NODE = NodeIdentity.from_seed(bytes(range(32)))
+_tmp = tempfile.TemporaryDirectory(prefix="dtx-bench-ledger-")
+_counter = [0]
+
+
+def _fresh_path() -> str:
+    _counter[0] += 1
+    return os.path.join(_tmp.name, f"l{_counter[0]}.db")
+
+
+def _new_sqlite() -> SQLiteLedger:
+    led = SQLiteLedger(_fresh_path(), create=True, max_skew_ms=None)
+    led.submit(NODE, RegisterNode(role="storage", address="127.0.0.1:1"))
+    return led
+
+
+def _append_loop(led, n):
+    for _ in range(n):
+        led.submit(NODE, Heartbeat())
+    led.close()
+
+
+@pytest.mark.benchmark(group="ledger.append")
+@pytest.mark.parametrize("n", APPEND_SIZES)
+def test_append_sqlite(benchmark, n):
+    measure(benchmark, _append_loop, impl="dtxfast", size=n, unit="entries/s", per=n,
+            setup=lambda: ((_new_sqlite(), n), {}))
+
+
+@pytest.mark.benchmark(group="ledger.append")
+@pytest.mark.parametrize("n", APPEND_SIZES)
+def test_append_sqlite_batched(benchmark, n):
+    def run(led):
+        for i in range(0, n, 100):
+            led.append_many([led.sign(NODE, Heartbeat()) for _ in range(min(100, n - i))])
+        led.close()
+
+    measure(benchmark, run, impl="dtxfast-block100", size=n, unit="entries/s", per=n,
+            setup=lambda: ((_new_sqlite(),), {}), note="append_many, 100 entries per block")
+
+
+@pytest.mark.benchmark(group="ledger.append")
+@pytest.mark.parametrize("n", APPEND_SIZES)
+def test_append_memory(benchmark, n):
+    def setup():
+        led = MemoryLedger(max_skew_ms=None)
+        led.submit(NODE, RegisterNode(role="storage"))
+        return (led, n), {}
+
+    measure(benchmark, _append_loop, impl="dtxfast-memory", size=n, unit="entries/s", per=n,
+            setup=setup)
+
+
+@pytest.mark.benchmark(group="ledger.append")
+@pytest.mark.parametrize("n", APPEND_SIZES)
+@pytest.mark.parametrize("with_verify", [False, True], ids=["sign", "sign-verify"])
+def test_append_floor(benchmark, n, with_verify):
+    """Sign the same payload bytes and INSERT the signed bytes, one transaction each; the
+    ``floor-sqlite-sign-verify`` row also verifies each signature, as any ledger must."""
+    led = _new_sqlite()
+    payloads = [led.sign(NODE, Heartbeat()).payload for _ in range(n)]
+    led.close()
+
+    def setup():
+        conn = sqlite3.connect(_fresh_path(), isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE entries (seq INTEGER PRIMARY KEY, raw BLOB NOT NULL)")
+        return (conn,), {}
+
+    pk = [NODE.public_key_bytes]
+
+    def run(conn):
+        for p in payloads:
+            msg = signing_message(p)
+            sig = NODE.sign(msg)
+            if with_verify and not verify_batch(pk, [sig], [msg])[0]:
+                raise AssertionError("signature does not verify")
+            raw = SignedTx(p, sig).encode()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO entries (raw) VALUES (?)", (raw,))
+            conn.execute("COMMIT")
+        conn.close()
+
+    impl = "floor-sqlite-sign-verify" if with_verify else "floor-sqlite-sign"
+    measure(benchmark, run, impl=impl, size=n, unit="entries/s", per=n, setup=setup)
+
+
+_built: dict[int, tuple[str, list[SignedTx]]] = {}
+
+
+def _built_ledger(n: int) -> tuple[str, list[SignedTx]]:
+    """A SQLite ledger with ``n`` heartbeat entries (1000 per block), built once."""
+    if n not in _built:
+        path = _fresh_path()
+        led = SQLiteLedger(path, create=True, max_skew_ms=None)
+        led.submit(NODE, RegisterNode(role="storage"))
+        txs = []
+        for i in range(0, n - 1, 1000):
+            chunk = [sign_tx(NODE, Heartbeat(), chain_id=led.chain_id)
+                     for _ in range(min(1000, n - 1 - i))]
+            led.append_many(chunk)
+            txs += chunk
+        led.close()
+        _built[n] = (path, txs)
+    return _built[n]
+
+
+@pytest.mark.benchmark(group="ledger.verify")
+@pytest.mark.parametrize("n", VERIFY_SIZES)
+def test_verify_chain(benchmark, n):
+    path, _ = _built_ledger(n)
+
+    def run():
+        led = SQLiteLedger(path, max_skew_ms=None)
+        rep = led.verify_chain()
+        led.close()
+        assert rep.entries == n
+
+    measure(benchmark, run, impl="dtxfast", size=n, unit="entries/s", per=n,
+            rounds=1 if n >= 100_000 else 3)
+
+
+@pytest.mark.benchmark(group="ledger.verify")
+@pytest.mark.parametrize("n", VERIFY_SIZES)
+def test_verify_floor(benchmark, n):
+    _, txs = _built_ledger(n)
+    keys = [NODE.public_key_bytes] * len(txs)
+    sigs = [t.signature for t in txs]
+    msgs = [signing_message(t.payload) for t in txs]
+
+    def run():
+        assert all(verify_batch(keys, sigs, msgs))
+
+    measure(benchmark, run, impl="floor-verify", size=n, unit="entries/s", per=len(txs),
+            rounds=1 if n >= 100_000 else 3)
