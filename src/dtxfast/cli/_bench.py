@@ -96,23 +96,38 @@ def _speedup(row: dict[str, Any], ref: float | None) -> str:
 
 
 def _table(area: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"dtx bench {area}", caption="dtxfast ×: how many times faster dtxfast is than that row")
+    cores = num_threads()
+    table = Table(
+        title=f"dtx bench {area}",
+        caption="dtxfast ×: how many times faster dtxfast (all cores) is than that row; "
+        "1-thr ×: the same for dtxfast on one thread",
+    )
     for col, justify in (("group", "left"), ("size", "right"), ("impl", "left"), ("value", "right"),
-                         ("unit", "left"), ("dtxfast ×", "right")):
+                         ("unit", "left"), ("dtxfast ×", "right"), ("1-thr ×", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    refs = {
-        (r["group"], r["size"], r.get("threads")): r["value"] for r in rows if r["impl"] == "dtxfast"
-    }
+    best: dict[tuple[Any, Any], float] = {}
+    single: dict[tuple[Any, Any], float] = {}
+    for r in rows:
+        if r["impl"] != "dtxfast":
+            continue
+        key = (r["group"], r["size"])
+        if r.get("threads", cores) == 1 and cores > 1:
+            single[key] = r["value"]
+        else:
+            best[key] = r["value"]
     last = None
-    for r in sorted(rows, key=lambda r: (r["group"], r["size"] or 0, r.get("threads") or 0, r["value"])):
+    for r in sorted(rows, key=lambda r: (r["group"], r["size"] or 0, r["value"])):
         key = (r["group"], r["size"])
         if last is not None and key != last:
             table.add_section()
         last = key
-        ref = refs.get((r["group"], r["size"], r.get("threads")))
         impl = r["impl"] + (f" ({r['threads']} thr)" if r.get("threads") else "")
+        if r.get("note"):
+            impl += f" [{r['note']}]"
+        is_ref = r["impl"] == "dtxfast"
         table.add_row(r["group"], str(r["size"]), impl, f"{r['value']:.4g}", r["unit"],
-                      "" if r["impl"] == "dtxfast" else _speedup(r, ref))
+                      "" if is_ref and r["value"] == best.get(key) else _speedup(r, best.get(key)),
+                      "" if is_ref and r["value"] == single.get(key) else _speedup(r, single.get(key)))
     return table
 
 
@@ -187,4 +202,7 @@ def bench(
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
-        Console().print(_table(area, rows))
+        out = Console()
+        if not out.is_terminal:
+            out = Console(width=150)
+        out.print(_table(area, rows))

@@ -1,0 +1,371 @@
+"""Paillier benchmarks: dtxfast against its pure-Python twin, python-paillier, HEU and the gmpy2 floor.
+
+Groups ``paillier.encrypt``, ``paillier.encrypt_online`` (precomputed obfuscators),
+``paillier.decrypt``, ``paillier.add``, ``paillier.scalar_mul`` and ``paillier.dot`` at
+2048-bit keys, every implementation in the same run on the same data. ``dtxfast`` rows run on
+all cores (``threads`` in the row), ``dtxfast`` rows tagged 1 thread on one. Per-element cost in
+microseconds; the ``floor-gmpy2`` rows are the raw GMP cost of the minimum work of the standard
+method (encrypt: ``r^n mod n^2``; decrypt: the two CRT half-exponentiations; add: one mulmod;
+scalar multiply: one powmod with the encoded scalar; dot: one powmod per entry plus one mulmod
+per addition), timed through gmpy2 one element at a time.
+
+Run: ``dtx bench paillier`` (``--quick`` for the smallest sizes, ``--json`` for the JSON rows).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import gmpy2
+import numpy as np
+import pytest
+
+import dtxfast
+from dtxfast.crypto import paillier
+from dtxfast.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
+
+from ._util import QUICK, measure, sizes
+
+BITS = 2048
+N = sizes([256], [16])[0]
+N_ADD = sizes([4096], [256])[0]
+DOT_M, DOT_K = (16, 512) if QUICK else (256, 10_000)
+CORES = dtxfast.num_threads()
+
+try:
+    import phe
+except ImportError:  # pragma: no cover - optional peer
+    phe = None
+try:
+    from heu import numpy as hnp
+    from heu import phe as hphe
+except ImportError:  # pragma: no cover - optional peer
+    hnp = None
+
+
+def _threads(n: int | None):
+    class _Ctx:
+        def __enter__(self):
+            dtxfast.set_num_threads(n)
+
+        def __exit__(self, *exc):
+            dtxfast.set_num_threads(None)
+
+    return _Ctx()
+
+
+@pytest.fixture(scope="module")
+def keys():
+    pk, sk = generate_keypair(BITS)
+    pk.encrypt([0])  # build the DJN table outside the timed part
+    return pk, sk
+
+
+@pytest.fixture(scope="module")
+def py_keys(keys):
+    """The same key on the pure-Python twin."""
+    pk, sk = keys
+    saved = paillier._kernel
+    paillier._kernel = importlib.import_module("dtxfast.crypto._paillier_py")
+    try:
+        ppk = PaillierPublicKey(pk.n)
+        psk = PaillierPrivateKey(ppk, sk.p, sk.q)
+    finally:
+        paillier._kernel = saved
+    ppk.encrypt([0])
+    return ppk, psk
+
+
+@pytest.fixture(scope="module")
+def phe_keys(keys):
+    if phe is None:
+        pytest.skip("python-paillier not installed")
+    pk, sk = keys
+    ppk = phe.PaillierPublicKey(pk.n)
+    return ppk, phe.PaillierPrivateKey(ppk, sk.p, sk.q)
+
+
+@pytest.fixture(scope="module")
+def heu_kit():
+    if hnp is None:
+        pytest.skip("HEU (sf-heu) not installed")
+    return hnp.setup(hphe.SchemaType.ZPaillier, BITS)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(20261124)
+    return {
+        "x": rng.normal(0, 100, N),
+        "y": rng.normal(0, 100, N),
+        "xa": rng.normal(0, 100, N_ADD),
+        "k": rng.normal(0, 1, N),
+        "X": rng.normal(0, 1, (DOT_M, DOT_K)),
+        "v": rng.normal(0, 1, DOT_K),
+    }
+
+
+def _dtx_variants():
+    out = [("dtxfast", None)]
+    if CORES > 1:
+        out.append(("dtxfast", 1))
+    return out
+
+
+# --------------------------------------------------------------------------- encrypt
+
+
+@pytest.mark.benchmark(group="paillier.encrypt")
+@pytest.mark.parametrize("impl,threads", _dtx_variants() + [("dtxfast-python", 1)])
+def test_encrypt_dtxfast(benchmark, keys, py_keys, data, impl, threads):
+    pk = keys[0] if impl == "dtxfast" else py_keys[0]
+    with _threads(threads):
+        measure(benchmark, lambda: pk.encrypt(data["x"]), impl=impl, size=N, bits=BITS,
+                threads=threads or CORES)
+
+
+@pytest.mark.benchmark(group="paillier.encrypt")
+def test_encrypt_phe(benchmark, phe_keys, data):
+    ppk = phe_keys[0]
+    xs = data["x"].tolist()
+    measure(benchmark, lambda: [ppk.encrypt(v) for v in xs], impl="phe", size=N, bits=BITS, threads=1)
+
+
+@pytest.mark.benchmark(group="paillier.encrypt")
+def test_encrypt_heu(benchmark, heu_kit, data):
+    enc = heu_kit.encryptor()
+    pt = heu_kit.array(data["x"].reshape(-1, 1), hphe.FloatEncoderParams())
+    measure(benchmark, lambda: enc.encrypt(pt), impl="heu", size=N, bits=BITS)
+
+
+@pytest.mark.benchmark(group="paillier.encrypt")
+def test_encrypt_floor(benchmark, keys):
+    pk = keys[0]
+    n, nsq = gmpy2.mpz(pk.n), gmpy2.mpz(pk.nsq)
+    rs = [gmpy2.mpz(int.from_bytes(os.urandom(BITS // 8), "big")) % n for _ in range(N)]
+    measure(benchmark, lambda: [gmpy2.powmod(r, n, nsq) for r in rs], impl="floor-gmpy2", size=N,
+            bits=BITS, threads=1)
+
+
+@pytest.mark.benchmark(group="paillier.encrypt_online")
+@pytest.mark.parametrize("impl,threads", _dtx_variants())
+def test_encrypt_online_dtxfast(benchmark, keys, data, impl, threads):
+    pk = keys[0]
+
+    def setup():
+        pk.precompute(N)
+        return (), {}
+
+    with _threads(threads):
+        measure(benchmark, lambda: pk.encrypt(data["x"]), impl=impl, size=N, bits=BITS, setup=setup,
+                rounds=5, threads=threads or CORES)
+
+
+@pytest.mark.benchmark(group="paillier.encrypt_online")
+def test_encrypt_online_floor(benchmark, keys, data):
+    """One multiplication per element: (1 + m n) * obfuscator mod n^2."""
+    pk = keys[0]
+    n, nsq = gmpy2.mpz(pk.n), gmpy2.mpz(pk.nsq)
+    ms = [gmpy2.mpz(int(v * 2**64)) % n for v in data["x"]]
+    obf = [gmpy2.mpz(int.from_bytes(os.urandom(BITS // 4), "big")) % nsq for _ in range(N)]
+    measure(benchmark, lambda: [(1 + m * n) * o % nsq for m, o in zip(ms, obf)], impl="floor-gmpy2",
+            size=N, bits=BITS, rounds=5, threads=1)
+
+
+# --------------------------------------------------------------------------- decrypt
+
+
+@pytest.mark.benchmark(group="paillier.decrypt")
+@pytest.mark.parametrize("impl,threads", _dtx_variants() + [("dtxfast-python", 1)])
+def test_decrypt_dtxfast(benchmark, keys, py_keys, data, impl, threads):
+    pk, sk = keys if impl == "dtxfast" else py_keys
+    ev = pk.encrypt(data["x"])
+    with _threads(threads):
+        measure(benchmark, lambda: sk.decrypt(ev), impl=impl, size=N, bits=BITS, threads=threads or CORES)
+
+
+@pytest.mark.benchmark(group="paillier.decrypt")
+def test_decrypt_phe(benchmark, keys, phe_keys, data):
+    from dtxfast.interop.phe import to_phe
+
+    numbers = to_phe(keys[0].encrypt(data["x"]))
+    psk = phe_keys[1]
+    measure(benchmark, lambda: [psk.decrypt(x) for x in numbers], impl="phe", size=N, bits=BITS, threads=1)
+
+
+@pytest.mark.benchmark(group="paillier.decrypt")
+def test_decrypt_heu(benchmark, heu_kit, data):
+    ct = heu_kit.encryptor().encrypt(heu_kit.array(data["x"].reshape(-1, 1), hphe.FloatEncoderParams()))
+    dec = heu_kit.decryptor()
+    measure(benchmark, lambda: dec.decrypt(ct), impl="heu", size=N, bits=BITS)
+
+
+@pytest.mark.benchmark(group="paillier.decrypt")
+def test_decrypt_floor(benchmark, keys, data):
+    pk, sk = keys
+    p, q = gmpy2.mpz(sk.p), gmpy2.mpz(sk.q)
+    psq, qsq = p * p, q * q
+    cs = [gmpy2.mpz(c) for c in pk.encrypt(data["x"]).raw_ciphertexts()]
+
+    def floor():
+        return [(gmpy2.powmod(c, p - 1, psq), gmpy2.powmod(c, q - 1, qsq)) for c in cs]
+
+    measure(benchmark, floor, impl="floor-gmpy2", size=N, bits=BITS, threads=1)
+
+
+# ------------------------------------------------------------------------------- add
+
+
+@pytest.mark.benchmark(group="paillier.add")
+@pytest.mark.parametrize("impl,threads", _dtx_variants() + [("dtxfast-python", 1)])
+def test_add_dtxfast(benchmark, keys, py_keys, data, impl, threads):
+    pk = keys[0] if impl == "dtxfast" else py_keys[0]
+    a, b = pk.encrypt(data["xa"]), pk.encrypt(data["xa"][::-1].copy())
+    with _threads(threads):
+        measure(benchmark, lambda: a + b, impl=impl, size=N_ADD, bits=BITS, rounds=5, threads=threads or CORES)
+
+
+@pytest.mark.benchmark(group="paillier.add")
+def test_add_phe(benchmark, keys, phe_keys, data):
+    from dtxfast.interop.phe import to_phe
+
+    a = to_phe(keys[0].encrypt(data["xa"]))
+    b = to_phe(keys[0].encrypt(data["xa"][::-1].copy()))
+    measure(benchmark, lambda: [x + y for x, y in zip(a, b)], impl="phe", size=N_ADD, bits=BITS, threads=1)
+
+
+@pytest.mark.benchmark(group="paillier.add")
+def test_add_heu(benchmark, heu_kit, data):
+    enc, ev = heu_kit.encryptor(), heu_kit.evaluator()
+    a = enc.encrypt(heu_kit.array(data["xa"].reshape(-1, 1), hphe.FloatEncoderParams()))
+    b = enc.encrypt(heu_kit.array(data["xa"][::-1].reshape(-1, 1), hphe.FloatEncoderParams()))
+    measure(benchmark, lambda: ev.add(a, b), impl="heu", size=N_ADD, bits=BITS, rounds=5)
+
+
+@pytest.mark.benchmark(group="paillier.add")
+def test_add_floor(benchmark, keys, data):
+    pk = keys[0]
+    nsq = gmpy2.mpz(pk.nsq)
+    a = [gmpy2.mpz(c) for c in pk.encrypt(data["xa"]).raw_ciphertexts()]
+    b = a[::-1]
+    measure(benchmark, lambda: [x * y % nsq for x, y in zip(a, b)], impl="floor-gmpy2", size=N_ADD,
+            bits=BITS, rounds=5, threads=1)
+
+
+# ------------------------------------------------------------------------ scalar_mul
+
+
+@pytest.mark.benchmark(group="paillier.scalar_mul")
+@pytest.mark.parametrize("impl,threads", _dtx_variants() + [("dtxfast-python", 1)])
+def test_scalar_mul_dtxfast(benchmark, keys, py_keys, data, impl, threads):
+    pk = keys[0] if impl == "dtxfast" else py_keys[0]
+    ev = pk.encrypt(data["x"])
+    k = data["k"]
+    with _threads(threads):
+        measure(benchmark, lambda: ev * k, impl=impl, size=N, bits=BITS, threads=threads or CORES)
+
+
+@pytest.mark.benchmark(group="paillier.scalar_mul")
+def test_scalar_mul_phe(benchmark, keys, phe_keys, data):
+    from dtxfast.interop.phe import to_phe
+
+    numbers = to_phe(keys[0].encrypt(data["x"]))
+    ks = data["k"].tolist()
+    measure(benchmark, lambda: [x * k for x, k in zip(numbers, ks)], impl="phe", size=N, bits=BITS, threads=1)
+
+
+@pytest.mark.benchmark(group="paillier.scalar_mul")
+def test_scalar_mul_heu(benchmark, heu_kit, data):
+    enc, ev = heu_kit.encryptor(), heu_kit.evaluator()
+    a = enc.encrypt(heu_kit.array(data["x"].reshape(-1, 1), hphe.FloatEncoderParams()))
+    k = heu_kit.array(data["k"].reshape(-1, 1), hphe.FloatEncoderParams())
+    # note: HEU's default float encoder keeps 6 decimal digits (~20-bit scalars); dtxfast 53 bits
+    measure(benchmark, lambda: ev.mul(a, k), impl="heu", size=N, bits=BITS, note="heu scalars ~20 bits")
+
+
+@pytest.mark.benchmark(group="paillier.scalar_mul")
+def test_scalar_mul_floor(benchmark, keys, data):
+    pk = keys[0]
+    nsq = gmpy2.mpz(pk.nsq)
+    cs = [gmpy2.mpz(c) for c in pk.encrypt(data["x"]).raw_ciphertexts()]
+    # the same 53-bit magnitudes dtxfast uses, as plain positive exponents (signs cost the floor nothing)
+    frac = paillier.PLAINTEXT_BITS - int(np.frexp(np.max(np.abs(data["k"])))[1])
+    es = [gmpy2.mpz(abs(int(np.rint(np.ldexp(k, frac))))) for k in data["k"]]
+    measure(benchmark, lambda: [gmpy2.powmod(c, e, nsq) for c, e in zip(cs, es)], impl="floor-gmpy2",
+            size=N, bits=BITS, threads=1)
+
+
+# ------------------------------------------------------------------------------ dot
+
+
+@pytest.mark.benchmark(group="paillier.dot")
+@pytest.mark.parametrize("impl,threads", _dtx_variants())
+def test_dot_dtxfast(benchmark, keys, data, impl, threads):
+    pk = keys[0]
+    ev = pk.encrypt(data["v"])
+    X = data["X"]
+    with _threads(threads):
+        measure(benchmark, lambda: X @ ev, impl=impl, size=DOT_M * DOT_K, bits=BITS, rounds=1,
+                threads=threads or CORES)
+
+
+def _dot_rows(m: int) -> int:
+    return max(1, min(m, 2 if not QUICK else 4))
+
+
+@pytest.mark.benchmark(group="paillier.dot")
+def test_dot_floor(benchmark, keys, data):
+    """Naive: one powmod per entry (|x| as exponent, inverse base for negatives), one mulmod per add."""
+    pk = keys[0]
+    nsq = gmpy2.mpz(pk.nsq)
+    ev = pk.encrypt(data["v"])
+    cs = [gmpy2.mpz(c) for c in ev.raw_ciphertexts()]
+    inv = [gmpy2.invert(c, nsq) for c in cs]  # outside the timed part: favours the floor
+    rows = _dot_rows(DOT_M)
+    X = data["X"][:rows]
+    frac = paillier.PLAINTEXT_BITS - int(np.frexp(np.max(np.abs(data["X"])))[1])
+    E = np.rint(np.ldexp(X, frac)).astype(np.int64)
+
+    def naive():
+        out = []
+        for row in E:
+            acc = gmpy2.mpz(1)
+            for e, c, ci in zip(row.tolist(), cs, inv):
+                acc = acc * gmpy2.powmod(c if e >= 0 else ci, abs(e), nsq) % nsq
+            out.append(acc)
+        return out
+
+    measure(benchmark, naive, impl="floor-gmpy2", size=DOT_M * DOT_K, per=rows * DOT_K, bits=BITS,
+            rounds=1, threads=1, note=f"{rows} of {DOT_M} rows")
+
+
+@pytest.mark.benchmark(group="paillier.dot")
+def test_dot_phe(benchmark, keys, phe_keys, data):
+    from dtxfast.interop.phe import to_phe
+
+    numbers = to_phe(keys[0].encrypt(data["v"]))
+    rows = 1
+    X = data["X"][:rows].tolist()
+
+    def naive():
+        out = []
+        for row in X:
+            acc = numbers[0] * row[0]
+            for x, c in zip(row[1:], numbers[1:]):
+                acc = acc + c * x
+            out.append(acc)
+        return out
+
+    measure(benchmark, naive, impl="phe", size=DOT_M * DOT_K, per=rows * DOT_K, bits=BITS, rounds=1,
+            threads=1, note=f"{rows} of {DOT_M} rows")
+
+
+@pytest.mark.benchmark(group="paillier.dot")
+def test_dot_heu(benchmark, heu_kit, data):
+    enc, ev = heu_kit.encryptor(), heu_kit.evaluator()
+    v = enc.encrypt(heu_kit.array(data["v"].reshape(-1, 1), hphe.FloatEncoderParams()))
+    rows = _dot_rows(DOT_M)
+    X = heu_kit.array(data["X"][:rows], hphe.FloatEncoderParams())
+    measure(benchmark, lambda: ev.matmul(X, v), impl="heu", size=DOT_M * DOT_K, per=rows * DOT_K,
+            bits=BITS, rounds=1, note=f"{rows} of {DOT_M} rows; heu scalars ~20 bits")
