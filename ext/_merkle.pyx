@@ -14,7 +14,9 @@ The pure-Python twin is ``dtxfast.crypto._merkle_py``; both expose the same func
 
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memcmp
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 cdef extern from *:
     """
@@ -73,7 +75,8 @@ def hash_leaves(const uint8_t[::1] data, Py_ssize_t chunk_size, uint8_t[::1] out
                 _leaf(src + start, length, dst + i * HASH)
         return
     with nogil:
-        for i in prange(n, num_threads=nthreads, schedule="static"):
+        # dynamic: on a shared machine a descheduled thread must not hold half of the work
+        for i in prange(n, num_threads=nthreads, schedule="dynamic", chunksize=8):
             start = i * chunk_size
             length = total - start if total - start < chunk_size else chunk_size
             _leaf(src + start, length, dst + i * HASH)
@@ -95,15 +98,15 @@ def hash_level(const uint8_t[::1] prev, uint8_t[::1] out, int nthreads=1):
             for i in range(pairs):
                 _node(src + 2 * i * HASH, src + (2 * i + 1) * HASH, dst + i * HASH)
         else:
-            for i in prange(pairs, num_threads=nthreads, schedule="static"):
+            for i in prange(pairs, num_threads=nthreads, schedule="dynamic", chunksize=64):
                 _node(src + 2 * i * HASH, src + (2 * i + 1) * HASH, dst + i * HASH)
         if m % 2 == 1:
             memcpy(dst + pairs * HASH, src + (m - 1) * HASH, HASH)
 
 
 cdef int _verify_one(
-    const uint8_t *chunks,
-    const int64_t *chunk_off,
+    const uint8_t **chunks,
+    const int64_t *chunk_len,
     const int64_t *leaf_idx,
     int64_t lo,
     int64_t hi,
@@ -123,7 +126,7 @@ cdef int _verify_one(
         return 0
     for j in range(c):
         pos[j] = leaf_idx[lo + j]
-        _leaf(chunks + chunk_off[lo + j], <size_t>(chunk_off[lo + j + 1] - chunk_off[lo + j]), hs + j * HASH)
+        _leaf(chunks[lo + j], <size_t>chunk_len[lo + j], hs + j * HASH)
     m = n
     while m > 1:
         nc = 0
@@ -161,8 +164,7 @@ cdef int _verify_one(
 
 
 def verify_multiproofs(
-    const uint8_t[::1] chunks,
-    const int64_t[::1] chunk_off,
+    list chunks,
     const int64_t[::1] leaf_idx,
     const int64_t[::1] leaf_start,
     const int64_t[::1] leaf_count,
@@ -177,18 +179,21 @@ def verify_multiproofs(
     """Verify ``P`` Merkle multi-proofs at once; ``out[p]`` is 1 if proof ``p`` matches ``roots[p]``.
 
     Proof ``p`` covers leaves ``leaf_start[p]:leaf_start[p+1]`` (sorted, distinct indices in
-    ``leaf_idx``, chunk ``i`` is ``chunks[chunk_off[i]:chunk_off[i+1]]``) of a tree with
+    ``leaf_idx``; ``chunks`` is a list of ``bytes``, one per leaf) of a tree with
     ``leaf_count[p]`` leaves, and uses proof hashes ``hash_start[p]:hash_start[p+1]`` of
     ``hashes``. ``scratch_pos`` / ``scratch_hash`` hold one slot / 32 bytes per leaf.
     """
     cdef Py_ssize_t P = leaf_count.shape[0]
-    cdef Py_ssize_t p
+    cdef Py_ssize_t p, i
+    cdef Py_ssize_t L = len(chunks)
     if P == 0:
         return
+    if L != leaf_idx.shape[0]:
+        raise ValueError("one chunk per leaf index")
     cdef uint8_t empty = 0
-    cdef const uint8_t *cbuf = &chunks[0] if chunks.shape[0] > 0 else &empty
     cdef const uint8_t *hbuf = &hashes[0] if hashes.shape[0] > 0 else &empty
-    cdef const int64_t *coff = &chunk_off[0]
+    cdef const uint8_t **cptr = <const uint8_t **>malloc((L + 1) * sizeof(uint8_t *))
+    cdef int64_t *clen = <int64_t *>malloc((L + 1) * sizeof(int64_t))
     cdef const int64_t *lidx = &leaf_idx[0] if leaf_idx.shape[0] > 0 else NULL
     cdef const int64_t *lst = &leaf_start[0]
     cdef const int64_t *lcnt = &leaf_count[0]
@@ -197,14 +202,26 @@ def verify_multiproofs(
     cdef uint8_t *res = &out[0]
     cdef int64_t *spos = &scratch_pos[0] if scratch_pos.shape[0] > 0 else NULL
     cdef uint8_t *shash = &scratch_hash[0] if scratch_hash.shape[0] > 0 else NULL
-    if nthreads < 1:
-        nthreads = 1
-    with nogil:
-        if nthreads == 1 or P < 2:
-            for p in range(P):
-                res[p] = _verify_one(cbuf, coff, lidx, lst[p], lst[p + 1], lcnt[p], hbuf, hst[p], hst[p + 1],
-                                     rts + p * HASH, spos + lst[p], shash + lst[p] * HASH)
-        else:
-            for p in prange(P, num_threads=nthreads, schedule="dynamic", chunksize=4):
-                res[p] = _verify_one(cbuf, coff, lidx, lst[p], lst[p + 1], lcnt[p], hbuf, hst[p], hst[p + 1],
-                                     rts + p * HASH, spos + lst[p], shash + lst[p] * HASH)
+    try:
+        if cptr == NULL or clen == NULL:
+            raise MemoryError()
+        for i in range(L):  # the list holds the references while the GIL is released
+            obj = chunks[i]
+            if type(obj) is not bytes:
+                raise TypeError("chunks must be bytes")
+            cptr[i] = <const uint8_t *>PyBytes_AS_STRING(obj)
+            clen[i] = PyBytes_GET_SIZE(obj)
+        if nthreads < 1:
+            nthreads = 1
+        with nogil:
+            if nthreads == 1 or P < 2:
+                for p in range(P):
+                    res[p] = _verify_one(cptr, clen, lidx, lst[p], lst[p + 1], lcnt[p], hbuf, hst[p], hst[p + 1],
+                                         rts + p * HASH, spos + lst[p], shash + lst[p] * HASH)
+            else:
+                for p in prange(P, num_threads=nthreads, schedule="dynamic", chunksize=4):
+                    res[p] = _verify_one(cptr, clen, lidx, lst[p], lst[p + 1], lcnt[p], hbuf, hst[p],
+                                         hst[p + 1], rts + p * HASH, spos + lst[p], shash + lst[p] * HASH)
+    finally:
+        free(cptr)
+        free(clen)

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+import dtxfast
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from storage_helpers import backend, flip, reference_root  # noqa: F401
@@ -78,12 +80,17 @@ def test_empty_file() -> None:
     meta.verify()
 
 
-def test_large_file_is_streamed_slice_by_slice(backend: str) -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_large_file_is_streamed_slice_by_slice(backend: str, threads: int) -> None:
     slice_size = 64 * 1024
     data = os.urandom(slice_size * 37 + 12345)  # many times the slice size
     src = ReadRecorder(data)
     store = MemoryReplicaStore()
-    meta = OWNER.upload(src, store, name="big", slice_size=slice_size, replicas=2, chunk_size=4096)
+    dtxfast.set_num_threads(threads)
+    try:
+        meta = OWNER.upload(src, store, name="big", slice_size=slice_size, replicas=2, chunk_size=4096)
+    finally:
+        dtxfast.set_num_threads(None)
     assert src.largest <= slice_size  # never asked for more than one slice at a time
     assert meta.slice_count == 38
     out = io.BytesIO()

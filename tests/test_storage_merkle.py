@@ -179,6 +179,11 @@ def test_batch_verify_mixes_good_bad_and_malformed(backend: str) -> None:
     items += malformed
     expect += [False] * len(malformed)
     assert verify_multiproofs(items) == expect
+    # numpy ints and bytearrays take the slow path and give the same verdicts
+    odd = [(bytearray(tree.root), MerkleProof(np.int64(4), np.int64(50), tree.prove(4).path), chunks[4]),
+           (tree.root, MerkleProof(True, 50, tree.prove(1).path), chunks[1]),  # a bool is not an index
+           (tree.root, MerkleProof(5, 50, tree.prove(5).path), "text")]        # a str is not a chunk
+    assert verify_multiproofs(items + odd) == expect + [True, False, False]
 
 
 @fixture_ok

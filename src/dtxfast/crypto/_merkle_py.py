@@ -50,14 +50,14 @@ def hash_level(prev: Any, out: Any, nthreads: int = 1) -> None:
 
 
 def _verify_one(
-    chunks: memoryview, chunk_off: list[int], leaf_idx: list[int], lo: int, hi: int, n: int,
+    chunks: list[bytes], leaf_idx: list[int], lo: int, hi: int, n: int,
     hashes: bytes, hlo: int, hhi: int, root: bytes,
 ) -> int:
     c = hi - lo
     if c <= 0 or n <= 0:
         return 0
     pos = leaf_idx[lo:hi]
-    hs = [_leaf(chunks[chunk_off[lo + j] : chunk_off[lo + j + 1]]) for j in range(c)]
+    hs = [_leaf(chunks[lo + j]) for j in range(c)]
     h = hlo
     m = n
     while m > 1:
@@ -100,19 +100,20 @@ def _ints(a: Any) -> list[int]:
 
 
 def verify_multiproofs(
-    chunks: Any, chunk_off: Any, leaf_idx: Any, leaf_start: Any, leaf_count: Any, hashes: Any,
+    chunks: list[bytes], leaf_idx: Any, leaf_start: Any, leaf_count: Any, hashes: Any,
     hash_start: Any, roots: Any, out: Any, scratch_pos: Any, scratch_hash: Any, nthreads: int = 1,
 ) -> None:
     """Verify a batch of Merkle multi-proofs (see the kernel for the layout)."""
-    cbuf = memoryview(chunks).cast("B")
     hbuf = bytes(memoryview(hashes).cast("B"))
     rbuf = bytes(memoryview(roots).cast("B"))
     res = memoryview(out).cast("B")
-    chunk_off, leaf_idx, leaf_start, leaf_count, hash_start = (
-        _ints(a) for a in (chunk_off, leaf_idx, leaf_start, leaf_count, hash_start)
-    )
+    leaf_idx, leaf_start, leaf_count, hash_start = (_ints(a) for a in (leaf_idx, leaf_start, leaf_count, hash_start))
+    if len(chunks) != len(leaf_idx):
+        raise ValueError("one chunk per leaf index")
+    if any(type(c) is not bytes for c in chunks):
+        raise TypeError("chunks must be bytes")
     for p in range(len(leaf_count)):
         res[p] = _verify_one(
-            cbuf, chunk_off, leaf_idx, leaf_start[p], leaf_start[p + 1], leaf_count[p],
+            chunks, leaf_idx, leaf_start[p], leaf_start[p + 1], leaf_count[p],
             hbuf, hash_start[p], hash_start[p + 1], rbuf[p * _HASH : (p + 1) * _HASH],
         )

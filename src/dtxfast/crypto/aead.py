@@ -92,11 +92,16 @@ class ReplicaCipher:
         return c
 
     def encrypt(self, file_id: bytes, slice_index: int, replica_index: int,
-                plaintext: bytes | bytearray | memoryview) -> bytes:
-        """``ciphertext || tag`` of one replica."""
+                plaintext: bytes | bytearray | memoryview) -> bytearray:
+        """``ciphertext || tag`` of one replica (a bytearray, written in place: no extra copy)."""
         c = self._cipher(file_id, slice_index, replica_index)
-        ct, tag = c.encrypt_and_digest(plaintext)  # type: ignore[attr-defined]
-        return ct + tag
+        n = len(plaintext)
+        out = bytearray(n + TAG_SIZE)
+        view = memoryview(out)
+        if n:
+            c.encrypt(plaintext, output=view[:n])  # type: ignore[attr-defined]
+        view[n:] = c.digest()  # type: ignore[attr-defined]
+        return out
 
     def decrypt(self, file_id: bytes, slice_index: int, replica_index: int, data: bytes) -> bytes:
         """Plaintext of one replica; raises InvalidProof if the tag does not verify (tampering)."""

@@ -425,53 +425,111 @@ def verify_multiproofs(items: Sequence[_Item]) -> list[bool]:
     list of bool
         One verdict per item (structurally malformed items are False, never an exception).
     """
-    multis: list[tuple[Any, MerkleMultiProof, Sequence[Any]]] = []
-    for root, proof, chunks in items:
+    P = len(items)
+    if P == 0:
+        return []
+    roots: list[Any] = []
+    ns: list[Any] = []
+    chunks_all: list[Any] = []
+    idx_all: list[Any] = []
+    leaf_start = [0]
+    hashes_all: list[Any] = []
+    hash_start = [0]
+    shape_ok = np.ones(P, dtype=bool)
+    for p, (root, proof, chunks) in enumerate(items):
         if isinstance(proof, MerkleProof):
-            multis.append((root, proof.as_multi(), [chunks]))
+            idx_all.append(proof.index)
+            chunks_all.append(chunks)
+            hashes_all.extend(proof.path)
         elif isinstance(proof, MerkleMultiProof):
-            multis.append((root, proof, chunks if not isinstance(chunks, (bytes, bytearray)) else [chunks]))
+            ind = proof.indices
+            if isinstance(chunks, (bytes, bytearray, memoryview)):
+                chunks = [chunks]
+            if not ind or len(chunks) != len(ind):
+                shape_ok[p] = False
+            else:
+                idx_all.extend(ind)
+                chunks_all.extend(chunks)
+            hashes_all.extend(proof.hashes)
         else:
             raise ParameterError(f"not a Merkle proof: {type(proof).__name__}")
-    verdict = [False] * len(multis)
-    good = [i for i, (r, p, c) in enumerate(multis) if _structure_error(r, p, c) is None]
-    if not good:
-        return verdict
-    all_chunks: list[Any] = []
-    leaf_idx: list[int] = []
-    leaf_start = [0]
-    leaf_count: list[int] = []
-    all_hashes: list[bytes] = []
-    hash_start = [0]
-    roots: list[bytes] = []
-    for i in good:
-        root, proof, chunks = multis[i]
-        all_chunks.extend(chunks)
-        leaf_idx.extend(proof.indices)
-        leaf_start.append(len(leaf_idx))
-        leaf_count.append(int(proof.leaf_count))
-        all_hashes.extend(proof.hashes)
-        hash_start.append(len(all_hashes))
-        roots.append(bytes(root))
-    lengths = np.fromiter((len(c) for c in all_chunks), dtype=np.int64, count=len(all_chunks))
-    chunk_off = np.zeros(len(all_chunks) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=chunk_off[1:])
-    out = bytearray(len(good))
-    total = len(leaf_idx)
+        roots.append(root)
+        ns.append(proof.leaf_count)
+        leaf_start.append(len(idx_all))
+        hash_start.append(len(hashes_all))
+    try:
+        return _verify_flat(P, roots, ns, chunks_all, idx_all, leaf_start, hashes_all, hash_start, shape_ok)
+    except (TypeError, OverflowError, ValueError):
+        # something is not bytes / not an int / out of int64: sort it out item by item (rare)
+        return _verify_slow(items)
+
+
+def _bad_per_segment(bad: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """For segments ``starts[p]:starts[p+1]`` of ``bad``, whether any element is set."""
+    c = np.zeros(len(bad) + 1, dtype=np.int64)
+    np.cumsum(bad, out=c[1:])
+    return (c[starts[1:]] - c[starts[:-1]]) > 0
+
+
+def _verify_flat(
+    P: int, roots: list[Any], ns: list[Any], chunks_all: list[Any], idx_all: list[Any], leaf_start: list[int],
+    hashes_all: list[Any], hash_start: list[int], shape_ok: np.ndarray,
+) -> list[bool]:
+    for seq in (ns, idx_all):
+        for v in seq:
+            if type(v) is not int:
+                raise TypeError("not an int")
+    lstart = np.asarray(leaf_start, dtype=np.int64)
+    hstart = np.asarray(hash_start, dtype=np.int64)
+    n = np.asarray(ns, dtype=np.int64)  # OverflowError beyond int64: handled by the caller
+    idx = np.asarray(idx_all, dtype=np.int64)
+    valid = shape_ok & (n >= 1) & (n < 2**62) & (lstart[1:] > lstart[:-1])
+    # roots: 32 bytes each
+    rlen = np.fromiter(map(len, roots), dtype=np.int64, count=P)
+    bad_root = rlen != HASH_SIZE
+    if bad_root.any():
+        valid &= ~bad_root
+        roots = [r if len(r) == HASH_SIZE else bytes(HASH_SIZE) for r in roots]
+    # proof hashes: 32 bytes each
+    hlen = np.fromiter(map(len, hashes_all), dtype=np.int64, count=len(hashes_all))
+    bad_hash = hlen != HASH_SIZE
+    if bad_hash.any():
+        valid &= ~_bad_per_segment(bad_hash, hstart)
+        hashes_all = [h if len(h) == HASH_SIZE else bytes(HASH_SIZE) for h in hashes_all]
+    # chunks: non-empty, bounded
+    clen = np.fromiter(map(len, chunks_all), dtype=np.int64, count=len(chunks_all))
+    bad_chunk = (clen < 1) | (clen > MAX_CHUNK_SIZE)
+    # indices: sorted, distinct, in [0, n)
+    counts = lstart[1:] - lstart[:-1]
+    n_of_leaf = np.repeat(n, counts)
+    bad_idx = (idx < 0) | (idx >= n_of_leaf) | bad_chunk
+    if len(idx) > 1:
+        not_increasing = np.zeros(len(idx), dtype=bool)
+        not_increasing[1:] = idx[1:] <= idx[:-1]
+        not_increasing[lstart[:-1][counts > 0]] = False  # a segment's first leaf has no predecessor
+        bad_idx |= not_increasing
+    valid &= ~_bad_per_segment(bad_idx, lstart)
+    n = np.where(valid, n, 0)  # the kernel answers 0 at once for leaf count 0
+    chunks_all = [c if type(c) is bytes else bytes(c) for c in chunks_all]
+    out = bytearray(P)
+    total = len(idx_all)
     _kernel.verify_multiproofs(
-        b"".join(all_chunks),
-        chunk_off,
-        np.asarray(leaf_idx, dtype=np.int64),
-        np.asarray(leaf_start, dtype=np.int64),
-        np.asarray(leaf_count, dtype=np.int64),
-        b"".join(all_hashes),
-        np.asarray(hash_start, dtype=np.int64),
-        b"".join(roots),
-        out,
-        np.empty(total, dtype=np.int64),
-        bytearray(total * HASH_SIZE),
-        num_threads() if len(good) > 1 else 1,
+        chunks_all, idx, lstart, n, b"".join(hashes_all), hstart, b"".join(roots), out,
+        np.empty(total, dtype=np.int64), bytearray(total * HASH_SIZE), num_threads() if P > 1 else 1,
     )
-    for slot, i in enumerate(good):
-        verdict[i] = out[slot] == 1
+    return [v == 1 for v in out]
+
+
+def _verify_slow(items: Sequence[_Item]) -> list[bool]:
+    verdict = []
+    for root, proof, chunks in items:
+        multi = proof.as_multi() if isinstance(proof, MerkleProof) else proof
+        if isinstance(proof, MerkleProof) or isinstance(chunks, (bytes, bytearray, memoryview)):
+            chunks = [chunks]  # type: ignore[list-item]
+        if _structure_error(root, multi, chunks) is not None:  # type: ignore[arg-type]
+            verdict.append(False)
+            continue
+        clean = MerkleMultiProof(tuple(int(i) for i in multi.indices), int(multi.leaf_count),
+                                 tuple(bytes(h) for h in multi.hashes))
+        verdict.append(verify_multiproofs([(bytes(root), clean, [bytes(c) for c in chunks])])[0])
     return verdict

@@ -30,7 +30,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Union
 
@@ -65,7 +66,7 @@ class EncryptedReplica:
     """One encrypted replica ready to hand to a storage node, with its Merkle root."""
 
     replica: ReplicaId
-    data: bytes
+    data: bytes | bytearray
     root: bytes
 
 
@@ -111,36 +112,51 @@ class ReplicaEncryptor:
         self.size = 0
         self.roots: list[list[bytes]] = []
 
-    def _one(self, plain: bytearray, s: int, r: int, tree_threads: int | None) -> EncryptedReplica:
+    def _one(self, plain: bytes | bytearray, s: int, r: int, tree_threads: int | None) -> EncryptedReplica:
         data = self._cipher.encrypt(self.file_id, s, r, plain)
         root = MerkleTree.from_bytes(data, self.chunk_size, threads=tree_threads).root
         return EncryptedReplica(ReplicaId(self.file_id, s, r), data, root)
 
+    def _slices(self) -> Iterator[tuple[int, bytearray]]:
+        """(real length, zero-padded slice) for each slice of the stream; a fresh buffer each."""
+        while True:
+            buf = bytearray(self.slice_size)
+            n = _read_full(self._stream, buf)
+            if n == 0:
+                return
+            self.size += n
+            yield n, buf
+            if n < self.slice_size:
+                return
+
     def __iter__(self) -> Iterator[EncryptedReplica]:
-        buf = bytearray(self.slice_size)
-        pool = ThreadPoolExecutor(self.threads) if self.threads > 1 and self.replicas > 1 else None
-        try:
-            s = 0
-            while True:
-                n = _read_full(self._stream, buf)
-                if n == 0:
-                    break
-                if n < self.slice_size:
-                    buf[n:] = bytes(self.slice_size - n)
-                self.size += n
-                if pool is not None:
-                    futures = [pool.submit(self._one, buf, s, r, 1) for r in range(self.replicas)]
-                    reps = [f.result() for f in futures]
-                else:
-                    reps = [self._one(buf, s, r, None) for r in range(self.replicas)]
+        if self.threads <= 1:
+            for s, (_, buf) in enumerate(self._slices()):
+                reps = [self._one(buf, s, r, None) for r in range(self.replicas)]
                 self.roots.append([rep.root for rep in reps])
                 yield from reps
-                s += 1
-                if n < self.slice_size:
-                    break
-        finally:
-            if pool is not None:
-                pool.shutdown()
+            return
+        # Two slices in flight: while the replicas of one are encrypted and hashed (AEAD and
+        # Merkle kernel both release the GIL), the next is read and started, so the workers
+        # never wait on a slice's last replica. Memory: two slices and their replicas.
+        in_flight: deque[list[Future[EncryptedReplica]]] = deque()
+        with ThreadPoolExecutor(self.threads) as pool:
+            try:
+                for s, (_, buf) in enumerate(self._slices()):
+                    in_flight.append([pool.submit(self._one, buf, s, r, 1) for r in range(self.replicas)])
+                    if len(in_flight) >= 2:
+                        yield from self._collect(in_flight.popleft())
+                while in_flight:
+                    yield from self._collect(in_flight.popleft())
+            finally:
+                for futures in in_flight:
+                    for f in futures:
+                        f.cancel()
+
+    def _collect(self, futures: list[Future[EncryptedReplica]]) -> list[EncryptedReplica]:
+        reps = [f.result() for f in futures]
+        self.roots.append([rep.root for rep in reps])
+        return reps
 
 
 class DataOwner:

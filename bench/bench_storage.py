@@ -1,0 +1,208 @@
+"""Storage benchmarks: Merkle tree building, batch proof verification, the encryption pipeline.
+
+Groups (``dtx bench storage``):
+
+* ``merkle.build`` (MiB/s): a Merkle tree over a replica of ``size`` MiB in 4 KiB chunks, fed in
+  4 MiB blocks (the streamed path). Rows: ``dtxfast`` (compiled kernel, all threads, and the
+  1-thread row), ``dtxfast-python`` (pure-Python hashlib twin), ``pymerkle`` (same chunks as
+  entries of a pymerkle ``InmemoryTree``), ``floor-sha256`` (one ``hashlib.sha256`` over the same
+  bytes: the raw SHA-256 work the tree cannot avoid).
+* ``merkle.verify`` (proofs/s): a batch of single-leaf proofs for chunks of ``size`` bytes
+  (4 KiB and 1 MiB). Rows: ``dtxfast``, ``dtxfast-python``, ``pymerkle`` (``verify_inclusion``
+  on the leaf hash of each chunk), ``floor-sha256`` (only hashing every revealed chunk once).
+* ``storage.encrypt`` (MiB/s of plaintext): ``DataOwner.upload`` of a ``size`` MiB file into
+  4 MiB slices × 3 replicas (AES-256-GCM + a Merkle root per replica), replicas dropped.
+  Rows: ``dtxfast``, ``dtxfast-python`` (Merkle roots by the twin), ``floor-aead`` (raw
+  AES-256-GCM over the same slices, 3 times: the AEAD work the pipeline cannot avoid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from Crypto.Cipher import AES
+
+from dtxfast.crypto import merkle
+from dtxfast.crypto.merkle import MerkleBuilder, MerkleTree, verify_multiproofs
+from dtxfast.crypto.signatures import Ed25519PrivateKey
+from dtxfast.storage import DataOwner
+
+from ._util import measure, sizes
+
+MiB = 1024 * 1024
+CHUNK = 4096
+BLOCK = 4 * MiB
+
+try:
+    import pymerkle
+except ImportError:  # pragma: no cover - optional baseline
+    pymerkle = None
+
+TWIN = importlib.import_module("dtxfast.crypto._merkle_py")
+
+
+@contextlib.contextmanager
+def twin_kernel() -> Iterator[None]:
+    saved = merkle._kernel
+    merkle._kernel = TWIN
+    try:
+        yield
+    finally:
+        merkle._kernel = saved
+
+
+_buffers: dict[int, bytes] = {}
+
+
+def random_bytes(n: int) -> bytes:
+    if n not in _buffers:
+        _buffers.clear()  # keep at most one big buffer alive
+        _buffers[n] = np.random.default_rng(42).bytes(n)
+    return _buffers[n]
+
+
+def streamed_root(data: bytes, threads: int | None = None) -> bytes:
+    view = memoryview(data)
+    builder = MerkleBuilder(CHUNK, threads)
+    for start in range(0, len(view), BLOCK):
+        builder.update(view[start : start + BLOCK])
+    return builder.finalize().root
+
+
+# ------------------------------------------------------------------ merkle.build
+
+BUILD_MIB = sizes([256], [8])
+BUILD_IMPLS = ["dtxfast", "dtxfast-1thread", "dtxfast-python", "pymerkle", "floor-sha256"]
+
+
+@pytest.mark.benchmark(group="merkle.build")
+@pytest.mark.parametrize("impl", BUILD_IMPLS)
+@pytest.mark.parametrize("mib", BUILD_MIB)
+def test_merkle_build(benchmark: Any, impl: str, mib: int) -> None:
+    data = random_bytes(mib * MiB)
+    extra: dict[str, Any] = {}
+    if impl == "dtxfast":
+        fn = lambda: streamed_root(data)  # noqa: E731
+    elif impl == "dtxfast-1thread":
+        fn = lambda: streamed_root(data, threads=1)  # noqa: E731
+        impl, extra = "dtxfast", {"threads": 1}
+    elif impl == "dtxfast-python":
+        def fn() -> bytes:
+            with twin_kernel():
+                return streamed_root(data)
+    elif impl == "pymerkle":
+        if pymerkle is None:
+            pytest.skip("pymerkle not installed")
+
+        def fn() -> bytes:
+            tree = pymerkle.InmemoryTree(algorithm="sha256")
+            view = memoryview(data)
+            for start in range(0, len(view), CHUNK):
+                tree.append_entry(bytes(view[start : start + CHUNK]))
+            return tree.get_root()
+    else:
+        fn = lambda: hashlib.sha256(data).digest()  # noqa: E731
+    measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=3, **extra)
+
+
+# ------------------------------------------------------------------ merkle.verify
+
+VERIFY_CASES = sizes([(4096, 4096, 16 * MiB), (MiB, 256, 64 * MiB)], [(4096, 512, 2 * MiB), (MiB, 16, 8 * MiB)])
+VERIFY_IMPLS = ["dtxfast", "dtxfast-1thread", "dtxfast-python", "pymerkle", "floor-sha256"]
+
+
+@pytest.mark.benchmark(group="merkle.verify")
+@pytest.mark.parametrize("impl", VERIFY_IMPLS)
+@pytest.mark.parametrize("case", VERIFY_CASES, ids=lambda c: f"chunk{c[0]}")
+def test_merkle_verify(benchmark: Any, impl: str, case: tuple[int, int, int]) -> None:
+    chunk_size, proofs, replica = case
+    data = random_bytes(replica)
+    tree = MerkleTree.from_bytes(data, chunk_size)
+    rng = np.random.default_rng(7)
+    idx = [int(i) for i in rng.integers(0, tree.leaf_count, proofs)]
+    chunks = [data[i * chunk_size : (i + 1) * chunk_size] for i in idx]
+    extra: dict[str, Any] = {}
+    if impl.startswith("dtxfast"):
+        items = [(tree.root, tree.prove(i), c) for i, c in zip(idx, chunks)]
+        if impl == "dtxfast-1thread":
+            import dtxfast
+
+            def fn() -> list[bool]:
+                dtxfast.set_num_threads(1)
+                try:
+                    return verify_multiproofs(items)
+                finally:
+                    dtxfast.set_num_threads(None)
+            impl, extra = "dtxfast", {"threads": 1}
+        elif impl == "dtxfast-python":
+            def fn() -> list[bool]:
+                with twin_kernel():
+                    return verify_multiproofs(items)
+        else:
+            fn = lambda: verify_multiproofs(items)  # noqa: E731
+        assert all(fn())
+    elif impl == "pymerkle":
+        if pymerkle is None:
+            pytest.skip("pymerkle not installed")
+        ptree = pymerkle.InmemoryTree(algorithm="sha256")
+        for start in range(0, len(data), chunk_size):
+            ptree.append_entry(data[start : start + chunk_size])
+        proot = ptree.get_root()
+        pproofs = [ptree.prove_inclusion(i + 1) for i in idx]  # pymerkle counts from 1
+
+        def fn() -> None:
+            for c, p in zip(chunks, pproofs):
+                pymerkle.verify_inclusion(ptree.hash_buff(c), proot, p)
+    else:
+        joined = b"".join(chunks)
+
+        def fn() -> bytes:  # every revealed chunk hashed once, nothing else
+            return hashlib.sha256(joined).digest()
+    measure(benchmark, fn, impl=impl, size=chunk_size, unit="proofs/s", per=proofs, rounds=3, **extra)
+
+
+# ------------------------------------------------------------------ storage.encrypt
+
+ENCRYPT_MIB = sizes([64], [16])
+SLICE = 4 * MiB
+REPLICAS = 3
+OWNER = DataOwner(Ed25519PrivateKey.from_bytes(bytes(range(32))))
+
+
+@pytest.mark.benchmark(group="storage.encrypt")
+@pytest.mark.parametrize("impl", ["dtxfast", "dtxfast-python", "floor-aead"])
+@pytest.mark.parametrize("mib", ENCRYPT_MIB)
+def test_storage_encrypt(benchmark: Any, impl: str, mib: int) -> None:
+    data = random_bytes(mib * MiB)
+    drop = lambda rep: None  # noqa: E731
+
+    def upload() -> Any:
+        return OWNER.upload(io.BytesIO(data), drop, name="bench", slice_size=SLICE, replicas=REPLICAS,
+                            chunk_size=CHUNK, file_id=bytes(16), now=0)
+
+    if impl == "dtxfast":
+        fn = upload
+    elif impl == "dtxfast-python":
+        def fn() -> Any:
+            with twin_kernel():
+                return upload()
+    else:
+        view = memoryview(data)
+        keys = [bytes([r]) * 32 for r in range(REPLICAS)]
+
+        def fn() -> None:
+            for start in range(0, len(view), SLICE):
+                for r in range(REPLICAS):
+                    c = AES.new(keys[r], AES.MODE_GCM, nonce=bytes(12))
+                    c.encrypt_and_digest(view[start : start + SLICE])
+    measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=3,
+            note=f"r={REPLICAS}, {SLICE // MiB} MiB slices")
+
+
