@@ -20,7 +20,7 @@ import pytest
 
 from dtxfast.crypto.signatures import verify_batch
 from dtxfast.ledger import Heartbeat, MemoryLedger, NodeIdentity, RegisterNode, SQLiteLedger
-from dtxfast.ledger.tx import SignedTx, signing_message, sign_tx
+from dtxfast.ledger.tx import SignedTx, sign_tx, signing_message
 
 from ._util import measure, sizes
 

@@ -51,6 +51,27 @@ def make_ledger(kind: str, tmp_path: Path, clock: Clock | None = None, **kw: Any
     raise ValueError(kind)
 
 
+def tamper_record(led: Ledger, kind: str, key: str, value: bytes) -> None:
+    """Overwrite a stored record behind the contract's back."""
+    if isinstance(led, MemoryLedger):
+        led._s.objects[(kind, key)] = value
+    else:
+        c = led._conn()
+        c.execute("UPDATE objects SET value=? WHERE kind=? AND key=?", (value, kind, key))
+
+
+def force_block(led: Ledger, stxs: list) -> None:
+    """Append a well-formed, signed block without running the contract (a dishonest writer)."""
+    from dtxfast.ledger.base import Block, BlockHeader, Entry, tx_root
+
+    with led._write() as w:
+        h, prev = w.tip()
+        raws = [s.encode() for s in stxs]
+        header = BlockHeader(h + 1, prev, led.now_ms(), tx_root(raws), len(raws))
+        entries = [Entry(h + 1, i, s.tx_id, s.unsigned()) for i, s in enumerate(stxs)]
+        w.add_block(Block(header, header.hash(), raws), entries)
+
+
 def ident(name: str) -> NodeIdentity:
     """A deterministic identity per name (fast, reproducible)."""
     return NodeIdentity.from_seed(hashlib.sha256(name.encode()).digest())
@@ -121,12 +142,12 @@ class World:
 
 
 # Child process of the crash and concurrency tests: appends heartbeats in a loop, printing the
-# id of each acknowledged transaction. argv: ledger path, seed hex, count (0 = forever).
+# id of each acknowledged transaction. argv: ledger path, seed hex, count (0 = forever), durability.
 CHILD = r"""
 import sys
 from dtxfast.ledger import SQLiteLedger, NodeIdentity, Heartbeat
 path, seed, count = sys.argv[1], bytes.fromhex(sys.argv[2]), int(sys.argv[3])
-led = SQLiteLedger(path)
+led = SQLiteLedger(path, durability=sys.argv[4] if len(sys.argv) > 4 else "normal")
 me = NodeIdentity.from_seed(seed)
 i = 0
 print("ready", flush=True)

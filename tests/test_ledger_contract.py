@@ -5,6 +5,18 @@ from __future__ import annotations
 import threading
 
 import pytest
+from ledger_helpers import (
+    BACKENDS,
+    DAY,
+    HOUR,
+    T0,
+    Clock,
+    World,
+    force_block,
+    ident,
+    make_ledger,
+    tamper_record,
+)
 
 from dtxfast.errors import (
     InvalidSignature,
@@ -17,6 +29,7 @@ from dtxfast.errors import (
 from dtxfast.ledger import (
     ApplicationStatus,
     ApproveApplication,
+    ChainCorrupted,
     ChallengeStatus,
     ConfirmTask,
     CreateNamespace,
@@ -48,8 +61,6 @@ from dtxfast.ledger import (
 )
 from dtxfast.ledger.contract import rule
 from dtxfast.ledger.tx import TxBody, register_kind
-
-from ledger_helpers import BACKENDS, DAY, HOUR, T0, Clock, World, ident, make_ledger
 
 
 @pytest.fixture(params=BACKENDS)
@@ -161,7 +172,7 @@ def test_extend_and_expire_file(world):
     refused(w, StateError, w.ex1, ApplyFile_(fid))
 
 
-def ApplyFile_(fid):  # noqa: N802 - a tiny factory
+def ApplyFile_(fid):
     from dtxfast.ledger import ApplyFile
 
     return ApplyFile(file_id=fid)
@@ -231,7 +242,7 @@ def test_reject_application(world):
 
 def test_task_lifecycle(world):
     w = world
-    task_id, f1, f2 = w.two_party_task()
+    task_id, _, _ = w.two_party_task()
     t = w.led.get_task(task_id)
     assert t.status == TaskStatus.CONFIRMING and t.executors == [w.ex1.node_id, w.ex2.node_id]
     assert t.params == {"epochs": 5, "label": "y", "lr": 0.1}
@@ -255,7 +266,7 @@ def test_task_lifecycle(world):
 
 def test_task_permissions(world):
     w = world
-    task_id, f1, f2 = w.two_party_task()
+    task_id, _, _ = w.two_party_task()
     refused(w, Unauthorized, w.s[0], ConfirmTask(task_id=task_id))  # not a named executor
     refused(w, Unauthorized, w.req, ConfirmTask(task_id=task_id))
     refused(w, StateError, w.req, StartTask(task_id=task_id))  # still Confirming
@@ -347,7 +358,7 @@ def test_list_tasks_filters(world):
     w.approve(w.ex2, f, owner=w.owner2)
     t3 = w.submit(w.req2, PublishTask(task_type="train", algorithm="b",
                                       parties=[TaskParty(w.ex2.node_id, [f])])).object_id
-    ids = lambda ts: [t.task_id for t in ts]  # noqa: E731
+    ids = lambda ts: [t.task_id for t in ts]
     assert ids(w.led.list_tasks()) == [t1, t2, t3]
     assert ids(w.led.list_tasks(status="Ready")) == [t1]
     assert ids(w.led.list_tasks(status="Confirming")) == [t2, t3]
@@ -533,3 +544,36 @@ def test_subscribe_replays_then_follows(world):
     # an iterator from an old height replays history and stops after the idle timeout
     kinds = [e.kind for e in w.led.subscribe(1, kinds={"create_namespace"}, timeout=0.05)]
     assert kinds == ["create_namespace", "create_namespace"]
+
+
+def test_replay_audit_finds_state_changed_behind_the_ledger(world):
+    w = world
+    task_id = w.ready_task()
+    rep = w.led.verify_chain(replay=True)
+    assert rep.entries == w.led.height
+    task = w.led.get_task(task_id)
+    task.status = "Finished"
+    from dtxfast.ledger.records import encode_record
+
+    tamper_record(w.led, "task", task_id, encode_record(task))
+    w.led.verify_chain()  # the chain itself is intact
+    with pytest.raises(ChainCorrupted, match=f"task {task_id}"):
+        w.led.verify_chain(replay=True)
+
+
+def test_replay_audit_finds_an_entry_the_contract_refuses(world):
+    w = world
+    w.submit(w.s[0], Heartbeat())
+    bad_height = w.led.height + 1
+    force_block(w.led, [w.led.sign(w.stranger, Heartbeat())])  # a stranger may not heartbeat
+    w.submit(w.s[1], Heartbeat())
+    assert w.led.verify_chain().blocks == w.led.height + 1  # hashes and signatures are fine
+    with pytest.raises(ChainCorrupted) as info:
+        w.led.verify_chain(replay=True)
+    assert info.value.height == bad_height and "refuses" in info.value.reason
+    # a forged signature in a forced block is named by the plain check
+    stx = w.led.sign(w.s[0], Heartbeat())
+    force_block(w.led, [SignedTx(stx.payload, bytes(64))])
+    with pytest.raises(ChainCorrupted) as info:
+        w.led.verify_chain()
+    assert info.value.height == w.led.height and "signature" in info.value.reason

@@ -11,17 +11,17 @@ import sys
 import time
 
 import pytest
+from ledger_helpers import CHILD, Clock, World, ident
 
 from dtxfast.cli import main
 from dtxfast.errors import MalformedInput, NotFound
 from dtxfast.ledger import ChainCorrupted, Heartbeat, RegisterNode, SQLiteLedger, open_ledger
 
-from ledger_helpers import CHILD, Clock, World, ident
 
-
-def _child(path, who, count):
+def _child(path, who, count, durability="normal"):
     return subprocess.Popen([sys.executable, "-c", CHILD, str(path), who.private_key.to_bytes().hex(),
-                             str(count)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             str(count), durability],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _registered(path, *names):
@@ -62,30 +62,37 @@ def test_open_refuses_missing_or_foreign_files(tmp_path):
 
 
 @pytest.mark.integration
-def test_sigkill_mid_append_loses_nothing_acknowledged(tmp_path):
+@pytest.mark.parametrize("durability", ["normal", "full"])
+def test_sigkill_mid_append_loses_nothing_acknowledged(tmp_path, durability):
     path = tmp_path / "crash.db"
     (node,) = _registered(path, "crasher")
-    proc = _child(path, node, 0)
-    acked = []
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        while len(acked) < 40:
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            acked.append(line.strip())
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(10)
-    # lines the child printed before dying were acknowledged too
-    acked += [x.strip() for x in proc.stdout.read().splitlines() if x.strip()]
+    acked: list[str] = []
+    for round_, wait_for in enumerate((25, 7, 40)):  # kill at a different point each round
+        proc = _child(path, node, 0, durability)
+        seen = 0
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            while seen < wait_for:
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read()
+                acked.append(line.strip())
+                seen += 1
+            time.sleep(0.002 * round_)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(10)
+        # lines the child printed before dying were acknowledged too
+        acked += [x.strip() for x in proc.stdout.read().splitlines() if x.strip()]
+        assert proc.returncode == -signal.SIGKILL
+        led = SQLiteLedger(path, durability=durability)
+        rep = led.verify_chain(replay=True)
+        on_chain = {e.tx_id.hex() for e in led.entries(1)}
+        assert set(acked) <= on_chain  # nothing acknowledged was lost
+        assert rep.entries == len(on_chain) >= len(acked)  # and no torn entry
+        led.close()
     led = SQLiteLedger(path)
-    rep = led.verify_chain()
-    on_chain = {e.tx_id.hex() for e in led.entries(1)}
-    assert set(acked) <= on_chain
-    assert rep.entries == len(on_chain) >= len(acked)
-    # and the ledger keeps working
-    led.submit(node, Heartbeat())
+    led.submit(node, Heartbeat())  # the ledger keeps working
     assert led.verify_chain().entries == rep.entries + 1
     led.close()
 
@@ -137,6 +144,8 @@ def test_tampered_byte_is_named_by_dtx_ledger_verify(tmp_path, capsys):
     capsys.readouterr()
     assert main(["ledger", "verify", "-L", str(path)]) == 0
     assert "ledger OK: 7 blocks, 6 entries" in capsys.readouterr().out
+    assert main(["ledger", "verify", "--replay", "-L", str(path)]) == 0
+    assert "verified and replayed" in capsys.readouterr().out
     _flip_byte_of_entry(path, 4)
     code = main(["ledger", "verify", "-L", str(path)])
     err = capsys.readouterr().err

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from ledger_helpers import ident
 
 from dtxfast.errors import InvalidProof, InvalidSignature, MalformedInput, ParameterError
 from dtxfast.ledger import (
@@ -24,8 +25,6 @@ from dtxfast.ledger import (
     sign_tx,
 )
 from dtxfast.ledger.tx import UnsignedTx, encode_payload, kinds, signing_message
-
-from ledger_helpers import ident
 
 CHAIN = bytes(range(32))
 ME = ident("tx-tests")
@@ -174,3 +173,21 @@ def test_docstring_examples(name):
     mod = importlib.import_module("dtxfast.ledger" + ("" if name == "__init__" else f".{name}"))
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and (result.attempted > 0 or name == "records")
+
+
+def test_ledger_works_without_the_openssl_accelerator(monkeypatch):
+    from dtxfast.crypto import signatures
+    from dtxfast.ledger import Heartbeat, MemoryLedger, identity
+
+    monkeypatch.setattr(signatures, "_OSSL", [None])
+    monkeypatch.setattr(identity, "_fast_signer", lambda seed: None)
+    me = NodeIdentity.generate()
+    assert me._sign == me.private_key.sign  # the pycryptodome path
+    led = MemoryLedger()
+    led.submit(me, RegisterNode(role="storage"))
+    stx = led.sign(me, Heartbeat())
+    with pytest.raises(InvalidSignature):
+        led.append(SignedTx(stx.payload, stx.signature[:-1] + bytes([stx.signature[-1] ^ 1])))
+    led.append(stx)
+    assert led.verify_chain().entries == 2
+    assert signatures.verify_batch([b"\x00" * 31], [bytes(64)], [b""]) == [False]

@@ -5,14 +5,19 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from . import app
 
-__all__ = ["ledger_app", "keys_app", "nodes_app"]
+if TYPE_CHECKING:
+    from ..ledger import SQLiteLedger
+
+__all__ = ["keys_app", "ledger_app", "nodes_app"]
 
 ledger_app = typer.Typer(help="Create, inspect and audit a ledger.", no_args_is_help=True)
 keys_app = typer.Typer(help="Node key files.", no_args_is_help=True)
@@ -32,7 +37,7 @@ def _ts(ms: int) -> str:
     return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _open(path: str):  # noqa: ANN202 - returns a SQLiteLedger
+def _open(path: str) -> SQLiteLedger:
     from ..ledger import SQLiteLedger
 
     return SQLiteLedger(path, max_skew_ms=None)
@@ -53,10 +58,8 @@ def init(ledger: str = _LEDGER_OPT) -> None:
         led.close()
 
 
-def _summary(body: object) -> str:
-    import msgspec
-
-    fields = msgspec.structs.asdict(body)  # type: ignore[call-overload]
+def _summary(body: msgspec.Struct) -> str:
+    fields = msgspec.structs.asdict(body)
     parts = []
     for k, v in fields.items():
         if isinstance(v, bytes):
@@ -105,15 +108,20 @@ def show(
 
 
 @ledger_app.command("verify")
-def verify(ledger: str = _LEDGER_OPT) -> None:
+def verify(
+    ledger: str = _LEDGER_OPT,
+    replay: bool = typer.Option(
+        False, "--replay", help="Also re-run the contract and compare the state with the chain."
+    ),
+) -> None:
     """Re-check every hash and signature from genesis; names the first bad height."""
     led = _open(ledger)
     try:
-        rep = led.verify_chain()
+        rep = led.verify_chain(replay=replay)
     finally:
         led.close()
-    typer.echo(f"ledger OK: {rep.blocks} blocks, {rep.entries} entries verified in "
-               f"{rep.seconds:.2f} s; tip {rep.tip_hash[:16]}…")
+    typer.echo(f"ledger OK: {rep.blocks} blocks, {rep.entries} entries verified"
+               f"{' and replayed' if replay else ''} in {rep.seconds:.2f} s; tip {rep.tip_hash[:16]}…")
 
 
 @keys_app.command("new")

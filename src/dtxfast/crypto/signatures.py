@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from typing import Any
 
 from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
@@ -24,8 +25,12 @@ from Crypto.Signature import eddsa
 from ..errors import InvalidSignature, MalformedInput
 
 __all__ = [
-    "Ed25519PrivateKey", "Ed25519PublicKey", "SIGNATURE_SIZE", "PUBLIC_KEY_SIZE", "verify_batch",
+    "PUBLIC_KEY_SIZE",
+    "SIGNATURE_SIZE",
+    "Ed25519PrivateKey",
+    "Ed25519PublicKey",
     "node_id_of",
+    "verify_batch",
 ]
 
 SIGNATURE_SIZE = 64
@@ -159,9 +164,9 @@ def _openssl_verifier() -> object | None:
 
 
 def verify_batch(
-    public_keys: "list[bytes] | tuple[bytes, ...]",
-    signatures: "list[bytes] | tuple[bytes, ...]",
-    messages: "list[bytes] | tuple[bytes, ...]",
+    public_keys: list[bytes] | tuple[bytes, ...],
+    signatures: list[bytes] | tuple[bytes, ...],
+    messages: list[bytes] | tuple[bytes, ...],
 ) -> list[bool]:
     """Check many Ed25519 signatures; one bool per (public key, signature, message).
 
@@ -186,6 +191,8 @@ def verify_batch(
             except MalformedInput:
                 out.append(False)
         return out
+    pub_cls: Any
+    bad: Any
     pub_cls, bad = fast  # type: ignore[misc]
     cache = _KEY_CACHE
     if len(cache) > 4096:

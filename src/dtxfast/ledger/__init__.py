@@ -89,19 +89,63 @@ from .tx import (
 )
 
 __all__ = [
-    "Ledger", "MemoryLedger", "SQLiteLedger", "open_ledger",
-    "Block", "BlockHeader", "Entry", "Receipt", "ChainReport", "ChainCorrupted",
-    "DuplicateTransaction", "Subscription",
-    "NodeIdentity", "seal_to",
-    "HealthPolicy", "NodeHealth", "FileHealth",
-    "NodeRecord", "NamespaceRecord", "FileRecord", "ApplicationRecord", "TaskRecord",
-    "ChallengeRecord", "MigrationRecord",
-    "TaskStatus", "ApplicationStatus", "ChallengeStatus", "FileStatus",
-    "TxBody", "UnsignedTx", "SignedTx", "sign_tx", "decode_tx", "register_kind",
-    "RegisterNode", "Heartbeat", "SetNodeStatus", "CreateNamespace", "SliceInfo", "PublishFile",
-    "ExtendFile", "ExpireFile", "ApplyFile", "ApproveApplication", "RejectApplication",
-    "RevokeApplication", "TaskParty", "PublishTask", "ConfirmTask", "RejectTask", "StartTask",
-    "ProcessTask", "FinishTask", "FailTask", "IssueChallenge", "ResolveChallenge", "MigrateSlice",
+    "ApplicationRecord",
+    "ApplicationStatus",
+    "ApplyFile",
+    "ApproveApplication",
+    "Block",
+    "BlockHeader",
+    "ChainCorrupted",
+    "ChainReport",
+    "ChallengeRecord",
+    "ChallengeStatus",
+    "ConfirmTask",
+    "CreateNamespace",
+    "DuplicateTransaction",
+    "Entry",
+    "ExpireFile",
+    "ExtendFile",
+    "FailTask",
+    "FileHealth",
+    "FileRecord",
+    "FileStatus",
+    "FinishTask",
+    "HealthPolicy",
+    "Heartbeat",
+    "IssueChallenge",
+    "Ledger",
+    "MemoryLedger",
+    "MigrateSlice",
+    "MigrationRecord",
+    "NamespaceRecord",
+    "NodeHealth",
+    "NodeIdentity",
+    "NodeRecord",
+    "ProcessTask",
+    "PublishFile",
+    "PublishTask",
+    "Receipt",
+    "RegisterNode",
+    "RejectApplication",
+    "RejectTask",
+    "ResolveChallenge",
+    "RevokeApplication",
+    "SQLiteLedger",
+    "SetNodeStatus",
+    "SignedTx",
+    "SliceInfo",
+    "StartTask",
+    "Subscription",
+    "TaskParty",
+    "TaskRecord",
+    "TaskStatus",
+    "TxBody",
+    "UnsignedTx",
+    "decode_tx",
+    "open_ledger",
+    "register_kind",
+    "seal_to",
+    "sign_tx",
 ]
 
 
@@ -126,8 +170,7 @@ def open_ledger(location: str | os.PathLike[str], *, create: bool = False, **opt
     loc = os.fspath(location)
     if loc in (":memory:", "memory:"):
         return MemoryLedger(**options)
-    if loc.startswith("sqlite:"):
-        loc = loc[len("sqlite:"):]
+    loc = loc.removeprefix("sqlite:")
     if not loc:
         raise ParameterError("empty ledger location")
     return SQLiteLedger(loc, create=create, **options)

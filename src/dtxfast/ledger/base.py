@@ -36,16 +36,26 @@ import hmac
 import os
 import threading
 import time
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ContextManager, TypeVar
 
 import msgspec
 
 from ..crypto.signatures import verify_batch
-from ..errors import InvalidProof, InvalidSignature, MalformedInput, NotFound, ParameterError, StateError
+from ..errors import (
+    DtxError,
+    InvalidProof,
+    InvalidSignature,
+    MalformedInput,
+    NotFound,
+    ParameterError,
+    StateError,
+)
 from . import contract
 from .contract import HOUR_MS, StateView, object_id
 from .health import GREEN, RED, FileHealth, HealthPolicy, NodeHealth, best, level_of, worst
 from .records import (
+    RECORD_TYPES,
     ApplicationRecord,
     ChallengeRecord,
     ChallengeStatus,
@@ -61,20 +71,21 @@ from .records import (
 from .tx import SignedTx, TxBody, UnsignedTx, kind_of, sign_tx, signing_message
 
 __all__ = [
-    "Ledger",
-    "WriteTxn",
-    "BlockHeader",
-    "Block",
-    "Entry",
-    "Receipt",
-    "ChainReport",
-    "ChainCorrupted",
-    "DuplicateTransaction",
-    "Subscription",
     "GENESIS_PREV",
+    "Block",
+    "BlockHeader",
+    "ChainCorrupted",
+    "ChainReport",
+    "DuplicateTransaction",
+    "Entry",
+    "Ledger",
+    "Receipt",
+    "Subscription",
+    "WriteTxn",
 ]
 
 R = TypeVar("R", bound=Record)
+_DEFAULT_POLICY = HealthPolicy()
 GENESIS_PREV = bytes(32)
 _BLOCK_DOMAIN = b"dtxfast/ledger/block/v1\x00"
 _GENESIS_TAG = b"dtxfast-genesis-v1"
@@ -436,8 +447,19 @@ class Ledger(abc.ABC):
 
     # --- verification -------------------------------------------------------------------
 
-    def verify_chain(self, *, start: int = 0, batch: int = 512) -> ChainReport:
+    def verify_chain(self, *, start: int = 0, batch: int = 512, replay: bool = False) -> ChainReport:
         """Re-check every block hash, link and signature from genesis.
+
+        Parameters
+        ----------
+        start : int
+            First height to check (links are checked from there on).
+        batch : int
+            Signatures checked per call of the batch verifier.
+        replay : bool
+            Also re-run the contract over every entry from genesis (each must be accepted again)
+            and compare the resulting state with the backend's records, so a record changed
+            behind the ledger's back is found too. Needs ``start=0``.
 
         Returns
         -------
@@ -474,6 +496,14 @@ class Ledger(abc.ABC):
                     raise ChainCorrupted(p[0], "a signature does not verify")
             pending.clear()
 
+        if replay and start != 0:
+            raise ParameterError("a replay starts from genesis (start=0)")
+        if replay:
+            from .memory import _MemTxn, _Store
+
+            store = _Store()
+            replay_ids: set[bytes] = set()
+
         expected_height = start
         for b in self._r_blocks(start, tip + 1):
             h = b.header.height
@@ -507,6 +537,18 @@ class Ledger(abc.ABC):
                     flush()
                     raise ChainCorrupted(h, "an entry names another chain")
                 pending.append((h, t.sender, stx.signature, signing_message(stx.payload)))
+                if replay:
+                    tid = stx.tx_id
+                    txn = _MemTxn(store)
+                    try:
+                        if tid in replay_ids:
+                            raise DuplicateTransaction("the same transaction appears twice")
+                        contract.apply(txn, t, tid)
+                    except DtxError as exc:
+                        flush()
+                        raise ChainCorrupted(h, f"the contract refuses an entry ({exc})") from None
+                    txn.commit()
+                    replay_ids.add(tid)
             n_entries += len(b.txs)
             if len(pending) >= batch:
                 flush()
@@ -515,7 +557,21 @@ class Ledger(abc.ABC):
         flush()
         if expected_height != tip + 1:
             raise ChainCorrupted(expected_height, f"block {expected_height} is missing")
+        if replay:
+            self._compare_state(store, tip)
         return ChainReport(expected_height - start, n_entries, last.hex(), time.perf_counter() - t0)
+
+    def _compare_state(self, store: Any, tip: int) -> None:
+        for kind in RECORD_TYPES:
+            mine = set(self._r_all(kind))
+            theirs = store.by_kind.get(kind, set())
+            if mine != theirs:
+                extra, missing = sorted(mine - theirs), sorted(theirs - mine)
+                raise ChainCorrupted(tip, f"{kind} records differ from the chain's "
+                                          f"(not on the chain: {extra[:3]}, missing: {missing[:3]})")
+            for key in sorted(mine):
+                if self._r_get(kind, key) != store.objects[(kind, key)]:
+                    raise ChainCorrupted(tip, f"{kind} {key} differs from the chain's")
 
     # --- subscription -------------------------------------------------------------------
 
@@ -597,7 +653,7 @@ class Ledger(abc.ABC):
         if keys is None:
             keys = set(self._r_all(cls.KIND))
         recs = [r for r in (self._load(cls, k) for k in keys) if r is not None]
-        return sorted(recs, key=_SORT[cls])  # type: ignore[arg-type]
+        return sorted(recs, key=_SORT[cls])
 
     def get_node(self, node_id: str) -> NodeRecord:
         """A registered node; NotFound otherwise."""
@@ -660,7 +716,7 @@ class Ledger(abc.ABC):
     # --- health -------------------------------------------------------------------------
 
     def node_health(self, node_id: str, *, now_ms: int | None = None,
-                    policy: HealthPolicy = HealthPolicy()) -> NodeHealth:
+                    policy: HealthPolicy = _DEFAULT_POLICY) -> NodeHealth:
         """A node's health over the trailing window (see :mod:`dtxfast.ledger.health`)."""
         node = self.get_node(node_id)
         now = self._clock() if now_ms is None else now_ms
@@ -688,7 +744,7 @@ class Ledger(abc.ABC):
         return NodeHealth(node_id, level, round(score, 6), proved, failed, beats, expected, node.online)
 
     def file_health(self, file_id: str, *, now_ms: int | None = None,
-                    policy: HealthPolicy = HealthPolicy()) -> FileHealth:
+                    policy: HealthPolicy = _DEFAULT_POLICY) -> FileHealth:
         """A file's health: each slice as its best replica node, the file as its worst slice."""
         f = self.get_file(file_id)
         now = self._clock() if now_ms is None else now_ms

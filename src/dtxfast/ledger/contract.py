@@ -31,7 +31,8 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from ..errors import DtxError, NotFound, ParameterError, StateError, Unauthorized
 from .identity import SEALED_OVERHEAD
@@ -79,7 +80,7 @@ from .tx import (
     UnsignedTx,
 )
 
-__all__ = ["StateView", "State", "apply", "rule", "object_id", "HOUR_MS"]
+__all__ = ["HOUR_MS", "State", "StateView", "apply", "object_id", "rule"]
 
 HOUR_MS = 3_600_000
 R = TypeVar("R", bound=Record)

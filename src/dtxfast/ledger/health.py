@@ -20,8 +20,17 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["GREEN", "YELLOW", "RED", "HealthPolicy", "NodeHealth", "FileHealth", "level_of",
-           "best", "worst"]
+__all__ = [
+    "GREEN",
+    "RED",
+    "YELLOW",
+    "FileHealth",
+    "HealthPolicy",
+    "NodeHealth",
+    "best",
+    "level_of",
+    "worst",
+]
 
 GREEN, YELLOW, RED = "Green", "Yellow", "Red"
 _RANK = {GREEN: 2, YELLOW: 1, RED: 0}

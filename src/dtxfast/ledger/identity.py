@@ -28,19 +28,20 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 from Crypto.Cipher import ChaCha20_Poly1305
+from Crypto.Hash import SHA256
 from Crypto.Protocol import DH
 from Crypto.Protocol.KDF import HKDF
-from Crypto.Hash import SHA256
 
 from ..crypto.signatures import PUBLIC_KEY_SIZE, Ed25519PrivateKey, Ed25519PublicKey
 from ..errors import InvalidProof, MalformedInput, ParameterError
 
-__all__ = ["NodeIdentity", "seal_to", "SEALED_OVERHEAD", "KEY_FILE_VERSION"]
+__all__ = ["KEY_FILE_VERSION", "SEALED_OVERHEAD", "NodeIdentity", "seal_to"]
 
 #: version of the key file format written by :meth:`NodeIdentity.save`
 KEY_FILE_VERSION = 1
@@ -81,7 +82,9 @@ def _x25519_private(seed: bytes) -> bytes:
 
 
 def _seal_key(shared: bytes, eph_pub: bytes, recipient_pub: bytes) -> bytes:
-    return HKDF(shared, 32, eph_pub + recipient_pub, SHA256, context=b"dtxfast/seal/v1")  # type: ignore[return-value]
+    key = HKDF(shared, 32, eph_pub + recipient_pub, SHA256, context=b"dtxfast/seal/v1")
+    assert isinstance(key, bytes)
+    return key
 
 
 def seal_to(public_key: bytes | Ed25519PublicKey, plaintext: bytes) -> bytes:
@@ -140,7 +143,7 @@ class NodeIdentity:
     True
     """
 
-    __slots__ = ("_sk", "_pk", "_sign")
+    __slots__ = ("_pk", "_sign", "_sk")
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         if not isinstance(private_key, Ed25519PrivateKey):

@@ -21,20 +21,20 @@ import msgspec
 from .tx import Param, SliceInfo, TaskParty
 
 __all__ = [
-    "TaskStatus",
-    "ApplicationStatus",
-    "ChallengeStatus",
-    "FileStatus",
-    "Record",
-    "NodeRecord",
-    "NamespaceRecord",
-    "FileRecord",
-    "ApplicationRecord",
-    "TaskRecord",
-    "ChallengeRecord",
-    "MigrationRecord",
-    "HeartbeatBucket",
     "RECORD_TYPES",
+    "ApplicationRecord",
+    "ApplicationStatus",
+    "ChallengeRecord",
+    "ChallengeStatus",
+    "FileRecord",
+    "FileStatus",
+    "HeartbeatBucket",
+    "MigrationRecord",
+    "NamespaceRecord",
+    "NodeRecord",
+    "Record",
+    "TaskRecord",
+    "TaskStatus",
 ]
 
 

@@ -27,15 +27,15 @@ import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import msgspec
 
 from ..errors import MalformedInput, NotFound, ParameterError, StateError
 from .base import Block, BlockHeader, Entry, Ledger, WriteTxn, _hdr_decoder
 
-__all__ = ["SQLiteLedger", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
 SCHEMA_VERSION = 1
 # entry seq = height * _PER_BLOCK + index: the rowid orders entries and finds a block's entries
@@ -65,7 +65,7 @@ _terms_dec = msgspec.msgpack.Decoder(list[tuple[str, str]])
 
 
 class _SqlTxn(WriteTxn):
-    __slots__ = ("c", "_terms")
+    __slots__ = ("_terms", "c")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn

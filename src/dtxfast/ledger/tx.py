@@ -40,41 +40,41 @@ from ..crypto.signatures import Ed25519PublicKey, node_id_of
 from ..errors import InvalidSignature, MalformedInput, ParameterError
 
 __all__ = [
-    "TX_VERSION",
     "MAX_TX_SIZE",
     "ROLES",
-    "TxBody",
-    "RegisterNode",
-    "Heartbeat",
-    "SetNodeStatus",
-    "CreateNamespace",
-    "SliceInfo",
-    "PublishFile",
-    "ExtendFile",
-    "ExpireFile",
+    "TX_VERSION",
     "ApplyFile",
     "ApproveApplication",
-    "RejectApplication",
-    "RevokeApplication",
-    "TaskParty",
-    "PublishTask",
     "ConfirmTask",
-    "RejectTask",
-    "StartTask",
-    "ProcessTask",
-    "FinishTask",
+    "CreateNamespace",
+    "ExpireFile",
+    "ExtendFile",
     "FailTask",
+    "FinishTask",
+    "Heartbeat",
     "IssueChallenge",
-    "ResolveChallenge",
     "MigrateSlice",
-    "UnsignedTx",
+    "ProcessTask",
+    "PublishFile",
+    "PublishTask",
+    "RegisterNode",
+    "RejectApplication",
+    "RejectTask",
+    "ResolveChallenge",
+    "RevokeApplication",
+    "SetNodeStatus",
     "SignedTx",
-    "register_kind",
-    "kinds",
-    "kind_of",
-    "sign_tx",
+    "SliceInfo",
+    "StartTask",
+    "TaskParty",
+    "TxBody",
+    "UnsignedTx",
     "decode_tx",
     "encode_payload",
+    "kind_of",
+    "kinds",
+    "register_kind",
+    "sign_tx",
     "signing_message",
 ]
 
@@ -98,7 +98,7 @@ class TxBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field=
     """Base of every transaction kind (a msgspec tagged struct; the tag is the kind's name)."""
 
 
-class RegisterNode(TxBody, tag="register_node"):
+class RegisterNode(TxBody, frozen=True, tag="register_node"):
     """Register the sender as a node (or update its address; the role cannot change)."""
 
     role: Literal["storage", "executor", "dataowner", "requester"]
@@ -106,17 +106,17 @@ class RegisterNode(TxBody, tag="register_node"):
     name: Annotated[str, Meta(max_length=256)] = ""
 
 
-class Heartbeat(TxBody, tag="heartbeat"):
+class Heartbeat(TxBody, frozen=True, tag="heartbeat"):
     """The sender is alive (counted per hour towards its health)."""
 
 
-class SetNodeStatus(TxBody, tag="set_node_status"):
+class SetNodeStatus(TxBody, frozen=True, tag="set_node_status"):
     """The sender goes online or offline."""
 
     online: bool
 
 
-class CreateNamespace(TxBody, tag="create_namespace"):
+class CreateNamespace(TxBody, frozen=True, tag="create_namespace"):
     """A data owner creates a namespace; its files keep ``replicas`` copies of every slice."""
 
     name: Name
@@ -131,7 +131,7 @@ class SliceInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     nodes: Annotated[list[NodeId], Meta(min_length=1, max_length=64)]
 
 
-class PublishFile(TxBody, tag="publish_file"):
+class PublishFile(TxBody, frozen=True, tag="publish_file"):
     """The sender (owner) publishes a file's metadata; the file id is the transaction id."""
 
     namespace: Name
@@ -143,27 +143,27 @@ class PublishFile(TxBody, tag="publish_file"):
     description: Text = ""
 
 
-class ExtendFile(TxBody, tag="extend_file"):
+class ExtendFile(TxBody, frozen=True, tag="extend_file"):
     """The owner moves the file's expiry later."""
 
     file_id: ObjectId
     expires_ms: TimeMs
 
 
-class ExpireFile(TxBody, tag="expire_file"):
+class ExpireFile(TxBody, frozen=True, tag="expire_file"):
     """The owner expires the file now (its approvals lapse with it)."""
 
     file_id: ObjectId
 
 
-class ApplyFile(TxBody, tag="apply_file"):
+class ApplyFile(TxBody, frozen=True, tag="apply_file"):
     """An executor applies to use a file; the application id is the transaction id."""
 
     file_id: ObjectId
     purpose: Text = ""
 
 
-class ApproveApplication(TxBody, tag="approve_application"):
+class ApproveApplication(TxBody, frozen=True, tag="approve_application"):
     """The file's owner approves, handing over the decryption material sealed to the executor."""
 
     application_id: ObjectId
@@ -171,14 +171,14 @@ class ApproveApplication(TxBody, tag="approve_application"):
     sealed_key: Annotated[bytes, Meta(min_length=50, max_length=65536)]
 
 
-class RejectApplication(TxBody, tag="reject_application"):
+class RejectApplication(TxBody, frozen=True, tag="reject_application"):
     """The file's owner rejects an application."""
 
     application_id: ObjectId
     reason: Text = ""
 
 
-class RevokeApplication(TxBody, tag="revoke_application"):
+class RevokeApplication(TxBody, frozen=True, tag="revoke_application"):
     """The file's owner withdraws an approval."""
 
     application_id: ObjectId
@@ -192,7 +192,7 @@ class TaskParty(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     files: Annotated[list[ObjectId], Meta(max_length=1024)]
 
 
-class PublishTask(TxBody, tag="publish_task"):
+class PublishTask(TxBody, frozen=True, tag="publish_task"):
     """A requester publishes a training or prediction task; the task id is the transaction id."""
 
     task_type: Literal["train", "predict"]
@@ -203,46 +203,46 @@ class PublishTask(TxBody, tag="publish_task"):
     name: Annotated[str, Meta(max_length=256)] = ""
 
 
-class ConfirmTask(TxBody, tag="confirm_task"):
+class ConfirmTask(TxBody, frozen=True, tag="confirm_task"):
     """A named executor confirms the task (it holds approvals for its files)."""
 
     task_id: ObjectId
 
 
-class RejectTask(TxBody, tag="reject_task"):
+class RejectTask(TxBody, frozen=True, tag="reject_task"):
     """A named executor rejects the task."""
 
     task_id: ObjectId
     reason: Text = ""
 
 
-class StartTask(TxBody, tag="start_task"):
+class StartTask(TxBody, frozen=True, tag="start_task"):
     """The requester starts a Ready task (Ready -> ToProcess)."""
 
     task_id: ObjectId
 
 
-class ProcessTask(TxBody, tag="process_task"):
+class ProcessTask(TxBody, frozen=True, tag="process_task"):
     """A named executor begins the computation (ToProcess -> Processing)."""
 
     task_id: ObjectId
 
 
-class FinishTask(TxBody, tag="finish_task"):
+class FinishTask(TxBody, frozen=True, tag="finish_task"):
     """A named executor reports success with references to the results (Processing -> Finished)."""
 
     task_id: ObjectId
     results: Annotated[list[Annotated[str, Meta(max_length=1024)]], Meta(max_length=256)] = []
 
 
-class FailTask(TxBody, tag="fail_task"):
+class FailTask(TxBody, frozen=True, tag="fail_task"):
     """A named executor or the requester reports failure (ToProcess/Processing -> Failed)."""
 
     task_id: ObjectId
     reason: Text = ""
 
 
-class IssueChallenge(TxBody, tag="issue_challenge"):
+class IssueChallenge(TxBody, frozen=True, tag="issue_challenge"):
     """The file's owner challenges a storage node to prove it holds a slice (-> ToProve)."""
 
     node: NodeId
@@ -251,7 +251,7 @@ class IssueChallenge(TxBody, tag="issue_challenge"):
     challenge: Annotated[bytes, Meta(max_length=65536)] = b""
 
 
-class ResolveChallenge(TxBody, tag="resolve_challenge"):
+class ResolveChallenge(TxBody, frozen=True, tag="resolve_challenge"):
     """The challenger records the outcome (ToProve -> Proved / Failed)."""
 
     challenge_id: ObjectId
@@ -259,7 +259,7 @@ class ResolveChallenge(TxBody, tag="resolve_challenge"):
     evidence: Annotated[bytes, Meta(max_length=65536)] = b""
 
 
-class MigrateSlice(TxBody, tag="migrate_slice"):
+class MigrateSlice(TxBody, frozen=True, tag="migrate_slice"):
     """The file's owner moves a replica of a slice from one storage node to another."""
 
     file_id: ObjectId
@@ -390,7 +390,7 @@ def register_kind(kind: type[TxBody]) -> type[TxBody]:
 
     Examples
     --------
-    >>> class Ping(TxBody, tag="test_ping"):
+    >>> class Ping(TxBody, frozen=True, tag="test_ping"):
     ...     note: str = ""
     >>> _ = register_kind(Ping)
     >>> "test_ping" in kinds()
