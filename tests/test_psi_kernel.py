@@ -1,0 +1,174 @@
+"""The compiled PSI kernel against its pure-Python twin and against independent references."""
+
+from __future__ import annotations
+
+import os
+
+import gmpy2
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dtxfast.crypto import _psi_py
+from dtxfast.crypto.blind_rsa import IdBatch
+
+from psi_helpers import compiled_kernel, rsa_key
+
+K = compiled_kernel()
+needs_compiled = pytest.mark.skipif(K is None, reason="compiled PSI kernel not built")
+
+ids_strategy = st.lists(st.binary(max_size=300), max_size=150)
+
+
+def _parts():
+    key = rsa_key()
+    return key._parts, key.public_key()
+
+
+def _rows(ids: list[bytes]) -> IdBatch:
+    return IdBatch.from_bytes(ids)
+
+
+@needs_compiled
+@given(ids_strategy, st.integers(1, 3))
+def test_fdh_blind_sign_unblind_match_twin(ids, threads):
+    parts, pub = _parts()
+    b = _rows(ids)
+    k, n = pub.k, len(ids)
+    rnd = np.frombuffer(os.urandom(n * (k + 8)), dtype=np.uint8).reshape(n, k + 8)
+    out = {}
+    for name, mod in (("c", K), ("py", _psi_py)):
+        h = np.zeros((n, k), np.uint8)
+        bl, ri, sg = (np.zeros((n, k), np.uint8) for _ in range(3))
+        tg, st_ = np.zeros((n, 16), np.uint8), np.zeros((n, 16), np.uint8)
+        mod.fdh(b.buffer, b.offsets, pub._fdh_prefix, pub._n_be, h, threads)
+        assert mod.blind(b.buffer, b.offsets, pub._fdh_prefix, pub._n_be, pub.e, rnd, bl, ri, threads) == -1
+        assert mod.sign(bl, *parts, sg, threads) == -1
+        for each in (True, False):
+            assert mod.unblind_tag(sg, ri, bl, pub._n_be, pub.e, pub._tag_prefix, tg, threads, each) == -1
+        assert mod.sign_tag(b.buffer, b.offsets, pub._fdh_prefix, *parts, pub._tag_prefix, st_, threads) == -1
+        out[name] = (h, bl, ri, sg, tg, st_)
+    for a, c in zip(out["c"], out["py"]):
+        np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(out["c"][4], out["c"][5])  # unblinded tags == signer's own tags
+
+
+def test_sign_is_rsa_and_blind_math():
+    """Independent check with gmpy2: s = m^d mod n, blinded = h * r^e, rinv = r^-1."""
+    key = rsa_key()
+    pub = key.public_key()
+    from Crypto.PublicKey import RSA
+
+    d = RSA.import_key(key.to_der()).d
+    b = IdBatch.from_strings(["x", "y", "z"])
+    batch = pub.blind(b)
+    h = pub.hash_ids(b)
+    signed = key.sign_blinded(batch.blinded)
+    n = pub.n
+    for i in range(3):
+        m = int.from_bytes(batch.blinded[i].tobytes(), "big")
+        s = int.from_bytes(signed[i].tobytes(), "big")
+        assert s == pow(m, d, n)
+        r = pow(int.from_bytes(batch.rinv[i].tobytes(), "big"), -1, n)
+        assert m == int.from_bytes(h[i].tobytes(), "big") * pow(r, pub.e, n) % n
+
+
+@pytest.mark.parametrize("mod", ["c", "py"])
+def test_sign_refuses_out_of_range(mod):
+    m = K if mod == "c" else _psi_py
+    if m is None:
+        pytest.skip("compiled PSI kernel not built")
+    parts, pub = _parts()
+    vals = np.zeros((3, pub.k), np.uint8)
+    vals[:] = np.frombuffer(pub._n_be, np.uint8)
+    vals[0, -1] -= 2  # n - 2: fine
+    out = np.zeros_like(vals)
+    assert m.sign(vals, *parts, out, 2) == 1  # row 1 == n
+    vals[1:] = 0
+    vals[1, -1] = 5
+    assert m.sign(vals, *parts, out, 2) == 2  # row 2 == 0
+
+
+@pytest.mark.parametrize("mod", ["c", "py"])
+def test_unblind_detects_bad_signature(mod):
+    m = K if mod == "c" else _psi_py
+    if m is None:
+        pytest.skip("compiled PSI kernel not built")
+    key = rsa_key()
+    pub = key.public_key()
+    b = IdBatch.from_strings([f"id{i}" for i in range(100)])
+    batch = pub.blind(b)
+    signed = key.sign_blinded(batch.blinded)
+    signed[70, -1] ^= 1
+    tags = np.zeros((100, 16), np.uint8)
+    assert m.unblind_tag(signed, batch.rinv, batch.blinded, pub._n_be, pub.e, pub._tag_prefix, tags, 2, True) == 70
+    assert m.unblind_tag(signed, batch.rinv, batch.blinded, pub._n_be, pub.e, pub._tag_prefix, tags, 2, False) == 64
+
+
+@needs_compiled
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=40), st.binary(min_size=32, max_size=32))
+def test_x25519_matches_cryptography(points, scalar):
+    pts = np.frombuffer(b"".join(points), np.uint8).reshape(len(points), 32)
+    out = np.zeros_like(pts)
+    bad = K.x25519(np.frombuffer(scalar, np.uint8), pts, out, 2)
+    sk = X25519PrivateKey.from_private_bytes(scalar)
+    for i, p in enumerate(points):
+        try:
+            ref = sk.exchange(X25519PublicKey.from_public_bytes(p))
+        except ValueError:  # small-order point
+            assert bad >= 0 and bad <= i
+            return
+        assert out[i].tobytes() == ref
+    assert bad == -1
+
+
+@needs_compiled
+def test_x25519_refuses_small_order_point():
+    pts = np.zeros((2, 32), np.uint8)
+    pts[0, 0] = 9  # the base point: fine
+    out = np.zeros_like(pts)  # row 1: u = 0, small order
+    assert K.x25519(np.frombuffer(os.urandom(32), np.uint8), pts, out, 1) == 1
+    assert _psi_py.x25519(np.frombuffer(os.urandom(32), np.uint8), pts, out, 1) == 1
+
+
+@needs_compiled
+@given(ids_strategy)
+def test_hash_to_u_and_tags_match_twin(ids):
+    b = _rows(ids)
+    pre = np.frombuffer(b"p", np.uint8)
+    a1, a2 = np.zeros((len(ids), 32), np.uint8), np.zeros((len(ids), 32), np.uint8)
+    K.hash_to_u(b.buffer, b.offsets, pre, a1, 2)
+    _psi_py.hash_to_u(b.buffer, b.offsets, pre, a2, 2)
+    np.testing.assert_array_equal(a1, a2)
+    t1, t2 = np.zeros((len(ids), 16), np.uint8), np.zeros((len(ids), 16), np.uint8)
+    K.tag_rows(a1, pre, t1, 2)
+    _psi_py.tag_rows(a1, pre, t2, 2)
+    np.testing.assert_array_equal(t1, t2)
+
+
+@needs_compiled
+def test_floor_openssl_equals_sign():
+    key = rsa_key()
+    pub = key.public_key()
+    batch = pub.blind(IdBatch.from_strings([str(i) for i in range(70)]))
+    out = np.zeros_like(batch.blinded)
+    K.floor_openssl_rsa(key.to_der(), batch.blinded, out, 2)
+    np.testing.assert_array_equal(out, key.sign_blinded(batch.blinded))
+    ref = np.zeros_like(out)
+    _psi_py.floor_openssl_rsa(key.to_der(), batch.blinded[:3], ref[:3], 1)
+    np.testing.assert_array_equal(out[:3], ref[:3])
+    assert gmpy2.mpz(1)  # gmpy2 is the twin's big-integer library
+
+
+@pytest.mark.parametrize("mod", ["c", "py"])
+def test_bad_offsets_raise(mod):
+    m = K if mod == "c" else _psi_py
+    if m is None:
+        pytest.skip("compiled PSI kernel not built")
+    out = np.zeros((2, 32), np.uint8)
+    with pytest.raises(ValueError):
+        m.hash_to_u(np.zeros(3, np.uint8), np.array([0, 2, 9], np.int64), np.zeros(0, np.uint8), out, 1)
+    with pytest.raises(ValueError):
+        m.hash_to_u(np.zeros(3, np.uint8), np.array([0, 2], np.int64), np.zeros(0, np.uint8), out, 1)
