@@ -89,9 +89,9 @@ def test_merkle_build(benchmark: Any, impl: str, mib: int) -> None:
     data = random_bytes(mib * MiB)
     extra: dict[str, Any] = {}
     if impl == "dtxfast":
-        fn = lambda: streamed_root(data)  # noqa: E731
+        fn = lambda: streamed_root(data)
     elif impl == "dtxfast-1thread":
-        fn = lambda: streamed_root(data, threads=1)  # noqa: E731
+        fn = lambda: streamed_root(data, threads=1)
         impl, extra = "dtxfast", {"threads": 1}
     elif impl == "dtxfast-python":
         def fn() -> bytes:
@@ -108,7 +108,7 @@ def test_merkle_build(benchmark: Any, impl: str, mib: int) -> None:
                 tree.append_entry(bytes(view[start : start + CHUNK]))
             return tree.get_root()
     else:
-        fn = lambda: hashlib.sha256(data).digest()  # noqa: E731
+        fn = lambda: hashlib.sha256(data).digest()
     measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=3, **extra)
 
 
@@ -146,7 +146,7 @@ def test_merkle_verify(benchmark: Any, impl: str, case: tuple[int, int, int]) ->
                 with twin_kernel():
                     return verify_multiproofs(items)
         else:
-            fn = lambda: verify_multiproofs(items)  # noqa: E731
+            fn = lambda: verify_multiproofs(items)
         assert all(fn())
     elif impl == "pymerkle":
         if pymerkle is None:
@@ -181,7 +181,7 @@ OWNER = DataOwner(Ed25519PrivateKey.from_bytes(bytes(range(32))))
 @pytest.mark.parametrize("mib", ENCRYPT_MIB)
 def test_storage_encrypt(benchmark: Any, impl: str, mib: int) -> None:
     data = random_bytes(mib * MiB)
-    drop = lambda rep: None  # noqa: E731
+    drop = lambda rep: None
 
     def upload() -> Any:
         return OWNER.upload(io.BytesIO(data), drop, name="bench", slice_size=SLICE, replicas=REPLICAS,

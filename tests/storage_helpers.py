@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-import dtxfast.crypto.merkle as merkle
+from dtxfast.crypto import merkle
 
 BACKENDS = ["compiled", "python"]
 
 
-def kernel_module(name: str):  # noqa: ANN201 - a module
+def kernel_module(name: str):
     if name == "python":
         return importlib.import_module("dtxfast.crypto._merkle_py")
     return pytest.importorskip("dtxfast._kernels._merkle", reason="compiled _merkle kernel not built")

@@ -8,15 +8,21 @@ import os
 from pathlib import Path
 
 import pytest
-
-import dtxfast
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from storage_helpers import backend, flip, reference_root  # noqa: F401
 
+import dtxfast
 from dtxfast.crypto.aead import TAG_SIZE, ReplicaCipher
 from dtxfast.crypto.signatures import Ed25519PrivateKey
-from dtxfast.errors import InvalidProof, InvalidSignature, KeyMismatch, MalformedInput, NotFound, ParameterError
+from dtxfast.errors import (
+    InvalidProof,
+    InvalidSignature,
+    KeyMismatch,
+    MalformedInput,
+    NotFound,
+    ParameterError,
+)
 from dtxfast.storage import (
     DataOwner,
     DirectoryReplicaStore,
@@ -80,8 +86,9 @@ def test_empty_file() -> None:
     meta.verify()
 
 
+@pytest.mark.usefixtures("backend")
 @pytest.mark.parametrize("threads", [1, 3])
-def test_large_file_is_streamed_slice_by_slice(backend: str, threads: int) -> None:
+def test_large_file_is_streamed_slice_by_slice(threads: int) -> None:
     slice_size = 64 * 1024
     data = os.urandom(slice_size * 37 + 12345)  # many times the slice size
     src = ReadRecorder(data)

@@ -45,7 +45,8 @@ def chunks_of(data: bytes, chunk_size: int) -> list[bytes]:
     return [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
 
 
-def test_known_vector(backend: str) -> None:
+@pytest.mark.usefixtures("backend")
+def test_known_vector() -> None:
     # Worked by hand from the documented rules: 3 chunks "a", "b", "c" of size 1.
     la, lb, lc = (hashlib.sha256(b"\x00" + c).digest() for c in (b"a", b"b", b"c"))
     expected = hashlib.sha256(b"\x01" + hashlib.sha256(b"\x01" + la + lb).digest() + lc).digest()
@@ -54,24 +55,27 @@ def test_known_vector(backend: str) -> None:
     assert MerkleTree.from_bytes(b"a", chunk_size=1).root == la
 
 
-def test_empty_tree(backend: str) -> None:
+@pytest.mark.usefixtures("backend")
+def test_empty_tree() -> None:
     tree = MerkleTree.from_bytes(b"", chunk_size=16)
     assert tree.root == EMPTY_ROOT and tree.leaf_count == 0
     with pytest.raises(ParameterError):
         tree.prove(0)
 
 
+@pytest.mark.usefixtures("backend")
 @fixture_ok
 @given(data=st.binary(max_size=3000), chunk_size=st.integers(1, 300))
-def test_root_matches_reference(backend: str, data: bytes, chunk_size: int) -> None:
+def test_root_matches_reference(data: bytes, chunk_size: int) -> None:
     tree = MerkleTree.from_bytes(data, chunk_size)
     assert tree.root == reference_root(data, chunk_size)
     assert tree.leaf_count == -(-len(data) // chunk_size) and tree.size == len(data)
 
 
+@pytest.mark.usefixtures("backend")
 @fixture_ok
 @given(data=st.binary(max_size=5000), chunk_size=st.integers(1, 97), cuts=st.lists(st.integers(0, 5000), max_size=8))
-def test_streamed_build_equals_one_shot(backend: str, data: bytes, chunk_size: int, cuts: list[int]) -> None:
+def test_streamed_build_equals_one_shot(data: bytes, chunk_size: int, cuts: list[int]) -> None:
     builder = MerkleBuilder(chunk_size)
     prev = 0
     for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
@@ -82,15 +86,17 @@ def test_streamed_build_equals_one_shot(backend: str, data: bytes, chunk_size: i
     assert stream_tree.root == reference_root(data, chunk_size)
 
 
-def test_large_parallel_build_matches_reference(backend: str) -> None:
+@pytest.mark.usefixtures("backend")
+def test_large_parallel_build_matches_reference() -> None:
     data = os.urandom(3 * 1024 * 1024 + 123)
     for threads in (1, 2, 4):
         assert MerkleTree.from_bytes(data, 4096, threads=threads).root == reference_root(data, 4096)
 
 
+@pytest.mark.usefixtures("backend")
 @fixture_ok
 @given(dc=distinct_chunks())
-def test_every_leaf_proof_verifies_and_any_flip_fails(backend: str, dc: tuple[bytes, int]) -> None:
+def test_every_leaf_proof_verifies_and_any_flip_fails(dc: tuple[bytes, int]) -> None:
     data, chunk_size = dc
     tree = MerkleTree.from_bytes(data, chunk_size)
     chunks = chunks_of(data, chunk_size)
@@ -111,9 +117,10 @@ def test_every_leaf_proof_verifies_and_any_flip_fails(backend: str, dc: tuple[by
             proof.verify(tree.root, flip(chunk, bit))
 
 
+@pytest.mark.usefixtures("backend")
 @fixture_ok
 @given(dc=distinct_chunks(), picks=st.lists(st.integers(0, 10_000), min_size=1, max_size=12), bit=st.integers(0, 10**6))
-def test_multiproofs(backend: str, dc: tuple[bytes, int], picks: list[int], bit: int) -> None:
+def test_multiproofs(dc: tuple[bytes, int], picks: list[int], bit: int) -> None:
     data, chunk_size = dc
     tree = MerkleTree.from_bytes(data, chunk_size)
     chunks = chunks_of(data, chunk_size)
@@ -139,7 +146,8 @@ def test_multiproofs(backend: str, dc: tuple[bytes, int], picks: list[int], bit:
     assert tree.prove_many([idx[0]]).hashes == tree.prove(idx[0]).path
 
 
-def test_second_preimage_inner_node_as_leaf(backend: str) -> None:
+@pytest.mark.usefixtures("backend")
+def test_second_preimage_inner_node_as_leaf() -> None:
     # The classic trick: present left||right of an inner node as a chunk of a shorter tree.
     data = os.urandom(4 * 32)
     tree = MerkleTree.from_bytes(data, 32)
@@ -149,7 +157,8 @@ def test_second_preimage_inner_node_as_leaf(backend: str) -> None:
     assert not MerkleProof(0, 1, ()).is_valid(tree.root, inner)
 
 
-def test_batch_verify_mixes_good_bad_and_malformed(backend: str) -> None:
+@pytest.mark.usefixtures("backend")
+def test_batch_verify_mixes_good_bad_and_malformed() -> None:
     data = os.urandom(50 * 64)
     tree = MerkleTree.from_bytes(data, 64)
     chunks = chunks_of(data, 64)

@@ -31,7 +31,6 @@ from dtxfast.protocols.storage import (
     detection_probability,
     pass_probability,
     verify_answer,
-    verify_answers,
 )
 from dtxfast.storage import DataOwner, MemoryReplicaStore
 
@@ -46,7 +45,8 @@ def setup_replica(size: int = 20_000, chunk_size: int = 64, k: int = 12, seed: i
     return data, prover, verifier
 
 
-def test_honest_round_trip_over_the_wire(backend: str) -> None:
+@pytest.mark.usefixtures("backend")
+def test_honest_round_trip_over_the_wire() -> None:
     _, prover, verifier = setup_replica()
     for _ in range(5):
         ch = verifier.challenge(RID)
@@ -79,9 +79,10 @@ def test_indices_are_deterministic_distinct_and_in_range() -> None:
     assert derive_indices(RID, bytes(32), 1000, 44) != derive_indices(ReplicaId(b"F" * 16, 3, 2), bytes(32), 1000, 44)
 
 
+@pytest.mark.usefixtures("backend")
 @fixture_ok
 @given(bit=st.integers(0, 10**6), which=st.sampled_from(["chunk", "hash", "index", "nonce", "root", "challenge"]))
-def test_any_flipped_bit_fails(backend: str, bit: int, which: str) -> None:
+def test_any_flipped_bit_fails(bit: int, which: str) -> None:
     _, prover, verifier = setup_replica(size=9_000, chunk_size=50, k=7, seed=bit % 5)
     commitment = prover.commitment()
     ch = verifier.challenge(RID)
@@ -109,7 +110,8 @@ def test_any_flipped_bit_fails(backend: str, bit: int, which: str) -> None:
         verify_answer(commitment, ch, bad)
 
 
-def test_old_answer_cannot_be_replayed(backend: str) -> None:
+@pytest.mark.usefixtures("backend")
+def test_old_answer_cannot_be_replayed() -> None:
     _, prover, verifier = setup_replica()
     old = prover.answer(verifier.challenge(RID))
     verifier.verify(old)
@@ -133,7 +135,8 @@ def test_prover_rejects_foreign_challenges() -> None:
         verifier.challenge(ReplicaId(b"G" * 16, 0, 0))
 
 
-def test_batch_verification_reports_each_answer(backend: str) -> None:
+@pytest.mark.usefixtures("backend")
+def test_batch_verification_reports_each_answer() -> None:
     provers = [StorageProver(ReplicaId(b"B" * 16, s, 0), os.urandom(3000 + s), 100) for s in range(30)]
     verifier = StorageVerifier([p.commitment() for p in provers], k=5)
     answers = [p.answer(c) for p, c in zip(provers, verifier.challenge_all())]
@@ -253,8 +256,9 @@ def test_detection_math() -> None:
     assert detection_probability(0.1, leaf_count=1025) >= 0.99
 
 
+@pytest.mark.usefixtures("backend")
 @pytest.mark.slow
-def test_node_that_kept_90_percent_fails_with_the_documented_probability(backend: str) -> None:
+def test_node_that_kept_90_percent_fails_with_the_documented_probability() -> None:
     n, chunk_size, trials = 1000, 16, 3000
     rng = random.Random(2024)
     data = rng.randbytes(n * chunk_size)

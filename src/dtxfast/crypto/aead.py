@@ -36,7 +36,7 @@ from Crypto.Protocol.KDF import HKDF
 
 from ..errors import InvalidProof, MalformedInput, ParameterError
 
-__all__ = ["ReplicaCipher", "TAG_SIZE", "KEY_SIZE", "NONCE_SIZE", "SECRET_SIZE", "AEAD_NAME", "hkdf_sha256"]
+__all__ = ["AEAD_NAME", "KEY_SIZE", "NONCE_SIZE", "SECRET_SIZE", "TAG_SIZE", "ReplicaCipher", "hkdf_sha256"]
 
 TAG_SIZE = 16
 KEY_SIZE = 32

@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Union
+from typing import IO, Any
 
 import numpy as np
 
@@ -63,18 +63,18 @@ from ..errors import InvalidProof, ParameterError
 _kernel, _info = load_kernel("_merkle", "dtxfast.crypto._merkle_py")
 
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "EMPTY_ROOT",
     "HASH_SIZE",
     "LEAF_PREFIX",
     "NODE_PREFIX",
-    "EMPTY_ROOT",
-    "DEFAULT_CHUNK_SIZE",
     "MerkleBuilder",
-    "MerkleTree",
-    "MerkleProof",
     "MerkleMultiProof",
+    "MerkleProof",
+    "MerkleTree",
     "leaf_hash",
-    "node_hash",
     "merkle_root",
+    "node_hash",
     "verify_multiproofs",
 ]
 
@@ -132,7 +132,7 @@ class MerkleBuilder:
     True
     """
 
-    __slots__ = ("_chunk_size", "_leaves", "_pending", "_size", "_done", "_threads")
+    __slots__ = ("_chunk_size", "_done", "_leaves", "_pending", "_size", "_threads")
 
     def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE, threads: int | None = None) -> None:
         self._chunk_size = _check_chunk_size(chunk_size)
@@ -374,7 +374,7 @@ class MerkleProof:
         return self.as_multi().is_valid(root, [chunk])
 
 
-_Item = tuple[bytes, Union[MerkleMultiProof, MerkleProof], Union[Sequence[bytes], bytes]]
+_Item = tuple[bytes, MerkleMultiProof | MerkleProof, Sequence[bytes] | bytes | bytearray | memoryview]
 
 
 def _structure_error(root: Any, proof: MerkleMultiProof, chunks: Sequence[Any]) -> str | None:
@@ -444,7 +444,7 @@ def verify_multiproofs(items: Sequence[_Item]) -> list[bool]:
         elif isinstance(proof, MerkleMultiProof):
             ind = proof.indices
             if isinstance(chunks, (bytes, bytearray, memoryview)):
-                chunks = [chunks]
+                chunks = [chunks]  # type: ignore[list-item]
             if not ind or len(chunks) != len(ind):
                 shape_ok[p] = False
             else:
@@ -526,7 +526,7 @@ def _verify_slow(items: Sequence[_Item]) -> list[bool]:
         multi = proof.as_multi() if isinstance(proof, MerkleProof) else proof
         if isinstance(proof, MerkleProof) or isinstance(chunks, (bytes, bytearray, memoryview)):
             chunks = [chunks]  # type: ignore[list-item]
-        if _structure_error(root, multi, chunks) is not None:  # type: ignore[arg-type]
+        if _structure_error(root, multi, chunks) is not None:
             verdict.append(False)
             continue
         clean = MerkleMultiProof(tuple(int(i) for i in multi.indices), int(multi.leaf_count),

@@ -59,7 +59,7 @@ import os
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Union
+from typing import IO, Any
 
 import msgspec
 
@@ -74,20 +74,20 @@ from ..errors import InvalidProof, MalformedInput, ParameterError, ProtocolError
 
 __all__ = [
     "DEFAULT_CHALLENGE_SIZE",
-    "NONCE_SIZE",
     "MAX_CHALLENGE_SIZE",
-    "ReplicaId",
-    "ReplicaCommitment",
-    "Challenge",
+    "NONCE_SIZE",
     "Answer",
+    "Challenge",
+    "ReplicaCommitment",
+    "ReplicaId",
     "StorageProver",
     "StorageVerifier",
-    "verify_answer",
-    "verify_answers",
-    "pass_probability",
-    "detection_probability",
     "challenge_size_for",
     "derive_indices",
+    "detection_probability",
+    "pass_probability",
+    "verify_answer",
+    "verify_answers",
 ]
 
 NONCE_SIZE = 32
@@ -476,7 +476,7 @@ class StorageVerifier:
         return {a.replica: err for a, err in zip(answers, verify_answers(items))}
 
 
-_Source = Union[bytes, bytearray, memoryview, IO[bytes]]
+_Source = bytes | bytearray | memoryview | IO[bytes]
 
 
 class StorageProver:

@@ -27,29 +27,35 @@ from ..protocols.storage import (
     verify_answers,
 )
 from .metadata import FileMetadata
-from .owner import DEFAULT_REPLICAS, DEFAULT_SLICE_SIZE, DataOwner, EncryptedReplica, ReplicaEncryptor
+from .owner import (
+    DEFAULT_REPLICAS,
+    DEFAULT_SLICE_SIZE,
+    DataOwner,
+    EncryptedReplica,
+    ReplicaEncryptor,
+)
 from .store import DirectoryReplicaStore, MemoryReplicaStore, ReplicaStore, open_replica_store
 
 __all__ = [
-    "DataOwner",
-    "EncryptedReplica",
-    "ReplicaEncryptor",
-    "FileMetadata",
-    "ReplicaStore",
-    "MemoryReplicaStore",
-    "DirectoryReplicaStore",
-    "open_replica_store",
-    "DEFAULT_SLICE_SIZE",
-    "DEFAULT_REPLICAS",
     "DEFAULT_CHALLENGE_SIZE",
-    "ReplicaId",
-    "ReplicaCommitment",
-    "Challenge",
+    "DEFAULT_REPLICAS",
+    "DEFAULT_SLICE_SIZE",
     "Answer",
+    "Challenge",
+    "DataOwner",
+    "DirectoryReplicaStore",
+    "EncryptedReplica",
+    "FileMetadata",
+    "MemoryReplicaStore",
+    "ReplicaCommitment",
+    "ReplicaEncryptor",
+    "ReplicaId",
+    "ReplicaStore",
     "StorageProver",
     "StorageVerifier",
+    "detection_probability",
+    "open_replica_store",
+    "pass_probability",
     "verify_answer",
     "verify_answers",
-    "pass_probability",
-    "detection_probability",
 ]

@@ -29,7 +29,7 @@ from ..crypto.signatures import SIGNATURE_SIZE, Ed25519PrivateKey, Ed25519Public
 from ..errors import InvalidSignature, MalformedInput, ParameterError
 from ..protocols.storage import ReplicaCommitment, ReplicaId
 
-__all__ = ["FileMetadata", "METADATA_VERSION", "MAX_SLICE_SIZE", "FILE_ID_SIZE"]
+__all__ = ["FILE_ID_SIZE", "MAX_SLICE_SIZE", "METADATA_VERSION", "FileMetadata"]
 
 METADATA_VERSION = 1
 FILE_ID_SIZE = 16
@@ -88,7 +88,7 @@ class FileMetadata:
         if err is not None:
             raise ParameterError(f"file metadata: {err}")
 
-    def _problem(self) -> str | None:  # noqa: C901 - a flat list of checks
+    def _problem(self) -> str | None:
         if not isinstance(self.file_id, bytes) or len(self.file_id) != FILE_ID_SIZE:
             return f"file_id must be {FILE_ID_SIZE} bytes"
         if not isinstance(self.owner, bytes) or len(self.owner) != 32:
@@ -192,7 +192,7 @@ class FileMetadata:
                        w.created_at, w.expires_at, w.description, w.aead, w.signature)
         except ParameterError as exc:
             raise MalformedInput(str(exc)) from None
-        meta.owner_key  # raises MalformedInput if the owner is not an Ed25519 public key
+        _ = meta.owner_key  # raises MalformedInput if the owner is not an Ed25519 public key
         return meta
 
     def sign(self, key: Ed25519PrivateKey) -> FileMetadata:

@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Union
+from typing import IO
 
 from .._backend import num_threads
 from ..crypto.aead import SECRET_SIZE, ReplicaCipher, hkdf_sha256
@@ -45,12 +45,12 @@ from .metadata import FILE_ID_SIZE, MAX_REPLICAS, MAX_SLICE_SIZE, FileMetadata
 from .store import ReplicaStore
 
 __all__ = [
+    "DEFAULT_REPLICAS",
+    "DEFAULT_SLICE_SIZE",
+    "DEFAULT_TTL",
     "DataOwner",
     "EncryptedReplica",
     "ReplicaEncryptor",
-    "DEFAULT_SLICE_SIZE",
-    "DEFAULT_REPLICAS",
-    "DEFAULT_TTL",
 ]
 
 DEFAULT_SLICE_SIZE = 4 * 1024 * 1024
@@ -58,7 +58,7 @@ DEFAULT_REPLICAS = 3
 DEFAULT_TTL = 365 * 24 * 3600
 _SECRET_SALT = b"dtxfast/owner-secret/v1"
 
-_Fetch = Union[ReplicaStore, Callable[[ReplicaId], bytes]]
+_Fetch = ReplicaStore | Callable[[ReplicaId], bytes]
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ from typing import IO
 from ..errors import NotFound, ParameterError
 from ..protocols.storage import ReplicaId
 
-__all__ = ["ReplicaStore", "MemoryReplicaStore", "DirectoryReplicaStore", "open_replica_store"]
+__all__ = ["DirectoryReplicaStore", "MemoryReplicaStore", "ReplicaStore", "open_replica_store"]
 
 
 class ReplicaStore(abc.ABC):
     """Stores encrypted replicas by :class:`~dtxfast.protocols.storage.ReplicaId`."""
 
     @abc.abstractmethod
-    def put(self, replica: ReplicaId, data: bytes) -> None:
+    def put(self, replica: ReplicaId, data: bytes | bytearray) -> None:
         """Store (or overwrite) one replica."""
 
     @abc.abstractmethod
@@ -53,7 +53,7 @@ class MemoryReplicaStore(ReplicaStore):
     def __init__(self) -> None:
         self._data: dict[ReplicaId, bytes] = {}
 
-    def put(self, replica: ReplicaId, data: bytes) -> None:
+    def put(self, replica: ReplicaId, data: bytes | bytearray) -> None:
         self._data[replica] = bytes(data)
 
     def get(self, replica: ReplicaId) -> bytes:
@@ -88,7 +88,7 @@ class DirectoryReplicaStore(ReplicaStore):
     def _path(self, replica: ReplicaId) -> Path:
         return self.root / replica.file_id.hex() / f"{replica.slice_index}.{replica.replica_index}"
 
-    def put(self, replica: ReplicaId, data: bytes) -> None:
+    def put(self, replica: ReplicaId, data: bytes | bytearray) -> None:
         path = self._path(replica)
         path.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
