@@ -51,9 +51,11 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dtx`` command line; returns the exit code instead of raising."""
     try:
-        app(args=argv, prog_name="dtx", standalone_mode=False)
-    except typer.Exit as exc:
-        return exc.exit_code
+        # standalone mode: click reports usage errors itself (one "Error:" line, exit 2) and lets
+        # every other exception through to be mapped below
+        app(args=argv, prog_name="dtx", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except DtxError as exc:
         print(f"dtx: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -63,15 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dtx: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        raise
     return 0
 
 
