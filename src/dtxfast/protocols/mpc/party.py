@@ -16,8 +16,8 @@ The protocol is secure against one *semi-honest* corrupted party (it follows the
 tries to learn from what it sees); it does not detect a cheating party, and two colluding parties
 learn everything. Each pair of parties shares an AES-CTR seed, exchanged once in :meth:`setup`
 (over the channel, which a deployment must authenticate and encrypt). Every message a party
-receives is masked by a PRF stream the receiver does not hold, except the truncation message of
-party 0, which is the arithmetic shift of such a masked value (uniform on a smaller range).
+receives is masked by a PRF stream the receiver does not hold, so it is uniform on Z_2^64
+whatever the inputs; only :meth:`MPCParty.reveal` opens a value, to the parties it names.
 Probabilistic truncation (SecureML's floor/ceil pair, ABY3's first method) is off by at most one
 unit in the last place and fails with probability about ``|x| / 2^64`` for a value ``x`` at the
 doubled scale; :func:`~dtxfast.protocols.mpc.fixedpoint.encode` bounds inputs to keep that small.
@@ -50,6 +50,7 @@ import numpy as np
 
 from ...errors import ParameterError, ProtocolError
 from ...transport.channel import Channel
+from . import _kernels_ref
 from ._select import kernels, set_numba_threads
 from .fixedpoint import DEFAULT_FRAC_BITS, check_frac_bits, encode
 from .prf import PRFStream
@@ -61,6 +62,12 @@ Proto = Generator[str, bytes, Any]
 
 _U64 = np.uint64
 _ONE = np.uint64(1)
+
+#: below this many elements the numpy twin is faster than a parallel kernel launch (whose
+#: thread wake-up costs up to a millisecond on a busy machine), so small operations use it
+SMALL_WORK = 1 << 16
+#: the same threshold for matrix products, counted in multiply-adds
+SMALL_MATMUL = 1 << 20
 
 #: knots of the piecewise-linear sigmoid (interpolates the logistic function, 0 left, 1 right)
 SIGMOID_KNOTS = (-6.0, -4.0, -3.0, -2.0, -1.25, -0.5, 0.5, 1.25, 2.0, 3.0, 4.0, 6.0)
@@ -200,6 +207,9 @@ class MPCParty:
         self.parties = tuple(parties)
         self.frac_bits = check_frac_bits(frac_bits)
         self.k = kernel_module if kernel_module is not None else kernels()
+        #: set to 0 to send even tiny operations to the selected kernels (tests do)
+        self.small_work = SMALL_WORK
+        self.small_matmul = SMALL_MATMUL
         self._next = (index + 1) % 3
         self._prev = (index + 2) % 3
         self._prf_next: PRFStream | None = None  # seed shared with the next party
@@ -208,6 +218,12 @@ class MPCParty:
         self.rounds = 0
 
     # -- plumbing -------------------------------------------------------------------------------
+    def _kern(self, work: int, limit: int | None = None) -> Any:
+        if work < (self.small_work if limit is None else limit):
+            return _kernels_ref
+        set_numba_threads()
+        return self.k
+
     def _send(self, j: int, arr: np.ndarray) -> None:
         self.channel.send(self.parties[j], np.ascontiguousarray(arr, dtype=np.uint64))
 
@@ -323,27 +339,31 @@ class MPCParty:
     def _trunc3(self, z: np.ndarray, shape: tuple[int, ...], shift: int) -> Proto:
         """Replicated sharing of ``z / 2^shift`` from a 3-out-of-3 share ``z`` (ABY3 trunc 1).
 
-        Party 0 floors its share, parties 1 and 2 combine theirs and take the ceiling, so the
-        result is ``x / 2^shift`` rounded up with probability equal to the dropped fraction
-        (unbiased) unless the shares wrap, which has probability about ``|x| / 2^64``.
+        Party 0 floors its component, party 1 takes the ceiling of the other two (party 2 sends
+        it ``z2``), so the result is ``x / 2^shift`` rounded up with probability equal to the
+        dropped fraction (unbiased) unless the components wrap, which has probability about
+        ``|x| / 2^64``. The new components are re-masked with the seeds of pairs (0, 1) and
+        (1, 2), so both messages that carry them are uniform on the whole ring.
         """
         n = z.size
-        k = self.k
+        k = self._kern(n)
         z = _flat(z)
+        nxt, prv = self._prfs()
         if self.index == 0:
-            y0 = k.trunc_floor(z, shift)
+            y0 = k.trunc_floor(z, shift) - nxt.draw(n)  # mask m from the seed of parties 0, 1
             self._send(2, y0)
             y1 = yield from self._recv(1, n)
             a, b = y0, y1
         elif self.index == 1:
             z2 = yield from self._recv(2, n)
-            r = self._prfs()[0].draw(n)  # seed shared by parties 1 and 2
-            y1 = k.trunc_ceil_sub(z, z2, r, shift)
+            r = nxt.draw(n)  # seed of parties 1 and 2
+            m = prv.draw(n)  # seed of parties 0 and 1
+            y1 = k.trunc_ceil_sub(z, z2, r - m, shift)  # ceil((z1 + z2) / 2^s) - r + m
             self._send(0, y1)
             a, b = y1, r
         else:
             self._send(1, z)
-            r = self._prfs()[1].draw(n)
+            r = prv.draw(n)
             y0 = yield from self._recv(0, n)
             a, b = r, y0
         return ArithShare(a.reshape(shape), b.reshape(shape))
@@ -351,15 +371,15 @@ class MPCParty:
     def trunc(self, x: ArithShare, shift: int | None = None) -> Proto:
         """Divide a sharing by ``2^shift`` (default: ``frac_bits``) with probabilistic rounding."""
         s = self.frac_bits if shift is None else int(shift)
-        return (yield from self._trunc3(_flat(x.a), x.shape, s))
+        z = _flat(x.a) + self._zero_arith(x.size)  # 3-out-of-3, re-randomised
+        return (yield from self._trunc3(z, x.shape, s))
 
     def mul(self, x: ArithShare, y: ArithShare, *, fixed: bool = True) -> Proto:
         """Element-wise product; ``fixed=False`` for an integer factor (no truncation)."""
         if x.shape != y.shape:
             raise ParameterError(f"shapes differ: {x.shape} and {y.shape}")
-        set_numba_threads()
         n = x.size
-        z = self.k.mul_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), self._zero_arith(n))
+        z = self._kern(n).mul_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), self._zero_arith(n))
         if fixed:
             return (yield from self._trunc3(z, x.shape, self.frac_bits))
         return (yield from self._reshare(z, x.shape))
@@ -368,11 +388,10 @@ class MPCParty:
         """Matrix product of 2-D sharings (three local products, one reshare with truncation)."""
         if len(x.shape) != 2 or len(y.shape) != 2 or x.shape[1] != y.shape[0]:
             raise ParameterError(f"cannot multiply shapes {x.shape} and {y.shape}")
-        set_numba_threads()
         n, m = x.shape[0], y.shape[1]
         c = np.ascontiguousarray
         alpha = self._zero_arith(n * m).reshape(n, m)
-        z = self.k.matmul_local(c(x.a), c(x.b), c(y.a), c(y.b), alpha)
+        z = self._kern(n * m * x.shape[1], self.small_matmul).matmul_local(c(x.a), c(x.b), c(y.a), c(y.b), alpha)
         if fixed:
             return (yield from self._trunc3(z, (n, m), self.frac_bits))
         return (yield from self._reshare(_flat(z), (n, m)))
@@ -393,9 +412,8 @@ class MPCParty:
     # -- boolean circuits -----------------------------------------------------------------------
     def and_(self, x: BoolShare, y: BoolShare) -> Proto:
         """Bitwise AND of two boolean sharings (one round)."""
-        set_numba_threads()
         n = x.size
-        z = self.k.and_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), self._zero_bool(n))
+        z = self._kern(n).and_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), self._zero_bool(n))
         self._send(self._prev, z)
         zn = yield from self._recv(self._next, n)
         return BoolShare(z.reshape(x.shape), zn.reshape(x.shape))

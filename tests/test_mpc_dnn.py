@@ -1,0 +1,164 @@
+"""Three-party vertical MLP on secret shares: accuracy against plaintext, views, estimator API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dtxfast.errors import ParameterError, StateError
+from dtxfast.protocols.mpc import MPCParty, decode, run_local
+from dtxfast.transport.channel import InMemoryNetwork
+from dtxfast.vfl.dnn import (
+    PARTY_NAMES, MLPSchedule, VerticalMLPClassifier, VerticalMLPRegressor, init_params, plain_train,
+    train_program,
+)
+
+from mpc_helpers import load_paddledtx_boston
+
+sklearn = pytest.importorskip("sklearn")
+
+
+def rmse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+# -- PaddleDTX's three-party Boston files -------------------------------------------------------
+@pytest.mark.slow
+def test_boston_default_configuration_five_seeds() -> None:
+    xtr, y, xpr, yt = load_paddledtx_boston()
+    assert [x.shape[1] for x in xtr] == [5, 5, 3] and len(y) == 404 and len(yt) == 102  # 506 Boston rows
+    scores = []
+    for seed in range(5):
+        secure = VerticalMLPRegressor(random_state=seed, mpc_seed=seed).fit(xtr, y)
+        plain = VerticalMLPRegressor(random_state=seed, secure=False).fit(xtr, y)
+        s, p = rmse(secure.predict(xpr), yt), rmse(plain.predict(xpr), yt)
+        assert abs(s - p) <= 0.02 * p, (seed, s, p)
+        scores.append(s)
+    assert np.mean(scores) <= 5.0, scores
+
+
+# -- scikit-learn datasets, columns split three ways --------------------------------------------
+def _three_way(loader):
+    from sklearn.model_selection import train_test_split
+
+    X, y = loader(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    cuts = np.array_split(np.arange(X.shape[1]), 3)
+    parts_tr, parts_te = [], []
+    for c in cuts:  # each party standardises its own columns
+        mu, sd = Xtr[:, c].mean(0), Xtr[:, c].std(0)
+        sd[sd == 0] = 1
+        parts_tr.append((Xtr[:, c] - mu) / sd)
+        parts_te.append((Xte[:, c] - mu) / sd)
+    return parts_tr, ytr, parts_te, yte
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_breast_cancer_matches_plaintext_accuracy(seed: int) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    ptr, ytr, pte, yte = _three_way(load_breast_cancer)
+    secure = VerticalMLPClassifier(random_state=seed, mpc_seed=seed).fit(ptr, ytr)
+    plain = VerticalMLPClassifier(random_state=seed, secure=False).fit(ptr, ytr)
+    acc_s = float((secure.predict(pte) == yte).mean())
+    acc_p = float((plain.predict(pte) == yte).mean())
+    assert acc_p > 0.9
+    assert abs(acc_s - acc_p) <= 0.01
+
+
+def test_digits_matches_plaintext_accuracy() -> None:
+    from sklearn.datasets import load_digits
+
+    ptr, ytr, pte, yte = _three_way(load_digits)
+    kw = dict(hidden_layer_sizes=(32,), epochs=8, random_state=0)
+    secure = VerticalMLPClassifier(mpc_seed=0, **kw).fit(ptr, ytr)
+    plain = VerticalMLPClassifier(secure=False, **kw).fit(ptr, ytr)
+    acc_s = float((secure.predict(pte) == yte).mean())
+    acc_p = float((plain.predict(pte) == yte).mean())
+    assert acc_p > 0.9
+    assert abs(acc_s - acc_p) <= 0.01
+    assert set(secure.predict(pte)) <= set(range(10))
+
+
+# -- what a party sees --------------------------------------------------------------------------
+def _small_fraction(words: np.ndarray) -> float:
+    """Fraction of ring elements that look like fixed-point plaintext (|v| < 2^40 as signed)."""
+    v = words.view(np.int64)
+    return float(np.mean(np.abs(v.astype(np.float64)) < 2.0**40)) if v.size else 0.0
+
+
+def test_view_of_one_training_step_is_random_looking() -> None:
+    rng = np.random.default_rng(5)
+    n, cols = 16, [3, 2, 2]
+    parts = [rng.normal(size=(n, c)) for c in cols]
+    y = rng.normal(size=(n, 1))
+    sizes = (sum(cols), 8, 1)
+    sched = MLPSchedule(sizes, "regression", 0.1, n, 1, 0.01, 0.0, 0, init_params(sizes, 0))
+    net = InMemoryNetwork(PARTY_NAMES, record=True)
+    parties = [MPCParty(i, net.channel(nm), PARTY_NAMES) for i, nm in enumerate(PARTY_NAMES)]
+    progs = [train_program(p, parts[p.index], cols, n, 2, y if p.index == 2 else None, sched)
+             for p in parties]
+    run_local(progs, [p.channel for p in parties])
+
+    # the detector flags plaintext fixed-point data (so this test can fail)
+    from dtxfast.protocols.mpc import encode
+    assert _small_fraction(encode(parts[0]).ravel()) == 1.0
+
+    for name in PARTY_NAMES:
+        received = [np.frombuffer(m, dtype=np.uint64) for s, r, m in net.transcript if r == name]
+        assert len(received) > 20  # one step has many rounds
+        everything = np.concatenate(received)
+        # uniformly random ring elements are almost never small; the only exception is the
+        # truncation message of party 0 (uniform on +-2^47), small with probability 2^-7
+        assert _small_fraction(everything) < 0.02, name
+        assert all(_small_fraction(m) < 0.5 for m in received if m.size >= 8), name
+        bits = np.unpackbits(everything.view(np.uint8).reshape(-1, 8)[:, :5], axis=1)  # low 40 bits
+        assert abs(bits.mean() - 0.5) < 0.01
+        # no plaintext input value of another party appears among the received words
+        others = np.concatenate([encode(p).ravel() for i, p in enumerate(parts) if PARTY_NAMES[i] != name]
+                                + ([encode(y).ravel()] if name != "C" else []))
+        assert not np.isin(others[others > 2**20], everything).any()
+
+
+# -- estimator behaviour ------------------------------------------------------------------------
+def test_model_stays_shared_and_reveals_to_plaintext_neighbourhood() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(96, 6))
+    y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2] - 0.5 * X[:, 5]
+    parts = [X[:, :2], X[:, 2:4], X[:, 4:]]
+    kw = dict(hidden_layer_sizes=(8, 4), epochs=6, batch_size=16, random_state=3)
+    secure = VerticalMLPRegressor(mpc_seed=1, **kw).fit(parts, y)
+    plain = VerticalMLPRegressor(secure=False, **kw).fit(parts, y)
+    for (ws, bs), (wp, bp) in zip(secure.reveal_params(), plain.reveal_params()):
+        assert np.abs(ws - wp).max() < 5e-3 and np.abs(bs - bp).max() < 5e-3
+    # each party's share of the first weight matrix is random-looking, not the weights
+    for wshares, _ in secure.shares_:
+        assert _small_fraction(wshares[0].a.ravel()) < 0.2
+    assert np.abs(secure.predict(parts) - plain.predict(parts)).max() < 0.05
+    assert all(v > 0 for v in secure.bytes_per_epoch_.values())
+    assert secure.get_params()["hidden_layer_sizes"] == (8, 4)
+    # the reference trainer is the one the estimator uses
+    Y = ((y - y.mean()) / y.std()).reshape(-1, 1)
+    direct = plain_train(X, Y, plain.schedule_)
+    assert all(np.allclose(a[0], b[0]) for a, b in zip(direct, plain.reveal_params()))
+
+
+def test_estimator_errors() -> None:
+    X = np.zeros((10, 3))
+    with pytest.raises(StateError):
+        VerticalMLPRegressor().predict([X[:, :1], X[:, 1:2], X[:, 2:]])
+    with pytest.raises(ParameterError):
+        VerticalMLPRegressor().fit([X[:, :1], X[:, 1:]], np.zeros(10))
+    with pytest.raises(ParameterError):
+        VerticalMLPRegressor().fit([X[:, :1], X[:5, 1:2], X[:, 2:]], np.zeros(10))
+    with pytest.raises(ParameterError):
+        VerticalMLPRegressor(label_party=3).fit([X[:, :1], X[:, 1:2], X[:, 2:]], np.zeros(10))
+    with pytest.raises(ParameterError):
+        VerticalMLPClassifier().fit([X[:, :1], X[:, 1:2], X[:, 2:]], np.zeros(10))
+    with pytest.raises(ParameterError):
+        VerticalMLPRegressor().set_params(nope=1)
+    m = VerticalMLPRegressor(epochs=1, hidden_layer_sizes=(2,)).fit([X[:, :1], X[:, 1:2], X[:, 2:]],
+                                                                     np.arange(10.0))
+    with pytest.raises(ParameterError):
+        m.predict([X[:, :2], X[:, 2:], X[:, :0]])
+    assert decode(np.zeros(1, np.uint64))[0] == 0
