@@ -5,9 +5,9 @@ Merkle root of each (see :mod:`dtxfast.crypto.merkle` for the tree and its domai
 Anyone holding the metadata can check that a node still has a replica:
 
 1. The verifier (:class:`StorageVerifier`) draws a :class:`Challenge` for a replica: a fresh
-   32-byte nonce. The ``k`` chunk indices are derived from the nonce (SHA-256 in counter mode,
-   rejection sampling of ``k`` distinct indices in ``[0, n)``), so neither side picks them and
-   both compute the same set.
+   32-byte nonce. The ``k`` distinct chunk indices in ``[0, n)`` are derived from the nonce
+   (:func:`derive_indices`: a SHAKE-256 stream drives a partial Fisher–Yates shuffle), so
+   neither side picks them and both compute the same set.
 2. The node (:class:`StorageProver`) answers with those chunks and one Merkle multi-proof, and
    echoes the nonce, replica id and indices (:class:`Answer`).
 3. The verifier checks the echo against its pending challenge (an old answer carries another
@@ -53,6 +53,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -196,26 +197,38 @@ class ReplicaCommitment:
 
 
 def derive_indices(replica: ReplicaId, nonce: bytes, leaf_count: int, k: int) -> tuple[int, ...]:
-    """The sorted ``min(k, leaf_count)`` distinct chunk indices a nonce selects (deterministic)."""
+    """The sorted ``min(k, leaf_count)`` distinct chunk indices a nonce selects (deterministic).
+
+    A partial Fisher–Yates shuffle of ``range(n)`` driven by the SHAKE-256 stream of
+    ``SHA-256(domain || nonce || replica id || n || k)``, read as big-endian 64-bit words with
+    rejection sampling (no modulo bias); the first ``k`` positions of the shuffle are the indices.
+    """
     n = int(leaf_count)
     k = min(int(k), n)
     if k >= n:
         return tuple(range(n))
-    seed = hashlib.sha256(
-        _INDEX_DOMAIN + nonce + replica.encode() + struct.pack(">QI", n, k)
-    ).digest()
-    limit = (1 << 64) - ((1 << 64) % n)
-    chosen: set[int] = set()
-    counter = 0
-    while len(chosen) < k:
-        block = hashlib.sha256(seed + struct.pack(">Q", counter)).digest()
-        counter += 1
-        for (x,) in struct.iter_unpack(">Q", block):
+    seed = hashlib.sha256(_INDEX_DOMAIN + nonce + replica.encode() + struct.pack(">QI", n, k)).digest()
+    words = k + 8
+    values = struct.unpack(f">{words}Q", hashlib.shake_256(seed).digest(8 * words))
+    pos = 0
+    moved: dict[int, int] = {}
+    out: list[int] = []
+    for i in range(k):
+        bound = n - i
+        limit = (1 << 64) - ((1 << 64) % bound)
+        while True:
+            if pos == len(values):  # a longer read of the same stream keeps its prefix
+                words *= 2
+                values = struct.unpack(f">{words}Q", hashlib.shake_256(seed).digest(8 * words))
+            x = values[pos]
+            pos += 1
             if x < limit:
-                chosen.add(x % n)
-                if len(chosen) == k:
-                    break
-    return tuple(sorted(chosen))
+                break
+        j = i + x % bound
+        out.append(moved.get(j, j))
+        moved[j] = moved.get(i, i)
+    out.sort()
+    return tuple(out)
 
 
 # ------------------------------------------------------------------ messages
@@ -286,8 +299,9 @@ class Challenge:
         if not isinstance(self.k, int) or not 1 <= self.k <= MAX_CHALLENGE_SIZE:
             raise ParameterError(f"k must be in [1, {MAX_CHALLENGE_SIZE}]")
 
-    @property
+    @functools.cached_property
     def indices(self) -> tuple[int, ...]:
+        """The chunk indices this challenge asks for (sorted, distinct)."""
         return derive_indices(self.replica, self.nonce, self.leaf_count, self.k)
 
     def to_bytes(self) -> bytes:
@@ -359,9 +373,15 @@ def _precheck(commitment: ReplicaCommitment, challenge: Challenge, answer: Answe
         return "the answer reveals other chunks than the challenge asked"
     if len(answer.chunks) != len(answer.indices):
         return f"the answer has {len(answer.chunks)} chunks for {len(answer.indices)} indices"
-    for i, chunk in zip(answer.indices, answer.chunks):
-        if not isinstance(chunk, (bytes, bytearray)) or len(chunk) != commitment.chunk_length(i):
-            return f"chunk {i} has the wrong length"
+    cs = commitment.chunk_size
+    for chunk in answer.chunks:
+        if not isinstance(chunk, (bytes, bytearray)):
+            return "a chunk is not bytes"
+    last = len(answer.chunks) - 1
+    if any(len(c) != cs for c in answer.chunks[:last]):  # only the tree's last chunk may be short
+        return "a chunk has the wrong length"
+    if last >= 0 and len(answer.chunks[last]) != commitment.chunk_length(answer.indices[last]):
+        return f"chunk {answer.indices[last]} has the wrong length"
     if any(not isinstance(h, (bytes, bytearray)) or len(h) != HASH_SIZE for h in answer.hashes):
         return "a proof hash is not 32 bytes"
     return None
