@@ -10,6 +10,10 @@ Groups (``dtx bench storage``):
 * ``merkle.verify`` (proofs/s): a batch of single-leaf proofs for chunks of ``size`` bytes
   (4 KiB and 1 MiB). Rows: ``dtxfast``, ``dtxfast-python``, ``pymerkle`` (``verify_inclusion``
   on the leaf hash of each chunk), ``floor-sha256`` (only hashing every revealed chunk once).
+* ``storage.verify`` (answers/s): a proof-of-storage round, ``size`` replicas of 4 MiB + tag in
+  4 KiB chunks, one default challenge (k = 44) each, all answers checked with
+  ``verify_answers``. Rows: ``dtxfast``, ``dtxfast-python``, ``floor-sha256`` (hashing the
+  revealed chunks once).
 * ``storage.encrypt`` (MiB/s of plaintext): ``DataOwner.upload`` of a ``size`` MiB file into
   4 MiB slices × 3 replicas (AES-256-GCM + a Merkle root per replica), replicas dropped.
   Rows: ``dtxfast``, ``dtxfast-python`` (Merkle roots by the twin), ``floor-aead`` (raw
@@ -32,6 +36,7 @@ from Crypto.Cipher import AES
 from dtxfast.crypto import merkle
 from dtxfast.crypto.merkle import MerkleBuilder, MerkleTree, verify_multiproofs
 from dtxfast.crypto.signatures import Ed25519PrivateKey
+from dtxfast.protocols.storage import ReplicaId, StorageProver, StorageVerifier, verify_answers
 from dtxfast.storage import DataOwner
 
 from ._util import measure, sizes
@@ -166,6 +171,37 @@ def test_merkle_verify(benchmark: Any, impl: str, case: tuple[int, int, int]) ->
         def fn() -> bytes:  # every revealed chunk hashed once, nothing else
             return hashlib.sha256(joined).digest()
     measure(benchmark, fn, impl=impl, size=chunk_size, unit="proofs/s", per=proofs, rounds=3, **extra)
+
+
+# ------------------------------------------------------------------ storage.verify
+
+ROUND_REPLICAS = sizes([400], [40])
+
+
+@pytest.mark.benchmark(group="storage.verify")
+@pytest.mark.parametrize("impl", ["dtxfast", "dtxfast-python", "floor-sha256"])
+@pytest.mark.parametrize("replicas", ROUND_REPLICAS)
+def test_storage_verify(benchmark: Any, impl: str, replicas: int) -> None:
+    data = random_bytes(4 * MiB + 16)  # one encrypted replica's worth of bytes, reused by every replica id
+    tree = MerkleTree.from_bytes(data, CHUNK)
+    provers = [StorageProver(ReplicaId(bytes(16), s, 0), data, CHUNK, tree=tree) for s in range(replicas)]
+    rng = np.random.default_rng(3)
+    verifier = StorageVerifier([p.commitment() for p in provers], rng=lambda n: rng.bytes(n))
+    challenges = verifier.challenge_all()
+    items = [(p.commitment(), c, p.answer(c)) for p, c in zip(provers, challenges)]
+    if impl == "dtxfast":
+        fn = lambda: verify_answers(items)
+    elif impl == "dtxfast-python":
+        def fn() -> Any:
+            with twin_kernel():
+                return verify_answers(items)
+    else:
+        joined = b"".join(c for _, _, a in items for c in a.chunks)
+        fn = lambda: hashlib.sha256(joined).digest()
+    if impl != "floor-sha256":
+        assert all(err is None for err in fn())
+    measure(benchmark, fn, impl=impl, size=replicas, unit="proofs/s", per=replicas, rounds=3,
+            note="answers of k=44 chunks")
 
 
 # ------------------------------------------------------------------ storage.encrypt
