@@ -239,3 +239,20 @@ def test_bad_parameters() -> None:
         verify_multiproofs([(tree.root, "not a proof", b"abcd")])  # type: ignore[list-item]
     assert np.asarray(verify_multiproofs([])).size == 0
     assert merkle.merkle_root(b"abcdefgh", 4) == tree.root
+
+
+@settings(max_examples=25)
+@given(n=st.integers(1, 80), chunk_size=st.integers(1, 9), last=st.integers(0, 8))
+def test_same_tree_as_rfc6962_via_pymerkle(n: int, chunk_size: int, last: int) -> None:
+    # An independent implementation: pymerkle builds RFC 6962 trees with the same 0x00/0x01 prefixes.
+    pymerkle = pytest.importorskip("pymerkle")
+    data = os.urandom((n - 1) * chunk_size + 1 + last % chunk_size)
+    ref = pymerkle.InmemoryTree(algorithm="sha256")
+    for i in range(0, len(data), chunk_size):
+        ref.append_entry(data[i : i + chunk_size])
+    tree = MerkleTree.from_bytes(data, chunk_size)
+    assert tree.root == ref.get_root()
+    i = (n * 7919) % tree.leaf_count
+    theirs = [bytes.fromhex(h) for h in ref.prove_inclusion(i + 1).serialize()["path"]]
+    assert theirs[0] == tree.leaf(i)  # pymerkle's path starts with the leaf hash itself
+    assert tuple(theirs[1:]) == tree.prove(i).path

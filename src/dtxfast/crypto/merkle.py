@@ -18,6 +18,11 @@ empty). With ``||`` for concatenation:
 * the root is the single node of the top level. No data (zero chunks) has the root
   ``SHA-256(b"")``, for which there are no proofs.
 
+This is exactly the Merkle tree hash of RFC 6962 (Certificate Transparency), which splits at the
+largest power of two below the leaf count: promoting unpaired nodes bottom-up builds the same
+left-balanced tree, so roots and single-leaf paths agree with RFC 6962 implementations (the tests
+check this against pymerkle).
+
 The one-byte prefixes separate the two domains: a leaf hash is never the hash of 65 bytes that
 start with ``0x01``, so an inner node can never be passed off as a leaf (the classic second
 preimage where a prover presents ``left || right`` as a chunk), and a chunk can never be passed
