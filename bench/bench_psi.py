@@ -1,0 +1,330 @@
+"""PSI benchmarks: dtxfast (RSA and ECDH modes) against its twin, OpenMined's PSI and two floors.
+
+Groups, at 10^4, 10^5 and 10^6 ids per side with 50% overlap (``--quick``: 10^3 and 10^4), with a
+2048-bit RSA key:
+
+- ``psi.signer`` (µs per id): the signer's cost of answering one of the requester's ids. RSA: one
+  blind signature (CRT); ECDH: one X25519 multiplication. (Tagging the signer's own ids costs the
+  same per id, once per key and id list: it is cached.) ``openmined-psi``: ``ProcessRequest`` plus
+  ``CreateSetupMessage`` divided by the number of ids (P-256, one thread).
+- ``psi.requester`` (µs per id): hash, blind, verify + unblind, hash (RSA); hash, mask, hash of the
+  answer and mask + hash of the signer's value (ECDH); ``CreateRequest`` + ``GetIntersection``
+  (OpenMined).
+- ``psi.total`` (seconds): a whole two-party run in-process, cold signer cache (the signer tags its
+  own ids inside the timed part), key generation excluded.
+
+Floors of ``psi.signer``: ``floor-openssl`` is libcrypto's own RSA private operation
+(``RSA_private_decrypt`` without padding, which OpenSSL runs with its AVX-512 IFMA code where the
+CPU has it) on the same key and the same number of threads as dtxfast; ``floor-gmpy2`` is the two
+CRT half-exponentiations through gmpy2, one thread (gmpy2 holds the GIL). Both floors, and the
+pure-Python twin ``dtxfast-python``, run on a fixed sample of values (per-id costs do not depend on
+the batch size); their rows say so in ``note``.
+
+Run: ``dtx bench psi`` (``--quick`` for the smallest sizes, ``--json`` for the JSON rows).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import gmpy2
+import numpy as np
+import pytest
+
+import dtxfast
+import dtxfast.crypto.blind_rsa as blind_rsa
+import dtxfast.crypto.ecdh as ecdh_mod
+from dtxfast.crypto import _psi_py
+from dtxfast.crypto.blind_rsa import BlindRSASigner, IdBatch
+from dtxfast.crypto.ecdh import ECDHMaskKey, ecdh_tags
+from dtxfast.protocols.psi import PsiRequester, PsiSigner, SignerTagCache, run_two_party
+
+from ._util import QUICK, measure, sizes
+
+BITS = 2048
+SIZES = sizes([10_000, 100_000, 1_000_000], [1_000, 10_000])
+PY_SAMPLE = 200 if QUICK else 1000  # values the pure-Python twin and floor-gmpy2 handle
+FLOOR_SAMPLE = 2_000 if QUICK else 10_000
+OPENMINED_MAX = 100_000  # a million-id OpenMined run takes about ten minutes on two cores
+PY_TOTAL_MAX = 10_000
+CORES = dtxfast.num_threads()
+
+try:
+    import private_set_intersection.python as om_psi
+except ImportError:  # pragma: no cover - optional peer
+    om_psi = None
+
+try:
+    _compiled = importlib.import_module("dtxfast._kernels._psi")
+except ImportError:  # pragma: no cover - kernel not built
+    _compiled = None
+
+
+def _rounds(n: int) -> int:
+    return 3 if n <= 10_000 else 1
+
+
+def _sets(n: int) -> tuple[list[str], list[str]]:
+    """Requester ids 0..n-1, signer ids n/2..3n/2-1: 50% overlap."""
+    return [f"user-{i:08d}" for i in range(n)], [f"user-{i:08d}" for i in range(n // 2, n + n // 2)]
+
+
+class _FixedRng:
+    """Replays one random buffer, so that every round blinds to the same values (signed once)."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def __call__(self, n: int) -> bytes:
+        if len(self.buf) < n:
+            self.buf = os.urandom(n)
+        return self.buf[:n]
+
+
+class _twin:
+    """Context: use the pure-Python kernel."""
+
+    def __enter__(self) -> None:
+        self.saved = (blind_rsa._kernel, ecdh_mod._kernel)
+        blind_rsa._kernel = ecdh_mod._kernel = _psi_py
+
+    def __exit__(self, *exc: object) -> None:
+        blind_rsa._kernel, ecdh_mod._kernel = self.saved
+
+
+@pytest.fixture(scope="module")
+def key() -> BlindRSASigner:
+    return BlindRSASigner.generate(BITS)
+
+
+@pytest.fixture(scope="module")
+def data():
+    cache: dict[int, tuple[IdBatch, IdBatch]] = {}
+
+    def get(n: int) -> tuple[IdBatch, IdBatch]:
+        if n not in cache:
+            cache.clear()
+            a, b = _sets(n)
+            cache[n] = (IdBatch.from_strings(a), IdBatch.from_strings(b))
+        return cache[n]
+
+    return get
+
+
+def _note(**extra: object) -> dict[str, object]:
+    return {"bits": BITS, **extra}
+
+
+# ---------------------------------------------------------------------------------------------
+# psi.signer
+
+@pytest.mark.benchmark(group="psi.signer")
+@pytest.mark.parametrize("n", SIZES)
+def test_signer_dtxfast(benchmark, key, data, n):
+    a, _ = data(n)
+    blinded = key.public_key().blind(a).blinded
+    measure(benchmark, lambda: key.sign_blinded(blinded), impl="dtxfast", size=n, rounds=_rounds(n), **_note())
+
+
+@pytest.mark.benchmark(group="psi.signer")
+@pytest.mark.parametrize("n", SIZES)
+def test_signer_dtxfast_ecdh(benchmark, data, n):
+    a, _ = data(n)
+    ka, kb = ECDHMaskKey.generate(), ECDHMaskKey.generate()
+    req = kb.mask(ECDHMaskKey.hash_ids(a))
+    measure(benchmark, lambda: ka.mask(req), impl="dtxfast-ecdh", size=n, rounds=_rounds(n), **_note())
+
+
+@pytest.mark.benchmark(group="psi.signer")
+@pytest.mark.parametrize("n", SIZES)
+def test_signer_python_twin(benchmark, key, data, n):
+    a, _ = data(n)
+    blinded = key.public_key().blind(a.slice(0, PY_SAMPLE)).blinded
+    with _twin():
+        measure(benchmark, lambda: key.sign_blinded(blinded), impl="dtxfast-python", size=n, per=len(blinded),
+                rounds=1, **_note(note=f"{len(blinded)}-value sample"))
+
+
+@pytest.mark.benchmark(group="psi.signer")
+@pytest.mark.parametrize("n", SIZES)
+def test_signer_openmined(benchmark, data, n):
+    if om_psi is None:
+        pytest.skip("openmined.psi not installed")
+    if n > OPENMINED_MAX:
+        pytest.skip("openmined.psi at this size takes too long")
+    a, b = _sets(n)
+    server = om_psi.server.CreateWithNewKey(True)
+    client = om_psi.client.CreateWithNewKey(True)
+    request = client.CreateRequest(a)
+
+    def serve():
+        server.CreateSetupMessage(1e-9, n, b, om_psi.DataStructure.RAW)
+        return server.ProcessRequest(request)
+
+    measure(benchmark, serve, impl="openmined-psi", size=n, rounds=_rounds(n),
+            **_note(note="P-256, setup + process per id, 1 thread"))
+
+
+@pytest.mark.benchmark(group="psi.signer")
+@pytest.mark.parametrize("n", SIZES)
+def test_signer_floor_openssl(benchmark, key, data, n):
+    if _compiled is None:
+        pytest.skip("compiled kernel not built")
+    a, _ = data(n)
+    blinded = key.public_key().blind(a.slice(0, min(n, FLOOR_SAMPLE))).blinded
+    out = np.zeros_like(blinded)
+    der = key.to_der()
+    measure(benchmark, lambda: _compiled.floor_openssl_rsa(der, blinded, out, CORES), impl="floor-openssl",
+            size=n, per=len(blinded), rounds=_rounds(n),
+            **_note(note=f"RSA_private_decrypt, {CORES} threads, {len(blinded)}-value sample"))
+
+
+@pytest.mark.benchmark(group="psi.signer")
+@pytest.mark.parametrize("n", SIZES)
+def test_signer_floor_gmpy2(benchmark, key, data, n):
+    a, _ = data(n)
+    blinded = key.public_key().blind(a.slice(0, PY_SAMPLE)).blinded
+    n_be, p, q, dp, dq, qinv = (gmpy2.mpz(int.from_bytes(x, "big")) for x in key._parts)
+    xs = [gmpy2.mpz(int.from_bytes(row.tobytes(), "big")) for row in blinded]
+
+    def crt():
+        for x in xs:
+            m1 = gmpy2.powmod(x % p, dp, p)
+            m2 = gmpy2.powmod(x % q, dq, q)
+            _ = m2 + ((m1 - m2) * qinv % p) * q
+
+    measure(benchmark, crt, impl="floor-gmpy2", size=n, per=len(xs), rounds=1,
+            **_note(note=f"CRT powmod, 1 thread, {len(xs)}-value sample"))
+
+
+# ---------------------------------------------------------------------------------------------
+# psi.requester
+
+def _rsa_requester(key: BlindRSASigner, ids: IdBatch):
+    pub = key.public_key()
+    rng = _FixedRng()
+    signed = key.sign_blinded(pub.blind(ids, rng=rng).blinded)
+
+    def run():
+        return pub.finalize(pub.blind(ids, rng=rng), signed)
+
+    return run
+
+
+@pytest.mark.benchmark(group="psi.requester")
+@pytest.mark.parametrize("n", SIZES)
+def test_requester_dtxfast(benchmark, key, data, n):
+    a, _ = data(n)
+    measure(benchmark, _rsa_requester(key, a), impl="dtxfast", size=n, rounds=_rounds(n), **_note())
+
+
+@pytest.mark.benchmark(group="psi.requester")
+@pytest.mark.parametrize("n", SIZES)
+def test_requester_dtxfast_ecdh(benchmark, data, n):
+    a, b = data(n)
+    ka, kb = ECDHMaskKey.generate(), ECDHMaskKey.generate()
+    answers = ka.mask(kb.mask(ECDHMaskKey.hash_ids(a)))
+    signer_points = ka.mask(ECDHMaskKey.hash_ids(b))
+
+    def run():
+        kb.mask(ECDHMaskKey.hash_ids(a))
+        ecdh_tags(answers)
+        return ecdh_tags(kb.mask(signer_points))
+
+    measure(benchmark, run, impl="dtxfast-ecdh", size=n, rounds=_rounds(n), **_note())
+
+
+@pytest.mark.benchmark(group="psi.requester")
+@pytest.mark.parametrize("n", SIZES)
+def test_requester_python_twin(benchmark, key, data, n):
+    a, _ = data(n)
+    sample = a.slice(0, PY_SAMPLE)
+    with _twin():
+        measure(benchmark, _rsa_requester(key, sample), impl="dtxfast-python", size=n, per=len(sample),
+                rounds=1, **_note(note=f"{len(sample)}-id sample"))
+
+
+@pytest.mark.benchmark(group="psi.requester")
+@pytest.mark.parametrize("n", SIZES)
+def test_requester_openmined(benchmark, data, n):
+    if om_psi is None:
+        pytest.skip("openmined.psi not installed")
+    if n > OPENMINED_MAX:
+        pytest.skip("openmined.psi at this size takes too long")
+    a, b = _sets(n)
+    server = om_psi.server.CreateWithNewKey(True)
+    client = om_psi.client.CreateWithNewKey(True)
+    setup = server.CreateSetupMessage(1e-9, n, b, om_psi.DataStructure.RAW)
+    response = server.ProcessRequest(client.CreateRequest(a))
+
+    def run():
+        client.CreateRequest(a)
+        return client.GetIntersection(setup, response)
+
+    measure(benchmark, run, impl="openmined-psi", size=n, rounds=_rounds(n),
+            **_note(note="P-256, 1 thread"))
+
+
+# ---------------------------------------------------------------------------------------------
+# psi.total
+
+def _total(key_factory, n: int, data):  # type: ignore[no-untyped-def]
+    a, b = data(n)
+    key = key_factory()
+
+    def setup():
+        return (PsiRequester(a), PsiSigner(b, key, cache=SignerTagCache())), {}
+
+    def check(result: list[bytes]) -> None:
+        assert len(result) == n // 2
+
+    return setup, check
+
+
+@pytest.mark.benchmark(group="psi.total")
+@pytest.mark.parametrize("n", SIZES)
+def test_total_dtxfast(benchmark, key, data, n):
+    setup, check = _total(lambda: key, n, data)
+    check(measure(benchmark, run_two_party, impl="dtxfast", size=n, unit="s", rounds=_rounds(n),
+                  setup=setup, **_note(note="cold signer cache")))
+
+
+@pytest.mark.benchmark(group="psi.total")
+@pytest.mark.parametrize("n", SIZES)
+def test_total_dtxfast_ecdh(benchmark, data, n):
+    setup, check = _total(ECDHMaskKey.generate, n, data)
+    check(measure(benchmark, run_two_party, impl="dtxfast-ecdh", size=n, unit="s", rounds=_rounds(n),
+                  setup=setup, **_note(note="cold signer cache")))
+
+
+@pytest.mark.benchmark(group="psi.total")
+@pytest.mark.parametrize("n", SIZES)
+def test_total_python_twin(benchmark, key, data, n):
+    if n > PY_TOTAL_MAX:
+        pytest.skip("the pure-Python twin at this size takes too long")
+    setup, check = _total(lambda: key, n, data)
+    with _twin():
+        check(measure(benchmark, run_two_party, impl="dtxfast-python", size=n, unit="s", rounds=1,
+                      setup=setup, **_note(note="cold signer cache")))
+
+
+@pytest.mark.benchmark(group="psi.total")
+@pytest.mark.parametrize("n", SIZES)
+def test_total_openmined(benchmark, n):
+    if om_psi is None:
+        pytest.skip("openmined.psi not installed")
+    if n > OPENMINED_MAX:
+        pytest.skip("openmined.psi at this size takes too long")
+    a, b = _sets(n)
+
+    def run():
+        server = om_psi.server.CreateWithNewKey(True)
+        client = om_psi.client.CreateWithNewKey(True)
+        setup = server.CreateSetupMessage(1e-9, n, b, om_psi.DataStructure.RAW)
+        response = server.ProcessRequest(client.CreateRequest(a))
+        return client.GetIntersection(setup, response)
+
+    result = measure(benchmark, run, impl="openmined-psi", size=n, unit="s", rounds=_rounds(n),
+                     **_note(note="P-256, 1 thread"))
+    assert len(result) == n // 2
