@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from storage_helpers import backend, flip, reference_root  # noqa: F401
 
 import dtxfast
-from dtxfast.crypto.aead import TAG_SIZE, ReplicaCipher
+from dtxfast.crypto.aead import TAG_SIZE, FileCipher, ReplicaCipher
 from dtxfast.crypto.signatures import Ed25519PrivateKey
 from dtxfast.errors import (
     InvalidProof,
@@ -29,6 +29,8 @@ from dtxfast.storage import (
     FileMetadata,
     MemoryReplicaStore,
     ReplicaId,
+    decrypt_file,
+    decrypt_replica,
     open_replica_store,
 )
 
@@ -151,6 +153,23 @@ def test_other_owner_cannot_download() -> None:
     other = DataOwner(Ed25519PrivateKey.from_bytes(bytes(32)))
     with pytest.raises(KeyMismatch):
         other.download(meta, store, io.BytesIO())
+
+
+def test_file_key_opens_one_file_only() -> None:
+    data = os.urandom(3000)
+    store = MemoryReplicaStore()
+    meta = OWNER.upload(io.BytesIO(data), store, name="k", slice_size=1024, replicas=2, chunk_size=128)
+    other = OWNER.upload(io.BytesIO(data), store, name="k2", slice_size=1024, replicas=2, chunk_size=128)
+    out = io.BytesIO()
+    decrypt_file(meta, OWNER.file_key(meta.file_id), store, out)  # an executor with the sealed file key
+    assert out.getvalue() == data
+    assert OWNER.file_key(meta.file_id) != OWNER.file_key(other.file_id)
+    with pytest.raises(InvalidProof, match="wrong file key"):
+        decrypt_file(other, OWNER.file_key(meta.file_id), store, io.BytesIO())
+    rid = ReplicaId(meta.file_id, 1, 1)
+    assert decrypt_replica(meta, OWNER.file_key(meta.file_id), rid, store.get(rid)) == data[1024:2048]
+    with pytest.raises(ParameterError):
+        FileCipher(b"short", meta.file_id)
 
 
 def test_keys_are_per_replica() -> None:

@@ -1,11 +1,15 @@
 """AEAD (AES-256-GCM, pycryptodome) and HKDF-SHA256 key derivation for stored replicas.
 
-Every replica of every slice of a file is encrypted under its own key and nonce, both derived
-with HKDF-SHA256 from the owner's 32-byte secret::
+Every replica of every slice of a file is encrypted under its own key and nonce, derived in two
+HKDF-SHA256 steps from the owner's 32-byte secret::
 
-    key || nonce = HKDF-SHA256(ikm=secret, salt=file_id,
+    file_key     = HKDF-SHA256(ikm=secret, salt=file_id, info="dtxfast/file-key/v1", length=32)
+    key || nonce = HKDF-SHA256(ikm=file_key, salt=file_id,
                                info="dtxfast/replica/v1" || u64be(slice) || u32be(replica),
                                length=32 + 12)
+
+The file key opens every replica of one file and nothing else: it is what an owner hands (sealed)
+to an executor allowed to read that file (:class:`FileCipher`), while the secret stays home.
 
 A key encrypts exactly one message, so a nonce is never reused under a key; two replicas of a
 slice are encryptions under unrelated keys and share no ciphertext block (storage nodes can
@@ -14,7 +18,7 @@ slice index, replica index), so a replica moved to another place fails its tag.
 
 Examples
 --------
->>> from dtxfast.crypto.aead import ReplicaCipher
+>>> from dtxfast.crypto.aead import FileCipher, ReplicaCipher
 >>> cipher = ReplicaCipher(b"\\x07" * 32)
 >>> fid = bytes(16)
 >>> ct = cipher.encrypt(fid, 0, 1, b"hello")
@@ -24,11 +28,15 @@ Examples
 b'hello'
 >>> cipher.encrypt(fid, 0, 2, b"hello") == ct     # another replica: unrelated bytes
 False
+>>> FileCipher(cipher.file_key(fid), fid).decrypt(0, 1, ct)   # only the file key is needed
+b'hello'
+
 """
 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from Crypto.Cipher import AES
 from Crypto.Hash import SHA256
@@ -36,7 +44,16 @@ from Crypto.Protocol.KDF import HKDF
 
 from ..errors import InvalidProof, MalformedInput, ParameterError
 
-__all__ = ["AEAD_NAME", "KEY_SIZE", "NONCE_SIZE", "SECRET_SIZE", "TAG_SIZE", "ReplicaCipher", "hkdf_sha256"]
+__all__ = [
+    "AEAD_NAME",
+    "KEY_SIZE",
+    "NONCE_SIZE",
+    "SECRET_SIZE",
+    "TAG_SIZE",
+    "FileCipher",
+    "ReplicaCipher",
+    "hkdf_sha256",
+]
 
 TAG_SIZE = 16
 KEY_SIZE = 32
@@ -44,6 +61,7 @@ NONCE_SIZE = 12
 SECRET_SIZE = 32
 AEAD_NAME = "aes-256-gcm"
 _INFO = b"dtxfast/replica/v1"
+_FILE_INFO = b"dtxfast/file-key/v1"
 
 
 def hkdf_sha256(secret: bytes, salt: bytes, info: bytes, length: int) -> bytes:
@@ -55,8 +73,76 @@ def hkdf_sha256(secret: bytes, salt: bytes, info: bytes, length: int) -> bytes:
     return out
 
 
+def _check_file_id(file_id: bytes) -> bytes:
+    if not isinstance(file_id, (bytes, bytearray)) or not 1 <= len(file_id) <= 64:
+        raise ParameterError("file_id must be 1 to 64 bytes")
+    return bytes(file_id)
+
+
+class FileCipher:
+    """Encrypts and decrypts the replicas of one file (AES-256-GCM, a fresh key per replica).
+
+    Parameters
+    ----------
+    file_key : bytes
+        The file's 32-byte key (:meth:`ReplicaCipher.file_key`).
+    file_id : bytes
+        The file id (1 to 64 bytes).
+    """
+
+    __slots__ = ("_file_id", "_file_key")
+
+    def __init__(self, file_key: bytes, file_id: bytes) -> None:
+        if not isinstance(file_key, (bytes, bytearray)) or len(file_key) != KEY_SIZE:
+            raise ParameterError(f"a file key is {KEY_SIZE} bytes")
+        self._file_key = bytes(file_key)
+        self._file_id = _check_file_id(file_id)
+
+    @property
+    def file_id(self) -> bytes:
+        return self._file_id
+
+    def key_and_nonce(self, slice_index: int, replica_index: int) -> tuple[bytes, bytes]:
+        """The (key, nonce) of one replica."""
+        if not 0 <= slice_index < 2**64 or not 0 <= replica_index < 2**32:
+            raise ParameterError("slice or replica index out of range")
+        okm = hkdf_sha256(self._file_key, self._file_id, _INFO + struct.pack(">QI", slice_index, replica_index),
+                          KEY_SIZE + NONCE_SIZE)
+        return okm[:KEY_SIZE], okm[KEY_SIZE:]
+
+    def _cipher(self, slice_index: int, replica_index: int) -> Any:
+        key, nonce = self.key_and_nonce(slice_index, replica_index)
+        c = AES.new(key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_SIZE)
+        c.update(_INFO + bytes([len(self._file_id)]) + self._file_id + struct.pack(">QI", slice_index, replica_index))
+        return c
+
+    def encrypt(self, slice_index: int, replica_index: int, plaintext: bytes | bytearray | memoryview) -> bytearray:
+        """``ciphertext || tag`` of one replica (a bytearray, written in place: no extra copy)."""
+        c = self._cipher(slice_index, replica_index)
+        n = len(plaintext)
+        out = bytearray(n + TAG_SIZE)
+        view = memoryview(out)
+        if n:
+            c.encrypt(plaintext, output=view[:n])
+        view[n:] = c.digest()
+        return out
+
+    def decrypt(self, slice_index: int, replica_index: int, data: bytes | bytearray | memoryview) -> bytes:
+        """Plaintext of one replica; raises InvalidProof if the tag does not verify (tampering)."""
+        if len(data) < TAG_SIZE:
+            raise MalformedInput("a replica is shorter than its tag")
+        c = self._cipher(slice_index, replica_index)
+        mv = memoryview(data)
+        try:
+            return c.decrypt_and_verify(mv[:-TAG_SIZE], mv[-TAG_SIZE:])
+        except ValueError:
+            raise InvalidProof(
+                f"replica {replica_index} of slice {slice_index} fails its AEAD tag (tampered or misplaced)"
+            ) from None
+
+
 class ReplicaCipher:
-    """Encrypts and decrypts the replicas of one owner (AES-256-GCM, a fresh key per replica).
+    """An owner's cipher: derives each file's key from the owner's secret (see the module docstring).
 
     Parameters
     ----------
@@ -71,47 +157,23 @@ class ReplicaCipher:
             raise ParameterError(f"the owner secret is {SECRET_SIZE} bytes")
         self._secret = bytes(secret)
 
-    @staticmethod
-    def _aad(file_id: bytes, slice_index: int, replica_index: int) -> bytes:
-        return _INFO + struct.pack(">B", len(file_id)) + file_id + struct.pack(">QI", slice_index, replica_index)
+    def file_key(self, file_id: bytes) -> bytes:
+        """The 32-byte key of one file (opens that file's replicas only)."""
+        return hkdf_sha256(self._secret, _check_file_id(file_id), _FILE_INFO, KEY_SIZE)
+
+    def for_file(self, file_id: bytes) -> FileCipher:
+        """The :class:`FileCipher` of one file."""
+        return FileCipher(self.file_key(file_id), file_id)
 
     def key_and_nonce(self, file_id: bytes, slice_index: int, replica_index: int) -> tuple[bytes, bytes]:
         """The (key, nonce) of one replica."""
-        if not isinstance(file_id, (bytes, bytearray)) or not 1 <= len(file_id) <= 64:
-            raise ParameterError("file_id must be 1 to 64 bytes")
-        if not 0 <= slice_index < 2**64 or not 0 <= replica_index < 2**32:
-            raise ParameterError("slice or replica index out of range")
-        okm = hkdf_sha256(self._secret, bytes(file_id), _INFO + struct.pack(">QI", slice_index, replica_index),
-                          KEY_SIZE + NONCE_SIZE)
-        return okm[:KEY_SIZE], okm[KEY_SIZE:]
-
-    def _cipher(self, file_id: bytes, slice_index: int, replica_index: int) -> object:
-        key, nonce = self.key_and_nonce(file_id, slice_index, replica_index)
-        c = AES.new(key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_SIZE)
-        c.update(self._aad(bytes(file_id), slice_index, replica_index))
-        return c
+        return self.for_file(file_id).key_and_nonce(slice_index, replica_index)
 
     def encrypt(self, file_id: bytes, slice_index: int, replica_index: int,
                 plaintext: bytes | bytearray | memoryview) -> bytearray:
-        """``ciphertext || tag`` of one replica (a bytearray, written in place: no extra copy)."""
-        c = self._cipher(file_id, slice_index, replica_index)
-        n = len(plaintext)
-        out = bytearray(n + TAG_SIZE)
-        view = memoryview(out)
-        if n:
-            c.encrypt(plaintext, output=view[:n])  # type: ignore[attr-defined]
-        view[n:] = c.digest()  # type: ignore[attr-defined]
-        return out
+        """``ciphertext || tag`` of one replica."""
+        return self.for_file(file_id).encrypt(slice_index, replica_index, plaintext)
 
     def decrypt(self, file_id: bytes, slice_index: int, replica_index: int, data: bytes) -> bytes:
-        """Plaintext of one replica; raises InvalidProof if the tag does not verify (tampering)."""
-        if len(data) < TAG_SIZE:
-            raise MalformedInput("a replica is shorter than its tag")
-        c = self._cipher(file_id, slice_index, replica_index)
-        mv = memoryview(data)
-        try:
-            return c.decrypt_and_verify(mv[:-TAG_SIZE], mv[-TAG_SIZE:])  # type: ignore[attr-defined]
-        except ValueError:
-            raise InvalidProof(
-                f"replica {replica_index} of slice {slice_index} fails its AEAD tag (tampered or misplaced)"
-            ) from None
+        """Plaintext of one replica; raises InvalidProof if the tag does not verify."""
+        return self.for_file(file_id).decrypt(slice_index, replica_index, data)

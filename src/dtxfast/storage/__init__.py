@@ -33,6 +33,8 @@ from .owner import (
     DataOwner,
     EncryptedReplica,
     ReplicaEncryptor,
+    decrypt_file,
+    decrypt_replica,
 )
 from .store import DirectoryReplicaStore, MemoryReplicaStore, ReplicaStore, open_replica_store
 
@@ -53,6 +55,8 @@ __all__ = [
     "ReplicaStore",
     "StorageProver",
     "StorageVerifier",
+    "decrypt_file",
+    "decrypt_replica",
     "detection_probability",
     "open_replica_store",
     "pass_probability",

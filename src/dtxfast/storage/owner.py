@@ -4,7 +4,7 @@ The file is read as a stream, one slice at a time (``slice_size`` bytes, default
 last slice is zero-padded and its real length follows from the recorded file size), so memory
 holds one slice and its replicas, never the file. Each slice becomes ``replicas`` (default 3)
 AES-256-GCM encryptions, each under its own HKDF-derived key and nonce
-(:class:`~dtxfast.crypto.aead.ReplicaCipher`), and each encrypted replica gets a Merkle root
+(:mod:`dtxfast.crypto.aead`), and each encrypted replica gets a Merkle root
 (:mod:`dtxfast.crypto.merkle`) for the proofs of storage. Replicas of one slice are encrypted
 and hashed in parallel threads (the AEAD and the Merkle kernel both release the GIL).
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from .._backend import num_threads
-from ..crypto.aead import SECRET_SIZE, ReplicaCipher, hkdf_sha256
+from ..crypto.aead import SECRET_SIZE, FileCipher, ReplicaCipher, hkdf_sha256
 from ..crypto.merkle import DEFAULT_CHUNK_SIZE, MerkleTree
 from ..crypto.signatures import Ed25519PrivateKey
 from ..errors import InvalidProof, KeyMismatch, MalformedInput, NotFound, ParameterError
@@ -51,6 +51,8 @@ __all__ = [
     "DataOwner",
     "EncryptedReplica",
     "ReplicaEncryptor",
+    "decrypt_file",
+    "decrypt_replica",
 ]
 
 DEFAULT_SLICE_SIZE = 4 * 1024 * 1024
@@ -95,7 +97,7 @@ class ReplicaEncryptor:
     (``roots[slice][replica]``).
     """
 
-    def __init__(self, cipher: ReplicaCipher, stream: IO[bytes], file_id: bytes, *,
+    def __init__(self, cipher: FileCipher, stream: IO[bytes], *,
                  slice_size: int = DEFAULT_SLICE_SIZE, replicas: int = DEFAULT_REPLICAS,
                  chunk_size: int = DEFAULT_CHUNK_SIZE, threads: int | None = None) -> None:
         if not isinstance(slice_size, int) or not 1 <= slice_size <= MAX_SLICE_SIZE:
@@ -104,7 +106,7 @@ class ReplicaEncryptor:
             raise ParameterError(f"replicas must be in [1, {MAX_REPLICAS}]")
         self._cipher = cipher
         self._stream = stream
-        self.file_id = file_id
+        self.file_id = cipher.file_id
         self.slice_size = slice_size
         self.replicas = replicas
         self.chunk_size = chunk_size
@@ -113,7 +115,7 @@ class ReplicaEncryptor:
         self.roots: list[list[bytes]] = []
 
     def _one(self, plain: bytes | bytearray, s: int, r: int, tree_threads: int | None) -> EncryptedReplica:
-        data = self._cipher.encrypt(self.file_id, s, r, plain)
+        data = self._cipher.encrypt(s, r, plain)
         root = MerkleTree.from_bytes(data, self.chunk_size, threads=tree_threads).root
         return EncryptedReplica(ReplicaId(self.file_id, s, r), data, root)
 
@@ -180,9 +182,16 @@ class DataOwner:
         self._cipher = ReplicaCipher(secret)
         self.public_key = key.public_key()
 
+    def file_key(self, file_id: bytes) -> bytes:
+        """The 32-byte key of one file: whoever holds it can read that file (:func:`decrypt_file`).
+
+        Hand it to an executor only sealed to its key (``dtxfast.ledger.identity.seal_to``).
+        """
+        return self._cipher.file_key(file_id)
+
     def encrypt_stream(self, stream: IO[bytes], file_id: bytes, **options: int) -> ReplicaEncryptor:
         """The encrypted replicas of ``stream`` as an iterator (options as :class:`ReplicaEncryptor`)."""
-        return ReplicaEncryptor(self._cipher, stream, file_id, **options)
+        return ReplicaEncryptor(self._cipher.for_file(file_id), stream, **options)
 
     def upload(
         self,
@@ -212,7 +221,7 @@ class DataOwner:
         fid = os.urandom(FILE_ID_SIZE) if file_id is None else file_id
         if not isinstance(fid, bytes) or len(fid) != FILE_ID_SIZE:
             raise ParameterError(f"file_id must be {FILE_ID_SIZE} bytes")
-        enc = ReplicaEncryptor(self._cipher, stream, fid, slice_size=slice_size, replicas=replicas,
+        enc = ReplicaEncryptor(self._cipher.for_file(fid), stream, slice_size=slice_size, replicas=replicas,
                                chunk_size=chunk_size)
         put = store.put if isinstance(store, ReplicaStore) else None
         for rep in enc:
@@ -234,14 +243,8 @@ class DataOwner:
         return metadata.sign(self._key)
 
     def decrypt_replica(self, metadata: FileMetadata, replica: ReplicaId, data: bytes) -> bytes:
-        """The real (unpadded) bytes of a slice from one of its encrypted replicas.
-
-        Raises InvalidProof if the replica fails its AEAD tag, MalformedInput if it has the wrong size.
-        """
-        if len(data) != metadata.replica_size:
-            raise MalformedInput(f"replica {replica} is {len(data)} bytes, not {metadata.replica_size}")
-        plain = self._cipher.decrypt(metadata.file_id, replica.slice_index, replica.replica_index, data)
-        return plain[: metadata.slice_length(replica.slice_index)]
+        """The real (unpadded) bytes of a slice from one of its encrypted replicas (see :func:`decrypt_replica`)."""
+        return decrypt_replica(metadata, self.file_key(metadata.file_id), replica, data)
 
     def download(self, metadata: FileMetadata, store: _Fetch, out: IO[bytes]) -> None:
         """Rebuild the file into ``out`` from any one good replica of each slice.
@@ -252,18 +255,48 @@ class DataOwner:
         metadata.verify()
         if metadata.owner != self.public_key.to_bytes():
             raise KeyMismatch("this file belongs to another owner")
-        fetch = store.get if isinstance(store, ReplicaStore) else store
-        for s in range(metadata.slice_count):
-            problems: list[str] = []
-            for r in range(metadata.replicas):
-                rid = ReplicaId(metadata.file_id, s, r)
-                try:
-                    out.write(self.decrypt_replica(metadata, rid, fetch(rid)))
-                    break
-                except (NotFound, InvalidProof, MalformedInput) as exc:
-                    problems.append(f"replica {r}: {exc}")
-            else:
-                raise InvalidProof(f"no intact replica of slice {s}: " + "; ".join(problems))
+        decrypt_file(metadata, self.file_key(metadata.file_id), store, out)
 
     def __repr__(self) -> str:
         return f"DataOwner(node_id={self.public_key.node_id!r})"
+
+
+def decrypt_replica(metadata: FileMetadata, file_key: bytes, replica: ReplicaId, data: bytes) -> bytes:
+    """The real (unpadded) bytes of a slice from one of its encrypted replicas.
+
+    Raises InvalidProof if the replica fails its AEAD tag, MalformedInput if it has the wrong size.
+    """
+    if len(data) != metadata.replica_size:
+        raise MalformedInput(f"replica {replica} is {len(data)} bytes, not {metadata.replica_size}")
+    plain = FileCipher(file_key, metadata.file_id).decrypt(replica.slice_index, replica.replica_index, data)
+    return plain[: metadata.slice_length(replica.slice_index)]
+
+
+def decrypt_file(metadata: FileMetadata, file_key: bytes, store: _Fetch, out: IO[bytes]) -> None:
+    """Rebuild a file into ``out`` with its file key, from any one intact replica of each slice.
+
+    For whoever was handed the file key (an executor); the owner uses :meth:`DataOwner.download`.
+    Verify the metadata's signature first (:meth:`FileMetadata.verify`). Raises InvalidProof
+    when no replica of a slice is available and intact (a wrong key fails every tag as well).
+    """
+    fetch = store.get if isinstance(store, ReplicaStore) else store
+    cipher = FileCipher(file_key, metadata.file_id)
+    for s in range(metadata.slice_count):
+        problems: list[str] = []
+        tag_failures = 0
+        for r in range(metadata.replicas):
+            rid = ReplicaId(metadata.file_id, s, r)
+            try:
+                data = fetch(rid)
+                if len(data) != metadata.replica_size:
+                    raise MalformedInput(f"{len(data)} bytes, not {metadata.replica_size}")
+                out.write(memoryview(cipher.decrypt(s, r, data))[: metadata.slice_length(s)])
+                break
+            except InvalidProof as exc:
+                tag_failures += 1
+                problems.append(f"replica {r}: {exc}")
+            except (NotFound, MalformedInput) as exc:
+                problems.append(f"replica {r}: {exc}")
+        else:
+            hint = " (a wrong file key fails every tag too)" if tag_failures == metadata.replicas else ""
+            raise InvalidProof(f"no intact replica of slice {s}: " + "; ".join(problems) + hint)
