@@ -7,7 +7,8 @@
   INSERT of the signed bytes in its own transaction, same file settings (WAL,
   synchronous=NORMAL); ``floor-sqlite-sign-verify`` adds the signature check a ledger cannot skip.
 * ``ledger.verify``: :meth:`Ledger.verify_chain` from genesis (every block hash, link and
-  signature). Floor ``floor-verify``: raw Ed25519 verification of the same signatures.
+  signature), in this process and with one worker process per core (``threads`` column). Floor
+  ``floor-verify``: raw Ed25519 verification of the same signatures in one process.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 
 import pytest
 
+from dtxfast._backend import num_threads
 from dtxfast.crypto.signatures import verify_batch
 from dtxfast.ledger import Heartbeat, MemoryLedger, NodeIdentity, RegisterNode, SQLiteLedger
 from dtxfast.ledger.tx import SignedTx, sign_tx, signing_message
@@ -147,6 +149,24 @@ def test_verify_chain(benchmark, n):
 
     measure(benchmark, run, impl="dtxfast", size=n, unit="entries/s", per=n,
             rounds=1 if n >= 100_000 else 3)
+
+
+@pytest.mark.benchmark(group="ledger.verify")
+@pytest.mark.parametrize("n", VERIFY_SIZES)
+def test_verify_chain_parallel(benchmark, n):
+    workers = num_threads()
+    if workers < 2:
+        pytest.skip("one core")
+    path, _ = _built_ledger(n)
+
+    def run():
+        led = SQLiteLedger(path, max_skew_ms=None)
+        rep = led.verify_chain(workers=workers)
+        led.close()
+        assert rep.entries == n
+
+    measure(benchmark, run, impl="dtxfast", size=n, unit="entries/s", per=n, threads=workers,
+            rounds=1 if n >= 100_000 else 3, note="worker processes, spawn included")
 
 
 @pytest.mark.benchmark(group="ledger.verify")

@@ -577,3 +577,18 @@ def test_replay_audit_finds_an_entry_the_contract_refuses(world):
     with pytest.raises(ChainCorrupted) as info:
         w.led.verify_chain()
     assert info.value.height == w.led.height and "signature" in info.value.reason
+
+
+def test_parallel_verification_names_the_first_bad_height(world):
+    w = world
+    for i in range(6):
+        w.submit(w.s[i % 3], Heartbeat())
+    first_bad = w.led.height + 1
+    for _ in range(2):  # two forged blocks; the lower one must be named
+        stx = w.led.sign(w.s[0], Heartbeat())
+        force_block(w.led, [SignedTx(stx.payload, bytes(64))])
+        w.submit(w.s[1], Heartbeat())
+    for workers in (1, 2):
+        with pytest.raises(ChainCorrupted) as info:
+            w.led.verify_chain(workers=workers, batch=2)
+        assert info.value.height == first_bad

@@ -231,3 +231,22 @@ def test_subscription_sees_other_process_appends(tmp_path):
         proc.communicate(timeout=60)
     assert len(got) == 5 and all(e.sender == node.node_id for e in got)
     led.close()
+
+
+def test_write_lock_timeout_is_a_clear_error(tmp_path):
+    from dtxfast.errors import StateError
+
+    path = tmp_path / "locked.db"
+    led = SQLiteLedger(path, create=True, timeout=0.2)
+    (node,) = [ident("locker")]
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(StateError, match="cannot write"):
+            led.submit(node, RegisterNode(role="storage"))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    led.submit(node, RegisterNode(role="storage"))
+    assert led.height == 1
+    led.close()

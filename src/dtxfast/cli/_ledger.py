@@ -113,11 +113,18 @@ def verify(
     replay: bool = typer.Option(
         False, "--replay", help="Also re-run the contract and compare the state with the chain."
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="Processes checking signatures (0: all cores for long chains)."
+    ),
 ) -> None:
     """Re-check every hash and signature from genesis; names the first bad height."""
+    from .._backend import num_threads
+
     led = _open(ledger)
     try:
-        rep = led.verify_chain(replay=replay)
+        if workers <= 0:
+            workers = num_threads() if led.height >= 20_000 else 1
+        rep = led.verify_chain(replay=replay, workers=workers)
     finally:
         led.close()
     typer.echo(f"ledger OK: {rep.blocks} blocks, {rep.entries} entries verified"

@@ -172,6 +172,8 @@ class SQLiteLedger(Ledger):
         conn = self._conn()
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"cannot open the ledger {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise MalformedInput(f"{self.path} is not a dtxfast ledger ({exc})") from None
         if str(mode).lower() != "wal":
@@ -211,6 +213,8 @@ class SQLiteLedger(Ledger):
         c = self._conn()
         try:
             c.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"cannot open the ledger {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise MalformedInput(f"{self.path} is not a dtxfast ledger ({exc})") from None
         try:
@@ -240,13 +244,21 @@ class SQLiteLedger(Ledger):
     @contextlib.contextmanager
     def _write(self) -> Iterator[WriteTxn]:
         c = self._conn()
-        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # locked past the timeout, read-only file, ...
+            raise StateError(f"cannot write to the ledger {self.path}: {exc}") from None
         try:
             yield _SqlTxn(c)
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        c.execute("COMMIT")
+        try:
+            c.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            raise StateError(f"cannot commit to the ledger {self.path}: {exc}") from None
 
     def _r_get(self, kind: str, key: str) -> bytes | None:
         row = self._conn().execute("SELECT value FROM objects WHERE kind=? AND key=?",
