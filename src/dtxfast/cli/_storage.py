@@ -1,0 +1,135 @@
+"""``dtx storage put|get|audit|odds``: encrypted, sliced, replicated files in a local replica store."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import app
+
+__all__ = ["storage_app"]
+
+storage_app = typer.Typer(help="Encrypted, sliced, replicated files and proofs of storage.", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
+
+_KEY_OPT = typer.Option(..., "--key", "-K", help="The owner's key file (dtx keys new).")
+_STORE_OPT = typer.Option(..., "--store", "-s", help="Replica store directory.")
+
+
+def _owner(key: str):
+    from ..ledger.identity import NodeIdentity
+    from ..storage import DataOwner
+
+    return DataOwner(NodeIdentity.load(key).private_key)
+
+
+def _meta(path: str):
+    from ..storage import FileMetadata
+
+    meta = FileMetadata.from_bytes(Path(path).read_bytes())
+    meta.verify()
+    return meta
+
+
+@storage_app.command("put")
+def put(
+    file: str = typer.Argument(..., help="The file to store."),
+    key: str = _KEY_OPT,
+    store: str = _STORE_OPT,
+    meta_out: str = typer.Option("", "--meta", help="Where to write the signed metadata (default: <store>/<file id>.meta)."),
+    name: str = typer.Option("", "--name", help="Name recorded in the metadata (default: the file's name)."),
+    namespace: str = typer.Option("default", "--namespace"),
+    description: str = typer.Option("", "--description"),
+    slice_size: int = typer.Option(4 * 1024 * 1024, "--slice-size", help="Bytes per slice."),
+    replicas: int = typer.Option(3, "--replicas", "-r", help="Replicas per slice."),
+    chunk_size: int = typer.Option(4096, "--chunk-size", help="Merkle chunk size of the proofs of storage."),
+    ttl_days: float = typer.Option(365.0, "--ttl-days", help="Days until the file expires."),
+) -> None:
+    """Encrypt FILE into slices × replicas in the store and write its signed metadata."""
+    from ..storage import DirectoryReplicaStore
+
+    owner = _owner(key)
+    replica_store = DirectoryReplicaStore(store)
+    now = int(time.time())
+    with open(file, "rb") as f:
+        meta = owner.upload(f, replica_store, name=name or os.path.basename(file), namespace=namespace,
+                            description=description, slice_size=slice_size, replicas=replicas,
+                            chunk_size=chunk_size, now=now, expires_at=now + int(ttl_days * 86400))
+    out = Path(meta_out or Path(store) / f"{meta.file_id_hex}.meta")
+    out.write_bytes(meta.to_bytes())
+    typer.echo(f"file {meta.file_id_hex}: {meta.size} bytes, {meta.slice_count} slices × {meta.replicas} "
+               f"replicas -> {store}; metadata {out}")
+
+
+@storage_app.command("get")
+def get(
+    meta: str = typer.Argument(..., help="The file's signed metadata."),
+    key: str = _KEY_OPT,
+    store: str = _STORE_OPT,
+    out: str = typer.Option(..., "--out", "-o", help="Where to write the rebuilt file."),
+) -> None:
+    """Rebuild a file from any one intact replica of each slice."""
+    from ..storage import DirectoryReplicaStore
+
+    metadata = _meta(meta)
+    with open(out, "wb") as f:
+        _owner(key).download(metadata, DirectoryReplicaStore(store), f)
+    typer.echo(f"wrote {metadata.size} bytes to {out}")
+
+
+@storage_app.command("audit")
+def audit(
+    meta: str = typer.Argument(..., help="The file's signed metadata."),
+    store: str = _STORE_OPT,
+    k: int = typer.Option(44, "--k", help="Chunks asked per challenge."),
+) -> None:
+    """Challenge every replica held in the store and check the answers against the metadata's roots."""
+    from ..errors import InvalidProof, NotFound
+    from ..protocols.storage import StorageProver, StorageVerifier
+    from ..storage import DirectoryReplicaStore
+
+    metadata = _meta(meta)
+    replica_store = DirectoryReplicaStore(store)
+    verifier = StorageVerifier(metadata.commitments(), k=k)
+    answers, missing = [], []
+    for challenge in verifier.challenge_all():
+        try:
+            with replica_store.open(challenge.replica) as f:
+                answers.append(StorageProver(challenge.replica, f, metadata.chunk_size).answer(challenge))
+        except (NotFound, InvalidProof) as exc:
+            missing.append((challenge.replica, str(exc)))
+        except Exception as exc:  # a damaged replica file must not stop the audit
+            missing.append((challenge.replica, f"cannot answer: {exc}"))
+    results = verifier.verify_many(answers)
+    table = Table(title=f"audit of {metadata.file_id_hex} ({metadata.name})")
+    for col in ("slice", "replica", "result"):
+        table.add_column(col)
+    failed = 0
+    for rid, err in sorted(results.items(), key=lambda x: (x[0].slice_index, x[0].replica_index)):
+        table.add_row(str(rid.slice_index), str(rid.replica_index), "pass" if err is None else f"FAIL: {err}")
+        failed += err is not None
+    for rid, why in missing:
+        table.add_row(str(rid.slice_index), str(rid.replica_index), f"FAIL: {why}")
+    failed += len(missing)
+    Console().print(table)
+    if failed:
+        raise InvalidProof(f"{failed} of {len(metadata.commitments())} replicas failed their proof of storage")
+
+
+@storage_app.command("odds")
+def odds(
+    lost: float = typer.Option(0.1, "--lost", help="Fraction of a replica a node lost."),
+    k: int = typer.Option(44, "--k", help="Chunks asked per challenge."),
+    leaves: int = typer.Option(0, "--leaves", help="Chunks in the replica (0: the with-replacement bound)."),
+) -> None:
+    """Chance that one challenge catches a node that lost a fraction of a replica."""
+    from ..protocols.storage import detection_probability
+
+    p = detection_probability(lost, k, leaves or None)
+    typer.echo(f"one challenge of k={k} catches a {lost:.2%} loss with probability {p:.4%}"
+               f" (passes with {1 - p:.4%})")
