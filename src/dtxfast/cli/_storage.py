@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from . import app
+
+if TYPE_CHECKING:
+    from ..storage import DataOwner, FileMetadata
 
 __all__ = ["storage_app"]
 
@@ -21,14 +25,14 @@ _KEY_OPT = typer.Option(..., "--key", "-K", help="The owner's key file (dtx keys
 _STORE_OPT = typer.Option(..., "--store", "-s", help="Replica store directory.")
 
 
-def _owner(key: str):
+def _owner(key: str) -> DataOwner:
     from ..ledger.identity import NodeIdentity
     from ..storage import DataOwner
 
     return DataOwner(NodeIdentity.load(key).private_key)
 
 
-def _meta(path: str):
+def _meta(path: str) -> FileMetadata:
     from ..storage import FileMetadata
 
     meta = FileMetadata.from_bytes(Path(path).read_bytes())
@@ -89,7 +93,7 @@ def audit(
     k: int = typer.Option(44, "--k", help="Chunks asked per challenge."),
 ) -> None:
     """Challenge every replica held in the store and check the answers against the metadata's roots."""
-    from ..errors import InvalidProof, NotFound
+    from ..errors import DtxError, InvalidProof
     from ..protocols.storage import StorageProver, StorageVerifier
     from ..storage import DirectoryReplicaStore
 
@@ -101,9 +105,7 @@ def audit(
         try:
             with replica_store.open(challenge.replica) as f:
                 answers.append(StorageProver(challenge.replica, f, metadata.chunk_size).answer(challenge))
-        except (NotFound, InvalidProof) as exc:
-            missing.append((challenge.replica, str(exc)))
-        except Exception as exc:  # a damaged replica file must not stop the audit
+        except (DtxError, OSError) as exc:  # a missing or damaged replica must not stop the audit
             missing.append((challenge.replica, f"cannot answer: {exc}"))
     results = verifier.verify_many(answers)
     table = Table(title=f"audit of {metadata.file_id_hex} ({metadata.name})")
