@@ -1,0 +1,440 @@
+"""The two training parties (pure state machines) and the plaintext reference they must match.
+
+See :mod:`dtxfast.protocols.vfl` for the messages of one epoch and what each party learns.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import struct
+from typing import Any, Callable
+
+import numpy as np
+
+from ...crypto.paillier import (
+    EncryptedVector,
+    PaillierPrivateKey,
+    PaillierPublicKey,
+    concatenate,
+    generate_keypair,
+    matmul,
+)
+from ...errors import MalformedInput, ParameterError, ProtocolError, StateError
+from ._messages import MsgType, pack, pack_ints, unpack, unpack_ints
+from .config import Standardizer, TrainingConfig, batch_schedule, reg_gradient, reg_loss
+from .model import ModelPart
+
+__all__ = [
+    "FeatureParty",
+    "LabelParty",
+    "LabelEncoding",
+    "encode_labels",
+    "plain_train",
+]
+
+_HELLO_INFO = struct.Struct(">BIIH")  # role, rows, weights, public-key length follows
+_ROLE_FEATURE, _ROLE_LABEL = 1, 2
+_F64 = struct.Struct(">d")
+_LN2 = math.log(2.0)
+
+
+# -- label preparation (shared by the parties and the reference) ----------------------------------
+class LabelEncoding:
+    """How the label party turns its labels into the training target ``t``.
+
+    Linear: ``t = (y - mean) / std``. Logistic: ``t = 1`` for the positive class, else 0.
+    """
+
+    def __init__(self, y: Any, model: str, positive_class: Any = None) -> None:
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ParameterError("labels must be a 1-D array")
+        self.model = model
+        self.y_mean, self.y_scale = 0.0, 1.0
+        self.positive_class: Any = None
+        self.negative_class: Any = None
+        if model == "linear":
+            yf = y.astype(np.float64)
+            if not np.all(np.isfinite(yf)):
+                raise ParameterError("regression labels must be finite numbers")
+            self.y_mean = float(yf.mean())
+            sd = float(yf.std())
+            self.y_scale = sd if sd > 0 else 1.0
+            self.target = (yf - self.y_mean) / self.y_scale
+        else:
+            classes = np.unique(y)
+            if positive_class is None:
+                if len(classes) != 2:
+                    raise ParameterError("give positive_class when the labels do not have exactly two values")
+                positive_class = classes[1]
+            if not np.any(y == positive_class):
+                raise ParameterError(f"positive class {positive_class!r} does not occur in the labels")
+            self.positive_class = positive_class.item() if isinstance(positive_class, np.generic) else positive_class
+            others = [c for c in classes if c != positive_class]
+            if len(others) == 1:
+                neg = others[0]
+                self.negative_class = neg.item() if isinstance(neg, np.generic) else neg
+            self.target = (y == positive_class).astype(np.float64)
+
+
+def encode_labels(y: Any, model: str, positive_class: Any = None) -> LabelEncoding:
+    """See :class:`LabelEncoding`."""
+    return LabelEncoding(y, model, positive_class)
+
+
+def _signed(v: int, n: int) -> int:
+    return v - n if v > n // 2 else v
+
+
+# -- the parties -----------------------------------------------------------------------------------
+class _Party:
+    """Common machinery of both roles: a lockstep state machine (one message in, one out)."""
+
+    role = ""
+    _role_code = 0
+
+    def __init__(
+        self,
+        X: Any,
+        config: TrainingConfig,
+        *,
+        key_bits: int = 2048,
+        keypair: tuple[PaillierPublicKey, PaillierPrivateKey] | None = None,
+    ) -> None:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise ParameterError("a party's features must be a non-empty 2-D array")
+        if not np.all(np.isfinite(X)):
+            raise ParameterError("features must be finite numbers")
+        self.config = config
+        self.standardizer = Standardizer.fit(X)
+        Z = self.standardizer.transform(X)
+        if self.role == "label":
+            Z = np.hstack([Z, np.ones((len(Z), 1))])
+        self._Z = Z
+        self.n = len(Z)
+        self.weights = np.zeros(Z.shape[1])
+        self.public_key, self._sk = keypair if keypair is not None else generate_keypair(key_bits)
+        self.peer_key: PaillierPublicKey | None = None
+        self.peer_weights = 0
+        #: mean loss of every finished epoch (both parties see the same values)
+        self.history: list[float] = []
+        self.epoch = 0
+        self._bidx = 0
+        self._batches: list[np.ndarray] = []
+        self._epoch_loss = 0.0
+        self._state = "new"
+        self._u = np.zeros(0)
+        self._own_term = np.zeros(0)
+        self._mask: list[int] = []
+        self._mask_exp = 0
+        self._batch_loss: float | None = None
+
+    # -- public surface ---------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """Whether training has finished (stop on epochs or on the loss change)."""
+        return self._state == "done"
+
+    def hello(self) -> bytes:
+        """First message: public key, shape and the digest of the configuration."""
+        if self._state != "new":
+            raise StateError("hello() was already sent")
+        self._state = "hello"
+        pkb = self.public_key.to_bytes()
+        info = _HELLO_INFO.pack(self._role_code, self.n, len(self.weights), len(pkb))
+        return pack(MsgType.HELLO, 0, 0, [info, pkb, self.config.digest()])
+
+    def receive(self, data: bytes) -> bytes | None:
+        """Process the peer's message; return the next message to send, or None when finished."""
+        if self._state == "hello":
+            return self._on_hello(data)
+        if self._state == "partial":
+            return self._on_partial(data)
+        if self._state == "masked":
+            return self._on_masked(data)
+        if self._state == "unmasked":
+            return self._on_unmasked(data)
+        raise StateError(f"no message expected in state {self._state!r}")
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _check_batch(self, msg: Any) -> None:
+        if msg.epoch != self.epoch or msg.batch != self._bidx:
+            raise ProtocolError(
+                f"message for epoch {msg.epoch} batch {msg.batch}, expected epoch {self.epoch} batch {self._bidx}"
+            )
+
+    def _on_hello(self, data: bytes) -> bytes:
+        msg = unpack(data, MsgType.HELLO)
+        if len(msg.sections) != 3 or len(msg.sections[0]) != _HELLO_INFO.size:
+            raise MalformedInput("malformed HELLO")
+        role, rows, weights, pklen = _HELLO_INFO.unpack(msg.sections[0])
+        if role == self._role_code or role not in (_ROLE_FEATURE, _ROLE_LABEL):
+            raise ProtocolError("the peer must play the other role")
+        if rows != self.n:
+            raise ProtocolError(f"the peer has {rows} aligned rows, this party {self.n}")
+        if msg.sections[2] != self.config.digest():
+            raise ProtocolError("the peer trains with a different configuration")
+        if len(msg.sections[1]) != pklen:
+            raise MalformedInput("malformed HELLO public key")
+        self.peer_key = PaillierPublicKey.from_bytes(msg.sections[1])
+        if self.peer_key == self.public_key:
+            raise ProtocolError("the peer uses this party's own public key")
+        self.peer_weights = weights
+        self._start_epoch()
+        return self._partial()
+
+    def _start_epoch(self) -> None:
+        self._batches = batch_schedule(self.n, self.config, self.epoch)
+        self._bidx = 0
+        self._epoch_loss = 0.0
+
+    def _partial(self) -> bytes:
+        idx = self._batches[self._bidx]
+        self._u = self._Z[idx] @ self.weights
+        self._own_term = self._residual_term(idx, self._u)
+        ev = self.public_key.encrypt(self._own_term)
+        self._state = "partial"
+        return pack(MsgType.PARTIAL, self.epoch, self._bidx, [ev.to_bytes()])
+
+    def _on_partial(self, data: bytes) -> bytes:
+        msg = unpack(data, MsgType.PARTIAL)
+        self._check_batch(msg)
+        assert self.peer_key is not None
+        idx = self._batches[self._bidx]
+        if len(msg.sections) != 1:
+            raise MalformedInput("malformed PARTIAL")
+        peer_enc = EncryptedVector.from_bytes(msg.sections[0], self.peer_key)
+        if len(peer_enc) != len(idx):
+            raise ProtocolError(f"PARTIAL has {len(peer_enc)} values, the batch has {len(idx)} rows")
+        # [[d]]_peer: the residual of this batch under the peer's key
+        d_enc = peer_enc + self._own_term
+        rows = self._Z[idx].T
+        if self.role == "feature":
+            rows = np.vstack([rows, self._u[None, :]])
+        G = matmul(rows, d_enc, plaintext_bits=self.config.plaintext_bits)
+        k = len(self.weights)
+        n_peer = self.peer_key.n
+        self._mask = [secrets.randbelow(n_peer) for _ in range(k)]
+        self._mask_exp = G.exponent
+        nsq = n_peer * n_peer
+        mask = EncryptedVector.from_ciphertexts(
+            self.peer_key, [(1 + r * n_peer) % nsq for r in self._mask], G.exponent, True
+        )
+        out = G[:k] + mask
+        if self.role == "feature":
+            m = len(idx)
+            corr = -0.5 * self.config.slope * float(self._u @ self._u) + m * reg_loss(self.weights, self.config)
+            out = concatenate([out, G[k:] + np.array([corr])])
+        self._state = "masked"
+        return pack(MsgType.MASKED, self.epoch, self._bidx, [out.to_bytes()])
+
+    def _on_masked(self, data: bytes) -> bytes:
+        msg = unpack(data, MsgType.MASKED)
+        self._check_batch(msg)
+        if len(msg.sections) != 1:
+            raise MalformedInput("malformed MASKED")
+        ev = EncryptedVector.from_bytes(msg.sections[0], self.public_key)
+        expect = self.peer_weights + (1 if self.role == "label" else 0)
+        if len(ev) != expect:
+            raise ProtocolError(f"MASKED has {len(ev)} values, expected {expect}")
+        res = self._sk.raw_decrypt(ev)
+        width = (self.public_key.n.bit_length() + 7) // 8
+        sections = [pack_ints(res[: self.peer_weights], width)]
+        if self.role == "label":
+            s_peer = _signed(res[-1], self.public_key.n) / (1 << ev.exponent)
+            self._batch_loss = self._loss(s_peer)
+            sections.append(_F64.pack(self._batch_loss))
+        self._state = "unmasked"
+        return pack(MsgType.UNMASKED, self.epoch, self._bidx, sections)
+
+    def _on_unmasked(self, data: bytes) -> bytes | None:
+        msg = unpack(data, MsgType.UNMASKED)
+        self._check_batch(msg)
+        assert self.peer_key is not None
+        n_peer = self.peer_key.n
+        k = len(self.weights)
+        want = 2 if self.role == "feature" else 1
+        if len(msg.sections) != want:
+            raise MalformedInput("malformed UNMASKED")
+        width = (n_peer.bit_length() + 7) // 8
+        vals = unpack_ints(msg.sections[0], width, k)
+        scale = 1 << self._mask_exp
+        G = np.array([_signed((v - r) % n_peer, n_peer) / scale for v, r in zip(vals, self._mask)])
+        self._mask = []
+        if self.role == "feature":
+            if len(msg.sections[1]) != _F64.size:
+                raise MalformedInput("malformed loss in UNMASKED")
+            (loss,) = _F64.unpack(msg.sections[1])
+        else:
+            assert self._batch_loss is not None
+            loss = self._batch_loss
+        m = len(self._batches[self._bidx])
+        self._epoch_loss += loss * m / self.n
+        self.weights = self.weights - self.config.alpha * (G / m + self._reg_grad())
+        self._bidx += 1
+        if self._bidx < len(self._batches):
+            return self._partial()
+        self.history.append(self._epoch_loss)
+        self.epoch += 1
+        if _should_stop(self.history, self.config):
+            self._state = "done"
+            return None
+        self._start_epoch()
+        return self._partial()
+
+    # -- role specifics ---------------------------------------------------------------------------
+    def _residual_term(self, idx: np.ndarray, u: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _reg_grad(self) -> np.ndarray:
+        return reg_gradient(self.weights, self.config)
+
+    def _loss(self, s_peer: float) -> float:
+        raise NotImplementedError
+
+
+class FeatureParty(_Party):
+    """The party with feature columns only (PaddleDTX's party A).
+
+    Parameters
+    ----------
+    X : array (n, d)
+        This party's aligned feature rows.
+    config : TrainingConfig
+        Must be the same at both parties (checked through its digest).
+    key_bits : int, default 2048
+        Size of this party's fresh Paillier key (ignored when ``keypair`` is given).
+    keypair : (PaillierPublicKey, PaillierPrivateKey), optional
+    """
+
+    role = "feature"
+    _role_code = _ROLE_FEATURE
+
+    def _residual_term(self, idx: np.ndarray, u: np.ndarray) -> np.ndarray:
+        return self.config.slope * u
+
+    def model_part(self) -> ModelPart:
+        """This party's trained part (its weights and its own standardization)."""
+        return ModelPart("feature", self.config.model, self.weights.copy(), self.standardizer.mean.copy(),
+                         self.standardizer.scale.copy(), meta={"epochs": self.epoch})
+
+
+class LabelParty(_Party):
+    """The party with feature columns and the labels (PaddleDTX's party B); it owns the intercept.
+
+    Parameters
+    ----------
+    X : array (n, d)
+    y : array (n,)
+        Labels: numbers (linear) or class values (logistic).
+    config : TrainingConfig
+    positive_class : label value, optional
+        Logistic only: which label value is the positive class (default the larger of two).
+    key_bits, keypair : as :class:`FeatureParty`.
+    threshold : float, default 0.5
+        Logistic only: probability threshold stored in the model part.
+    """
+
+    role = "label"
+    _role_code = _ROLE_LABEL
+
+    def __init__(self, X: Any, y: Any, config: TrainingConfig, *, positive_class: Any = None,
+                 threshold: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(X, config, **kwargs)
+        self.labels = encode_labels(y, config.model, positive_class)
+        if len(self.labels.target) != self.n:
+            raise ParameterError("labels and features have different numbers of rows")
+        if not 0.0 < threshold < 1.0:
+            raise ParameterError("threshold must lie in (0, 1)")
+        self.threshold = float(threshold)
+
+    def _residual_term(self, idx: np.ndarray, u: np.ndarray) -> np.ndarray:
+        t = self.labels.target[idx]
+        if self.config.model == "linear":
+            return u - t
+        return 0.25 * u + 0.5 - t
+
+    def _reg_grad(self) -> np.ndarray:
+        g = reg_gradient(self.weights, self.config)
+        g[-1] = 0.0
+        return g
+
+    def _loss(self, s_peer: float) -> float:
+        idx = self._batches[self._bidx]
+        m = len(idx)
+        u = self._u
+        if self.config.model == "linear":
+            s_own = 0.5 * float(self._own_term @ self._own_term)
+        else:
+            t = self.labels.target[idx]
+            s_own = m * _LN2 - float((t - 0.5) @ u) + float(u @ u) / 8.0
+        return (s_peer + s_own) / m + reg_loss(self.weights[:-1], self.config)
+
+    def model_part(self) -> ModelPart:
+        """This party's trained part: weights with intercept, standardizations, label encoding."""
+        lab = self.labels
+        return ModelPart("label", self.config.model, self.weights.copy(), self.standardizer.mean.copy(),
+                         self.standardizer.scale.copy(), y_mean=lab.y_mean, y_scale=lab.y_scale,
+                         positive_class=lab.positive_class, negative_class=lab.negative_class,
+                         threshold=self.threshold, meta={"epochs": self.epoch})
+
+
+def _should_stop(history: list[float], cfg: TrainingConfig) -> bool:
+    if len(history) >= cfg.max_epochs:
+        return True
+    if cfg.amplitude > 0 and len(history) >= 2 and abs(history[-1] - history[-2]) < cfg.amplitude:
+        return True
+    return not math.isfinite(history[-1])
+
+
+# -- plaintext reference ---------------------------------------------------------------------------
+def plain_train(
+    X_feature: Any, X_label: Any, y: Any, config: TrainingConfig, *, positive_class: Any = None,
+    on_epoch: Callable[[int, float, np.ndarray, np.ndarray], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """The same algorithm in plain numpy, centrally: what the federated run must reproduce.
+
+    Same standardization (each block with its own statistics), same label encoding, same batch
+    schedule, same Taylor approximation, same regularization and stop rule.
+
+    ``on_epoch(epoch, loss, w_feature, w_label)`` is called after every epoch.
+
+    Returns
+    -------
+    (weights of the feature party, weights of the label party with the intercept last, epoch losses)
+    """
+    cfg = config
+    A = Standardizer.fit(X_feature).transform(X_feature)
+    B = Standardizer.fit(X_label).transform(X_label)
+    B = np.hstack([B, np.ones((len(B), 1))])
+    t = encode_labels(y, cfg.model, positive_class).target
+    n = len(A)
+    wa, wb = np.zeros(A.shape[1]), np.zeros(B.shape[1])
+    history: list[float] = []
+    for epoch in range(cfg.max_epochs):
+        total = 0.0
+        for idx in batch_schedule(n, cfg, epoch):
+            m = len(idx)
+            ua, ub = A[idx] @ wa, B[idx] @ wb
+            z = ua + ub
+            if cfg.model == "linear":
+                d = z - t[idx]
+                loss = 0.5 * float(d @ d) / m
+            else:
+                d = 0.25 * z + 0.5 - t[idx]
+                loss = _LN2 - float((t[idx] - 0.5) @ z) / m + float(z @ z) / (8.0 * m)
+            loss += reg_loss(wa, cfg) + reg_loss(wb[:-1], cfg)
+            total += loss * m / n
+            ga = A[idx].T @ d / m + reg_gradient(wa, cfg)
+            gb = B[idx].T @ d / m + reg_gradient(wb, cfg)
+            gb[-1] -= reg_gradient(wb, cfg)[-1]
+            wa = wa - cfg.alpha * ga
+            wb = wb - cfg.alpha * gb
+        history.append(total)
+        if on_epoch is not None:
+            on_epoch(epoch, total, wa, wb)
+        if _should_stop(history, cfg):
+            break
+    return wa, wb, history
