@@ -7,6 +7,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from ledger_helpers import Clock, World
 
 from dtxfast.errors import StateError, Unauthorized
 from dtxfast.ledger import (
@@ -18,8 +19,6 @@ from dtxfast.ledger import (
     RejectTask,
     StartTask,
 )
-
-from ledger_helpers import Clock, World
 
 ORDER = {"Confirming": 0, "Ready": 1, "ToProcess": 2, "Processing": 3,
          "Finished": 4, "Failed": 4, "Rejected": 4}
