@@ -1,4 +1,9 @@
-"""Shared fixtures of the ledger tests: backends, a controllable clock, a small world of nodes."""
+"""Shared fixtures of the ledger tests: backends, a controllable clock, a small world of nodes.
+
+The contract suite (``test_ledger_contract.py``) runs once per name in :data:`BACKENDS`; a new
+backend (e.g. a replicated one) joins it by adding its name here and a branch to
+:func:`make_ledger` (plus, for the tamper helpers, a branch to :func:`tamper_record`).
+"""
 
 from __future__ import annotations
 
