@@ -37,6 +37,7 @@ def _extensions() -> list[Extension]:
             f"dtxfast._kernels.{pyx.stem}",
             sources=[str(pyx.relative_to(HERE))],
             include_dirs=["ext"],
+            depends=[str(h.relative_to(HERE)) for h in sorted((HERE / "ext").glob("*.h"))],
             extra_compile_args=["-O3", "-fopenmp"],
             extra_link_args=["-fopenmp"],
         )

@@ -48,8 +48,13 @@ cdef class PublicContext:
         dtx_pub_clear(&self.k)
 
     @property
+    def simd(self):
+        """True when the AVX-512 IFMA path is in use (else GMP)."""
+        return bool(self.k.simd)
+
+    @property
     def has_table(self):
-        return self.k.table != NULL
+        return self.k.table != NULL or self.k.mtab != NULL
 
     def build_table(self, hs, int exp_bits, int window, int threads):
         cdef uint64_t[::1] h = int_to_limbs(hs, self.w)
@@ -230,6 +235,11 @@ cdef class PrivateContext:
 
     def __dealloc__(self):
         dtx_priv_clear(&self.s)
+
+    @property
+    def simd(self):
+        """True when decryption uses the AVX-512 IFMA path (else GMP)."""
+        return bool(self.s.simd)
 
     def decrypt(self, const uint64_t[:, ::1] c, int threads):
         cdef long cnt = c.shape[0]

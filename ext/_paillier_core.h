@@ -22,16 +22,24 @@
 #include <omp.h>
 #endif
 
+#include "_ifma.h"
+
 typedef struct {
     mpz_t n, nsq, max_int, n_minus_max;
     int wn, w; /* limbs of n and of n^2 */
     /* fixed-base table for DJN obfuscation: entry (i, d) = hs^(d * 2^(win*i)) mod n^2 */
     mp_limb_t *table;
     int win, nwin;
+    /* AVX-512 IFMA path (simd != 0): Montgomery context mod n^2, table in Montgomery digits */
+    int simd;
+    ifma_ctx im;
+    uint64_t *mtab;
 } dtx_pub;
 
 typedef struct {
     mpz_t p, q, psq, qsq, pm1, qm1, hp, hq, qinv; /* qinv = q^-1 mod p */
+    int simd;
+    ifma_ctx ip, iq; /* Montgomery contexts mod p^2 and q^2 */
 } dtx_priv;
 
 static inline void dtx_load(mpz_t x, const uint64_t *limbs, int w) {
@@ -66,12 +74,17 @@ static void dtx_pub_init(dtx_pub *k, const uint64_t *n, int wn) {
     k->w = (int)mpz_size(k->nsq);
     k->table = NULL;
     k->win = k->nwin = 0;
+    k->mtab = NULL;
+    k->simd = ifma_cpu_ok() && ifma_init(&k->im, k->nsq) == 0;
 }
 
 static void dtx_pub_clear(dtx_pub *k) {
     mpz_clears(k->n, k->nsq, k->max_int, k->n_minus_max, NULL);
     free(k->table);
     k->table = NULL;
+    free(k->mtab);
+    k->mtab = NULL;
+    if (k->simd) ifma_clear(&k->im);
 }
 
 static void dtx_priv_init(dtx_priv *s, const dtx_pub *k, const uint64_t *p, int wp, const uint64_t *q,
@@ -100,10 +113,15 @@ static void dtx_priv_init(dtx_priv *s, const dtx_pub *k, const uint64_t *p, int 
     mpz_invert(s->hq, t, s->q);
     mpz_invert(s->qinv, s->q, s->p);
     mpz_clear(t);
+    s->simd = ifma_cpu_ok() && ifma_init(&s->ip, s->psq) == 0 && ifma_init(&s->iq, s->qsq) == 0;
 }
 
 static void dtx_priv_clear(dtx_priv *s) {
     mpz_clears(s->p, s->q, s->psq, s->qsq, s->pm1, s->qm1, s->hp, s->hq, s->qinv, NULL);
+    if (s->simd) {
+        ifma_clear(&s->ip);
+        ifma_clear(&s->iq);
+    }
 }
 
 static inline int dtx_threads(int t) { return t > 0 ? t : 1; }
@@ -151,8 +169,107 @@ static int dtx_table_build(dtx_pub *k, const uint64_t *hs, int exp_bits, int win
     k->table = tab;
     k->win = win;
     k->nwin = nwin;
+    if (k->simd) {
+        /* Montgomery form x * R mod n^2 of every entry, as scalar digit rows; the limb table goes */
+        int L = k->im.L;
+        size_t entries = (size_t)nwin * per;
+        uint64_t *mt = (uint64_t *)ifma_alloc(entries * (size_t)L * sizeof(uint64_t));
+        if (mt) {
+#pragma omp parallel num_threads(dtx_threads(threads))
+            {
+                mpz_t x, ent;
+                mpz_init2(x, 64 * (w + 2) + 52 * L);
+                uint64_t lanebuf[8 * 128];
+#pragma omp for schedule(static)
+                for (long e = 0; e < (long)entries; e++) {
+                    dtx_load(ent, tab + (size_t)e * (size_t)w, w);
+                    mpz_mul_2exp(x, ent, (mp_bitcnt_t)(52 * L));
+                    mpz_tdiv_r(x, x, k->nsq);
+                    ifma_put(lanebuf, 0, x, L);
+                    for (int j = 0; j < L; j++) mt[(size_t)e * (size_t)L + (size_t)j] = lanebuf[(size_t)j * 8];
+                }
+                mpz_clear(x);
+            }
+            k->mtab = mt;
+            free(k->table);
+            k->table = NULL;
+        }
+    }
     return 0;
 }
+
+/* bits [bitpos, bitpos + win) of a little-endian limb array of `we` limbs (zero past the end) */
+static inline uint64_t dtx_digit_safe(const uint64_t *e, int we, int bitpos, int win) {
+    int limb = bitpos >> 6, off = bitpos & 63;
+    if (limb >= we) return 0;
+    uint64_t v = e[limb] >> off;
+    if (off + win > 64 && limb + 1 < we) v |= e[limb + 1] << (64 - off);
+    return v & ((((uint64_t)1) << win) - 1);
+}
+
+#if DTX_HAVE_IFMA_BUILD
+/* Per-thread scratch of the IFMA paths. */
+typedef struct {
+    uint64_t *acc, *tmp, *x, *scratch, *tab;
+} ifma_work;
+
+static int ifma_work_init(ifma_work *wk, const ifma_ctx *c, int tab_entries) {
+    size_t v = (size_t)c->L * 64;
+    wk->acc = (uint64_t *)ifma_alloc(v);
+    wk->tmp = (uint64_t *)ifma_alloc(v);
+    wk->x = (uint64_t *)ifma_alloc(v);
+    wk->scratch = (uint64_t *)ifma_alloc(ifma_scratch_bytes(c));
+    wk->tab = tab_entries ? (uint64_t *)ifma_alloc(v * (size_t)tab_entries) : NULL;
+    return (wk->acc && wk->tmp && wk->x && wk->scratch && (wk->tab || !tab_entries)) ? 0 : -1;
+}
+
+static void ifma_work_free(ifma_work *wk) {
+    free(wk->acc); free(wk->tmp); free(wk->x); free(wk->scratch); free(wk->tab);
+}
+
+/* wk->acc = x^e_lane * R mod N for 8 lanes (x in Montgomery form in wk->x), fixed window `win`:
+ * exps[lane] points to `we[lane]` limbs. Table of 2^win Montgomery powers per lane. */
+IFMA_TARGET static void ifma_powm8(ifma_work *wk, const ifma_ctx *c, const uint64_t *const *exps,
+                                   const int *we, int win) {
+    const int L = c->L;
+    const size_t V = (size_t)L * 8;
+    const int ent = 1 << win;
+    int maxbits = 0;
+    for (int e = 0; e < 8; e++) {
+        int b = 0;
+        for (int l = we[e] - 1; l >= 0; l--)
+            if (exps[e][l]) { b = l * 64 + 64 - __builtin_clzll(exps[e][l]); break; }
+        if (b > maxbits) maxbits = b;
+    }
+    memcpy(wk->tab, c->R1, V * 8);
+    memcpy(wk->tab + V, wk->x, V * 8);
+    for (int k = 2; k < ent; k++) ifma_mul(wk->tab + (size_t)k * V, wk->tab + (size_t)(k - 1) * V, wk->x, c, wk->scratch);
+    int nwin = (maxbits + win - 1) / win;
+    if (nwin == 0) {
+        memcpy(wk->acc, c->R1, V * 8);
+        return;
+    }
+    int64_t idx[8];
+    for (int wi = nwin - 1; wi >= 0; wi--) {
+        if (wi != nwin - 1)
+            for (int s = 0; s < win; s++) ifma_mul(wk->acc, wk->acc, wk->acc, c, wk->scratch);
+        int same = 1;
+        for (int e = 0; e < 8; e++) {
+            idx[e] = (int64_t)dtx_digit_safe(exps[e], we[e], wi * win, win);
+            if (idx[e] != idx[0]) same = 0;
+        }
+        const uint64_t *operand;
+        if (same) {
+            operand = wk->tab + (size_t)idx[0] * V;
+        } else {
+            ifma_gather_lanes(wk->tmp, wk->tab, idx, L);
+            operand = wk->tmp;
+        }
+        if (wi == nwin - 1) memcpy(wk->acc, operand, V * 8);
+        else if (!(same && idx[0] == 0)) ifma_mul(wk->acc, wk->acc, operand, c, wk->scratch);
+    }
+}
+#endif
 
 static inline unsigned dtx_digit(const uint64_t *e, int bitpos, int win) {
     int limb = bitpos >> 6, off = bitpos & 63;
@@ -163,8 +280,56 @@ static inline unsigned dtx_digit(const uint64_t *e, int bitpos, int win) {
 
 /* out[i] = hs^e_i mod n^2 using the table; exps has we limbs per element, we*64 >= nwin*win
  * is NOT required: digits past the exponent width read as zero. */
+#if DTX_HAVE_IFMA_BUILD
+IFMA_TARGET static void dtx_obf_djn_ifma(const dtx_pub *k, const uint64_t *exps, int we, uint64_t *out,
+                                         long cnt, int threads) {
+    const ifma_ctx *c = &k->im;
+    const int L = c->L, w = k->w, win = k->win, nwin = k->nwin;
+    const size_t per = (size_t)1 << win;
+    long groups = (cnt + 7) / 8;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        ifma_work wk;
+        ifma_work_init(&wk, c, 0);
+        mpz_t r;
+        mpz_init2(r, 64 * (w + 2));
+        int64_t idx[8];
+#pragma omp for schedule(dynamic, 1)
+        for (long g = 0; g < groups; g++) {
+            long base = g * 8;
+            for (int i = 0; i < nwin; i++) {
+                for (int e = 0; e < 8; e++) {
+                    long j = base + e < cnt ? base + e : base;
+                    const uint64_t *ex = exps + (size_t)j * (size_t)we;
+                    idx[e] = (int64_t)((size_t)i * per + dtx_digit_safe(ex, we, i * win, win));
+                }
+                if (i == 0) {
+                    ifma_gather_entries(wk.acc, k->mtab, idx, L);
+                } else {
+                    ifma_gather_entries(wk.tmp, k->mtab, idx, L);
+                    ifma_mul(wk.acc, wk.acc, wk.tmp, c, wk.scratch);
+                }
+            }
+            ifma_mul(wk.acc, wk.acc, c->ONE, c, wk.scratch); /* leave Montgomery form */
+            for (int e = 0; e < 8 && base + e < cnt; e++) {
+                ifma_get_reduced(r, wk.acc, e, c);
+                dtx_store(out + (size_t)(base + e) * (size_t)w, r, w);
+            }
+        }
+        mpz_clear(r);
+        ifma_work_free(&wk);
+    }
+}
+#endif
+
 static void dtx_obf_djn(const dtx_pub *k, const uint64_t *exps, int we, uint64_t *out, long cnt,
                         int threads) {
+#if DTX_HAVE_IFMA_BUILD
+    if (k->mtab) {
+        dtx_obf_djn_ifma(k, exps, we, out, cnt, threads);
+        return;
+    }
+#endif
     int w = k->w, win = k->win, nwin = k->nwin;
     size_t per = (size_t)1 << win;
 #pragma omp parallel num_threads(dtx_threads(threads))
@@ -250,9 +415,51 @@ static void dtx_encrypt(const dtx_pub *k, const uint64_t *m, const uint64_t *obf
     }
 }
 
+#if DTX_HAVE_IFMA_BUILD
+/* out_j = a_j * b_j mod n^2 as two Montgomery products: (a b R^-1) R^2 R^-1 */
+IFMA_TARGET static void dtx_mul_ifma(const dtx_pub *k, const uint64_t *a, const uint64_t *b, long bstride,
+                                     uint64_t *out, long cnt, int threads) {
+    const ifma_ctx *c = &k->im;
+    const int w = k->w;
+    long groups = (cnt + 7) / 8;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        ifma_work wk;
+        ifma_work_init(&wk, c, 0);
+        mpz_t r, av, bv;
+        mpz_init2(r, 64 * (w + 2));
+#pragma omp for schedule(static)
+        for (long g = 0; g < groups; g++) {
+            long base = g * 8;
+            for (int e = 0; e < 8; e++) {
+                long j = base + e < cnt ? base + e : base;
+                dtx_load(av, a + (size_t)j * (size_t)w, w);
+                dtx_load(bv, b + (size_t)(j * bstride) * (size_t)w, w);
+                ifma_put(wk.x, e, av, c->L);
+                ifma_put(wk.tmp, e, bv, c->L);
+            }
+            ifma_mul(wk.acc, wk.x, wk.tmp, c, wk.scratch);
+            ifma_mul(wk.acc, wk.acc, c->R2, c, wk.scratch);
+            for (int e = 0; e < 8 && base + e < cnt; e++) {
+                ifma_get_reduced(r, wk.acc, e, c);
+                dtx_store(out + (size_t)(base + e) * (size_t)w, r, w);
+            }
+        }
+        mpz_clear(r);
+        ifma_work_free(&wk);
+    }
+}
+#endif
+
 /* out_j = a_j * b_(j*bstride) mod n^2 (bstride 0 broadcasts one ciphertext) */
 static void dtx_mul(const dtx_pub *k, const uint64_t *a, const uint64_t *b, long bstride,
                     uint64_t *out, long cnt, int threads) {
+#if DTX_HAVE_IFMA_BUILD
+    if (k->simd && cnt >= 8) {
+        dtx_mul_ifma(k, a, b, bstride, out, cnt, threads);
+        return;
+    }
+#endif
     int w = k->w;
 #pragma omp parallel num_threads(dtx_threads(threads))
     {
@@ -296,8 +503,66 @@ static void dtx_add_plain(const dtx_pub *k, const uint64_t *c, const uint64_t *m
 
 /* out_j = c_(j*cstride)^(+-e_(j*estride)) mod n^2; a negative exponent inverts c first.
  * Returns the first index whose ciphertext is not invertible, or -1. */
+#if DTX_HAVE_IFMA_BUILD
+IFMA_TARGET static long dtx_pow_ifma(const dtx_pub *k, const uint64_t *c, long cstride, const uint64_t *e,
+                                     int we, const uint8_t *eneg, long estride, uint64_t *out, long cnt,
+                                     int threads) {
+    const ifma_ctx *ic = &k->im;
+    const int w = k->w, L = ic->L;
+    long bad = -1;
+    long groups = (cnt + 7) / 8;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        ifma_work wk;
+        ifma_work_init(&wk, ic, 16);
+        mpz_t r, cv;
+        mpz_init2(r, 64 * (w + 2));
+        const uint64_t *ep[8];
+        int wes[8];
+        static const uint64_t zero_limb = 0;
+#pragma omp for schedule(dynamic, 1)
+        for (long g = 0; g < groups; g++) {
+            long base = g * 8;
+            for (int l = 0; l < 8; l++) {
+                long j = base + l < cnt ? base + l : base;
+                dtx_load(cv, c + (size_t)(j * cstride) * (size_t)w, w);
+                ep[l] = e + (size_t)(j * estride) * (size_t)we;
+                wes[l] = we;
+                if (eneg[j * estride]) {
+                    if (!mpz_invert(r, cv, k->nsq)) {
+                        if (base + l < cnt) {
+#pragma omp critical
+                            { if (bad < 0 || j < bad) bad = j; }
+                        }
+                        mpz_set_ui(r, 1);
+                        ep[l] = &zero_limb;
+                        wes[l] = 1;
+                    }
+                    ifma_put(wk.x, l, r, L);
+                } else {
+                    ifma_put(wk.x, l, cv, L);
+                }
+            }
+            ifma_mul(wk.x, wk.x, ic->R2, ic, wk.scratch); /* to Montgomery form */
+            ifma_powm8(&wk, ic, ep, wes, 4);
+            ifma_mul(wk.acc, wk.acc, ic->ONE, ic, wk.scratch);
+            for (int l = 0; l < 8 && base + l < cnt; l++) {
+                ifma_get_reduced(r, wk.acc, l, ic);
+                dtx_store(out + (size_t)(base + l) * (size_t)w, r, w);
+            }
+        }
+        mpz_clear(r);
+        ifma_work_free(&wk);
+    }
+    return bad;
+}
+#endif
+
 static long dtx_pow(const dtx_pub *k, const uint64_t *c, long cstride, const uint64_t *e, int we,
                     const uint8_t *eneg, long estride, uint64_t *out, long cnt, int threads) {
+#if DTX_HAVE_IFMA_BUILD
+    if (k->simd && cnt >= 4) return dtx_pow_ifma(k, c, cstride, e, we, eneg, estride, out, cnt, threads);
+#endif
     int w = k->w;
     long bad = -1;
 #pragma omp parallel num_threads(dtx_threads(threads))
@@ -454,9 +719,93 @@ static void dtx_matmul(const dtx_pub *k, const uint64_t *xabs, const uint8_t *xn
 
 /* ---- decryption ------------------------------------------------------------------------ */
 
+/* m from u_p = c^(p-1) mod p^2 and u_q = c^(q-1) mod q^2 (consumes xp, xq) */
+static inline void dtx_crt_finish(const dtx_priv *s, mpz_t xp, mpz_t xq, mpz_t t) {
+    mpz_sub_ui(xp, xp, 1);
+    mpz_divexact(xp, xp, s->p);
+    mpz_mul(xp, xp, s->hp);
+    mpz_mod(xp, xp, s->p);
+    mpz_sub_ui(xq, xq, 1);
+    mpz_divexact(xq, xq, s->q);
+    mpz_mul(xq, xq, s->hq);
+    mpz_mod(xq, xq, s->q);
+    /* CRT: m = m_q + q * ((m_p - m_q) * q^-1 mod p) */
+    mpz_sub(t, xp, xq);
+    mpz_mul(t, t, s->qinv);
+    mpz_mod(t, t, s->p);
+    mpz_mul(t, t, s->q);
+    mpz_add(t, t, xq);
+}
+
+#if DTX_HAVE_IFMA_BUILD
+IFMA_TARGET static void dtx_decrypt_ifma(const dtx_pub *k, const dtx_priv *s, const uint64_t *c,
+                                         uint64_t *out, long cnt, int threads) {
+    const int w = k->w, wn = k->wn;
+    long groups = (cnt + 7) / 8;
+    const int wp = (int)mpz_size(s->pm1), wq = (int)mpz_size(s->qm1);
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        ifma_work wkp, wkq;
+        ifma_work_init(&wkp, &s->ip, 32);
+        ifma_work_init(&wkq, &s->iq, 32);
+        mpz_t cv, xp[8], xq[8], t;
+        for (int e = 0; e < 8; e++) {
+            mpz_init2(xp[e], 64 * (w + 2));
+            mpz_init2(xq[e], 64 * (w + 2));
+        }
+        mpz_init2(t, 128 * (w + 2));
+        const uint64_t *ep[8], *eq[8];
+        int wep[8], weq[8];
+        for (int e = 0; e < 8; e++) {
+            ep[e] = (const uint64_t *)mpz_limbs_read(s->pm1);
+            eq[e] = (const uint64_t *)mpz_limbs_read(s->qm1);
+            wep[e] = wp;
+            weq[e] = wq;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (long g = 0; g < groups; g++) {
+            long base = g * 8;
+            for (int e = 0; e < 8; e++) {
+                long j = base + e < cnt ? base + e : base;
+                dtx_load(cv, c + (size_t)j * (size_t)w, w);
+                mpz_tdiv_r(t, cv, s->psq);
+                ifma_put(wkp.x, e, t, s->ip.L);
+                mpz_tdiv_r(t, cv, s->qsq);
+                ifma_put(wkq.x, e, t, s->iq.L);
+            }
+            ifma_mul(wkp.x, wkp.x, s->ip.R2, &s->ip, wkp.scratch);
+            ifma_powm8(&wkp, &s->ip, ep, wep, 5);
+            ifma_mul(wkp.acc, wkp.acc, s->ip.ONE, &s->ip, wkp.scratch);
+            ifma_mul(wkq.x, wkq.x, s->iq.R2, &s->iq, wkq.scratch);
+            ifma_powm8(&wkq, &s->iq, eq, weq, 5);
+            ifma_mul(wkq.acc, wkq.acc, s->iq.ONE, &s->iq, wkq.scratch);
+            for (int e = 0; e < 8 && base + e < cnt; e++) {
+                ifma_get_reduced(xp[e], wkp.acc, e, &s->ip);
+                ifma_get_reduced(xq[e], wkq.acc, e, &s->iq);
+                dtx_crt_finish(s, xp[e], xq[e], t);
+                dtx_store(out + (size_t)(base + e) * (size_t)wn, t, wn);
+            }
+        }
+        for (int e = 0; e < 8; e++) {
+            mpz_clear(xp[e]);
+            mpz_clear(xq[e]);
+        }
+        mpz_clear(t);
+        ifma_work_free(&wkp);
+        ifma_work_free(&wkq);
+    }
+}
+#endif
+
 /* out_j = m_j in [0, n) (CRT, g = n + 1) */
 static void dtx_decrypt(const dtx_pub *k, const dtx_priv *s, const uint64_t *c, uint64_t *out,
                         long cnt, int threads) {
+#if DTX_HAVE_IFMA_BUILD
+    if (s->simd && cnt >= 4) {
+        dtx_decrypt_ifma(k, s, c, out, cnt, threads);
+        return;
+    }
+#endif
     int w = k->w, wn = k->wn;
 #pragma omp parallel num_threads(dtx_threads(threads))
     {

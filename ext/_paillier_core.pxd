@@ -8,8 +8,10 @@ cdef extern from "_paillier_core.h" nogil:
         int win
         int nwin
         void *table
+        void *mtab
+        int simd
     ctypedef struct dtx_priv:
-        pass
+        int simd
     void dtx_pub_init(dtx_pub *k, const uint64_t *n, int wn)
     void dtx_pub_clear(dtx_pub *k)
     void dtx_priv_init(dtx_priv *s, const dtx_pub *k, const uint64_t *p, int wp, const uint64_t *q, int wq)

@@ -16,7 +16,8 @@ import pytest
 from dtxfast.crypto import paillier
 from dtxfast.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
 
-BACKENDS = ["compiled", "python"]
+# "compiled" uses the AVX-512 IFMA path where the CPU has it; "compiled-gmp" forces the GMP path.
+BACKENDS = ["compiled", "compiled-gmp", "python"]
 
 
 def kernel_module(backend: str):
@@ -39,14 +40,23 @@ class Keys:
 
 
 def build_keys(backend: str, p: int, q: int, obfuscation: str = "djn") -> Keys:
-    module = kernel_module(backend)
+    module = kernel_module("python" if backend == "python" else "compiled")
     saved = paillier._kernel
+    saved_env = os.environ.get("DTXFAST_SIMD")
     paillier._kernel = module
+    if backend == "compiled-gmp":
+        os.environ["DTXFAST_SIMD"] = "0"  # read when the kernel contexts are created
     try:
         pk = PaillierPublicKey(p * q, obfuscation=obfuscation)  # type: ignore[arg-type]
         sk = PaillierPrivateKey(pk, p, q)
     finally:
         paillier._kernel = saved
+        if saved_env is None:
+            os.environ.pop("DTXFAST_SIMD", None)
+        else:
+            os.environ["DTXFAST_SIMD"] = saved_env
+    if backend == "compiled-gmp":
+        assert not pk._ctx.simd and not sk._ctx.simd
     return Keys(backend, pk, sk, module)
 
 
@@ -73,9 +83,10 @@ def keys(request, primes_1024) -> Keys:
     return build_keys(request.param, *primes_1024)
 
 
-@pytest.fixture(scope="session")
-def both_keys(primes_1024) -> tuple[Keys, Keys]:
-    return build_keys("compiled", *primes_1024), build_keys("python", *primes_1024)
+@pytest.fixture(scope="session", params=["compiled", "compiled-gmp"])
+def both_keys(request, primes_1024) -> tuple[Keys, Keys]:
+    """A compiled path and the pure-Python reference on the same modulus."""
+    return build_keys(request.param, *primes_1024), build_keys("python", *primes_1024)
 
 
 def rel_close(a: np.ndarray, b: np.ndarray, rel: float = 2.0**-40, abs_: float = 2.0**-60) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -281,7 +283,7 @@ def test_key_mismatch(keys):
 
 
 def test_standard_obfuscation(primes_1024):
-    for backend in ("compiled", "python"):
+    for backend in ("compiled", "compiled-gmp", "python"):
         k = build_keys(backend, *primes_1024, obfuscation="standard")
         ev = k.pk.encrypt([1.5, -3])
         assert k.sk.decrypt(ev).tolist() == [1.5, -3.0]
@@ -323,11 +325,41 @@ def test_backends_produce_identical_ciphertexts(both_keys, x, seed):
 
 
 def test_backends_identical_standard_mode(primes_1024):
-    comp = build_keys("compiled", *primes_1024, obfuscation="standard")
     ref = build_keys("python", *primes_1024, obfuscation="standard")
-    a = comp.pk.encrypt([1, -2, 3], randfunc=CountingRand(b"s"))
     b = ref.pk.encrypt([1, -2, 3], randfunc=CountingRand(b"s"))
+    for backend in ("compiled", "compiled-gmp"):
+        comp = build_keys(backend, *primes_1024, obfuscation="standard")
+        a = comp.pk.encrypt([1, -2, 3], randfunc=CountingRand(b"s"))
+        assert a.raw_ciphertexts() == b.raw_ciphertexts()
+
+
+@given(
+    x=st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=40),
+    k=st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=1),
+    seed=st.binary(min_size=1, max_size=4),
+)
+def test_simd_batches_match_reference(both_keys, x, k, seed):
+    """Batches longer than one 8-lane group, ragged tails, negative exponents, decrypt."""
+    comp, ref = both_keys
+    a = comp.pk.encrypt(x, randfunc=CountingRand(seed))
+    b = ref.pk.encrypt(x, randfunc=CountingRand(seed))
     assert a.raw_ciphertexts() == b.raw_ciphertexts()
+    ks = np.resize(np.array(k + x, dtype=np.int64), len(x))
+    assert (a * ks).raw_ciphertexts() == (b * ks).raw_ciphertexts()
+    assert (a + a[::-1]).raw_ciphertexts() == (b + b[::-1]).raw_ciphertexts()
+    assert comp.sk.decrypt(a * ks).tolist() == [u * v for u, v in zip(x, ks.tolist())]
+
+
+def test_simd_path_is_used_where_the_cpu_has_it(primes_1024):
+    from dtxfast.crypto import paillier as mod
+
+    k = build_keys("compiled", *primes_1024)
+    if not hasattr(mod._kernel, "PublicContext") or mod._INFO.backend != "compiled":
+        pytest.skip("compiled kernel not in use")
+    cpu_flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    has_ifma = " avx512ifma" in cpu_flags and " avx512dq" in cpu_flags
+    assert k.pk._ctx.simd == has_ifma
+    assert k.sk._ctx.simd == has_ifma
 
 
 def test_raw_encrypt_and_decrypt(keys):

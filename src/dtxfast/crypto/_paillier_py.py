@@ -56,6 +56,9 @@ class PublicContext:
         self.w = (int(self._nsq).bit_length() + 63) // 64
         self._hs: Any = None
 
+    #: the reference never uses SIMD
+    simd = False
+
     @property
     def has_table(self) -> bool:
         return self._hs is not None
@@ -246,6 +249,8 @@ class PrivateContext:
         self._hp = gmpy2.invert((gmpy2.powmod(g, self._p - 1, self._psq) - 1) // self._p, self._p)
         self._hq = gmpy2.invert((gmpy2.powmod(g, self._q - 1, self._qsq) - 1) // self._q, self._q)
         self._qinv = gmpy2.invert(self._q, self._p)
+
+    simd = False
 
     def decrypt(self, c: np.ndarray, threads: int) -> np.ndarray:
         out = []
