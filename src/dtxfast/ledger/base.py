@@ -73,6 +73,7 @@ from .tx import SignedTx, TxBody, UnsignedTx, kind_of, sign_tx, signing_message
 
 __all__ = [
     "GENESIS_PREV",
+    "tx_root",
     "Block",
     "BlockHeader",
     "ChainCorrupted",

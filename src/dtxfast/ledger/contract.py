@@ -80,7 +80,7 @@ from .tx import (
     UnsignedTx,
 )
 
-__all__ = ["HOUR_MS", "State", "StateView", "apply", "object_id", "rule"]
+__all__ = ["HOUR_MS", "State", "StateView", "apply", "holds_approval", "object_id", "rule"]
 
 HOUR_MS = 3_600_000
 R = TypeVar("R", bound=Record)

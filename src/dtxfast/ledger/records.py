@@ -22,6 +22,8 @@ from .tx import Param, SliceInfo, TaskParty
 
 __all__ = [
     "RECORD_TYPES",
+    "decode_record",
+    "encode_record",
     "ApplicationRecord",
     "ApplicationStatus",
     "ChallengeRecord",
