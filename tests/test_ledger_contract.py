@@ -592,3 +592,26 @@ def test_parallel_verification_names_the_first_bad_height(world):
         with pytest.raises(ChainCorrupted) as info:
             w.led.verify_chain(workers=workers, batch=2)
         assert info.value.height == first_bad
+
+
+def test_threads_append_concurrently(world):
+    w = world
+    start = w.led.height
+    errors = []
+
+    def beat(node):
+        try:
+            for _ in range(20):
+                w.submit(node, Heartbeat())
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=beat, args=(n,)) for n in w.s]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert w.led.height == start + 60
+    assert sum(1 for e in w.led.entries(start + 1) if e.kind == "heartbeat") == 60
+    assert w.led.verify_chain(replay=True).entries == w.led.height
