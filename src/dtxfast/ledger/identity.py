@@ -234,24 +234,19 @@ class NodeIdentity:
         path = Path(path)
         doc = _KeyFile(KEY_FILE_VERSION, "ed25519", self._sk.to_bytes().hex(), self.node_id)
         data = msgspec.json.encode(doc) + b"\n"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if overwrite else path
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise ParameterError(f"key file {target} already exists") from None
         try:
             os.fchmod(fd, 0o600)
             os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        try:
-            if overwrite:
-                os.replace(tmp, path)
-            else:
-                os.link(tmp, path)  # fails with FileExistsError if path exists
-        except FileExistsError:
-            raise ParameterError(f"key file {path} already exists") from None
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        if overwrite:
+            os.replace(target, path)
         return path
 
     @classmethod
