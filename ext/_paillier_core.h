@@ -647,12 +647,141 @@ static void dtx_prod(const dtx_pub *k, const uint64_t *c, long cnt, uint64_t *ou
 
 /* ---- X @ E(v): Pippenger bucket multi-exponentiation per row ---------------------------- */
 
+#if DTX_HAVE_IFMA_BUILD
+/* Pippenger on 8 rows at once: lane e works on row g*8+e with its own buckets (transposed table,
+ * entry 0 is a sink for zero digits); the base c_j is broadcast (or c_j^-1 per negative lane). */
+IFMA_TARGET static void dtx_matmul_ifma(const dtx_pub *k, const uint64_t *xabs, const uint8_t *xneg,
+                                        const uint64_t *c, const uint64_t *cinv, uint64_t *out, long m,
+                                        long kk, int bits, int window, int threads) {
+    const ifma_ctx *ic = &k->im;
+    const int L = ic->L, w = k->w;
+    const size_t V = (size_t)L * 8;
+    const int nwin = (bits + window - 1) / window;
+    const long nb = ((long)1 << window) - 1;
+    const uint64_t mask = (((uint64_t)1) << window) - 1;
+    /* Montgomery digits of every base (and inverse), scalar rows of L digits */
+    uint64_t *cm = (uint64_t *)ifma_alloc((size_t)kk * (size_t)L * 8);
+    uint64_t *cim = cinv ? (uint64_t *)ifma_alloc((size_t)kk * (size_t)L * 8) : NULL;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        mpz_t x, cv;
+        mpz_init2(x, 64 * (w + 2) + 52 * L);
+        uint64_t *lanebuf = (uint64_t *)ifma_alloc(V * 8);
+#pragma omp for schedule(static)
+        for (long j = 0; j < kk; j++) {
+            for (int which = 0; which < (cinv ? 2 : 1); which++) {
+                dtx_load(cv, (which ? cinv : c) + (size_t)j * (size_t)w, w);
+                mpz_mul_2exp(x, cv, (mp_bitcnt_t)(52 * L));
+                mpz_tdiv_r(x, x, k->nsq);
+                ifma_put(lanebuf, 0, x, L);
+                uint64_t *dst = (which ? cim : cm) + (size_t)j * (size_t)L;
+                for (int i = 0; i < L; i++) dst[i] = lanebuf[(size_t)i * 8];
+            }
+        }
+        mpz_clear(x);
+        free(lanebuf);
+    }
+    long groups = (m + 7) / 8;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        ifma_work wk;
+        ifma_work_init(&wk, ic, 0);
+        uint64_t *bucket = (uint64_t *)ifma_alloc((size_t)(nb + 1) * V * 8);
+        uint64_t *run = (uint64_t *)ifma_alloc(V * 8);
+        uint64_t *sum = (uint64_t *)ifma_alloc(V * 8);
+        uint64_t *B = (uint64_t *)ifma_alloc(V * 8);
+        mpz_t r;
+        mpz_init2(r, 64 * (w + 2));
+        int64_t idx[8];
+        const uint64_t *xrow[8];
+        const uint8_t *nrow[8];
+#pragma omp for schedule(dynamic, 1)
+        for (long g = 0; g < groups; g++) {
+            for (int e = 0; e < 8; e++) {
+                long row = g * 8 + e < m ? g * 8 + e : g * 8;
+                xrow[e] = xabs + (size_t)row * (size_t)kk;
+                nrow[e] = xneg ? xneg + (size_t)row * (size_t)kk : NULL;
+            }
+            int acc_set = 0;
+            for (int wi = nwin - 1; wi >= 0; wi--) {
+                if (acc_set)
+                    for (int sq = 0; sq < window; sq++) ifma_mul(wk.acc, wk.acc, wk.acc, ic, wk.scratch);
+                for (long b = 1; b <= nb; b++) memcpy(bucket + (size_t)b * V, ic->R1, V * 8);
+                const int shift = wi * window;
+                for (long j = 0; j < kk; j++) {
+                    int any = 0;
+                    __mmask8 negm = 0;
+                    for (int e = 0; e < 8; e++) {
+                        uint64_t d = shift < 64 ? (xrow[e][j] >> shift) & mask : 0;
+                        idx[e] = (int64_t)d;
+                        any |= d != 0;
+                        if (nrow[e] && nrow[e][j]) negm |= (__mmask8)(1u << e);
+                    }
+                    if (!any) continue;
+                    const uint64_t *cj = cm + (size_t)j * (size_t)L;
+                    if (negm) {
+                        const uint64_t *cij = cim + (size_t)j * (size_t)L;
+                        for (int i = 0; i < L; i++) {
+                            __m512i v = _mm512_mask_blend_epi64(negm, _mm512_set1_epi64((long long)cj[i]),
+                                                                _mm512_set1_epi64((long long)cij[i]));
+                            _mm512_store_si512((void *)(B + (size_t)i * 8), v);
+                        }
+                    } else {
+                        for (int i = 0; i < L; i++)
+                            _mm512_store_si512((void *)(B + (size_t)i * 8), _mm512_set1_epi64((long long)cj[i]));
+                    }
+                    ifma_gather_lanes(wk.tmp, bucket, idx, L);
+                    ifma_mul(wk.tmp, wk.tmp, B, ic, wk.scratch);
+                    ifma_scatter_lanes(bucket, wk.tmp, idx, L);
+                }
+                /* sum_d bucket_d^d = prod over d of (prod_{d' >= d} bucket_d') */
+                memcpy(run, bucket + (size_t)nb * V, V * 8);
+                memcpy(sum, run, V * 8);
+                for (long b = nb - 1; b >= 1; b--) {
+                    ifma_mul(run, run, bucket + (size_t)b * V, ic, wk.scratch);
+                    ifma_mul(sum, sum, run, ic, wk.scratch);
+                }
+                if (acc_set) {
+                    ifma_mul(wk.acc, wk.acc, sum, ic, wk.scratch);
+                } else {
+                    memcpy(wk.acc, sum, V * 8);
+                    acc_set = 1;
+                }
+            }
+            if (!acc_set) memcpy(wk.acc, ic->R1, V * 8);
+            ifma_mul(wk.acc, wk.acc, ic->ONE, ic, wk.scratch);
+            for (int e = 0; e < 8 && g * 8 + e < m; e++) {
+                ifma_get_reduced(r, wk.acc, e, ic);
+                dtx_store(out + (size_t)(g * 8 + e) * (size_t)w, r, w);
+            }
+        }
+        mpz_clear(r);
+        free(bucket); free(run); free(sum); free(B);
+        ifma_work_free(&wk);
+    }
+    free(cm);
+    free(cim);
+}
+#endif
+
 /* out_i = prod_j base_j^|x_ij| where base_j = c_j, or c_j^-1 (cinv_j) when x_ij < 0.
  * xabs: m x kk uint64 magnitudes; xneg: m x kk flags; cinv may be NULL when no x is negative.
  * window: bucket width in bits (1..16). */
 static void dtx_matmul(const dtx_pub *k, const uint64_t *xabs, const uint8_t *xneg,
                        const uint64_t *c, const uint64_t *cinv, uint64_t *out, long m, long kk,
                        int bits, int window, int threads) {
+#if DTX_HAVE_IFMA_BUILD
+    if (k->simd && m >= 4 && window <= 14) {
+        /* whole 8-row groups on IFMA; a short tail (1-3 rows) is cheaper on the GMP path */
+        long head = (m > 8 && m % 8 && m % 8 < 4) ? m - m % 8 : m;
+        dtx_matmul_ifma(k, xabs, xneg, c, cinv, out, head, kk, bits, window, threads);
+        if (head == m) return;
+        xabs += (size_t)head * (size_t)kk;
+        if (xneg) xneg += (size_t)head * (size_t)kk;
+        out += (size_t)head * (size_t)k->w;
+        m -= head;
+    }
+#endif
     int w = k->w;
     int nwin = (bits + window - 1) / window;
     size_t nb = ((size_t)1 << window) - 1; /* buckets 1..2^window-1 */
