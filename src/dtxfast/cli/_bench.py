@@ -202,7 +202,7 @@ def bench(
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
-        out = Console()
-        if not out.is_terminal:
-            out = Console(width=150)
-        out.print(_table(area, rows))
+        screen = Console()
+        if not screen.is_terminal:
+            screen = Console(width=150)
+        screen.print(_table(area, rows))

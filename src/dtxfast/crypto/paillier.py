@@ -842,10 +842,10 @@ def concatenate(vectors: Sequence[EncryptedVector]) -> EncryptedVector:
     exp = max(v.exponent for v in vectors)
     is_float = any(v.is_float for v in vectors)
     parts = [v._rescaled(exp)._c for v in vectors]
-    bounds = [v._bits + exp - v.exponent if v._bits is not None else None for v in vectors]
+    known = [v._bits + exp - v.exponent for v in vectors if v._bits is not None]
     return EncryptedVector(pk, np.ascontiguousarray(np.concatenate(parts)), exp, is_float,
                            obfuscated=all(v._obfuscated for v in vectors),
-                           bits=None if None in bounds else max(bounds))
+                           bits=max(known) if len(known) == len(vectors) else None)
 
 
 def matmul(X: Any, ev: EncryptedVector, *, plaintext_bits: int = PLAINTEXT_BITS) -> EncryptedVector:
@@ -886,10 +886,10 @@ def matmul(X: Any, ev: EncryptedVector, *, plaintext_bits: int = PLAINTEXT_BITS)
         raise ParameterError("integer matrix entries must fit 64 bits")
     m, k = A.shape
     xabs = np.ascontiguousarray(mags.reshape(m, k))
-    xneg = np.ascontiguousarray(neg.reshape(m, k))
+    xneg: np.ndarray | None = np.ascontiguousarray(neg.reshape(m, k))
     ctx = ev.public_key._ctx
     cinv = None
-    if xneg.any():
+    if xneg is not None and xneg.any():
         cols = np.flatnonzero(xneg.any(axis=0))
         cinv = ev._c.copy()
         inv, bad = ctx.invert(np.ascontiguousarray(ev._c[cols]), _threads())
@@ -903,8 +903,8 @@ def matmul(X: Any, ev: EncryptedVector, *, plaintext_bits: int = PLAINTEXT_BITS)
         _bounded(ev.public_key, ev._bits + bits + max(k - 1, 0).bit_length())
     window = _pippenger_window(k, bits)
     c = ctx.matmul(xabs, xneg, ev._c, cinv, max(bits, 1), window, _threads())
-    bits = None if ev._bits is None else ev._bits + bits + max(k - 1, 0).bit_length()
-    return EncryptedVector(ev.public_key, c, ev.exponent + frac, ev.is_float or is_float, bits=bits)
+    bound = None if ev._bits is None else ev._bits + bits + max(k - 1, 0).bit_length()
+    return EncryptedVector(ev.public_key, c, ev.exponent + frac, ev.is_float or is_float, bits=bound)
 
 
 # ------------------------------------------------------------------------------ helpers
