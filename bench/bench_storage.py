@@ -114,7 +114,7 @@ def test_merkle_build(benchmark: Any, impl: str, mib: int) -> None:
             return tree.get_root()
     else:
         fn = lambda: hashlib.sha256(data).digest()
-    measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=3, **extra)
+    measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=5, **extra)
 
 
 # ------------------------------------------------------------------ merkle.verify
@@ -170,7 +170,7 @@ def test_merkle_verify(benchmark: Any, impl: str, case: tuple[int, int, int]) ->
 
         def fn() -> bytes:  # every revealed chunk hashed once, nothing else
             return hashlib.sha256(joined).digest()
-    measure(benchmark, fn, impl=impl, size=chunk_size, unit="proofs/s", per=proofs, rounds=3, **extra)
+    measure(benchmark, fn, impl=impl, size=chunk_size, unit="proofs/s", per=proofs, rounds=5, **extra)
 
 
 # ------------------------------------------------------------------ storage.verify
@@ -200,7 +200,7 @@ def test_storage_verify(benchmark: Any, impl: str, replicas: int) -> None:
         fn = lambda: hashlib.sha256(joined).digest()
     if impl != "floor-sha256":
         assert all(err is None for err in fn())
-    measure(benchmark, fn, impl=impl, size=replicas, unit="proofs/s", per=replicas, rounds=3,
+    measure(benchmark, fn, impl=impl, size=replicas, unit="proofs/s", per=replicas, rounds=5,
             note="answers of k=44 chunks")
 
 
@@ -238,7 +238,7 @@ def test_storage_encrypt(benchmark: Any, impl: str, mib: int) -> None:
                 for r in range(REPLICAS):
                     c = AES.new(keys[r], AES.MODE_GCM, nonce=bytes(12))
                     c.encrypt_and_digest(view[start : start + SLICE])
-    measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=3,
+    measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=5,
             note=f"r={REPLICAS}, {SLICE // MiB} MiB slices")
 
 
