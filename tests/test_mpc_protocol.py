@@ -27,9 +27,12 @@ small_reals = st.floats(min_value=-30.0, max_value=30.0, allow_nan=False, allow_
 def test_numba_kernels_equal_numpy_reference(n: int, seed: int, d: int) -> None:
     k = kernel_module("numba")
     rng = np.random.default_rng(seed)
-    a, b, c, e, f = (u64(rng, n) for _ in range(5))
+    a, b, c, e, f, g = (u64(rng, n) for _ in range(6))
     for name in ("mul_local", "and_local"):
-        assert np.array_equal(getattr(k, name)(a, b, c, e, f), getattr(_kernels_ref, name)(a, b, c, e, f))
+        assert np.array_equal(getattr(k, name)(a, b, c, e, f, g), getattr(_kernels_ref, name)(a, b, c, e, f, g))
+    f2, g2 = u64(rng, 2 * n), u64(rng, 2 * n)
+    s = d % 32 + 1
+    assert np.array_equal(k.ks_level(a, b, c, e, s, f2, g2), _kernels_ref.ks_level(a, b, c, e, s, f2, g2))
     assert np.array_equal(k.trunc_floor(a, d), _kernels_ref.trunc_floor(a, d))
     assert np.array_equal(k.trunc_ceil_sub(a, b, c, d), _kernels_ref.trunc_ceil_sub(a, b, c, d))
 
@@ -274,3 +277,15 @@ def test_wrong_message_length_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError):
         gen.send(b"short")
     assert isinstance(ArithShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64)), ArithShare)
+
+
+@pytest.mark.parametrize("module", [
+    "dtxfast.transport.channel", "dtxfast.protocols.mpc.party", "dtxfast.protocols.mpc.prf",
+    "dtxfast.protocols.mpc.fixedpoint", "dtxfast.vfl.dnn",
+])
+def test_docstring_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0

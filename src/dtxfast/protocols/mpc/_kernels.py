@@ -11,55 +11,100 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["mul_local", "and_local", "matmul_local", "trunc_floor", "trunc_ceil_sub"]
+__all__ = ["mul_local", "and_local", "ks_level", "matmul_local", "trunc_floor", "trunc_ceil_sub"]
 
-_IB = 16   # rows of the result per parallel task
-_JB = 512  # columns of the result kept in L1/L2
-_KB = 128  # inner-dimension block (rows of the right operand kept in L2)
+_RB = 8    # rows of the result per parallel task (the register block)
+_JB = 512  # columns of the result per tile
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def mul_local(xa, xb, ya, yb, alpha):  # pragma: no cover - compiled
-    """z = xa*ya + xa*yb + xb*ya + alpha (the 3-out-of-3 product share)."""
+def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """z = xa*ya + xa*yb + xb*ya + (rn - rp): the 3-out-of-3 product share, masked by a zero sharing."""
     n = xa.shape[0]
     z = np.empty(n, dtype=np.uint64)
     for k in prange(n):
-        z[k] = xa[k] * (ya[k] + yb[k]) + xb[k] * ya[k] + alpha[k]
+        z[k] = xa[k] * (ya[k] + yb[k]) + xb[k] * ya[k] + (rn[k] - rp[k])
     return z
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def and_local(xa, xb, ya, yb, alpha):  # pragma: no cover - compiled
-    """z = (xa&ya) ^ (xa&yb) ^ (xb&ya) ^ alpha (boolean product share, 64 bits per word)."""
+def and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """z = (xa&ya) ^ (xa&yb) ^ (xb&ya) ^ rn ^ rp: boolean product share (64 bits per word)."""
     n = xa.shape[0]
     z = np.empty(n, dtype=np.uint64)
     for k in prange(n):
-        z[k] = (xa[k] & (ya[k] ^ yb[k])) ^ (xb[k] & ya[k]) ^ alpha[k]
+        z[k] = (xa[k] & (ya[k] ^ yb[k])) ^ (xb[k] & ya[k]) ^ rn[k] ^ rp[k]
     return z
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _matmul2(a0, b0, a1, b1, c):  # pragma: no cover - compiled
-    # c += a0 @ b0 + a1 @ b1 over Z_2^64, tiled for the caches, rows in parallel
+def ks_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, s: int, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """Both ANDs of a Kogge-Stone level: z[:n] shares p & (g << s), z[n:] shares p & (p << s)."""
+    n = ga.shape[0]
+    z = np.empty(2 * n, dtype=np.uint64)
+    sh = np.uint64(s)
+    for k in prange(n):
+        a = pa[k]
+        b = pb[k]
+        u = ga[k] << sh
+        v = gb[k] << sh
+        z[k] = (a & (u ^ v)) ^ (b & u) ^ rn[k] ^ rp[k]
+        u = a << sh
+        v = b << sh
+        z[n + k] = (a & (u ^ v)) ^ (b & u) ^ rn[n + k] ^ rp[n + k]
+    return z
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _matmul2(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray, c: np.ndarray) -> None:  # pragma: no cover - compiled
+    # c += a0 @ b0 + a1 @ b1 over Z_2^64. Eight result rows per task share every load of the
+    # right operands (register blocking); columns in tiles that stay in L1/L2.
     n, kk = a0.shape
     m = b0.shape[1]
-    nib = (n + _IB - 1) // _IB
+    nib = (n + _RB - 1) // _RB
     for ib in prange(nib):
-        i0 = ib * _IB
-        i1 = min(n, i0 + _IB)
-        for j0 in range(0, m, _JB):
-            j1 = min(m, j0 + _JB)
-            for k0 in range(0, kk, _KB):
-                k1 = min(kk, k0 + _KB)
-                for i in range(i0, i1):
-                    for k in range(k0, k1):
-                        p = a0[i, k]
-                        q = a1[i, k]
-                        for j in range(j0, j1):
-                            c[i, j] += p * b0[k, j] + q * b1[k, j]
+        i0 = ib * _RB
+        if i0 + _RB <= n:
+            for j0 in range(0, m, _JB):
+                j1 = min(m, j0 + _JB)
+                for k in range(kk):
+                    p0 = a0[i0 + 0, k]
+                    q0 = a1[i0 + 0, k]
+                    p1 = a0[i0 + 1, k]
+                    q1 = a1[i0 + 1, k]
+                    p2 = a0[i0 + 2, k]
+                    q2 = a1[i0 + 2, k]
+                    p3 = a0[i0 + 3, k]
+                    q3 = a1[i0 + 3, k]
+                    p4 = a0[i0 + 4, k]
+                    q4 = a1[i0 + 4, k]
+                    p5 = a0[i0 + 5, k]
+                    q5 = a1[i0 + 5, k]
+                    p6 = a0[i0 + 6, k]
+                    q6 = a1[i0 + 6, k]
+                    p7 = a0[i0 + 7, k]
+                    q7 = a1[i0 + 7, k]
+                    for j in range(j0, j1):
+                        b = b0[k, j]
+                        d = b1[k, j]
+                        c[i0 + 0, j] += p0 * b + q0 * d
+                        c[i0 + 1, j] += p1 * b + q1 * d
+                        c[i0 + 2, j] += p2 * b + q2 * d
+                        c[i0 + 3, j] += p3 * b + q3 * d
+                        c[i0 + 4, j] += p4 * b + q4 * d
+                        c[i0 + 5, j] += p5 * b + q5 * d
+                        c[i0 + 6, j] += p6 * b + q6 * d
+                        c[i0 + 7, j] += p7 * b + q7 * d
+        else:
+            for i in range(i0, n):
+                for k in range(kk):
+                    p = a0[i, k]
+                    q = a1[i, k]
+                    for j in range(m):
+                        c[i, j] += p * b0[k, j] + q * b1[k, j]
 
 
-def matmul_local(xa, xb, ya, yb, alpha):
+def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """z = xa @ (ya + yb) + xb @ ya + alpha (the 3-out-of-3 share of a matrix product)."""
     c = alpha.copy()
     _matmul2(xa, ya + yb, xb, ya, c)
@@ -67,7 +112,7 @@ def matmul_local(xa, xb, ya, yb, alpha):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def trunc_floor(z, d):  # pragma: no cover - compiled
+def trunc_floor(z: np.ndarray, d: int) -> np.ndarray:  # pragma: no cover - compiled
     """floor(z / 2^d) with z read as a signed 64-bit integer."""
     n = z.shape[0]
     out = np.empty(n, dtype=np.uint64)
@@ -77,7 +122,7 @@ def trunc_floor(z, d):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def trunc_ceil_sub(z1, z2, r, d):  # pragma: no cover - compiled
+def trunc_ceil_sub(z1: np.ndarray, z2: np.ndarray, r: np.ndarray, d: int) -> np.ndarray:  # pragma: no cover - compiled
     """ceil((z1 + z2) / 2^d) - r with z1 + z2 read as a signed 64-bit integer."""
     n = z1.shape[0]
     out = np.empty(n, dtype=np.uint64)

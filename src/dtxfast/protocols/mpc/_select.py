@@ -40,6 +40,6 @@ def set_numba_threads() -> None:
         import numba
     except ImportError:  # pragma: no cover
         return
-    want = max(1, min(_backend.num_threads(), numba.config.NUMBA_NUM_THREADS))
+    want = max(1, min(_backend.num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     if numba.get_num_threads() != want:
         numba.set_num_threads(want)

@@ -225,7 +225,7 @@ class MPCParty:
         return self.k
 
     def _send(self, j: int, arr: np.ndarray) -> None:
-        self.channel.send(self.parties[j], np.ascontiguousarray(arr, dtype=np.uint64))
+        self.channel.send(self.parties[j], np.ascontiguousarray(arr, dtype=np.uint64).data)
 
     def _recv(self, j: int, n: int) -> Proto:
         data = yield self.parties[j]
@@ -244,10 +244,6 @@ class MPCParty:
     def _zero_arith(self, n: int) -> np.ndarray:
         nxt, prv = self._prfs()
         return nxt.draw(n) - prv.draw(n)
-
-    def _zero_bool(self, n: int) -> np.ndarray:
-        nxt, prv = self._prfs()
-        return nxt.draw(n) ^ prv.draw(n)
 
     # -- setup ----------------------------------------------------------------------------------
     def setup(self, seed: bytes | None = None) -> Proto:
@@ -379,7 +375,8 @@ class MPCParty:
         if x.shape != y.shape:
             raise ParameterError(f"shapes differ: {x.shape} and {y.shape}")
         n = x.size
-        z = self._kern(n).mul_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), self._zero_arith(n))
+        nxt, prv = self._prfs()
+        z = self._kern(n).mul_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), nxt.draw(n), prv.draw(n))
         if fixed:
             return (yield from self._trunc3(z, x.shape, self.frac_bits))
         return (yield from self._reshare(z, x.shape))
@@ -413,10 +410,14 @@ class MPCParty:
     def and_(self, x: BoolShare, y: BoolShare) -> Proto:
         """Bitwise AND of two boolean sharings (one round)."""
         n = x.size
-        z = self._kern(n).and_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), self._zero_bool(n))
+        nxt, prv = self._prfs()
+        z = self._kern(n).and_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), nxt.draw(n), prv.draw(n))
+        return (yield from self._reshare_bool(z, x.shape))
+
+    def _reshare_bool(self, z: np.ndarray, shape: tuple[int, ...]) -> Proto:
         self._send(self._prev, z)
-        zn = yield from self._recv(self._next, n)
-        return BoolShare(z.reshape(x.shape), zn.reshape(x.shape))
+        zn = yield from self._recv(self._next, z.size)
+        return BoolShare(z.reshape(shape), zn.reshape(shape))
 
     def _component(self, x: ArithShare, j: int) -> BoolShare:
         """Boolean sharing whose only non-zero component is component ``j`` of ``x`` (local)."""
@@ -440,18 +441,14 @@ class MPCParty:
         g = yield from self.and_(total, carry)
         p = p0
         shift = 1
-        while shift < 64:
-            gs = g << shift
-            if shift < 32:
-                ps = p << shift
-                a, b = _cat([p, p])
-                xa, xb = _cat([gs, ps])
-                both = yield from self.and_(BoolShare(a, b), BoolShare(xa, xb))
-                g = g ^ both[:n]
-                p = both[n:]
-            else:
-                g = g ^ (yield from self.and_(p, gs))
+        nxt, prv = self._prfs()
+        while shift < 32:  # levels 1..16 update both generate and propagate
+            z = self._kern(n).ks_level(g.a, g.b, p.a, p.b, shift, nxt.draw(2 * n), prv.draw(2 * n))
+            both = yield from self._reshare_bool(z, (2 * n,))
+            g = g ^ both[:n]
+            p = both[n:]
             shift *= 2
+        g = g ^ (yield from self.and_(p, g << 32))  # the last level needs only the generate bits
         bit = (p0 >> 63) ^ ((g >> 62).mask(1))
         return bit.reshape(x.shape)
 

@@ -44,8 +44,8 @@ class PRFStream:
         nbytes = 8 * int(n)
         if nbytes > len(_ZEROS):
             _ZEROS = bytes(max(nbytes, 2 * len(_ZEROS)))
-        out = bytearray(nbytes)
+        out = np.empty(int(n), dtype=np.uint64)
         if nbytes:
-            self._cipher.encrypt(memoryview(_ZEROS)[:nbytes], output=out)
+            self._cipher.encrypt(memoryview(_ZEROS)[:nbytes], output=memoryview(out).cast("B"))
         self.drawn += int(n)
-        return np.frombuffer(out, dtype=np.uint64)
+        return out

@@ -1,0 +1,173 @@
+"""Three-party MPC benchmarks: Numba kernels, their numpy twin and plaintext numpy in one run.
+
+Groups
+------
+``mpc.matmul``  secure product of two secret-shared n x n fixed-point matrices (n = 1000): all three
+                parties' local products, the reshare and the truncation, run in one process (so
+                the three parties' work adds up on the same cores). ``numpy`` is the plaintext
+                product in the same ring (``uint64`` matmul), ``floor-blas-f64`` the float64
+                BLAS product, for scale.
+``mpc.relu``    secure ReLU (exact comparison by bit decomposition, plus its derivative) on 10^6
+                shared values, all three parties; ``numpy`` is ``np.maximum(x, 0)`` in plaintext.
+``mpc.epoch``   one training epoch (mini-batch 256) of a 64-32-1 network (64 input features split
+                22/21/21 between the parties, one ReLU layer of 32, one linear output) on 100k
+                samples, secret-shared; ``numpy`` trains the same network in plaintext.
+``mpc.epoch.bytes``  MiB each party sends during that epoch (``value`` recorded directly; the
+                row's ``note`` lists every party).
+
+Run: ``dtx bench mpc`` (``--quick`` for small sizes, ``--json`` for the JSON rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from dtxfast.protocols.mpc import MPCParty, encode, run_local
+from dtxfast.protocols.mpc import _kernels_ref
+from dtxfast.transport.channel import InMemoryNetwork
+from dtxfast.vfl.dnn import PARTY_NAMES, MLPSchedule, init_params, plain_train, train_program
+
+from ._util import QUICK, measure, sizes
+
+try:
+    from dtxfast.protocols.mpc import _kernels as _numba_kernels
+except ImportError:  # pragma: no cover - numba missing
+    _numba_kernels = None
+
+MAT_N = sizes([1000], [200])[0]
+RELU_N = sizes([1_000_000], [10_000])[0]
+EPOCH_N = sizes([100_000], [2_000])[0]
+EPOCH_LAYERS = (64, 32, 1)
+EPOCH_BATCH = 256
+
+IMPLS = ["dtxfast", "dtxfast-python"]
+
+
+def _module(impl: str):
+    if impl == "dtxfast":
+        if _numba_kernels is None:
+            pytest.skip("numba not available")
+        return _numba_kernels
+    return _kernels_ref
+
+
+def _parties(impl: str, net: InMemoryNetwork) -> list[MPCParty]:
+    mod = _module(impl)
+    parties = [MPCParty(i, net.channel(n), PARTY_NAMES, kernel_module=mod) for i, n in enumerate(PARTY_NAMES)]
+    if impl == "dtxfast-python":  # the pure twin everywhere
+        for p in parties:
+            p.small_work = p.small_matmul = 1 << 62
+    return parties
+
+
+def _seed(i: int) -> bytes:
+    return hashlib.sha256(f"bench/{i}".encode()).digest()[:16]
+
+
+def _shared_inputs(impl: str, values: list[np.ndarray]):
+    """Set up three parties and secret-share ``values`` (value k owned by party k % 3)."""
+    net = InMemoryNetwork(PARTY_NAMES)
+    parties = _parties(impl, net)
+
+    def prog(p: MPCParty):
+        yield from p.setup(_seed(p.index))
+        out = []
+        for k, v in enumerate(values):
+            owner = k % 3
+            out.append((yield from p.share_input(owner, encode(v) if p.index == owner else None, v.shape)))
+        return out
+
+    shares = run_local([prog(p) for p in parties], [p.channel for p in parties])
+    return net, parties, shares
+
+
+@pytest.mark.benchmark(group="mpc.matmul")
+@pytest.mark.parametrize("impl", IMPLS + ["numpy", "floor-blas-f64"])
+def test_matmul(benchmark, impl):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(MAT_N, MAT_N)), rng.normal(size=(MAT_N, MAT_N))
+    rounds = 1 if impl == "dtxfast-python" and not QUICK else 3
+    if impl == "numpy":
+        xu, yu = encode(x), encode(y)
+        measure(benchmark, lambda: xu @ yu, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds)
+        return
+    if impl == "floor-blas-f64":
+        measure(benchmark, lambda: x @ y, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds)
+        return
+    _, parties, shares = _shared_inputs(impl, [x, y])
+
+    def run():
+        progs = [p.matmul(s[0], s[1]) for p, s in zip(parties, shares)]
+        return run_local(progs, [p.channel for p in parties])
+
+    measure(benchmark, run, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds)
+
+
+@pytest.mark.benchmark(group="mpc.relu")
+@pytest.mark.parametrize("impl", IMPLS + ["numpy"])
+def test_relu(benchmark, impl):
+    x = np.random.default_rng(1).normal(size=RELU_N)
+    if impl == "numpy":
+        measure(benchmark, lambda: np.maximum(x, 0.0), impl=impl, size=RELU_N, unit="s", per=1)
+        return
+    _, parties, shares = _shared_inputs(impl, [x])
+
+    def run():
+        progs = [p.relu(s[0]) for p, s in zip(parties, shares)]
+        return run_local(progs, [p.channel for p in parties])
+
+    measure(benchmark, run, impl=impl, size=RELU_N, unit="s", per=1)
+
+
+def _epoch_data():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(EPOCH_N, EPOCH_LAYERS[0])) / 2
+    w = rng.normal(size=EPOCH_LAYERS[0])
+    y = np.tanh(X @ w / 4).reshape(-1, 1)
+    sched = MLPSchedule(EPOCH_LAYERS, "regression", 0.05, EPOCH_BATCH, 1, 1e-3, 0.0, 0,
+                        init_params(EPOCH_LAYERS, 0))
+    cuts = np.array_split(np.arange(EPOCH_LAYERS[0]), 3)
+    return X, y, sched, [X[:, c] for c in cuts]
+
+
+_EPOCH_BYTES: dict[str, float] = {}
+
+
+@pytest.mark.benchmark(group="mpc.epoch")
+@pytest.mark.parametrize("impl", IMPLS + ["numpy"])
+def test_epoch(benchmark, impl):
+    X, y, sched, parts = _epoch_data()
+    if impl == "numpy":
+        measure(benchmark, lambda: plain_train(X, y, sched), impl=impl, size=EPOCH_N, unit="s", per=1)
+        return
+    cols = [p.shape[1] for p in parts]
+
+    def run():
+        net = InMemoryNetwork(PARTY_NAMES)
+        parties = _parties(impl, net)
+        progs = [train_program(p, parts[p.index], cols, EPOCH_N, 2, y if p.index == 2 else None, sched,
+                               _seed(p.index)) for p in parties]
+        run_local(progs, [p.channel for p in parties])
+        _EPOCH_BYTES.update({n: net.bytes_sent(n) for n in PARTY_NAMES})
+
+    measure(benchmark, run, impl=impl, size=EPOCH_N, unit="s", per=1, rounds=2)
+
+
+@pytest.mark.benchmark(group="mpc.epoch.bytes")
+def test_epoch_bytes(benchmark):
+    if not _EPOCH_BYTES:  # run alone (-k): measure one epoch here
+        X, y, sched, parts = _epoch_data()
+        net = InMemoryNetwork(PARTY_NAMES)
+        parties = _parties("dtxfast-python", net)
+        cols = [p.shape[1] for p in parts]
+        progs = [train_program(p, parts[p.index], cols, EPOCH_N, 2, y if p.index == 2 else None, sched)
+                 for p in parties]
+        run_local(progs, [p.channel for p in parties])
+        _EPOCH_BYTES.update({n: net.bytes_sent(n) for n in PARTY_NAMES})
+    mib = {n: round(b / 2**20, 2) for n, b in _EPOCH_BYTES.items()}
+    note = "MiB sent per party per epoch (incl. sharing the inputs): " + ", ".join(f"{k} {v}" for k, v in mib.items())
+    measure(benchmark, lambda: None, impl="dtxfast", size=EPOCH_N, unit="MiB/party", rounds=1,
+            value=max(mib.values()), note=note)
