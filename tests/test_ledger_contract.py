@@ -541,6 +541,13 @@ def test_subscribe_replays_then_follows(world):
         assert done.wait(10), sub.error
     assert [e.kind for e in got] == ["publish_task", "issue_challenge", "issue_challenge"]
     assert got[0].object_id == task_id and got[0].tx.body.algorithm == "linear-vfl"
+    # a storage node follows only the challenges addressed to it, an executor its tasks
+    mine = [e.tx.body.node for e in w.led.subscribe(1, kinds={"issue_challenge"},
+                                                    involving=w.s[1].node_id, timeout=0)]
+    assert mine == [w.s[1].node_id]
+    tasks = list(w.led.subscribe(1, kinds={"publish_task"}, involving=w.ex2.node_id, timeout=0))
+    assert [e.object_id for e in tasks] == [task_id]
+    assert list(w.led.subscribe(1, kinds={"publish_task"}, involving=w.s[0].node_id, timeout=0)) == []
     # an iterator from an old height replays history and stops after the idle timeout
     kinds = [e.kind for e in w.led.subscribe(1, kinds={"create_namespace"}, timeout=0.05)]
     assert kinds == ["create_namespace", "create_namespace"]

@@ -181,6 +181,23 @@ class Entry(msgspec.Struct, frozen=True):
         """The id of the object this entry created (file, task, application, challenge)."""
         return object_id(self.tx_id)
 
+    def involves(self, node_id: str) -> bool:
+        """True if ``node_id`` sent this entry or is named in it (an executor of a task, the node
+        of a challenge, a slice holder, a migration's source or target)."""
+        if self.tx.sender_id == node_id:
+            return True
+        return _names(msgspec.to_builtins(self.tx.body, builtin_types=(bytes,)), node_id)
+
+
+def _names(value: Any, node_id: str) -> bool:
+    if isinstance(value, str):
+        return value == node_id
+    if isinstance(value, dict):
+        return any(_names(v, node_id) for v in value.values())
+    if isinstance(value, list):
+        return any(_names(v, node_id) for v in value)
+    return False
+
 
 class Receipt(msgspec.Struct, frozen=True):
     """What :meth:`Ledger.append` acknowledges: the entry is durable at this height."""
@@ -228,13 +245,14 @@ class Subscription:
     """A running :meth:`Ledger.watch`: a thread calling back for each new entry; ``close()`` stops it."""
 
     def __init__(self, ledger: Ledger, callback: Callable[[Entry], Any], from_height: int,
-                 kinds: Iterable[str] | None) -> None:
+                 kinds: Iterable[str] | None, involving: str | None = None) -> None:
         self._stop = threading.Event()
         self.error: BaseException | None = None
 
         def run() -> None:
             try:
-                for entry in ledger.subscribe(from_height, kinds=kinds, stop=self._stop):
+                for entry in ledger.subscribe(from_height, kinds=kinds, involving=involving,
+                                              stop=self._stop):
                     callback(entry)
             except BaseException as exc:  # surfaced to the owner through .error
                 self.error = exc
@@ -642,6 +660,7 @@ class Ledger(abc.ABC):
         from_height: int = 1,
         *,
         kinds: Iterable[str] | None = None,
+        involving: str | None = None,
         stop: threading.Event | None = None,
         timeout: float | None = None,
         poll_s: float = 0.25,
@@ -654,6 +673,9 @@ class Ledger(abc.ABC):
             First block height to deliver.
         kinds : iterable of str, optional
             Only these transaction kinds (e.g. ``{"publish_task", "issue_challenge"}``).
+        involving : str, optional
+            Only entries that concern this node id (see :meth:`Entry.involves`): an executor
+            follows the tasks naming it, a storage node the challenges addressed to it.
         stop : threading.Event, optional
             Ends the iteration when set.
         timeout : float, optional
@@ -675,7 +697,8 @@ class Ledger(abc.ABC):
             if tip >= next_h:
                 for b in self._r_blocks(next_h, tip + 1):
                     for e in b.entries():
-                        if wanted is None or e.kind in wanted:
+                        if (wanted is None or e.kind in wanted) and (
+                                involving is None or e.involves(involving)):
                             yield e
                     next_h = b.height + 1
                 idle_since = time.monotonic()
@@ -689,9 +712,11 @@ class Ledger(abc.ABC):
             self._wait(tip, wait)
 
     def watch(self, callback: Callable[[Entry], Any], from_height: int = 1, *,
-              kinds: Iterable[str] | None = None) -> Subscription:
-        """Call ``callback(entry)`` from a background thread for each entry from ``from_height``."""
-        return Subscription(self, callback, from_height, kinds)
+              kinds: Iterable[str] | None = None, involving: str | None = None) -> Subscription:
+        """Call ``callback(entry)`` from a background thread for each entry from ``from_height``
+        (filters as for :meth:`subscribe`); an exception of the callback ends the watch and is
+        kept in :attr:`Subscription.error`."""
+        return Subscription(self, callback, from_height, kinds, involving)
 
     # --- queries ------------------------------------------------------------------------
 
