@@ -73,7 +73,6 @@ from .tx import SignedTx, TxBody, UnsignedTx, kind_of, sign_tx, signing_message
 
 __all__ = [
     "GENESIS_PREV",
-    "tx_root",
     "Block",
     "BlockHeader",
     "ChainCorrupted",
@@ -84,6 +83,7 @@ __all__ = [
     "Receipt",
     "Subscription",
     "WriteTxn",
+    "tx_root",
 ]
 
 R = TypeVar("R", bound=Record)

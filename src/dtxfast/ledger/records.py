@@ -22,8 +22,6 @@ from .tx import Param, SliceInfo, TaskParty
 
 __all__ = [
     "RECORD_TYPES",
-    "decode_record",
-    "encode_record",
     "ApplicationRecord",
     "ApplicationStatus",
     "ChallengeRecord",
@@ -37,6 +35,8 @@ __all__ = [
     "Record",
     "TaskRecord",
     "TaskStatus",
+    "decode_record",
+    "encode_record",
 ]
 
 
