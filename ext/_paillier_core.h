@@ -390,9 +390,55 @@ static void dtx_obf_standard(const dtx_pub *k, const uint64_t *r, int wr, uint64
 
 /* ---- encryption and arithmetic --------------------------------------------------------- */
 
+#if DTX_HAVE_IFMA_BUILD
+/* out_j = c_(j*cstride) * (1 + m_(j*mstride) n) mod n^2 on the IFMA path (encrypt with an
+ * obfuscator, add a plaintext): two Montgomery products per 8 elements. */
+IFMA_TARGET static void dtx_mul_g_ifma(const dtx_pub *k, const uint64_t *c, long cstride, const uint64_t *m,
+                                       long mstride, uint64_t *out, long cnt, int threads) {
+    const ifma_ctx *ic = &k->im;
+    const int w = k->w, wn = k->wn;
+    long groups = (cnt + 7) / 8;
+#pragma omp parallel num_threads(dtx_threads(threads))
+    {
+        ifma_work wk;
+        ifma_work_init(&wk, ic, 0);
+        mpz_t r, g, cv, mv;
+        mpz_init2(r, 64 * (w + 2));
+        mpz_init2(g, 64 * (w + 2));
+#pragma omp for schedule(static)
+        for (long gi = 0; gi < groups; gi++) {
+            long base = gi * 8;
+            for (int e = 0; e < 8; e++) {
+                long j = base + e < cnt ? base + e : base;
+                dtx_load(cv, c + (size_t)(j * cstride) * (size_t)w, w);
+                dtx_load(mv, m + (size_t)(j * mstride) * (size_t)wn, wn);
+                mpz_mul(g, mv, k->n);
+                mpz_add_ui(g, g, 1);
+                ifma_put(wk.x, e, cv, ic->L);
+                ifma_put(wk.tmp, e, g, ic->L);
+            }
+            ifma_mul(wk.acc, wk.x, wk.tmp, ic, wk.scratch);
+            ifma_mul(wk.acc, wk.acc, ic->R2, ic, wk.scratch);
+            for (int e = 0; e < 8 && base + e < cnt; e++) {
+                ifma_get_reduced(r, wk.acc, e, ic);
+                dtx_store(out + (size_t)(base + e) * (size_t)w, r, w);
+            }
+        }
+        mpz_clears(r, g, NULL);
+        ifma_work_free(&wk);
+    }
+}
+#endif
+
 /* out = (1 + m n) * obf mod n^2; obf == NULL gives the raw (1 + m n). */
 static void dtx_encrypt(const dtx_pub *k, const uint64_t *m, const uint64_t *obf, uint64_t *out,
                         long cnt, int threads) {
+#if DTX_HAVE_IFMA_BUILD
+    if (obf && k->simd && cnt >= 8) {
+        dtx_mul_g_ifma(k, obf, 1, m, 1, out, cnt, threads);
+        return;
+    }
+#endif
     int w = k->w, wn = k->wn;
 #pragma omp parallel num_threads(dtx_threads(threads))
     {
@@ -481,6 +527,12 @@ static void dtx_mul(const dtx_pub *k, const uint64_t *a, const uint64_t *b, long
 /* out_j = c_j * (1 + m_(j*mstride) n) mod n^2: adds a plaintext residue */
 static void dtx_add_plain(const dtx_pub *k, const uint64_t *c, const uint64_t *m, long mstride,
                           uint64_t *out, long cnt, int threads) {
+#if DTX_HAVE_IFMA_BUILD
+    if (k->simd && cnt >= 8) {
+        dtx_mul_g_ifma(k, c, 1, m, mstride, out, cnt, threads);
+        return;
+    }
+#endif
     int w = k->w, wn = k->wn;
 #pragma omp parallel num_threads(dtx_threads(threads))
     {

@@ -347,6 +347,8 @@ def test_simd_batches_match_reference(both_keys, x, k, seed):
     ks = np.resize(np.array(k + x, dtype=np.int64), len(x))
     assert (a * ks).raw_ciphertexts() == (b * ks).raw_ciphertexts()
     assert (a + a[::-1]).raw_ciphertexts() == (b + b[::-1]).raw_ciphertexts()
+    assert (a + ks).raw_ciphertexts() == (b + ks).raw_ciphertexts()
+    assert (a + 7).raw_ciphertexts() == (b + 7).raw_ciphertexts()
     assert comp.sk.decrypt(a * ks).tolist() == [u * v for u, v in zip(x, ks.tolist())]
     rows = 4 + len(x) % 16  # 4..19 rows: whole 8-row groups, ragged groups and GMP tails
     X = (np.arange(rows * len(x)).reshape(rows, len(x)) % 7 - 3) * (1 + np.arange(len(x)) % 5)
