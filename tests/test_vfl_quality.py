@@ -30,7 +30,8 @@ def test_logistic_breast_cancer_auc_reaches_sklearn_cross_validated():
     X, y = load_breast_cancer(return_X_y=True)
     parts = [X[:, :15], X[:, 15:]]
     est = VerticalLogisticRegression(alpha=0.3, max_epochs=10, batch_size=0, amplitude=0, key_bits=1024)
-    report = evaluate(est, parts, y, method="kfold", k=5, shuffle=True, task_id="breast-cancer")
+    report = evaluate(est, parts, y, method="kfold", k=5, shuffle=True, task_id="breast-cancer",
+                      keypairs=keypairs())
     seed = seed_from_task("breast-cancer")
     sk = []
     for tr, te in kfold_splits(len(y), 5, shuffle=True, seed=seed):

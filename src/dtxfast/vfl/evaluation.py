@@ -232,6 +232,7 @@ def evaluate(
     k: int = 5,
     shuffle: bool = True,
     task_id: str = "vfl-eval",
+    keypairs: Any = None,
 ) -> EvaluationReport:
     """Train and test fresh federated models on splits of the aligned rows.
 
@@ -245,6 +246,8 @@ def evaluate(
         leave-one-out (pooled over all rows: each row predicted by the model trained without it).
     task_id : str
         Public id of the job; the split seed is derived from it.
+    keypairs : optional
+        The parties' key pairs, reused for every fold (default: fresh keys per fold).
     """
     y = np.asarray(y)
     n = len(y)
@@ -264,7 +267,10 @@ def evaluate(
     for train, test in splits:
         est = type(estimator)(**estimator.get_params())
         est.set_params(progress=False)
-        est.fit(_take(parties, train), y[train])
+        if keypairs is not None and getattr(est, "secure", False):
+            est.fit(_take(parties, train), y[train], keypairs=keypairs)
+        else:
+            est.fit(_take(parties, train), y[train])
         Xt = _take(parties, test)
         if classify:
             proba = est.predict_proba(Xt)[:, 1]
@@ -296,9 +302,10 @@ def evaluate(
 
 
 def cross_validate(estimator: Any, parties: Sequence[Any], y: Any, k: int = 5, *, shuffle: bool = True,
-                   task_id: str = "vfl-eval") -> EvaluationReport:
+                   task_id: str = "vfl-eval", keypairs: Any = None) -> EvaluationReport:
     """``evaluate(..., method="kfold")``."""
-    return evaluate(estimator, parties, y, method="kfold", k=k, shuffle=shuffle, task_id=task_id)
+    return evaluate(estimator, parties, y, method="kfold", k=k, shuffle=shuffle, task_id=task_id,
+                    keypairs=keypairs)
 
 
 # -- training curves ------------------------------------------------------------------------------

@@ -232,7 +232,7 @@ class _VerticalModel:
     def encode_target(self, y: Any) -> np.ndarray:
         """Logistic: 1 for the positive class, else 0 (the label party's target)."""
         self._check_fitted()
-        return encode_labels(y, "logistic", self.label_part_.positive_class).target
+        return (np.asarray(y) == self.label_part_.positive_class).astype(np.float64)
 
 
 class VerticalLinearRegression(_VerticalModel):
