@@ -289,3 +289,24 @@ def test_docstring_examples(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+@given(st.lists(st.integers(0, 40000), min_size=1, max_size=12))
+def test_prf_buffering_keeps_the_aes_ctr_stream(sizes: list) -> None:
+    from Crypto.Cipher import AES
+
+    key = b"0123456789abcdef"
+    s = PRFStream(key)
+    got = np.concatenate([s.draw(n) for n in sizes])
+    want = np.frombuffer(AES.new(key, AES.MODE_CTR, nonce=b"", initial_value=0).encrypt(bytes(8 * sum(sizes))),
+                         dtype=np.uint64)
+    assert np.array_equal(got, want) and s.drawn == sum(sizes)
+
+
+def test_numba_parallel_matmul_path_equals_reference() -> None:
+    k = kernel_module("numba")
+    rng = np.random.default_rng(3)
+    n, kk, m = 259, 260, 261  # above PARALLEL_MATMUL, rows not a multiple of the register block
+    assert n * kk * m >= k.PARALLEL_MATMUL
+    xa, xb, ya, yb, al = u64(rng, (n, kk)), u64(rng, (n, kk)), u64(rng, (kk, m)), u64(rng, (kk, m)), u64(rng, (n, m))
+    assert np.array_equal(k.matmul_local(xa, xb, ya, yb, al), _kernels_ref.matmul_local(xa, xb, ya, yb, al))

@@ -13,7 +13,10 @@ from numba import njit, prange
 
 __all__ = ["mul_local", "and_local", "ks_level", "matmul_local", "trunc_floor", "trunc_ceil_sub"]
 
-_RB = 8    # rows of the result per parallel task (the register block)
+_RB = 8    # rows of the result per task (the register block)
+#: multiply-adds from which a share matmul runs on all threads (smaller ones run on one thread:
+#: a parallel region's barrier costs milliseconds when the cores are shared with other work)
+PARALLEL_MATMUL = 1 << 24
 _JB = 512  # columns of the result per tile
 
 
@@ -55,59 +58,69 @@ def ks_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, s: 
     return z
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _matmul2(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray, c: np.ndarray) -> None:  # pragma: no cover - compiled
-    # c += a0 @ b0 + a1 @ b1 over Z_2^64. Eight result rows per task share every load of the
-    # right operands (register blocking); columns in tiles that stay in L1/L2.
+@njit(cache=True, nogil=True)
+def _matmul2_rows(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray, c: np.ndarray, i0: int) -> None:  # pragma: no cover - compiled
+    # rows i0 .. i0+7 of c += a0 @ b0 + a1 @ b1 over Z_2^64: the eight rows share every load of
+    # the right operands (register blocking); columns in tiles that stay in L1/L2
     n, kk = a0.shape
     m = b0.shape[1]
-    nib = (n + _RB - 1) // _RB
-    for ib in prange(nib):
-        i0 = ib * _RB
-        if i0 + _RB <= n:
-            for j0 in range(0, m, _JB):
-                j1 = min(m, j0 + _JB)
-                for k in range(kk):
-                    p0 = a0[i0 + 0, k]
-                    q0 = a1[i0 + 0, k]
-                    p1 = a0[i0 + 1, k]
-                    q1 = a1[i0 + 1, k]
-                    p2 = a0[i0 + 2, k]
-                    q2 = a1[i0 + 2, k]
-                    p3 = a0[i0 + 3, k]
-                    q3 = a1[i0 + 3, k]
-                    p4 = a0[i0 + 4, k]
-                    q4 = a1[i0 + 4, k]
-                    p5 = a0[i0 + 5, k]
-                    q5 = a1[i0 + 5, k]
-                    p6 = a0[i0 + 6, k]
-                    q6 = a1[i0 + 6, k]
-                    p7 = a0[i0 + 7, k]
-                    q7 = a1[i0 + 7, k]
-                    for j in range(j0, j1):
-                        b = b0[k, j]
-                        d = b1[k, j]
-                        c[i0 + 0, j] += p0 * b + q0 * d
-                        c[i0 + 1, j] += p1 * b + q1 * d
-                        c[i0 + 2, j] += p2 * b + q2 * d
-                        c[i0 + 3, j] += p3 * b + q3 * d
-                        c[i0 + 4, j] += p4 * b + q4 * d
-                        c[i0 + 5, j] += p5 * b + q5 * d
-                        c[i0 + 6, j] += p6 * b + q6 * d
-                        c[i0 + 7, j] += p7 * b + q7 * d
-        else:
-            for i in range(i0, n):
-                for k in range(kk):
-                    p = a0[i, k]
-                    q = a1[i, k]
-                    for j in range(m):
-                        c[i, j] += p * b0[k, j] + q * b1[k, j]
+    if i0 + _RB > n:
+        for i in range(i0, n):
+            for k in range(kk):
+                p = a0[i, k]
+                q = a1[i, k]
+                for j in range(m):
+                    c[i, j] += p * b0[k, j] + q * b1[k, j]
+        return
+    for j0 in range(0, m, _JB):
+        j1 = min(m, j0 + _JB)
+        for k in range(kk):
+            p0 = a0[i0 + 0, k]
+            q0 = a1[i0 + 0, k]
+            p1 = a0[i0 + 1, k]
+            q1 = a1[i0 + 1, k]
+            p2 = a0[i0 + 2, k]
+            q2 = a1[i0 + 2, k]
+            p3 = a0[i0 + 3, k]
+            q3 = a1[i0 + 3, k]
+            p4 = a0[i0 + 4, k]
+            q4 = a1[i0 + 4, k]
+            p5 = a0[i0 + 5, k]
+            q5 = a1[i0 + 5, k]
+            p6 = a0[i0 + 6, k]
+            q6 = a1[i0 + 6, k]
+            p7 = a0[i0 + 7, k]
+            q7 = a1[i0 + 7, k]
+            for j in range(j0, j1):
+                b = b0[k, j]
+                d = b1[k, j]
+                c[i0 + 0, j] += p0 * b + q0 * d
+                c[i0 + 1, j] += p1 * b + q1 * d
+                c[i0 + 2, j] += p2 * b + q2 * d
+                c[i0 + 3, j] += p3 * b + q3 * d
+                c[i0 + 4, j] += p4 * b + q4 * d
+                c[i0 + 5, j] += p5 * b + q5 * d
+                c[i0 + 6, j] += p6 * b + q6 * d
+                c[i0 + 7, j] += p7 * b + q7 * d
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _matmul2(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray, c: np.ndarray) -> None:  # pragma: no cover - compiled
+    for ib in prange((a0.shape[0] + _RB - 1) // _RB):
+        _matmul2_rows(a0, b0, a1, b1, c, ib * _RB)
+
+
+@njit(cache=True, nogil=True)
+def _matmul2_serial(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray, c: np.ndarray) -> None:  # pragma: no cover - compiled
+    for ib in range((a0.shape[0] + _RB - 1) // _RB):
+        _matmul2_rows(a0, b0, a1, b1, c, ib * _RB)
 
 
 def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """z = xa @ (ya + yb) + xb @ ya + alpha (the 3-out-of-3 share of a matrix product)."""
     c = alpha.copy()
-    _matmul2(xa, ya + yb, xb, ya, c)
+    work = xa.shape[0] * xa.shape[1] * ya.shape[1]
+    (_matmul2 if work >= PARALLEL_MATMUL else _matmul2_serial)(xa, ya + yb, xb, ya, c)
     return c
 
 

@@ -65,9 +65,10 @@ _ONE = np.uint64(1)
 
 #: below this many elements the numpy twin is faster than a parallel kernel launch (whose
 #: thread wake-up costs up to a millisecond on a busy machine), so small operations use it
-SMALL_WORK = 1 << 16
-#: the same threshold for matrix products, counted in multiply-adds
-SMALL_MATMUL = 1 << 20
+SMALL_WORK = 1 << 18
+#: the same threshold for matrix products, counted in multiply-adds (the Numba matmul itself
+#: uses one thread below ``_kernels.PARALLEL_MATMUL``)
+SMALL_MATMUL = 1 << 12
 
 #: knots of the piecewise-linear sigmoid (interpolates the logistic function, 0 left, 1 right)
 SIGMOID_KNOTS = (-6.0, -4.0, -3.0, -2.0, -1.25, -0.5, 0.5, 1.25, 2.0, 3.0, 4.0, 6.0)
