@@ -327,7 +327,8 @@ def plot_history(history: Sequence[dict[str, Any]], path: str, *, title: str = "
     ax.plot(epochs, [h["loss"] for h in history], label="training loss", color="tab:blue")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    metrics = sorted({k for h in history for k in h if k.startswith("val_")})
+    present = {k for h in history for k in h if k.startswith("val_")}
+    metrics = [k for k in ("val_r2", "val_rmse", "val_accuracy", "val_auc") if k in present] or sorted(present)
     if metrics:
         ax2 = ax.twinx()
         for name in metrics:

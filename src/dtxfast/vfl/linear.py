@@ -194,7 +194,7 @@ class _VerticalModel:
             m = regression_metrics(val[2], pred.values)
         else:
             assert pred.proba is not None
-            m = classification_metrics(self.encode_target(val[2]), pred.proba, lp.threshold)
+            m = classification_metrics(np.asarray(val[2]) == lp.positive_class, pred.proba, lp.threshold)
         return {f"val_{k}": v for k, v in m.items()}
 
     # -- model parts ------------------------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""``dtx vfl``: two-party vertical linear / logistic regression on CSV files (both parties in-process)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import typer
+
+from ..errors import ParameterError
+from . import app
+
+__all__ = ["vfl_app"]
+
+vfl_app = typer.Typer(help="Vertical federated linear and logistic regression (two parties, Paillier).",
+                      no_args_is_help=True)
+app.add_typer(vfl_app, name="vfl")
+
+
+def _read_csv(path: Path, label: str | None = None) -> tuple[list[str], list[str], np.ndarray, np.ndarray | None]:
+    """(ids, feature names, features, labels) of a PaddleDTX-style CSV: first column the id."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if len(rows) < 2:
+        raise ParameterError(f"{path}: needs a header and at least one row")
+    head = rows[0]
+    li = None
+    if label is not None:
+        if label not in head:
+            raise ParameterError(f"{path}: no label column {label!r} (columns: {', '.join(head)})")
+        li = head.index(label)
+    cols = [i for i in range(1, len(head)) if i != li]
+    try:
+        X = np.array([[float(r[i]) for i in cols] for r in rows[1:]])
+    except (ValueError, IndexError) as exc:
+        raise ParameterError(f"{path}: feature values must be numbers ({exc})") from None
+    y = None
+    if li is not None:
+        raw = [r[li] for r in rows[1:]]
+        try:
+            y = np.array([float(v) for v in raw])
+        except ValueError:
+            y = np.array(raw)
+    return [r[0] for r in rows[1:]], [head[i] for i in cols], X, y
+
+
+@vfl_app.command("train")
+def train(
+    data_a: Path = typer.Option(..., "--data-a", help="Party A's CSV (id column first, features)."),
+    data_b: Path = typer.Option(..., "--data-b", help="Party B's CSV (id, features and the label column)."),
+    label: str = typer.Option(..., "--label", help="Name of B's label column."),
+    model: str = typer.Option("linear", "--model", help="linear or logistic."),
+    positive_class: Optional[str] = typer.Option(None, "--positive-class", help="Logistic: the positive label."),
+    alpha: float = typer.Option(0.1, "--alpha", help="Learning rate."),
+    epochs: int = typer.Option(100, "--epochs", help="Maximum number of epochs."),
+    batch_size: int = typer.Option(1024, "--batch-size", help="Rows per mini-batch (0 = full batch)."),
+    reg_mode: str = typer.Option("none", "--reg-mode", help="none, l1 or l2."),
+    reg_param: float = typer.Option(0.0, "--reg-param", help="Regularization strength lambda."),
+    amplitude: float = typer.Option(1e-6, "--amplitude", help="Stop when the loss changes by less than this."),
+    accuracy: int = typer.Option(8, "--accuracy", help="Decimal digits of the encrypted gradient operands."),
+    bits: int = typer.Option(2048, "--bits", help="Paillier key size of each party."),
+    psi_bits: int = typer.Option(2048, "--psi-bits", help="RSA key size of the PSI alignment."),
+    val_fraction: float = typer.Option(0.0, "--val-fraction", help="Hold out this fraction for validation."),
+    eval_every: int = typer.Option(1, "--eval-every", help="Evaluate on the validation rows every N epochs."),
+    predict_a: Optional[Path] = typer.Option(None, "--predict-a", help="A's rows to predict (CSV)."),
+    predict_b: Optional[Path] = typer.Option(None, "--predict-b", help="B's rows to predict (CSV)."),
+    target: Optional[Path] = typer.Option(None, "--target", help="True values of the predicted rows (CSV: ..., id, value)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions here (CSV)."),
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Save each party's model part here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the training curve (matplotlib)."),
+) -> None:
+    """Align A's and B's rows by PSI, train federatedly, optionally predict, evaluate and plot."""
+    from rich.console import Console
+
+    from ..vfl import VerticalLinearRegression, VerticalLogisticRegression, save_model_part
+    from ..vfl.demo import psi_align
+    from ..vfl.evaluation import classification_metrics, plot_history, random_split, regression_metrics, seed_from_task
+
+    console = Console(stderr=True)
+    if model not in ("linear", "logistic"):
+        raise ParameterError("--model must be linear or logistic")
+    ids_a, _, XA, _ = _read_csv(data_a)
+    ids_b, _, XB, y = _read_csv(data_b, label)
+    assert y is not None
+    ia, ib, common = psi_align(ids_a, ids_b, rsa_bits=psi_bits)
+    console.print(f"PSI: {len(common)} common rows (A {len(ids_a)}, B {len(ids_b)})")
+    if not common:
+        raise ParameterError("the parties share no ids")
+    XA, XB, y = XA[ia], XB[ib], y[ib]
+    params: dict[str, Any] = dict(alpha=alpha, max_epochs=epochs, batch_size=batch_size, reg_mode=reg_mode,
+                                  reg_param=reg_param, amplitude=amplitude, accuracy=accuracy, key_bits=bits,
+                                  progress=console)
+    if model == "logistic":
+        pc: Any = positive_class
+        if pc is not None and y.dtype.kind == "f":
+            pc = float(pc)
+        est: Any = VerticalLogisticRegression(positive_class=pc, **params)
+    else:
+        est = VerticalLinearRegression(**params)
+    validation = None
+    if val_fraction > 0:
+        tr, va = random_split(len(y), val_fraction, seed=seed_from_task(str(data_b), "validation"))
+        validation = ([XA[va], XB[va]], y[va])
+        XA, XB, y = XA[tr], XB[tr], y[tr]
+        est.set_params(eval_every=eval_every)
+    est.fit([XA, XB], y, validation=validation)
+    console.print(f"trained {est.n_epochs_} epochs, final loss {est.history_[-1]['loss']:.6g}, "
+                  f"{est.bytes_per_epoch_ / len(y):.0f} bytes per sample per epoch")
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        save_model_part(est.feature_part_, str(save_dir / "model_a.json"))
+        save_model_part(est.label_part_, str(save_dir / "model_b.json"))
+        console.print(f"model parts written to {save_dir}/model_a.json and model_b.json")
+    if plot is not None:
+        plot_history(est.history_, str(plot), title=f"federated {model} regression")
+        console.print(f"training curve written to {plot}")
+    if (predict_a is None) != (predict_b is None):
+        raise ParameterError("give both --predict-a and --predict-b")
+    if predict_a is None or predict_b is None:
+        return
+    pids_a, _, PA, _ = _read_csv(predict_a)
+    pids_b, _, PB, _ = _read_csv(predict_b)
+    ja, jb, pcommon = psi_align(pids_a, pids_b, rsa_bits=psi_bits)
+    PA, PB = PA[ja], PB[jb]
+    pred = est.predict([PA, PB])
+    if out is not None:
+        with open(out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "prediction"])
+            for i, p in zip(pcommon, pred):
+                w.writerow([i, p])
+    if target is not None:
+        with open(target, newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+        truth = {r[-2]: r[-1] for r in rows[1:]}
+        missing = [i for i in pcommon if i not in truth]
+        if missing:
+            raise ParameterError(f"{target}: no true value for ids {missing[:5]}")
+        yt_raw = [truth[i] for i in pcommon]
+        if model == "linear":
+            m = regression_metrics(np.array([float(v) for v in yt_raw]), pred)
+        else:
+            lab = est.label_part_.positive_class
+            ytv = np.array([float(v) for v in yt_raw]) if isinstance(lab, float) else np.array(yt_raw)
+            m = classification_metrics(ytv == lab, est.predict_proba([PA, PB])[:, 1], est.threshold)
+        for k, v in m.items():
+            typer.echo(f"{k}\t{v:.6g}")
+    elif out is None:
+        for i, p in zip(pcommon, pred):
+            typer.echo(f"{i}\t{p}")

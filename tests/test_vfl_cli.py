@@ -1,0 +1,49 @@
+"""dtx vfl train (CLI) and the demo's quick run."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from vfl_helpers import DATA
+
+from dtxfast.cli import main
+from dtxfast.vfl import load_model_part
+from dtxfast.vfl.demo import run_demo
+
+
+def test_cli_train_predict_evaluate_plot(tmp_path, capsys):
+    d = DATA / "logic_iris_plants"
+    png = tmp_path / "curve.png"
+    rc = main(["vfl", "train", "--data-a", str(d / "train_dataA.csv"), "--data-b", str(d / "train_dataB.csv"),
+               "--label", "Label", "--model", "logistic", "--positive-class", "Iris-setosa", "--alpha", "0.1",
+               "--epochs", "12", "--batch-size", "0", "--bits", "1024", "--psi-bits", "1024",
+               "--val-fraction", "0.2", "--eval-every", "4",
+               "--predict-a", str(d / "predict_dataA.csv"), "--predict-b", str(d / "predict_dataB.csv"),
+               "--target", str(d / "targetValues.csv"), "--plot", str(png), "--save-dir", str(tmp_path / "m")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    metrics = dict(line.split("\t") for line in out.strip().splitlines())
+    assert float(metrics["accuracy"]) == 1.0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    a, b = load_model_part(str(tmp_path / "m" / "model_a.json")), load_model_part(str(tmp_path / "m" / "model_b.json"))
+    assert (a.role, b.role, b.positive_class) == ("feature", "label", "Iris-setosa")
+
+
+def test_cli_errors_are_one_line(capsys):
+    d = DATA / "logic_iris_plants"
+    rc = main(["vfl", "train", "--data-a", str(d / "train_dataA.csv"), "--data-b", str(d / "train_dataB.csv"),
+               "--label", "Species", "--bits", "1024"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "no label column 'Species'" in err and "Traceback" not in err
+
+
+def test_demo_quick():
+    console = Console(record=True, width=120, force_terminal=False)
+    res = run_demo(console, quick=True)
+    text = console.export_text()
+    assert res["bits"] == 1024 and len(res["jobs"]) == 2
+    assert all(j["psi_ok"] for j in res["jobs"])
+    assert "PSI" in text and "centralized scikit-learn" in text and "federated" in text
+    lin, log = res["jobs"]
+    assert lin["federated"]["r2"] > lin["central"]["r2"] - 0.1
+    assert log["federated"]["auc"] > 0.95
+    assert 1024 // 4 * 2 <= lin["bytes_per_sample_epoch"] < 1024 // 4 * 2 * 1.5
