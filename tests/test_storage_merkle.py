@@ -256,3 +256,20 @@ def test_same_tree_as_rfc6962_via_pymerkle(n: int, chunk_size: int, last: int) -
     theirs = [bytes.fromhex(h) for h in ref.prove_inclusion(i + 1).serialize()["path"]]
     assert theirs[0] == tree.leaf(i)  # pymerkle's path starts with the leaf hash itself
     assert tuple(theirs[1:]) == tree.prove(i).path
+
+
+@pytest.mark.usefixtures("backend")
+def test_fixed_vectors_from_pymerkle() -> None:
+    import json
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).parent / "vectors" / "merkle_rfc6962.json").read_text())
+    for case in doc["cases"]:
+        data, cs = bytes.fromhex(case["data_hex"]), case["chunk_size"]
+        tree = MerkleTree.from_bytes(data, cs)
+        assert tree.leaf_count == case["leaf_count"]
+        assert tree.root.hex() == case["root_hex"]
+        i = case["proof_index"]
+        proof = tree.prove(i)
+        assert [h.hex() for h in proof.path] == case["proof_path_hex"]
+        proof.verify(bytes.fromhex(case["root_hex"]), data[i * cs : (i + 1) * cs])
