@@ -66,26 +66,8 @@ DATA = __import__("pathlib").Path(__file__).parent / "data" / "dnn_paddlefl"
 
 def load_paddledtx_boston() -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray], np.ndarray]:
     """PaddleDTX's three-party Boston files: train parts, train y, predict parts, predict y."""
+    from dtxfast.vfl.dnn import read_paddledtx_dnn
 
-    def read(name: str) -> tuple[list[str], np.ndarray]:
-        with open(DATA / name) as fh:
-            header = fh.readline().strip().split(",")
-        arr = np.loadtxt(DATA / name, delimiter=",", skiprows=1)
-        return header, arr[np.argsort(arr[:, header.index("id")])]
-
-    train = [read(f"train_data{c}.csv") for c in "ABC"]
-    pred = [read(f"predict_data{c}.csv") for c in "ABC"]
-    for group in (train, pred):
-        ids = group[0][1][:, 0]
-        assert all(np.array_equal(g[1][:, 0], ids) for g in group)
-    hdr_c = train[2][0]
-    y = train[2][1][:, hdr_c.index("MEDV")]
-    xtr = [h_a[1][:, 1:] for h_a in train[:2]] + [np.delete(train[2][1], [0, hdr_c.index("MEDV")], axis=1)]
-    xpr = [g[1][:, 1:] for g in pred]
-    # targetValues.csv: match on originId (its `id` column has one typo, row originId 25 says 5)
-    with open(DATA / "targetValues.csv") as fh:
-        thdr = fh.readline().strip().split(",")
-    tv = np.loadtxt(DATA / "targetValues.csv", delimiter=",", skiprows=1)
-    tv = tv[np.argsort(tv[:, thdr.index("originId")])]
-    assert np.array_equal(tv[:, thdr.index("originId")], pred[0][1][:, 0])
-    return xtr, y, xpr, tv[:, thdr.index("MEDV")]
+    d = read_paddledtx_dnn(DATA)
+    assert d.predict_y is not None
+    return d.train_parts, d.train_y, d.predict_parts, d.predict_y

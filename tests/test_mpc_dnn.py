@@ -162,3 +162,33 @@ def test_estimator_errors() -> None:
     with pytest.raises(ParameterError):
         m.predict([X[:, :2], X[:, 2:], X[:, :0]])
     assert decode(np.zeros(1, np.uint64))[0] == 0
+
+
+def test_cli_mpc_dnn_on_the_sample_folder(capsys) -> None:
+    import json
+
+    from dtxfast.cli import main
+
+    from mpc_helpers import DATA
+
+    assert main(["mpc", "dnn", str(DATA), "--seeds", "1", "--epochs", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["train_rows"] == 404 and out["predict_rows"] == 102
+    row = out["rows"][0]
+    assert abs(row["relative"]) < 0.02 and row["rmse_secure"] > 0
+    assert main(["mpc", "dnn", str(DATA / "nope")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_read_paddledtx_dnn_rejects_misaligned_files(tmp_path) -> None:
+    from dtxfast.errors import MalformedInput
+    from dtxfast.vfl.dnn import read_paddledtx_dnn
+
+    from mpc_helpers import DATA
+
+    for f in DATA.glob("*.csv"):
+        (tmp_path / f.name).write_text(f.read_text())
+    lines = (tmp_path / "train_dataB.csv").read_text().splitlines()
+    (tmp_path / "train_dataB.csv").write_text("\n".join(lines[:-1]))  # B lost a row
+    with pytest.raises(MalformedInput):
+        read_paddledtx_dnn(tmp_path)

@@ -38,19 +38,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ParameterError, StateError
+from ..errors import MalformedInput, ParameterError, StateError
 from ..protocols.mpc import ArithShare, MPCParty, Proto, decode, encode, run_local
 from ..protocols.mpc.fixedpoint import DEFAULT_FRAC_BITS, check_frac_bits
 from ..transport.channel import InMemoryNetwork
 
 __all__ = [
     "MLPSchedule",
+    "PaddleDTXDNNData",
     "VerticalMLPClassifier",
     "VerticalMLPRegressor",
     "init_params",
     "plain_forward",
     "plain_train",
     "predict_program",
+    "read_paddledtx_dnn",
     "train_program",
 ]
 
@@ -254,6 +256,74 @@ def predict_program(
     if p.index != result_owner:
         return None
     return decode(np.concatenate(outs, axis=0), p.frac_bits)
+
+
+# -- PaddleDTX's three-party sample files -----------------------------------------------------
+@dataclass
+class PaddleDTXDNNData:
+    """The three parties' blocks of a PaddleDTX ``dnn_paddlefl`` folder, rows aligned by ``id``."""
+
+    train_parts: list[np.ndarray]
+    train_y: np.ndarray
+    predict_parts: list[np.ndarray]
+    predict_y: np.ndarray | None
+    columns: list[list[str]]
+
+
+def _read_csv(path: Any) -> tuple[list[str], np.ndarray]:
+    try:
+        with open(path) as fh:
+            header = fh.readline().strip().split(",")
+        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    except ValueError as exc:
+        raise MalformedInput(f"{path}: not a numeric CSV file ({exc})") from None
+    if data.shape[1] != len(header):
+        raise MalformedInput(f"{path}: {len(header)} column names but {data.shape[1]} columns")
+    return header, data
+
+
+def read_paddledtx_dnn(folder: Any, label: str = "MEDV") -> PaddleDTXDNNData:
+    """Read ``train_data{A,B,C}.csv``, ``predict_data{A,B,C}.csv`` and ``targetValues.csv``.
+
+    Rows of the three parties are matched on ``id`` (they must hold the same ids, as after
+    PSI); the label column ``label`` may be in any party's training file. ``targetValues.csv``
+    (optional) is matched on ``originId``.
+    """
+    from pathlib import Path
+
+    root = Path(folder)
+    out: dict[str, Any] = {}
+    columns: list[list[str]] = []
+    y = None
+    for kind in ("train", "predict"):
+        parts, ids = [], None
+        for party in "ABC":
+            header, data = _read_csv(root / f"{kind}_data{party}.csv")
+            if "id" not in header:
+                raise MalformedInput(f"{kind}_data{party}.csv has no id column")
+            data = data[np.argsort(data[:, header.index("id")], kind="stable")]
+            if ids is None:
+                ids = data[:, header.index("id")]
+            elif not np.array_equal(ids, data[:, header.index("id")]):
+                raise MalformedInput(f"{kind}_data{party}.csv holds other ids than {kind}_dataA.csv")
+            keep = [i for i, h in enumerate(header) if h not in ("id", label)]
+            if kind == "train" and label in header:
+                y = data[:, header.index(label)]
+            if kind == "train":
+                columns.append([header[i] for i in keep])
+            parts.append(data[:, keep])
+        out[kind] = (parts, ids)
+    if y is None:
+        raise MalformedInput(f"no training file has the label column {label!r}")
+    target = None
+    if (root / "targetValues.csv").exists():
+        header, data = _read_csv(root / "targetValues.csv")
+        key = "originId" if "originId" in header else "id"
+        data = data[np.argsort(data[:, header.index(key)], kind="stable")]
+        if not np.array_equal(data[:, header.index(key)], out["predict"][1]):
+            raise MalformedInput("targetValues.csv does not cover exactly the prediction rows")
+        target = data[:, header.index(label)]
+    return PaddleDTXDNNData(out["train"][0], y, out["predict"][0], target, columns)
 
 
 # -- the estimators ---------------------------------------------------------------------------
