@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import secrets
 import struct
+import threading
+from collections import OrderedDict
 from typing import Any, Callable
 
 import numpy as np
@@ -83,6 +85,27 @@ def encode_labels(y: Any, model: str, positive_class: Any = None) -> LabelEncodi
     return LabelEncoding(y, model, positive_class)
 
 
+# Public keys seen in this process, by their bytes: a key's fixed-base obfuscator table (built on
+# first use, about a second at 2048 bits) then serves every training with that key, including the
+# peer's key in an in-process run (it is the other party's own key object). Public data only.
+_KEY_CACHE: OrderedDict[bytes, PaillierPublicKey] = OrderedDict()
+_KEY_CACHE_SIZE = 8
+_KEY_LOCK = threading.Lock()
+
+
+def _shared_key(pk: PaillierPublicKey, data: bytes | None = None) -> PaillierPublicKey:
+    data = pk.to_bytes() if data is None else data
+    with _KEY_LOCK:
+        hit = _KEY_CACHE.get(data)
+        if hit is not None:
+            _KEY_CACHE.move_to_end(data)
+            return hit
+        _KEY_CACHE[data] = pk
+        while len(_KEY_CACHE) > _KEY_CACHE_SIZE:
+            _KEY_CACHE.popitem(last=False)
+        return pk
+
+
 def _signed(v: int, n: int) -> int:
     return v - n if v > n // 2 else v
 
@@ -116,6 +139,7 @@ class _Party:
         self.n = len(Z)
         self.weights = np.zeros(Z.shape[1])
         self.public_key, self._sk = keypair if keypair is not None else generate_keypair(key_bits)
+        _shared_key(self.public_key)
         self.peer_key: PaillierPublicKey | None = None
         self.peer_weights = 0
         #: mean loss of every finished epoch (both parties see the same values)
@@ -178,7 +202,7 @@ class _Party:
             raise ProtocolError("the peer trains with a different configuration")
         if len(msg.sections[1]) != pklen:
             raise MalformedInput("malformed HELLO public key")
-        self.peer_key = PaillierPublicKey.from_bytes(msg.sections[1])
+        self.peer_key = _shared_key(PaillierPublicKey.from_bytes(msg.sections[1]), bytes(msg.sections[1]))
         if self.peer_key == self.public_key:
             raise ProtocolError("the peer uses this party's own public key")
         self.peer_weights = weights

@@ -1,0 +1,169 @@
+"""VFL benchmarks: one training epoch of two-party vertical linear regression under Paillier.
+
+* ``vfl.epoch`` (us/elem = microseconds per sample per epoch, both parties on this machine, 2048-bit
+  keys, 20 + 20 features, mini-batches of 1024 rows):
+  ``dtxfast`` the protocol of :mod:`dtxfast.protocols.vfl` (batch encryption, Pippenger
+  ``X.T @ [[d]]``, masked decryption, messages serialized and counted);
+  ``phe`` the same protocol written with python-paillier objects the way FATE-era code does it
+  (one ``EncryptedNumber`` per value, gradients as sums of scalar products), on fewer rows;
+  ``numpy`` the same algorithm in plaintext (the floor: what the arithmetic costs unencrypted).
+* ``vfl.epoch.bytes`` (bytes/sample): payload bytes both parties sent in one epoch, per sample
+  (``value`` recorded directly). ``floor-ciphertexts`` is the minimum the protocol needs: two
+  2048-bit ciphertexts (512 bytes each in minimal form) per sample.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+
+import numpy as np
+import pytest
+
+from dtxfast.crypto.paillier import generate_keypair
+from dtxfast.protocols.vfl import FeatureParty, LabelParty, TrainingConfig, batch_schedule, plain_train
+from dtxfast.transport.channel import InMemoryNetwork
+
+from ._util import QUICK, measure, sizes
+
+BITS = 2048
+D_A = D_B = 20
+BATCH = 1024
+ROWS = sizes([20_000], [2048])
+PHE_ROWS = sizes([200], [20])
+CFG = TrainingConfig(model="linear", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _data(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(n, D_A + D_B)) * rng.uniform(0.5, 3.0, size=D_A + D_B)
+    y = X @ rng.normal(size=D_A + D_B) + rng.normal(size=n)
+    return X[:, :D_A], X[:, D_A:], y
+
+
+@functools.lru_cache(maxsize=None)
+def _keys() -> tuple:
+    ka, kb = generate_keypair(BITS), generate_keypair(BITS)
+    for pk, _ in (ka, kb):
+        pk.obfuscators(1)  # build the fixed-base tables outside the timed part
+    return ka, kb
+
+
+def _ready_parties(n: int) -> tuple[FeatureParty, LabelParty, InMemoryNetwork, bytes, bytes]:
+    XA, XB, y = _data(n)
+    ka, kb = _keys()
+    fa, lb = FeatureParty(XA, CFG, keypair=ka), LabelParty(XB, y, CFG, keypair=kb)
+    net = InMemoryNetwork(["A", "B"])
+    ha, hb = fa.hello(), lb.hello()
+    pa, pb = fa.receive(hb), lb.receive(ha)  # handshake outside the timed epoch
+    return fa, lb, net, pa, pb
+
+
+def _epoch(fa: FeatureParty, lb: LabelParty, net: InMemoryNetwork, pa: bytes, pb: bytes) -> None:
+    ca, cb = net.channel("A"), net.channel("B")
+    ca.send("B", pa)
+    cb.send("A", pb)
+    while True:
+        oa = fa.receive(ca.recv("B", timeout=0))
+        ob = lb.receive(cb.recv("A", timeout=0))
+        if oa is None or ob is None:
+            break
+        ca.send("B", oa)
+        cb.send("A", ob)
+    assert fa.done and lb.done
+
+
+@pytest.mark.benchmark(group="vfl.epoch")
+@pytest.mark.parametrize("n", ROWS)
+def test_epoch_dtxfast(benchmark, n):
+    measure(benchmark, _epoch, impl="dtxfast", size=n, per=n, rounds=1 if not QUICK else 2, bits=BITS,
+            setup=lambda: (_ready_parties(n), {}))
+
+
+@pytest.mark.benchmark(group="vfl.epoch")
+@pytest.mark.parametrize("n", ROWS)
+def test_epoch_numpy(benchmark, n):
+    XA, XB, y = _data(n)
+    measure(benchmark, lambda: plain_train(XA, XB, y, CFG), impl="numpy", size=n, per=n, rounds=5, bits=BITS)
+
+
+# -- the same protocol with python-paillier objects -----------------------------------------------
+def _phe_keys():
+    from phe import paillier
+
+    return paillier.generate_paillier_keypair(n_length=BITS), paillier.generate_paillier_keypair(n_length=BITS)
+
+
+_phe_keys = functools.lru_cache(maxsize=None)(_phe_keys)
+
+
+def _phe_epoch(XA: np.ndarray, XB: np.ndarray, t: np.ndarray, wa: np.ndarray, wb: np.ndarray) -> None:
+    """One epoch of the dtxfast protocol, both parties, with per-value python-paillier objects."""
+    from phe import EncryptedNumber
+
+    (pka, ska), (pkb, skb) = _phe_keys()
+    n = len(t)
+    XB1 = np.hstack([XB, np.ones((n, 1))])
+    for idx in batch_schedule(n, CFG, 0):
+        xa, xb = XA[idx], XB1[idx]
+        ua, ub = xa @ wa, xb @ wb
+        own_a, own_b = ua, ub - t[idx]
+        enc_a = [pka.encrypt(float(v)) for v in own_a]  # PARTIAL A -> B
+        enc_b = [pkb.encrypt(float(v)) for v in own_b]  # PARTIAL B -> A
+
+        def masked_gradient(rows: np.ndarray, enc_peer: list, own: np.ndarray, pk_peer) -> tuple[list, list]:
+            d = [c + float(o) for c, o in zip(enc_peer, own)]
+            out, masks = [], []
+            for row in rows:
+                acc = d[0] * float(row[0])
+                for c, x in zip(d[1:], row[1:]):
+                    acc = acc + c * float(x)
+                r = secrets.randbelow(pk_peer.n)
+                out.append(EncryptedNumber(pk_peer, acc.ciphertext(be_secure=False) * pk_peer.raw_encrypt(r)
+                                           % pk_peer.nsquare, acc.exponent))
+                masks.append(r)
+            return out, masks
+
+        ga, ma = masked_gradient(np.vstack([xa.T, ua[None, :]]), enc_b, own_a, pkb)  # MASKED A -> B
+        gb, mb = masked_gradient(xb.T, enc_a, own_b, pka)  # MASKED B -> A
+        ra = [skb.raw_decrypt(c.ciphertext()) for c in ga[:-1]]  # UNMASKED B -> A (masked residues)
+        rb = [ska.raw_decrypt(c.ciphertext()) for c in gb]  # UNMASKED A -> B
+        skb.raw_decrypt(ga[-1].ciphertext())  # B's loss term (the mask there is A's correction term)
+        # unmask (the asking party) and update
+        for res, masks, pk, enc, w in ((ra, ma, pkb, ga, wa), (rb, mb, pka, gb, wb)):
+            for j, (v, r) in enumerate(zip(res, masks)):
+                s = (v - r) % pk.n
+                s = s - pk.n if s > pk.n // 2 else s
+                w[j] -= CFG.alpha * float(s) * 16.0 ** enc[j].exponent / len(idx)
+
+
+@pytest.mark.benchmark(group="vfl.epoch")
+@pytest.mark.parametrize("n", PHE_ROWS)
+def test_epoch_phe(benchmark, n):
+    pytest.importorskip("phe")
+    XA, XB, y = _data(n)
+    XA = (XA - XA.mean(0)) / XA.std(0)
+    XB = (XB - XB.mean(0)) / XB.std(0)
+    t = (y - y.mean()) / y.std()
+    rng = np.random.default_rng(1)
+    _phe_keys()
+    measure(benchmark, _phe_epoch, impl="phe", size=n, per=n, rounds=1, bits=BITS,
+            setup=lambda: ((XA, XB, t, rng.normal(size=D_A) * 0.1, rng.normal(size=D_B + 1) * 0.1), {}))
+
+
+# -- bytes on the wire ----------------------------------------------------------------------------
+@pytest.mark.benchmark(group="vfl.epoch.bytes")
+def test_bytes_dtxfast(benchmark):
+    n = 2 * BATCH
+    fa, lb, net, pa, pb = _ready_parties(n)
+    _epoch(fa, lb, net, pa, pb)
+    value = (net.bytes_sent("A") + net.bytes_sent("B")) / n
+    measure(benchmark, lambda: None, impl="dtxfast", size=n, unit="bytes/sample", value=value, bits=BITS)
+
+
+@pytest.mark.benchmark(group="vfl.epoch.bytes")
+def test_bytes_floor(benchmark):
+    ct = 2 * BITS // 8
+    measure(benchmark, lambda: None, impl="floor-ciphertexts", size=2 * BATCH, unit="bytes/sample",
+            value=float(2 * ct), bits=BITS)
