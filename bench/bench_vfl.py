@@ -21,7 +21,13 @@ import numpy as np
 import pytest
 
 from dtxfast.crypto.paillier import generate_keypair
-from dtxfast.protocols.vfl import FeatureParty, LabelParty, TrainingConfig, batch_schedule, plain_train
+from dtxfast.protocols.vfl import (
+    FeatureParty,
+    LabelParty,
+    TrainingConfig,
+    batch_schedule,
+    plain_train,
+)
 from dtxfast.transport.channel import InMemoryNetwork
 
 from ._util import QUICK, measure, sizes
@@ -29,12 +35,12 @@ from ._util import QUICK, measure, sizes
 BITS = 2048
 D_A = D_B = 20
 BATCH = 1024
-ROWS = sizes([20_000], [2048])
+ROWS = sizes([100_000], [2048])
 PHE_ROWS = sizes([200], [20])
 CFG = TrainingConfig(model="linear", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(7)
     X = rng.normal(size=(n, D_A + D_B)) * rng.uniform(0.5, 3.0, size=D_A + D_B)
@@ -42,7 +48,7 @@ def _data(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X[:, :D_A], X[:, D_A:], y
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _keys() -> tuple:
     ka, kb = generate_keypair(BITS), generate_keypair(BITS)
     for pk, _ in (ka, kb):

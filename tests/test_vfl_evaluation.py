@@ -8,7 +8,12 @@ from sklearn import metrics as skm
 from vfl_helpers import keypairs
 
 from dtxfast.errors import MalformedInput, ParameterError, StateError
-from dtxfast.vfl import VerticalLinearRegression, VerticalLogisticRegression, load_model_part, save_model_part
+from dtxfast.vfl import (
+    VerticalLinearRegression,
+    VerticalLogisticRegression,
+    load_model_part,
+    save_model_part,
+)
 from dtxfast.vfl import evaluation as ev
 
 

@@ -16,7 +16,7 @@ from dtxfast.vfl.evaluation import evaluate, kfold_splits, random_split, seed_fr
 def test_linear_diabetes_r2_reaches_sklearn():
     X, y = load_diabetes(return_X_y=True)
     tr, te = random_split(len(y), 0.3, seed=seed_from_task("diabetes"))
-    parts = lambda idx: [X[idx, :5], X[idx, 5:]]  # noqa: E731
+    parts = lambda idx: [X[idx, :5], X[idx, 5:]]
     est = VerticalLinearRegression(alpha=0.3, max_epochs=50, batch_size=0, amplitude=0, key_bits=1024)
     est.fit(parts(tr), y[tr], keypairs=keypairs())
     r2_fed = est.score(parts(te), y[te])

@@ -13,7 +13,7 @@ from dtxfast.crypto.paillier import generate_keypair
 DATA = Path(__file__).parent / "data" / "paddledtx_vl"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keypairs(tag: str = "default"):
     """Two 1024-bit key pairs (feature party, label party), generated once per tag."""
     return generate_keypair(1024), generate_keypair(1024)

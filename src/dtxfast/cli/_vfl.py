@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import typer
@@ -52,7 +52,7 @@ def train(
     data_b: Path = typer.Option(..., "--data-b", help="Party B's CSV (id, features and the label column)."),
     label: str = typer.Option(..., "--label", help="Name of B's label column."),
     model: str = typer.Option("linear", "--model", help="linear or logistic."),
-    positive_class: Optional[str] = typer.Option(None, "--positive-class", help="Logistic: the positive label."),
+    positive_class: str | None = typer.Option(None, "--positive-class", help="Logistic: the positive label."),
     alpha: float = typer.Option(0.1, "--alpha", help="Learning rate."),
     epochs: int = typer.Option(100, "--epochs", help="Maximum number of epochs."),
     batch_size: int = typer.Option(1024, "--batch-size", help="Rows per mini-batch (0 = full batch)."),
@@ -64,19 +64,25 @@ def train(
     psi_bits: int = typer.Option(2048, "--psi-bits", help="RSA key size of the PSI alignment."),
     val_fraction: float = typer.Option(0.0, "--val-fraction", help="Hold out this fraction for validation."),
     eval_every: int = typer.Option(1, "--eval-every", help="Evaluate on the validation rows every N epochs."),
-    predict_a: Optional[Path] = typer.Option(None, "--predict-a", help="A's rows to predict (CSV)."),
-    predict_b: Optional[Path] = typer.Option(None, "--predict-b", help="B's rows to predict (CSV)."),
-    target: Optional[Path] = typer.Option(None, "--target", help="True values of the predicted rows (CSV: ..., id, value)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions here (CSV)."),
-    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Save each party's model part here."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the training curve (matplotlib)."),
+    predict_a: Path | None = typer.Option(None, "--predict-a", help="A's rows to predict (CSV)."),
+    predict_b: Path | None = typer.Option(None, "--predict-b", help="B's rows to predict (CSV)."),
+    target: Path | None = typer.Option(None, "--target", help="True values of the predicted rows (CSV: ..., id, value)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the predictions here (CSV)."),
+    save_dir: Path | None = typer.Option(None, "--save-dir", help="Save each party's model part here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of the training curve (matplotlib)."),
 ) -> None:
     """Align A's and B's rows by PSI, train federatedly, optionally predict, evaluate and plot."""
     from rich.console import Console
 
     from ..vfl import VerticalLinearRegression, VerticalLogisticRegression, save_model_part
     from ..vfl.demo import psi_align
-    from ..vfl.evaluation import classification_metrics, plot_history, random_split, regression_metrics, seed_from_task
+    from ..vfl.evaluation import (
+        classification_metrics,
+        plot_history,
+        random_split,
+        regression_metrics,
+        seed_from_task,
+    )
 
     console = Console(stderr=True)
     if model not in ("linear", "logistic"):

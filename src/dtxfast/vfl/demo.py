@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import BackendUnavailable
 from .evaluation import classification_metrics, random_split, regression_metrics, seed_from_task
 
-__all__ = ["run_demo", "psi_align"]
+__all__ = ["psi_align", "run_demo"]
 
 
 def _datasets() -> Any:
@@ -84,7 +84,7 @@ def _job(console: Any, *, name: str, X: np.ndarray, y: np.ndarray, split_col: in
     XA, XB, yB = XA[ia], XB[ib], yB[ib]
     task = f"demo/{name}"
     tr, te = random_split(len(common), 0.3, seed=seed_from_task(task))
-    cls = VerticalLinearRegression if model == "linear" else VerticalLogisticRegression
+    cls: Any = VerticalLinearRegression if model == "linear" else VerticalLogisticRegression
     est = cls(key_bits=bits, progress=console, random_state=seed_from_task(task, "batches") % (1 << 31), **params)
     t0 = time.perf_counter()
     est.fit([XA[tr], XB[tr]], yB[tr])
@@ -140,7 +140,8 @@ def run_demo(console: Any = None, *, bits: int = 2048, quick: bool = False) -> d
         bits = 1024
     rng = np.random.default_rng(seed_from_task("dtx-demo") % (1 << 32))
     console.rule("dtxfast demo: vertical federated learning, two parties, Paillier, no third party")
-    out = {"bits": bits, "jobs": []}
+    jobs: list[dict[str, Any]] = []
+    out: dict[str, Any] = {"bits": bits, "jobs": jobs}
     Xd, yd = datasets.load_diabetes(return_X_y=True)
     Xc, yc = datasets.load_breast_cancer(return_X_y=True)
     yc = np.where(yc == 0, "malignant", "benign")
@@ -150,9 +151,9 @@ def run_demo(console: Any = None, *, bits: int = 2048, quick: bool = False) -> d
     lin = {"alpha": 0.3, "max_epochs": 8 if quick else 50, "batch_size": 0, "amplitude": 0}
     log = {"alpha": 0.3, "max_epochs": 5 if quick else 15, "batch_size": 0, "amplitude": 0,
            "positive_class": "malignant"}
-    out["jobs"].append(_job(console, name="diabetes (linear regression)", X=Xd, y=yd, split_col=5,
+    jobs.append(_job(console, name="diabetes (linear regression)", X=Xd, y=yd, split_col=5,
                             model="linear", bits=bits, quick=quick, rng=rng, params=lin))
-    out["jobs"].append(_job(console, name="breast cancer (logistic regression)", X=Xc, y=yc, split_col=15,
+    jobs.append(_job(console, name="breast cancer (logistic regression)", X=Xc, y=yc, split_col=15,
                             model="logistic", bits=bits, quick=quick, rng=rng, params=log))
     console.rule("done")
     return out

@@ -17,8 +17,9 @@ Examples
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -327,8 +328,9 @@ def plot_history(history: Sequence[dict[str, Any]], path: str, *, title: str = "
     ax.plot(epochs, [h["loss"] for h in history], label="training loss", color="tab:blue")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    present = {k for h in history for k in h if k.startswith("val_")}
-    metrics = [k for k in ("val_r2", "val_rmse", "val_accuracy", "val_auc") if k in present] or sorted(present)
+    present: set[str] = {k for h in history for k in h if k.startswith("val_")}
+    preferred: list[str] = [k for k in ("val_r2", "val_rmse", "val_accuracy", "val_auc") if k in present]
+    metrics = preferred or sorted(present)
     if metrics:
         ax2 = ax.twinx()
         for name in metrics:

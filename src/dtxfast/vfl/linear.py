@@ -13,7 +13,8 @@ True
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,6 @@ from ..protocols.vfl import (
     Standardizer,
     TrainingConfig,
     encode_labels,
-    finish_prediction,
     plain_train,
 )
 from .evaluation import classification_metrics, regression_metrics

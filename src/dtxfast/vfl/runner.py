@@ -10,8 +10,9 @@ per process). :func:`predict_in_process` runs the prediction protocol.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ...errors import MalformedInput, ProtocolError
 
-__all__ = ["MsgType", "VflMessage", "pack", "unpack", "pack_ints", "unpack_ints"]
+__all__ = ["MsgType", "VflMessage", "pack", "pack_ints", "unpack", "unpack_ints"]
 
 MAGIC = b"DVFL"
 VERSION = 1

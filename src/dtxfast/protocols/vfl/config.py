@@ -14,8 +14,8 @@ from ...errors import ParameterError
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
-    "TrainingConfig",
     "Standardizer",
+    "TrainingConfig",
     "batch_schedule",
     "reg_gradient",
     "reg_loss",

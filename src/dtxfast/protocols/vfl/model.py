@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import MalformedInput, ParameterError
 
-__all__ = ["ModelPart", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelPart"]
 
 FORMAT = "dtxfast-vfl-model"
 FORMAT_VERSION = 1

@@ -10,7 +10,8 @@ import secrets
 import struct
 import threading
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,8 @@ from .model import ModelPart
 
 __all__ = [
     "FeatureParty",
-    "LabelParty",
     "LabelEncoding",
+    "LabelParty",
     "encode_labels",
     "plain_train",
 ]
