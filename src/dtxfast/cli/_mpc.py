@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -41,7 +42,7 @@ def dnn(
     data = read_paddledtx_dnn(folder, label=label)
     if data.predict_y is None:
         raise ParameterError(f"{folder} has no targetValues.csv to score the predictions against")
-    extra = {"epochs": epochs} if epochs else {}
+    extra: dict[str, Any] = {"epochs": epochs} if epochs else {}
     rows = []
     console = Console(stderr=True)
     for seed in range(seeds):

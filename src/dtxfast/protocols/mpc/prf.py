@@ -50,7 +50,7 @@ class PRFStream:
             _ZEROS = bytes(max(nbytes, 2 * len(_ZEROS)))
         out = np.empty(n, dtype=np.uint64)
         if nbytes:
-            self._cipher.encrypt(memoryview(_ZEROS)[:nbytes], output=memoryview(out).cast("B"))
+            self._cipher.encrypt(memoryview(_ZEROS)[:nbytes], output=out.data.cast("B"))
         return out
 
     def draw(self, n: int) -> np.ndarray:
