@@ -250,3 +250,19 @@ def test_write_lock_timeout_is_a_clear_error(tmp_path):
     led.submit(node, RegisterNode(role="storage"))
     assert led.height == 1
     led.close()
+
+
+def test_damaged_file_is_one_clear_error(tmp_path, capsys):
+    path = tmp_path / "damaged.db"
+    led = SQLiteLedger(path, create=True)
+    for i in range(8):
+        led.submit(ident(f"d{i}"), RegisterNode(role="storage", address="x" * 200))
+    led.close()
+    data = bytearray(path.read_bytes())
+    data[4096:4104] = b"\xff" * 8  # the b-tree header of the second page
+    path.write_bytes(bytes(data))
+    capsys.readouterr()
+    code = main(["ledger", "verify", "-L", str(path)])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1
+    assert "damaged" in err or "corrupted" in err

@@ -127,6 +127,17 @@ class _SqlTxn(WriteTxn):
         )
 
 
+@contextlib.contextmanager
+def _db_errors(path: Path) -> Iterator[None]:
+    """SQLite's errors as dtxfast errors: a damaged file, or one that cannot be used right now."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StateError(f"cannot use the ledger {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise MalformedInput(f"the ledger file {path} is damaged: {exc}") from None
+
+
 class SQLiteLedger(Ledger):
     """A ledger in one SQLite file (see :class:`~dtxfast.ledger.Ledger` and the module docs).
 
@@ -210,6 +221,10 @@ class SQLiteLedger(Ledger):
         self._local = threading.local()
 
     def _init_schema(self, create: bool) -> None:
+        with _db_errors(self.path):
+            self._init_schema_unchecked(create)
+
+    def _init_schema_unchecked(self, create: bool) -> None:
         c = self._conn()
         try:
             c.execute("BEGIN IMMEDIATE")
@@ -248,32 +263,41 @@ class SQLiteLedger(Ledger):
             c.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:  # locked past the timeout, read-only file, ...
             raise StateError(f"cannot write to the ledger {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise MalformedInput(f"the ledger file {self.path} is damaged: {exc}") from None
         try:
-            yield _SqlTxn(c)
+            with _db_errors(self.path):
+                yield _SqlTxn(c)
         except BaseException:
-            c.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
             raise
         try:
             c.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             with contextlib.suppress(sqlite3.Error):
                 c.execute("ROLLBACK")
             raise StateError(f"cannot commit to the ledger {self.path}: {exc}") from None
 
     def _r_get(self, kind: str, key: str) -> bytes | None:
-        row = self._conn().execute("SELECT value FROM objects WHERE kind=? AND key=?",
-                                   (kind, key)).fetchone()
+        with _db_errors(self.path):
+            row = self._conn().execute("SELECT value FROM objects WHERE kind=? AND key=?",
+                                       (kind, key)).fetchone()
         return None if row is None else row[0]
 
     def _r_keys(self, kind: str, attr: str, value: str) -> list[str]:
-        return _SqlTxn(self._conn()).keys(kind, attr, value)
+        with _db_errors(self.path):
+            return _SqlTxn(self._conn()).keys(kind, attr, value)
 
     def _r_all(self, kind: str) -> list[str]:
-        rows = self._conn().execute("SELECT key FROM objects WHERE kind=? ORDER BY key", (kind,))
-        return [r[0] for r in rows.fetchall()]
+        with _db_errors(self.path):
+            rows = self._conn().execute("SELECT key FROM objects WHERE kind=? ORDER BY key",
+                                        (kind,)).fetchall()
+        return [r[0] for r in rows]
 
     def _r_height(self) -> int:
-        row = self._conn().execute("SELECT max(height) FROM blocks").fetchone()
+        with _db_errors(self.path):
+            row = self._conn().execute("SELECT max(height) FROM blocks").fetchone()
         return -1 if row[0] is None else int(row[0])
 
     def _r_blocks(self, start: int, stop: int, chunk: int = 2048) -> Iterator[Block]:
@@ -281,14 +305,15 @@ class SQLiteLedger(Ledger):
         lo = max(0, start)
         while lo < stop:
             hi = min(stop, lo + chunk)
-            c.execute("BEGIN")  # one snapshot for the headers and entries of this chunk
-            try:
-                heads = c.execute("SELECT height, hash, header FROM blocks WHERE height >= ? AND "
-                                  "height < ? ORDER BY height", (lo, hi)).fetchall()
-                rows = c.execute("SELECT seq, raw FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq",
-                                 (lo * _PER_BLOCK, hi * _PER_BLOCK)).fetchall()
-            finally:
-                c.execute("COMMIT")
+            with _db_errors(self.path):
+                c.execute("BEGIN")  # one snapshot for the headers and entries of this chunk
+                try:
+                    heads = c.execute("SELECT height, hash, header FROM blocks WHERE height >= ? "
+                                      "AND height < ? ORDER BY height", (lo, hi)).fetchall()
+                    rows = c.execute("SELECT seq, raw FROM entries WHERE seq >= ? AND seq < ? "
+                                     "ORDER BY seq", (lo * _PER_BLOCK, hi * _PER_BLOCK)).fetchall()
+                finally:
+                    c.execute("COMMIT")
             by_h: dict[int, list[bytes]] = {}
             for seq, raw in rows:
                 by_h.setdefault(seq // _PER_BLOCK, []).append(raw)
