@@ -38,6 +38,7 @@ from dtxfast.ledger import (
     ExtendFile,
     FailTask,
     FinishTask,
+    HealthPolicy,
     Heartbeat,
     IssueChallenge,
     MemoryLedger,
@@ -426,7 +427,11 @@ def test_node_health(world):
     assert hf.level == "Red" and hf.score == pytest.approx(0.7 * 0.25)
     # slice s0 has a Green replica, s1 only Yellow/Red ones: the file is its worst slice
     fh = w.led.file_health(fid)
-    assert fh.slices["s0"] == "Green" and fh.level == fh.slices["s1"] != "Green"
+    # s1 lives on the flaky node (Red) and storage2 (never challenged, no heartbeat: 0.7, Yellow)
+    assert w.led.node_health(w.s[2].node_id).level == "Yellow"
+    assert fh.slices == {"s0": "Green", "s1": "Yellow"} and fh.level == "Yellow"
+    strict = HealthPolicy(challenge_weight=0.5, heartbeat_weight=0.5, green=0.99, yellow=0.9)
+    assert w.led.node_health(good, policy=strict).level == "Yellow"  # 0.5 + 0.5 * 24/25
     # a week later, the window has moved past all of it
     later = w.led.node_health(flaky, now_ms=w.clock() + 8 * DAY)
     assert (later.proved, later.failed, later.heartbeat_hours) == (0, 0, 0)
