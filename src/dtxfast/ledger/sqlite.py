@@ -174,6 +174,7 @@ class SQLiteLedger(Ledger):
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._thread_lock = threading.Lock()
         if not self.path.exists():
             if not create:
                 raise NotFound(
@@ -258,6 +259,11 @@ class SQLiteLedger(Ledger):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[WriteTxn]:
+        # threads of this process queue here rather than in SQLite's sleeping busy handler
+        with self._thread_lock:
+            yield from self._write_locked()
+
+    def _write_locked(self) -> Iterator[WriteTxn]:
         c = self._conn()
         try:
             c.execute("BEGIN IMMEDIATE")
