@@ -13,7 +13,15 @@ from libc.stdint cimport uint64_t, int64_t, uint8_t
 from _paillier_core cimport *
 
 
-__all__ = ["PublicContext", "PrivateContext", "int_to_limbs", "limbs_to_int"]
+__all__ = ["PublicContext", "PrivateContext", "int_to_limbs", "limbs_to_int", "simd_available"]
+
+cdef extern from "_ifma.h" nogil:
+    int ifma_cpu_ok()
+
+
+def simd_available():
+    """True when new contexts use the AVX-512 IFMA path (CPU support, and DTXFAST_SIMD != "0")."""
+    return bool(ifma_cpu_ok())
 
 
 def int_to_limbs(value, int width):

@@ -75,7 +75,11 @@ def load_kernel(name: str, python_module: str) -> tuple[ModuleType, BackendInfo]
     else:
         try:
             module = importlib.import_module(f"dtxfast._kernels.{name}")
-            info = BackendInfo(name, "compiled", "compiled extension loaded")
+            reason = "compiled extension loaded"
+            simd = getattr(module, "simd_available", None)
+            if simd is not None:
+                reason += "; AVX-512 IFMA in use" if simd() else "; GMP path (no AVX-512 IFMA, or DTXFAST_SIMD=0)"
+            info = BackendInfo(name, "compiled", reason)
         except ImportError as exc:
             if requested == "compiled":
                 raise BackendUnavailable(

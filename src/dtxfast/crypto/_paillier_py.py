@@ -13,7 +13,12 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-__all__ = ["PublicContext", "PrivateContext", "int_to_limbs", "limbs_to_int"]
+__all__ = ["PublicContext", "PrivateContext", "int_to_limbs", "limbs_to_int", "simd_available"]
+
+
+def simd_available() -> bool:
+    """The reference never uses SIMD."""
+    return False
 
 _U64 = np.uint64
 
