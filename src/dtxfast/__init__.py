@@ -13,7 +13,15 @@ Examples
 
 from __future__ import annotations
 
+import os as _os
 from importlib.metadata import PackageNotFoundError, version as _version
+
+# Before any compiled kernel loads libgomp: idle OpenMP threads wait passively instead of
+# spinning at every barrier. Active spinning starves the working thread whenever the machine has
+# fewer free cores than threads (CI, other jobs, several dtxfast processes): a 2-thread Merkle
+# build ran >10x slower than 1 thread under load. Our parallel regions last milliseconds, so a
+# passive wake-up costs nothing measurable. A user's own OMP_WAIT_POLICY wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._backend import BackendInfo, backend_info, num_threads, set_num_threads
 from .errors import DtxError

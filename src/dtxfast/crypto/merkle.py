@@ -56,7 +56,6 @@ False
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -66,12 +65,6 @@ import numpy as np
 from .._backend import load_kernel, num_threads
 from ..errors import InvalidProof, ParameterError
 
-# libgomp's default (active) wait makes idle OpenMP threads spin at every barrier; on a machine
-# with fewer free cores than threads (shared CI, other jobs) that spinning starves the thread
-# doing the work and a 2-thread tree build ran >10x slower than 1 thread here. Passive waiting
-# costs a few microseconds per parallel region. It only takes effect if set before libgomp is
-# first loaded, and a user's own OMP_WAIT_POLICY wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _kernel, _info = load_kernel("_merkle", "dtxfast.crypto._merkle_py")
 
 __all__ = [
