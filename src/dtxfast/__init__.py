@@ -14,7 +14,8 @@ Examples
 from __future__ import annotations
 
 import os as _os
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 # Before any compiled kernel loads libgomp: idle OpenMP threads wait passively instead of
 # spinning at every barrier. Active spinning starves the working thread whenever the machine has
@@ -32,9 +33,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "__version__",
     "BackendInfo",
     "DtxError",
+    "__version__",
     "backend_info",
     "num_threads",
     "set_num_threads",
