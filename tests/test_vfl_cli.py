@@ -47,3 +47,16 @@ def test_demo_quick():
     assert lin["federated"]["r2"] > lin["central"]["r2"] - 0.1
     assert log["federated"]["auc"] > 0.95
     assert 1024 // 4 * 2 <= lin["bytes_per_sample_epoch"] < 1024 // 4 * 2 * 1.5
+
+
+def test_cli_evaluate_kfold(capsys):
+    d = DATA / "logic_iris_plants"
+    rc = main(["vfl", "evaluate", "--data-a", str(d / "train_dataA.csv"), "--data-b", str(d / "train_dataB.csv"),
+               "--label", "Label", "--model", "logistic", "--positive-class", "Iris-setosa", "--method", "kfold",
+               "--k", "5", "--alpha", "0.1", "--epochs", "15", "--batch-size", "0", "--bits", "1024",
+               "--psi-bits", "1024"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    metrics = dict(line.split("\t") for line in out.strip().splitlines())
+    assert float(metrics["accuracy"]) > 0.97 and float(metrics["auc"]) > 0.99
+    assert set(metrics) == {"accuracy", "precision", "recall", "f1", "auc", "ks"}
