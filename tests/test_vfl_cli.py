@@ -60,3 +60,24 @@ def test_cli_evaluate_kfold(capsys):
     metrics = dict(line.split("\t") for line in out.strip().splitlines())
     assert float(metrics["accuracy"]) > 0.97 and float(metrics["auc"]) > 0.99
     assert set(metrics) == {"accuracy", "precision", "recall", "f1", "auc", "ks"}
+
+
+def test_cli_predict_from_saved_parts(tmp_path, capsys):
+    d = DATA / "linear_boston_housing"
+    rc = main(["vfl", "train", "--data-a", str(d / "train_dataA.csv"), "--data-b", str(d / "train_dataB.csv"),
+               "--label", "MEDV", "--alpha", "0.2", "--epochs", "5", "--batch-size", "0", "--bits", "1024",
+               "--psi-bits", "1024", "--save-dir", str(tmp_path)])
+    assert rc == 0
+    capsys.readouterr()
+    out = tmp_path / "pred.csv"
+    rc = main(["vfl", "predict", "--model-a", str(tmp_path / "model_a.json"), "--model-b",
+               str(tmp_path / "model_b.json"), "--data-a", str(d / "predict_dataA.csv"), "--data-b",
+               str(d / "predict_dataB.csv"), "--psi-bits", "1024", "--out", str(out)])
+    assert rc == 0
+    lines = out.read_text().strip().splitlines()
+    assert lines[0] == "id,prediction" and len(lines) == 51
+    assert all(0 < float(x.split(",")[1]) < 60 for x in lines[1:])
+    rc = main(["vfl", "predict", "--model-a", str(tmp_path / "model_b.json"), "--model-b",
+               str(tmp_path / "model_a.json"), "--data-a", str(d / "predict_dataA.csv"), "--data-b",
+               str(d / "predict_dataB.csv")])
+    assert rc != 0 and "feature party" in capsys.readouterr().err

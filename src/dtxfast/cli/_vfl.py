@@ -204,3 +204,38 @@ def evaluate_cmd(
                       task_id=task_id, keypairs=keys)
     for name, v in report.mean.items():
         typer.echo(f"{name}\t{v:.6g}")
+
+
+@vfl_app.command("predict")
+def predict_cmd(
+    model_a: Path = typer.Option(..., "--model-a", help="Party A's saved model part (model_a.json)."),
+    model_b: Path = typer.Option(..., "--model-b", help="Party B's saved model part (model_b.json)."),
+    data_a: Path = typer.Option(..., "--data-a", help="A's rows to predict (CSV, id column first)."),
+    data_b: Path = typer.Option(..., "--data-b", help="B's rows to predict (CSV, id column first)."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Logistic: probability threshold."),
+    psi_bits: int = typer.Option(2048, "--psi-bits", help="RSA key size of the PSI alignment."),
+    out: Path | None = typer.Option(None, "--out", help="Write the predictions here (CSV) instead of stdout."),
+) -> None:
+    """Predict with two saved model parts (A sends its partial scores, B combines and decodes)."""
+    from ..vfl import load_model_part, predict_in_process
+    from ..vfl.demo import psi_align
+
+    pa, pb = load_model_part(str(model_a)), load_model_part(str(model_b))
+    if pa.role != "feature" or pb.role != "label" or pa.model != pb.model:
+        raise ParameterError("--model-a must be the feature party's part and --model-b the label party's, same model")
+    ids_a, _, XA, _ = _read_csv(data_a)
+    ids_b, _, XB, _ = _read_csv(data_b)
+    ia, ib, common = psi_align(ids_a, ids_b, rsa_bits=psi_bits)
+    pred = predict_in_process(pa, XA[ia], pb, XB[ib], threshold=threshold)
+    rows = [[i, v] + ([f"{p:.6g}"] if pred.proba is not None else []) for i, v, p in
+            zip(common, pred.values, pred.proba if pred.proba is not None else pred.scores)]
+    head = ["id", "prediction"] + (["probability"] if pred.proba is not None else [])
+    if out is not None:
+        with open(out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(head)
+            w.writerows(rows)
+    else:
+        typer.echo("\t".join(head))
+        for r in rows:
+            typer.echo("\t".join(str(x) for x in r))
