@@ -25,8 +25,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from dtxfast.protocols.mpc import MPCParty, encode, run_local
-from dtxfast.protocols.mpc import _kernels_ref
+from dtxfast.protocols.mpc import MPCParty, _kernels_ref, encode, run_local
 from dtxfast.transport.channel import InMemoryNetwork
 from dtxfast.vfl.dnn import PARTY_NAMES, MLPSchedule, init_params, plain_train, train_program
 
@@ -159,7 +158,7 @@ def test_epoch(benchmark, impl):
 @pytest.mark.benchmark(group="mpc.epoch.bytes")
 def test_epoch_bytes(benchmark):
     if not _EPOCH_BYTES:  # run alone (-k): measure one epoch here
-        X, y, sched, parts = _epoch_data()
+        _, y, sched, parts = _epoch_data()
         net = InMemoryNetwork(PARTY_NAMES)
         parties = _parties("dtxfast-python", net)
         cols = [p.shape[1] for p in parts]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
-from dtxfast.protocols.mpc import MPCParty, run_local
-from dtxfast.protocols.mpc import _kernels_ref
+from dtxfast.protocols.mpc import MPCParty, _kernels_ref, run_local
 from dtxfast.transport.channel import InMemoryNetwork
 
 NAMES = ["P0", "P1", "P2"]

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mpc_helpers import load_paddledtx_boston
 
 from dtxfast.errors import ParameterError, StateError
 from dtxfast.protocols.mpc import MPCParty, decode, run_local
 from dtxfast.transport.channel import InMemoryNetwork
 from dtxfast.vfl.dnn import (
-    PARTY_NAMES, MLPSchedule, VerticalMLPClassifier, VerticalMLPRegressor, init_params, plain_train,
+    PARTY_NAMES,
+    MLPSchedule,
+    VerticalMLPClassifier,
+    VerticalMLPRegressor,
+    init_params,
+    plain_train,
     train_program,
 )
-
-from mpc_helpers import load_paddledtx_boston
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -70,7 +74,7 @@ def test_digits_matches_plaintext_accuracy() -> None:
     from sklearn.datasets import load_digits
 
     ptr, ytr, pte, yte = _three_way(load_digits)
-    kw = dict(hidden_layer_sizes=(32,), epochs=8, random_state=0)
+    kw = {"hidden_layer_sizes": (32,), "epochs": 8, "random_state": 0}
     secure = VerticalMLPClassifier(mpc_seed=0, **kw).fit(ptr, ytr)
     plain = VerticalMLPClassifier(secure=False, **kw).fit(ptr, ytr)
     acc_s = float((secure.predict(pte) == yte).mean())
@@ -126,7 +130,7 @@ def test_model_stays_shared_and_reveals_to_plaintext_neighbourhood() -> None:
     X = rng.normal(size=(96, 6))
     y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2] - 0.5 * X[:, 5]
     parts = [X[:, :2], X[:, 2:4], X[:, 4:]]
-    kw = dict(hidden_layer_sizes=(8, 4), epochs=6, batch_size=16, random_state=3)
+    kw = {"hidden_layer_sizes": (8, 4), "epochs": 6, "batch_size": 16, "random_state": 3}
     secure = VerticalMLPRegressor(mpc_seed=1, **kw).fit(parts, y)
     plain = VerticalMLPRegressor(secure=False, **kw).fit(parts, y)
     for (ws, bs), (wp, bp) in zip(secure.reveal_params(), plain.reveal_params()):
@@ -167,9 +171,9 @@ def test_estimator_errors() -> None:
 def test_cli_mpc_dnn_on_the_sample_folder(capsys) -> None:
     import json
 
-    from dtxfast.cli import main
-
     from mpc_helpers import DATA
+
+    from dtxfast.cli import main
 
     assert main(["mpc", "dnn", str(DATA), "--seeds", "1", "--epochs", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -181,10 +185,10 @@ def test_cli_mpc_dnn_on_the_sample_folder(capsys) -> None:
 
 
 def test_read_paddledtx_dnn_rejects_misaligned_files(tmp_path) -> None:
+    from mpc_helpers import DATA
+
     from dtxfast.errors import MalformedInput
     from dtxfast.vfl.dnn import read_paddledtx_dnn
-
-    from mpc_helpers import DATA
 
     for f in DATA.glob("*.csv"):
         (tmp_path / f.name).write_text(f.read_text())

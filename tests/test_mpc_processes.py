@@ -86,7 +86,7 @@ def test_three_processes_compute_relu_of_a_product() -> None:
     for pr in procs:
         pr.start()
     try:
-        got = dict((i, (out, sent)) for i, out, sent in (results.get(timeout=180) for _ in range(3)))
+        got = {i: (out, sent) for i, out, sent in (results.get(timeout=180) for _ in range(3))}
     finally:
         for pr in procs:
             pr.join(timeout=30)

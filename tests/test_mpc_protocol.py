@@ -7,15 +7,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from mpc_helpers import BACKENDS, NAMES, kernel_module, run3, u64
 
 from dtxfast.errors import EncodingOverflowError, ParameterError, ProtocolError
 from dtxfast.protocols.mpc import (
-    ArithShare, MPCParty, PRFStream, decode, encode, run_blocking, run_local,
+    ArithShare,
+    MPCParty,
+    PRFStream,
+    _kernels_ref,
+    decode,
+    encode,
+    run_blocking,
+    run_local,
 )
-from dtxfast.protocols.mpc import _kernels_ref
 from dtxfast.transport.channel import InMemoryNetwork
-
-from mpc_helpers import BACKENDS, NAMES, kernel_module, run3, u64
 
 ULP = 2.0**-16
 reals = st.floats(min_value=-1000.0, max_value=1000.0, allow_nan=False, allow_infinity=False)

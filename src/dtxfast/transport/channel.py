@@ -36,13 +36,13 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import Iterable, Union
+from collections.abc import Iterable
 
 from ..errors import ParameterError, ProtocolError
 
 __all__ = ["BytesLike", "Channel", "InMemoryChannel", "InMemoryNetwork"]
 
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 
 
 class Channel(ABC):

@@ -33,8 +33,10 @@ True
 from __future__ import annotations
 
 import hashlib
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +99,7 @@ def init_params(layer_sizes: Sequence[int], random_state: int) -> list[tuple[np.
     """He-uniform weights and zero biases for the layers ``layer_sizes[0] -> ... -> [-1]``."""
     rng = np.random.default_rng([random_state, 0])
     params = []
-    for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(layer_sizes):
         bound = np.sqrt(6.0 / fan_in)
         params.append((rng.uniform(-bound, bound, (fan_in, fan_out)), np.zeros(fan_out)))
     return params

@@ -13,22 +13,22 @@ chosen by ``DTXFAST_BACKEND=python`` or when Numba is missing).
 
 from __future__ import annotations
 
+from ._select import kernels as _load_kernels
 from .fixedpoint import DEFAULT_FRAC_BITS, decode, encode
 from .party import SIGMOID_KNOTS, ArithShare, BoolShare, MPCParty, Proto
 from .prf import PRFStream
 from .runner import run_blocking, run_local
-from ._select import kernels as _load_kernels
 
 _load_kernels()  # choose (and register) the backend at import, as every primitive module does
 
 __all__ = [
+    "DEFAULT_FRAC_BITS",
+    "SIGMOID_KNOTS",
     "ArithShare",
     "BoolShare",
-    "DEFAULT_FRAC_BITS",
     "MPCParty",
     "PRFStream",
     "Proto",
-    "SIGMOID_KNOTS",
     "decode",
     "encode",
     "run_blocking",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["mul_local", "and_local", "ks_level", "matmul_local", "trunc_floor", "trunc_ceil_sub"]
+__all__ = ["and_local", "ks_level", "matmul_local", "mul_local", "trunc_ceil_sub", "trunc_floor"]
 
 _RB = 8    # rows of the result per task (the register block)
 #: multiply-adds from which a share matmul runs on all threads (smaller ones run on one thread:

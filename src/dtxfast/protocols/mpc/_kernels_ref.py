@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mul_local", "and_local", "ks_level", "matmul_local", "trunc_floor", "trunc_ceil_sub"]
+__all__ = ["and_local", "ks_level", "matmul_local", "mul_local", "trunc_ceil_sub", "trunc_floor"]
 
 
 def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:

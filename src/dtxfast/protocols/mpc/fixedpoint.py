@@ -6,7 +6,7 @@ import numpy as np
 
 from ...errors import EncodingOverflowError, ParameterError
 
-__all__ = ["DEFAULT_FRAC_BITS", "encode", "decode", "check_frac_bits"]
+__all__ = ["DEFAULT_FRAC_BITS", "check_frac_bits", "decode", "encode"]
 
 #: fractional bits of the default fixed-point format (resolution 2^-16 ~ 1.5e-5)
 DEFAULT_FRAC_BITS = 16

@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Generator, Sequence
+from collections.abc import Generator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ from ._select import kernels, set_numba_threads
 from .fixedpoint import DEFAULT_FRAC_BITS, check_frac_bits, encode
 from .prf import PRFStream
 
-__all__ = ["ArithShare", "BoolShare", "MPCParty", "Proto", "SIGMOID_KNOTS"]
+__all__ = ["SIGMOID_KNOTS", "ArithShare", "BoolShare", "MPCParty", "Proto"]
 
 #: an MPC operation: yields peer names, receives their messages, returns a value
 Proto = Generator[str, bytes, Any]

@@ -8,12 +8,13 @@ process, e.g. over the node network).
 
 from __future__ import annotations
 
-from typing import Any, Generator, Sequence
+from collections.abc import Generator, Sequence
+from typing import Any
 
 from ...errors import ProtocolError
 from ...transport.channel import Channel
 
-__all__ = ["run_local", "run_blocking"]
+__all__ = ["run_blocking", "run_local"]
 
 
 def run_local(programs: Sequence[Generator[str, bytes, Any]], channels: Sequence[Channel]) -> list[Any]:
