@@ -86,6 +86,7 @@ from .tx import (
     decode_tx,
     register_kind,
     sign_tx,
+    unregister_kind,
 )
 
 __all__ = [
@@ -146,6 +147,7 @@ __all__ = [
     "register_kind",
     "seal_to",
     "sign_tx",
+    "unregister_kind",
 ]
 
 

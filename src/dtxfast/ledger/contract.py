@@ -20,13 +20,14 @@ same state on every machine.
 Examples
 --------
 >>> from dtxfast.ledger.contract import rule
->>> from dtxfast.ledger.tx import TxBody, register_kind
+>>> from dtxfast.ledger.tx import TxBody, register_kind, unregister_kind
 >>> @register_kind
 ... class Note(TxBody, tag="doc_note"):
 ...     text: str = ""
 >>> @rule(Note)
 ... def _note(state, tx, tx_id):
 ...     state.require_node(tx)  # only registered nodes may leave notes
+>>> unregister_kind(Note)  # (the example cleans up after itself)
 """
 
 from __future__ import annotations

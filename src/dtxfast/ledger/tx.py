@@ -76,6 +76,7 @@ __all__ = [
     "register_kind",
     "sign_tx",
     "signing_message",
+    "unregister_kind",
 ]
 
 TX_VERSION = 1
@@ -274,6 +275,7 @@ _KINDS: list[type[TxBody]] = [
     RejectTask, StartTask, ProcessTask, FinishTask, FailTask, IssueChallenge, ResolveChallenge,
     MigrateSlice,
 ]
+_BUILTIN_KINDS: frozenset[type[TxBody]] = frozenset(_KINDS)
 
 
 class UnsignedTx(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -395,6 +397,9 @@ def register_kind(kind: type[TxBody]) -> type[TxBody]:
     >>> _ = register_kind(Ping)
     >>> "test_ping" in kinds()
     True
+    >>> unregister_kind(Ping)
+    >>> "test_ping" in kinds()
+    False
     """
     if not (isinstance(kind, type) and issubclass(kind, TxBody)):
         raise ParameterError("a transaction kind subclasses TxBody")
@@ -408,6 +413,19 @@ def register_kind(kind: type[TxBody]) -> type[TxBody]:
     _KINDS.append(kind)
     _rebuild()
     return kind
+
+
+def unregister_kind(kind: type[TxBody]) -> None:
+    """Remove a kind added by :func:`register_kind` (the built-in kinds stay).
+
+    Entries of that kind already on a ledger no longer decode afterwards: this is for tests and
+    plugins that are unloaded, not for a running network.
+    """
+    if kind in _BUILTIN_KINDS:
+        raise ParameterError(f"{kind.__name__} is a built-in transaction kind")
+    if kind in _KINDS:
+        _KINDS.remove(kind)
+        _rebuild()
 
 
 def kinds() -> dict[str, type[TxBody]]:
