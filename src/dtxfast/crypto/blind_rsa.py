@@ -37,8 +37,9 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from array import array
 from dataclasses import dataclass
-from typing import Callable, Iterable, Literal
+from typing import Callable, Iterable, Iterator, Literal
 
 import numpy as np
 
@@ -99,22 +100,28 @@ class IdBatch:
 
     @classmethod
     def from_bytes(cls, ids: Iterable[bytes]) -> IdBatch:
-        """Build a batch from byte strings."""
-        items = [bytes(x) for x in ids]
-        offsets = np.zeros(len(items) + 1, dtype=np.int64)
-        if items:
-            np.cumsum([len(x) for x in items], out=offsets[1:])
-        return cls(_u8(b"".join(items)).copy() if items else np.zeros(0, np.uint8), offsets)
+        """Build a batch from byte strings (streamed: memory is the ids' bytes + 8 per id)."""
+        buf = bytearray()
+        ends = array("q")
+        for x in ids:
+            buf += x
+            ends.append(len(buf))
+        offsets = np.zeros(len(ends) + 1, dtype=np.int64)
+        if ends:
+            offsets[1:] = np.frombuffer(ends, dtype=np.int64)
+        return cls(np.frombuffer(buf, dtype=np.uint8), offsets)
 
     @classmethod
     def from_strings(cls, ids: Iterable[str]) -> IdBatch:
-        """Build a batch from text ids (UTF-8)."""
-        out = []
-        for x in ids:
-            if not isinstance(x, str):
-                raise ParameterError(f"ids must be str, not {type(x).__name__}")
-            out.append(x.encode("utf-8"))
-        return cls.from_bytes(out)
+        """Build a batch from text ids (UTF-8), streamed like :meth:`from_bytes`."""
+
+        def encoded() -> Iterator[bytes]:
+            for x in ids:
+                if not isinstance(x, str):
+                    raise ParameterError(f"ids must be str, not {type(x).__name__}")
+                yield x.encode("utf-8")
+
+        return cls.from_bytes(encoded())
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0] - 1)
@@ -130,8 +137,9 @@ class IdBatch:
 
     def take(self, index: np.ndarray) -> IdBatch:
         """The ids at ``index`` (in that order)."""
-        items = self.to_list()
-        return IdBatch.from_bytes(items[int(i)] for i in np.asarray(index))
+        raw = self.buffer.tobytes()
+        off = self.offsets
+        return IdBatch.from_bytes(raw[off[i] : off[i + 1]] for i in np.asarray(index, dtype=np.int64).tolist())
 
     def slice(self, start: int, stop: int) -> IdBatch:
         """Ids ``start:stop`` (a view-free copy)."""

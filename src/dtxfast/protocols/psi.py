@@ -20,7 +20,8 @@ What each side learns (semi-honest parties; one-more-RSA assumption; SHA-256 as 
 - S learns |X| (the number of blinded values; duplicates in X are counted) and nothing else: a
   blinded value is uniform in Z_n^* whatever the id (the same id blinded twice gives unrelated
   values). S does **not** learn the intersection, unless R tells it.
-- R learns X ∩ Y and |Y| (the number of distinct tags). Tags of ids in Y \\ X are pseudorandom to
+- R learns X ∩ Y and |Y| (``HELLO`` announces the length of the signer's list, duplicates
+  included; the tags are the distinct ones). Tags of ids in Y \\ X are pseudorandom to
   R: computing the tag of an id needs a signature, which only S can make, and R asked only for its
   own ids. A malicious R could ask S to sign ids it does not hold (S cannot tell): limit the number
   of signatures with ``max_requests`` if R's set size is known.
