@@ -60,3 +60,26 @@ def test_demo_quick_runs_end_to_end():
     out = dtx("demo", "--quick", timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(ok)" in out.stdout
+
+
+def test_bench_table_ratios_across_sizes_for_per_element_costs():
+    from rich.console import Console
+
+    from dtxfast.cli._bench import _table
+
+    rows = [
+        {"group": "g.epoch", "impl": "dtxfast", "size": 1000, "unit": "us/elem", "value": 2.0},
+        {"group": "g.epoch", "impl": "phe", "size": 10, "unit": "us/elem", "value": 50.0},
+        {"group": "g.epoch", "impl": "numpy", "size": 1000, "unit": "us/elem", "value": 0.01},
+        {"group": "g.total", "impl": "dtxfast", "size": 1000, "unit": "s", "value": 2.0},
+        {"group": "g.total", "impl": "phe", "size": 10, "unit": "s", "value": 50.0},
+    ]
+    console = Console(width=200, record=True)
+    console.print(_table("t", rows))
+    text = console.export_text()
+    phe_epoch, numpy_epoch, phe_total = (
+        next(line for line in text.splitlines() if group in line and impl in line)
+        for group, impl in (("g.epoch", "phe"), ("g.epoch", "numpy"), ("g.total", "phe")))
+    assert "25.00×*" in phe_epoch  # per-element: compared with dtxfast at the nearest size
+    assert "0.005×" in numpy_epoch  # small ratios keep their digits
+    assert "×" not in phe_total  # a total time is not comparable across sizes

@@ -92,7 +92,7 @@ def _speedup(row: dict[str, Any], ref: float | None) -> str:
         ratio = ref / row["value"]
     else:
         ratio = row["value"] / ref
-    return f"{ratio:.2f}×"
+    return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×"
 
 
 def _table(area: str, rows: list[dict[str, Any]]) -> Table:
@@ -100,7 +100,8 @@ def _table(area: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(
         title=f"dtx bench {area}",
         caption="dtxfast ×: how many times faster dtxfast (all cores) is than that row; "
-        "1-thr ×: the same for dtxfast on one thread",
+        "1-thr ×: the same for dtxfast on one thread; *: against dtxfast's per-element cost at "
+        "the nearest size (that row ran on fewer elements)",
     )
     for col, justify in (("group", "left"), ("size", "right"), ("impl", "left"), ("value", "right"),
                          ("unit", "left"), ("dtxfast ×", "right"), ("1-thr ×", "right")):
@@ -125,10 +126,26 @@ def _table(area: str, rows: list[dict[str, Any]]) -> Table:
         if r.get("note"):
             impl += f" [{r['note']}]"
         is_ref = r["impl"] == "dtxfast"
+        ref, mark = best.get(key), ""
+        if ref is None and r["unit"] in _PER_ELEMENT:
+            ref, mark = _nearest(best, r["group"], r["size"]), "*"
+        all_cores = _speedup(r, ref)
         table.add_row(r["group"], str(r["size"]), impl, f"{r['value']:.4g}", r["unit"],
-                      "" if is_ref and r["value"] == best.get(key) else _speedup(r, best.get(key)),
+                      "" if is_ref and r["value"] == best.get(key) else all_cores + (mark if all_cores else ""),
                       "" if is_ref and r["value"] == single.get(key) else _speedup(r, single.get(key)))
     return table
+
+
+#: per-element costs, comparable across sizes (a slow baseline may run on fewer elements)
+_PER_ELEMENT = ("us/elem", "ms/elem", "bytes/sample")
+
+
+def _nearest(best: dict[tuple[Any, Any], float], group: str, size: Any) -> float | None:
+    """dtxfast's value in ``group`` at the size closest to ``size`` (None if it has none)."""
+    sizes = [s for g, s in best if g == group and isinstance(s, (int, float))]
+    if not sizes or not isinstance(size, (int, float)):
+        return None
+    return best[(group, min(sizes, key=lambda s: abs(s - size)))]
 
 
 class _Progress:
