@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
 
 from ..errors import ParameterError
 from . import app
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["vfl_app"]
 
@@ -46,6 +49,34 @@ def _read_csv(path: Path, label: str | None = None) -> tuple[list[str], list[str
     return [r[0] for r in rows[1:]], [head[i] for i in cols], X, y
 
 
+def _psi_aligned(data_a: Path, data_b: Path, label: str, model: str, psi_bits: int,
+                 console: Console | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read both parties' CSV files and keep their PSI-aligned rows, in the same order."""
+    from ..vfl.demo import psi_align
+
+    if model not in ("linear", "logistic"):
+        raise ParameterError("--model must be linear or logistic")
+    ids_a, _, XA, _ = _read_csv(data_a)
+    ids_b, _, XB, y = _read_csv(data_b, label)
+    assert y is not None
+    ia, ib, common = psi_align(ids_a, ids_b, rsa_bits=psi_bits)
+    if console is not None:
+        console.print(f"PSI: {len(common)} common rows (A {len(ids_a)}, B {len(ids_b)})")
+    if not common:
+        raise ParameterError("the parties share no ids")
+    return XA[ia], XB[ib], y[ib]
+
+
+def _estimator(model: str, positive_class: str | None, y: np.ndarray, **params: Any) -> Any:
+    """The estimator for ``--model``; a numeric label column makes ``--positive-class`` a number."""
+    from ..vfl import VerticalLinearRegression, VerticalLogisticRegression
+
+    if model == "logistic":
+        pc: Any = float(positive_class) if positive_class is not None and y.dtype.kind == "f" else positive_class
+        return VerticalLogisticRegression(positive_class=pc, **params)
+    return VerticalLinearRegression(**params)
+
+
 @vfl_app.command("train")
 def train(
     data_a: Path = typer.Option(..., "--data-a", help="Party A's CSV (id column first, features)."),
@@ -74,7 +105,7 @@ def train(
     """Align A's and B's rows by PSI, train federatedly, optionally predict, evaluate and plot."""
     from rich.console import Console
 
-    from ..vfl import VerticalLinearRegression, VerticalLogisticRegression, save_model_part
+    from ..vfl import save_model_part
     from ..vfl.demo import psi_align
     from ..vfl.evaluation import (
         classification_metrics,
@@ -85,26 +116,10 @@ def train(
     )
 
     console = Console(stderr=True)
-    if model not in ("linear", "logistic"):
-        raise ParameterError("--model must be linear or logistic")
-    ids_a, _, XA, _ = _read_csv(data_a)
-    ids_b, _, XB, y = _read_csv(data_b, label)
-    assert y is not None
-    ia, ib, common = psi_align(ids_a, ids_b, rsa_bits=psi_bits)
-    console.print(f"PSI: {len(common)} common rows (A {len(ids_a)}, B {len(ids_b)})")
-    if not common:
-        raise ParameterError("the parties share no ids")
-    XA, XB, y = XA[ia], XB[ib], y[ib]
-    params: dict[str, Any] = dict(alpha=alpha, max_epochs=epochs, batch_size=batch_size, reg_mode=reg_mode,
-                                  reg_param=reg_param, amplitude=amplitude, accuracy=accuracy, key_bits=bits,
-                                  progress=console)
-    if model == "logistic":
-        pc: Any = positive_class
-        if pc is not None and y.dtype.kind == "f":
-            pc = float(pc)
-        est: Any = VerticalLogisticRegression(positive_class=pc, **params)
-    else:
-        est = VerticalLinearRegression(**params)
+    XA, XB, y = _psi_aligned(data_a, data_b, label, model, psi_bits, console)
+    est = _estimator(model, positive_class, y, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
+                     reg_mode=reg_mode, reg_param=reg_param, amplitude=amplitude, accuracy=accuracy,
+                     key_bits=bits, progress=console)
     validation = None
     if val_fraction > 0:
         tr, va = random_split(len(y), val_fraction, seed=seed_from_task(str(data_b), "validation"))
@@ -180,27 +195,13 @@ def evaluate_cmd(
 ) -> None:
     """Federated evaluation job: random split, k-fold or leave-one-out; prints the mean metrics."""
     from ..crypto.paillier import generate_keypair
-    from ..vfl import VerticalLinearRegression, VerticalLogisticRegression
-    from ..vfl.demo import psi_align
     from ..vfl.evaluation import evaluate
 
-    if model not in ("linear", "logistic"):
-        raise ParameterError("--model must be linear or logistic")
-    ids_a, _, XA, _ = _read_csv(data_a)
-    ids_b, _, XB, y = _read_csv(data_b, label)
-    assert y is not None
-    ia, ib, common = psi_align(ids_a, ids_b, rsa_bits=psi_bits)
-    if not common:
-        raise ParameterError("the parties share no ids")
-    params: dict[str, Any] = {"alpha": alpha, "max_epochs": epochs, "batch_size": batch_size,
-                              "reg_mode": reg_mode, "reg_param": reg_param, "key_bits": bits}
-    if model == "logistic":
-        pc: Any = float(positive_class) if positive_class is not None and y.dtype.kind == "f" else positive_class
-        est: Any = VerticalLogisticRegression(positive_class=pc, **params)
-    else:
-        est = VerticalLinearRegression(**params)
+    XA, XB, y = _psi_aligned(data_a, data_b, label, model, psi_bits, None)
+    est = _estimator(model, positive_class, y, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
+                     reg_mode=reg_mode, reg_param=reg_param, key_bits=bits)
     keys = (generate_keypair(bits), generate_keypair(bits))
-    report = evaluate(est, [XA[ia], XB[ib]], y[ib], method=method, test_size=test_size, k=k, shuffle=shuffle,
+    report = evaluate(est, [XA, XB], y, method=method, test_size=test_size, k=k, shuffle=shuffle,
                       task_id=task_id, keypairs=keys)
     for name, v in report.mean.items():
         typer.echo(f"{name}\t{v:.6g}")
