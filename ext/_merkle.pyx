@@ -15,7 +15,7 @@ The pure-Python twin is ``dtxfast.crypto._merkle_py``; both expose the same func
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memcmp
+from libc.string cimport memcmp, memcpy, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 cdef extern from *:
@@ -161,6 +161,25 @@ cdef int _verify_one(
     if c != 1 or h != hhi:
         return 0
     return 1 if memcmp(hs, root, HASH) == 0 else 0
+
+
+def pack_digests(list items, uint8_t[::1] out, uint8_t[::1] bad):
+    """Copy 32-byte ``bytes`` items into ``out`` (32 bytes each); ``bad[i] = 1`` (and zeros in
+    ``out``) where item ``i`` is not ``bytes`` of that length. Returns the number of bad items."""
+    cdef Py_ssize_t n = len(items), i
+    cdef Py_ssize_t nbad = 0
+    if out.shape[0] != n * HASH or bad.shape[0] != n:
+        raise ValueError("out holds 32 bytes and bad one byte per item")
+    for i in range(n):
+        obj = items[i]
+        if type(obj) is bytes and PyBytes_GET_SIZE(obj) == HASH:
+            memcpy(&out[i * HASH], PyBytes_AS_STRING(obj), HASH)
+            bad[i] = 0
+        else:
+            memset(&out[i * HASH], 0, HASH)
+            bad[i] = 1
+            nbad += 1
+    return nbad
 
 
 def verify_multiproofs(

@@ -211,6 +211,35 @@ def test_kernel_equals_twin(data: bytes, chunk_size: int) -> None:
     assert la == lb
 
 
+@fixture_ok
+@given(items=st.lists(st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=40)), max_size=30))
+def test_pack_digests_kernel_equals_twin(items: list) -> None:
+    compiled = kernel_module("compiled")
+    twin = kernel_module("python")
+    outs, bads, counts = [], [], []
+    for mod in (compiled, twin):
+        out, bad = np.full(32 * len(items), 7, np.uint8), np.full(len(items), 9, np.uint8)
+        counts.append(mod.pack_digests(items, out, bad))
+        outs.append(out.tobytes())
+        bads.append(bad.tolist())
+    assert outs[0] == outs[1] and bads[0] == bads[1] and counts[0] == counts[1]
+    assert bads[0] == [int(len(h) != 32) for h in items]
+    assert outs[0] == b"".join(h if len(h) == 32 else bytes(32) for h in items)
+
+
+@pytest.mark.usefixtures("backend")
+def test_batch_verify_accepts_bytes_like_proof_hashes() -> None:
+    data = os.urandom(20 * 64)
+    tree = MerkleTree.from_bytes(data, 64)
+    chunks = chunks_of(data, 64)
+    path = tree.prove(3).path
+    as_bytearray = MerkleProof(3, 20, tuple(bytearray(h) for h in path))
+    one_short = MerkleProof(3, 20, (*path[:-1], path[-1][:31]))
+    good = (tree.root, tree.prove(4), chunks[4])
+    assert verify_multiproofs([(tree.root, as_bytearray, chunks[3]), good,
+                               (tree.root, one_short, chunks[3]), good]) == [True, True, False, True]
+
+
 def test_threads_setting_is_respected() -> None:
     data = os.urandom(1 << 20)
     dtxfast.set_num_threads(1)

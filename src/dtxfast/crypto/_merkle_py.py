@@ -11,7 +11,9 @@ from __future__ import annotations
 from hashlib import sha256
 from typing import Any
 
-__all__ = ["hash_leaves", "hash_level", "verify_multiproofs"]
+import numpy as np
+
+__all__ = ["hash_leaves", "hash_level", "pack_digests", "verify_multiproofs"]
 
 _HASH = 32
 _LEAF = b"\x00"
@@ -47,6 +49,20 @@ def hash_level(prev: Any, out: Any, nthreads: int = 1) -> None:
         dst[i * _HASH : (i + 1) * _HASH] = _node(src[a : a + _HASH], src[a + _HASH : a + 2 * _HASH])
     if m % 2 == 1:
         dst[(m // 2) * _HASH : (m // 2 + 1) * _HASH] = src[(m - 1) * _HASH : m * _HASH]
+
+
+def pack_digests(items: list[Any], out: Any, bad: Any) -> int:
+    """Twin of the compiled ``pack_digests``: 32-byte items into ``out``, ``bad`` marks the rest."""
+    n = len(items)
+    if len(out) != n * _HASH or len(bad) != n:
+        raise ValueError("out holds 32 bytes and bad one byte per item")
+    flags = np.fromiter(map(len, items), dtype=np.int64, count=n) != _HASH
+    nbad = int(flags.sum())
+    if nbad:
+        items = [h if not f else bytes(_HASH) for h, f in zip(items, flags.tolist())]
+    memoryview(out).cast("B")[:] = b"".join(items)
+    memoryview(bad).cast("B")[:] = flags.view(np.uint8).tobytes()
+    return nbad
 
 
 def _verify_one(

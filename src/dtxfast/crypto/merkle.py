@@ -495,12 +495,16 @@ def _verify_flat(
     if bad_root.any():
         valid &= ~bad_root
         roots = [r if len(r) == HASH_SIZE else bytes(HASH_SIZE) for r in roots]
-    # proof hashes: 32 bytes each
-    hlen = np.fromiter(map(len, hashes_all), dtype=np.int64, count=len(hashes_all))
-    bad_hash = hlen != HASH_SIZE
-    if bad_hash.any():
-        valid &= ~_bad_per_segment(bad_hash, hstart)
-        hashes_all = [h if len(h) == HASH_SIZE else bytes(HASH_SIZE) for h in hashes_all]
+    # proof hashes: 32 bytes each, packed into one buffer (a wrong one spoils only its proof)
+    packed = np.empty(len(hashes_all) * HASH_SIZE, dtype=np.uint8)
+    bad_hash = np.empty(len(hashes_all), dtype=np.uint8)
+    if _kernel.pack_digests(hashes_all, packed, bad_hash):
+        for i in np.flatnonzero(bad_hash).tolist():  # other bytes-like objects of the right length
+            h = hashes_all[i]
+            if isinstance(h, (bytearray, memoryview)) and len(h) == HASH_SIZE:
+                packed[i * HASH_SIZE : (i + 1) * HASH_SIZE] = np.frombuffer(bytes(h), dtype=np.uint8)
+                bad_hash[i] = 0
+        valid &= ~_bad_per_segment(bad_hash.view(bool), hstart)
     # chunks: non-empty, bounded
     clen = np.fromiter(map(len, chunks_all), dtype=np.int64, count=len(chunks_all))
     bad_chunk = (clen < 1) | (clen > MAX_CHUNK_SIZE)
@@ -519,7 +523,7 @@ def _verify_flat(
     out = bytearray(P)
     total = len(idx_all)
     _kernel.verify_multiproofs(
-        chunks_all, idx, lstart, n, b"".join(hashes_all), hstart, b"".join(roots), out,
+        chunks_all, idx, lstart, n, packed, hstart, b"".join(roots), out,
         np.empty(total, dtype=np.int64), bytearray(total * HASH_SIZE), num_threads() if P > 1 else 1,
     )
     return [v == 1 for v in out]
