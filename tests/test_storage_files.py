@@ -304,3 +304,28 @@ def test_upload_to_a_callable_sink() -> None:
         OWNER.upload(io.BytesIO(b"x"), got.append, name="c", replicas=0)
     with pytest.raises(ParameterError):
         OWNER.upload(io.BytesIO(b"x"), got.append, name="c", slice_size=0)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 100_003])
+def test_openssl_and_pycryptodome_aead_give_the_same_bytes(monkeypatch, size):
+    from dtxfast.crypto import aead
+    from dtxfast.crypto.aead import FileCipher
+
+    if aead._OPENSSL is None:
+        pytest.skip("cryptography's AESGCM is not available")
+    fc = FileCipher(bytes(range(32)), b"file-1")
+    plain = os.urandom(size)
+    fast = fc.encrypt(3, 1, plain)
+    monkeypatch.setattr(aead, "_OPENSSL", None)
+    slow = fc.encrypt(3, 1, plain)
+    assert fast == slow and fc.decrypt(3, 1, fast) == plain
+    monkeypatch.undo()
+    assert fc.decrypt(3, 1, slow) == plain
+    tampered = bytearray(fast)
+    tampered[-1] ^= 1
+    for backend in (aead._OPENSSL, None):
+        monkeypatch.setattr(aead, "_OPENSSL", backend)
+        with pytest.raises(InvalidProof):
+            fc.decrypt(3, 1, tampered)
+        with pytest.raises(InvalidProof):  # moved to another place: the associated data differs
+            fc.decrypt(3, 2, fast)

@@ -1,4 +1,8 @@
-"""AEAD (AES-256-GCM, pycryptodome) and HKDF-SHA256 key derivation for stored replicas.
+"""AEAD (AES-256-GCM) and HKDF-SHA256 key derivation for stored replicas.
+
+AES-GCM runs in OpenSSL through ``cryptography`` (AES-NI and carry-less multiply, in place:
+about 5-10x pycryptodome's GCM here) and falls back to pycryptodome's where ``cryptography`` is
+missing; both give the same bytes (``DTXFAST_AEAD=pycryptodome`` forces the fallback).
 
 Every replica of every slice of a file is encrypted under its own key and nonce, derived in two
 HKDF-SHA256 steps from the owner's 32-byte secret::
@@ -35,6 +39,7 @@ b'hello'
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any
 
@@ -62,6 +67,22 @@ SECRET_SIZE = 32
 AEAD_NAME = "aes-256-gcm"
 _INFO = b"dtxfast/replica/v1"
 _FILE_INFO = b"dtxfast/file-key/v1"
+
+
+def _openssl_aesgcm() -> Any:
+    if os.environ.get("DTXFAST_AEAD", "").lower() == "pycryptodome":
+        return None
+    try:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    except ImportError:  # pragma: no cover - cryptography is a dependency
+        return None
+    if not hasattr(AESGCM, "encrypt_into"):  # pragma: no cover - cryptography < 45
+        return None
+    return AESGCM, InvalidTag
+
+
+_OPENSSL = _openssl_aesgcm()
 
 
 def hkdf_sha256(secret: bytes, salt: bytes, info: bytes, length: int) -> bytes:
@@ -110,17 +131,25 @@ class FileCipher:
                           KEY_SIZE + NONCE_SIZE)
         return okm[:KEY_SIZE], okm[KEY_SIZE:]
 
+    def _aad(self, slice_index: int, replica_index: int) -> bytes:
+        where = struct.pack(">QI", slice_index, replica_index)
+        return _INFO + bytes([len(self._file_id)]) + self._file_id + where
+
     def _cipher(self, slice_index: int, replica_index: int) -> Any:
         key, nonce = self.key_and_nonce(slice_index, replica_index)
         c = AES.new(key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_SIZE)
-        c.update(_INFO + bytes([len(self._file_id)]) + self._file_id + struct.pack(">QI", slice_index, replica_index))
+        c.update(self._aad(slice_index, replica_index))
         return c
 
     def encrypt(self, slice_index: int, replica_index: int, plaintext: bytes | bytearray | memoryview) -> bytearray:
         """``ciphertext || tag`` of one replica (a bytearray, written in place: no extra copy)."""
-        c = self._cipher(slice_index, replica_index)
         n = len(plaintext)
         out = bytearray(n + TAG_SIZE)
+        if _OPENSSL is not None:
+            key, nonce = self.key_and_nonce(slice_index, replica_index)
+            _OPENSSL[0](key).encrypt_into(nonce, plaintext, self._aad(slice_index, replica_index), out)
+            return out
+        c = self._cipher(slice_index, replica_index)
         view = memoryview(out)
         if n:
             c.encrypt(plaintext, output=view[:n])
@@ -131,14 +160,21 @@ class FileCipher:
         """Plaintext of one replica; raises InvalidProof if the tag does not verify (tampering)."""
         if len(data) < TAG_SIZE:
             raise MalformedInput("a replica is shorter than its tag")
+        bad = InvalidProof(
+            f"replica {replica_index} of slice {slice_index} fails its AEAD tag (tampered or misplaced)")
+        if _OPENSSL is not None:
+            aesgcm, invalid_tag = _OPENSSL
+            key, nonce = self.key_and_nonce(slice_index, replica_index)
+            try:
+                return aesgcm(key).decrypt(nonce, data, self._aad(slice_index, replica_index))
+            except invalid_tag:
+                raise bad from None
         c = self._cipher(slice_index, replica_index)
         mv = memoryview(data)
         try:
             return c.decrypt_and_verify(mv[:-TAG_SIZE], mv[-TAG_SIZE:])
         except ValueError:
-            raise InvalidProof(
-                f"replica {replica_index} of slice {slice_index} fails its AEAD tag (tampered or misplaced)"
-            ) from None
+            raise bad from None
 
 
 class ReplicaCipher:
