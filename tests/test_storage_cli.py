@@ -64,3 +64,18 @@ def test_tampered_metadata_is_refused(tmp_path: Path, keyfile: str, capsys: pyte
 def test_odds(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["storage", "odds", "--lost", "0.1"]) == 0
     assert "99.03" in capsys.readouterr().out
+
+
+def test_failed_get_leaves_an_existing_output_untouched(tmp_path: Path, keyfile: str) -> None:
+    src = tmp_path / "data.bin"
+    src.write_bytes(os.urandom(40_000))
+    store, meta = tmp_path / "store", tmp_path / "data.meta"
+    assert main(["storage", "put", str(src), "-K", keyfile, "-s", str(store), "--meta", str(meta),
+                 "--slice-size", "16384", "--replicas", "1"]) == 0
+    for replica in store.rglob("1.0"):
+        replica.unlink()  # slice 1 has no replica left: the rebuild fails midway
+    out = tmp_path / "precious.txt"
+    out.write_bytes(b"keep me")
+    assert main(["storage", "get", str(meta), "-K", keyfile, "-s", str(store), "-o", str(out)]) != 0
+    assert out.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []

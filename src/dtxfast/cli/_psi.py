@@ -20,10 +20,11 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import IO, Iterator, Optional
 
 import typer
 
+from .._fs import atomic_output
 from ..errors import MalformedInput, ParameterError, ProtocolError
 from . import app
 
@@ -102,15 +103,17 @@ def _signer_key(key: Optional[Path], bits: int, mode: str):  # type: ignore[no-u
 
 
 def _write(out: Optional[Path], column: str, ids: list[bytes]) -> None:
-    fh = open(out, "w", newline="", encoding="utf-8") if out is not None else sys.stdout
-    try:
+    def rows(fh: IO[str]) -> None:
         w = csv.writer(fh)
         w.writerow([column])
         for x in ids:
             w.writerow([x.decode("utf-8", errors="replace")])
-    finally:
-        if out is not None:
-            fh.close()
+
+    if out is None:
+        rows(sys.stdout)
+    else:
+        with atomic_output(out, "w", newline="", encoding="utf-8") as fh:
+            rows(fh)
 
 
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .._fs import atomic_output
 from . import app
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def get(
     from ..storage import DirectoryReplicaStore
 
     metadata = _meta(meta)
-    with open(out, "wb") as f:
+    with atomic_output(out, "wb") as f:  # a failed rebuild leaves an existing --out untouched
         _owner(key).download(metadata, DirectoryReplicaStore(store), f)
     typer.echo(f"wrote {metadata.size} bytes to {out}")
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import typer
 
+from .._fs import atomic_output
 from ..errors import ParameterError
 from . import app
 
@@ -147,7 +148,7 @@ def train(
     PA, PB = PA[ja], PB[jb]
     pred = est.predict([PA, PB])
     if out is not None:
-        with open(out, "w", newline="") as f:
+        with atomic_output(out, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["id", "prediction"])
             for i, p in zip(pcommon, pred):
@@ -232,7 +233,7 @@ def predict_cmd(
             zip(common, pred.values, pred.proba if pred.proba is not None else pred.scores)]
     head = ["id", "prediction"] + (["probability"] if pred.proba is not None else [])
     if out is not None:
-        with open(out, "w", newline="") as f:
+        with atomic_output(out, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(head)
             w.writerows(rows)
