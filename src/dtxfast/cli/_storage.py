@@ -66,7 +66,8 @@ def put(
                             description=description, slice_size=slice_size, replicas=replicas,
                             chunk_size=chunk_size, now=now, expires_at=now + int(ttl_days * 86400))
     out = Path(meta_out or Path(store) / f"{meta.file_id_hex}.meta")
-    out.write_bytes(meta.to_bytes())
+    with atomic_output(out, "wb") as fh:
+        fh.write(meta.to_bytes())
     typer.echo(f"file {meta.file_id_hex}: {meta.size} bytes, {meta.slice_count} slices × {meta.replicas} "
                f"replicas -> {store}; metadata {out}")
 
