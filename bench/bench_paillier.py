@@ -126,6 +126,14 @@ def test_encrypt_dtxfast(benchmark, keys, py_keys, data, impl, threads):
 
 
 @pytest.mark.benchmark(group="paillier.encrypt")
+def test_encrypt_dtxfast_standard(benchmark, keys, data):
+    """The ``"standard"`` obfuscation (full-length r^n with GMP's side-channel-silent powm)."""
+    pk = PaillierPublicKey(keys[0].n, obfuscation="standard")
+    measure(benchmark, lambda: pk.encrypt(data["x"]), impl="dtxfast-standard", size=N, bits=BITS,
+            threads=CORES, note="standard r^n")
+
+
+@pytest.mark.benchmark(group="paillier.encrypt")
 def test_encrypt_phe(benchmark, phe_keys, data):
     ppk = phe_keys[0]
     xs = data["x"].tolist()
