@@ -16,7 +16,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
 
 cdef extern from *:
     """
@@ -164,22 +164,38 @@ cdef int _verify_one(
 
 
 def pack_digests(list items, uint8_t[::1] out, uint8_t[::1] bad):
-    """Copy 32-byte ``bytes`` items into ``out`` (32 bytes each); ``bad[i] = 1`` (and zeros in
-    ``out``) where item ``i`` is not ``bytes`` of that length. Returns the number of bad items."""
+    """Copy 32-byte items into ``out`` (32 bytes each); ``bad[i] = 1`` (and zeros in ``out``)
+    where item ``i`` is not 32 bytes. ``bytes`` (and subclasses) are read directly, any other
+    object through the buffer protocol. Never raises for a bad item. Returns the number of bad
+    items."""
     cdef Py_ssize_t n = len(items), i
     cdef Py_ssize_t nbad = 0
     if out.shape[0] != n * HASH or bad.shape[0] != n:
         raise ValueError("out holds 32 bytes and bad one byte per item")
     for i in range(n):
         obj = items[i]
-        if type(obj) is bytes and PyBytes_GET_SIZE(obj) == HASH:
+        if PyBytes_Check(obj) and PyBytes_GET_SIZE(obj) == HASH:
             memcpy(&out[i * HASH], PyBytes_AS_STRING(obj), HASH)
+            bad[i] = 0
+        elif _buffer_digest(obj, &out[i * HASH]):
             bad[i] = 0
         else:
             memset(&out[i * HASH], 0, HASH)
             bad[i] = 1
             nbad += 1
     return nbad
+
+
+cdef bint _buffer_digest(object obj, uint8_t *dst):
+    """Copy a 32-byte buffer-protocol object (bytearray, memoryview, array...) into ``dst``."""
+    try:
+        mv = memoryview(obj)
+    except TypeError:
+        return False
+    if mv.nbytes != HASH:
+        return False
+    memcpy(dst, PyBytes_AS_STRING(mv.tobytes()), HASH)
+    return True
 
 
 def verify_multiproofs(

@@ -51,18 +51,32 @@ def hash_level(prev: Any, out: Any, nthreads: int = 1) -> None:
         dst[(m // 2) * _HASH : (m // 2 + 1) * _HASH] = src[(m - 1) * _HASH : m * _HASH]
 
 
+def _digest(h: Any) -> bytes | None:
+    """``h`` as 32 bytes, or None (the compiled kernel's rule: bytes or any 32-byte buffer)."""
+    if isinstance(h, bytes):
+        return h if len(h) == _HASH else None
+    try:
+        mv = memoryview(h)
+    except TypeError:
+        return None
+    return mv.tobytes() if mv.nbytes == _HASH else None
+
+
 def pack_digests(items: list[Any], out: Any, bad: Any) -> int:
     """Twin of the compiled ``pack_digests``: 32-byte items into ``out``, ``bad`` marks the rest."""
     n = len(items)
     if len(out) != n * _HASH or len(bad) != n:
         raise ValueError("out holds 32 bytes and bad one byte per item")
-    flags = np.fromiter(map(len, items), dtype=np.int64, count=n) != _HASH
-    nbad = int(flags.sum())
-    if nbad:
-        items = [h if not f else bytes(_HASH) for h, f in zip(items, flags.tolist())]
-    memoryview(out).cast("B")[:] = b"".join(items)
+    if all(type(h) is bytes for h in items):  # the common case, vectorised
+        flags = np.fromiter(map(len, items), dtype=np.int64, count=n) != _HASH
+        packed = items if not flags.any() else [bytes(_HASH) if f else h for h, f in zip(items, flags.tolist())]
+    else:
+        digests = [_digest(h) for h in items]
+        flags = np.array([d is None for d in digests], dtype=bool)
+        packed = [bytes(_HASH) if d is None else d for d in digests]
+    memoryview(out).cast("B")[:] = b"".join(packed)
     memoryview(bad).cast("B")[:] = flags.view(np.uint8).tobytes()
-    return nbad
+    return int(flags.sum())
 
 
 def _verify_one(

@@ -498,12 +498,7 @@ def _verify_flat(
     # proof hashes: 32 bytes each, packed into one buffer (a wrong one spoils only its proof)
     packed = np.empty(len(hashes_all) * HASH_SIZE, dtype=np.uint8)
     bad_hash = np.empty(len(hashes_all), dtype=np.uint8)
-    if _kernel.pack_digests(hashes_all, packed, bad_hash):
-        for i in np.flatnonzero(bad_hash).tolist():  # other bytes-like objects of the right length
-            h = hashes_all[i]
-            if isinstance(h, (bytearray, memoryview)) and len(h) == HASH_SIZE:
-                packed[i * HASH_SIZE : (i + 1) * HASH_SIZE] = np.frombuffer(bytes(h), dtype=np.uint8)
-                bad_hash[i] = 0
+    if _kernel.pack_digests(hashes_all, packed, bad_hash):  # any 32-byte buffer is accepted
         valid &= ~_bad_per_segment(bad_hash.view(bool), hstart)
     # chunks: non-empty, bounded
     clen = np.fromiter(map(len, chunks_all), dtype=np.int64, count=len(chunks_all))
