@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import inspect
 import pkgutil
 
 import pytest
@@ -26,3 +27,9 @@ def test_docstring_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
+    try:
+        source = inspect.getsource(module)
+    except OSError:  # an empty __init__.py
+        source = ""
+    if ">>> " in source:  # examples that stop being collected would pass silently otherwise
+        assert result.attempted > 0, f"{name} has examples but doctest ran none"

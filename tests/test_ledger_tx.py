@@ -171,10 +171,13 @@ def test_only_added_kinds_can_be_removed():
     class Probe(TxBody, frozen=True, tag="test_probe"):
         n: int = 0
 
+    from dtxfast.ledger import contract
+
     register_kind(Probe)
-    assert kinds()["test_probe"] is Probe
+    contract.rule(Probe)(lambda state, tx, tx_id: None)
+    assert kinds()["test_probe"] is Probe and Probe in contract._RULES
     unregister_kind(Probe)
-    assert "test_probe" not in kinds()
+    assert "test_probe" not in kinds() and Probe not in contract._RULES
     register_kind(Probe)  # and it can come back
     unregister_kind(Probe)
 

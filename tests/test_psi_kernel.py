@@ -172,3 +172,13 @@ def test_bad_offsets_raise(mod):
         m.hash_to_u(np.zeros(3, np.uint8), np.array([0, 2, 9], np.int64), np.zeros(0, np.uint8), out, 1)
     with pytest.raises(ValueError):
         m.hash_to_u(np.zeros(3, np.uint8), np.array([0, 2], np.int64), np.zeros(0, np.uint8), out, 1)
+
+
+@given(ids=st.lists(st.binary(max_size=12), max_size=20), picks=st.lists(st.integers(-25, 25), max_size=10))
+def test_id_batch_take_indexes_like_a_list(ids: list[bytes], picks: list[int]) -> None:
+    batch = IdBatch.from_bytes(ids)
+    if all(-len(ids) <= i < len(ids) for i in picks):
+        assert batch.take(np.array(picks, dtype=np.int64)).to_list() == [ids[i] for i in picks]
+    else:
+        with pytest.raises(IndexError):
+            batch.take(np.array(picks, dtype=np.int64))

@@ -66,7 +66,7 @@ def put(
                             description=description, slice_size=slice_size, replicas=replicas,
                             chunk_size=chunk_size, now=now, expires_at=now + int(ttl_days * 86400))
     out = Path(meta_out or Path(store) / f"{meta.file_id_hex}.meta")
-    with atomic_output(out, "wb") as fh:
+    with atomic_output(out, "wb", private=False) as fh:  # signed metadata is meant to be shared
         fh.write(meta.to_bytes())
     typer.echo(f"file {meta.file_id_hex}: {meta.size} bytes, {meta.slice_count} slices × {meta.replicas} "
                f"replicas -> {store}; metadata {out}")

@@ -1,8 +1,9 @@
 """AEAD (AES-256-GCM) and HKDF-SHA256 key derivation for stored replicas.
 
 AES-GCM runs in OpenSSL through ``cryptography`` (AES-NI and carry-less multiply, in place:
-about 5-10x pycryptodome's GCM here) and falls back to pycryptodome's where ``cryptography`` is
-missing; both give the same bytes (``DTXFAST_AEAD=pycryptodome`` forces the fallback).
+3-6x pycryptodome's GCM on the project's machines) and falls back to pycryptodome's where
+``cryptography`` is missing; both give the same bytes. ``DTXFAST_AEAD=pycryptodome``, set before
+dtxfast is imported, forces the fallback.
 
 Every replica of every slice of a file is encrypted under its own key and nonce, derived in two
 HKDF-SHA256 steps from the owner's 32-byte secret::

@@ -136,10 +136,21 @@ class IdBatch:
         return [raw[off[i] : off[i + 1]] for i in range(len(self))]
 
     def take(self, index: np.ndarray) -> IdBatch:
-        """The ids at ``index`` (in that order)."""
+        """The ids at ``index`` (in that order; negative indices count from the end, as in a list).
+
+        Raises
+        ------
+        IndexError
+            An index is out of range.
+        """
+        n = len(self)
+        idx = np.asarray(index, dtype=np.int64).reshape(-1)
+        idx = np.where(idx < 0, idx + n, idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"index out of range for {n} ids")
         raw = self.buffer.tobytes()
-        off = self.offsets
-        return IdBatch.from_bytes(raw[off[i] : off[i + 1]] for i in np.asarray(index, dtype=np.int64).tolist())
+        off = self.offsets.tolist()
+        return IdBatch.from_bytes(raw[off[i] : off[i + 1]] for i in idx.tolist())
 
     def slice(self, start: int, stop: int) -> IdBatch:
         """Ids ``start:stop`` (a view-free copy)."""

@@ -27,7 +27,7 @@ Examples
 >>> @rule(Note)
 ... def _note(state, tx, tx_id):
 ...     state.require_node(tx)  # only registered nodes may leave notes
->>> unregister_kind(Note)  # (the example cleans up after itself)
+>>> unregister_kind(Note)  # the example cleans up after itself (the kind and its rule)
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ..errors import DtxError, NotFound, ParameterError, StateError, Unauthorized
+from . import tx as _tx_module
 from .identity import SEALED_OVERHEAD
 from .records import (
     ApplicationRecord,
@@ -150,6 +151,7 @@ class State:
 
 Rule = Callable[[State, UnsignedTx, bytes], None]
 _RULES: dict[type, Rule] = {}
+_tx_module._ON_UNREGISTER.append(lambda kind: _RULES.pop(kind, None))
 
 
 def rule(kind: type[TxBody]) -> Callable[[Rule], Rule]:

@@ -31,6 +31,7 @@ import functools
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
@@ -276,6 +277,8 @@ _KINDS: list[type[TxBody]] = [
     MigrateSlice,
 ]
 _BUILTIN_KINDS: frozenset[type[TxBody]] = frozenset(_KINDS)
+#: called with a kind that :func:`unregister_kind` removes (the contract registers one)
+_ON_UNREGISTER: list[Callable[[type[TxBody]], object]] = []
 
 
 class UnsignedTx(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -426,6 +429,8 @@ def unregister_kind(kind: type[TxBody]) -> None:
     if kind in _KINDS:
         _KINDS.remove(kind)
         _rebuild()
+        for forget in _ON_UNREGISTER:  # e.g. the contract drops the kind's rule
+            forget(kind)
 
 
 def kinds() -> dict[str, type[TxBody]]:
