@@ -31,7 +31,9 @@ def _datasets() -> Any:
     try:
         from sklearn import datasets
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise BackendUnavailable("the demo uses scikit-learn's bundled datasets: pip install scikit-learn") from exc
+        raise BackendUnavailable(
+            "the demo uses scikit-learn's bundled datasets: pip install 'dtxfast[demo]' (or scikit-learn)"
+        ) from exc
     return datasets
 
 
