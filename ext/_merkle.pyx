@@ -194,7 +194,8 @@ cdef bint _buffer_digest(object obj, uint8_t *dst):
         return False
     if mv.nbytes != HASH:
         return False
-    memcpy(dst, PyBytes_AS_STRING(mv.tobytes()), HASH)
+    cdef bytes data = mv.tobytes()  # held in a variable while its buffer is copied
+    memcpy(dst, PyBytes_AS_STRING(data), HASH)
     return True
 
 

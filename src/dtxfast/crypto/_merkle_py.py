@@ -67,7 +67,7 @@ def pack_digests(items: list[Any], out: Any, bad: Any) -> int:
     n = len(items)
     if len(out) != n * _HASH or len(bad) != n:
         raise ValueError("out holds 32 bytes and bad one byte per item")
-    if all(type(h) is bytes for h in items):  # the common case, vectorised
+    if set(map(type, items)) <= {bytes}:  # the common case, vectorised
         flags = np.fromiter(map(len, items), dtype=np.int64, count=n) != _HASH
         packed = items if not flags.any() else [bytes(_HASH) if f else h for h, f in zip(items, flags.tolist())]
     else:

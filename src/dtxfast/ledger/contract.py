@@ -36,7 +36,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ..errors import DtxError, NotFound, ParameterError, StateError, Unauthorized
-from . import tx as _tx_module
 from .identity import SEALED_OVERHEAD
 from .records import (
     ApplicationRecord,
@@ -56,6 +55,7 @@ from .records import (
     encode_record,
 )
 from .tx import (
+    _ON_UNREGISTER,
     ApplyFile,
     ApproveApplication,
     ConfirmTask,
@@ -151,7 +151,7 @@ class State:
 
 Rule = Callable[[State, UnsignedTx, bytes], None]
 _RULES: dict[type, Rule] = {}
-_tx_module._ON_UNREGISTER.append(lambda kind: _RULES.pop(kind, None))
+_ON_UNREGISTER.append(lambda kind: _RULES.pop(kind, None))
 
 
 def rule(kind: type[TxBody]) -> Callable[[Rule], Rule]:
