@@ -26,8 +26,9 @@ import numpy as np
 import pytest
 
 from dtxfast.protocols.mpc import MPCParty, _kernels_ref, encode, run_local
+from dtxfast.protocols.mpc.mlp import MLPSchedule, init_params, plain_train_mlp, train_program
 from dtxfast.transport.channel import InMemoryNetwork
-from dtxfast.vfl.dnn import PARTY_NAMES, MLPSchedule, init_params, plain_train, train_program
+from dtxfast.vfl.dnn import PARTY_NAMES
 
 from ._util import QUICK, measure, sizes
 
@@ -140,7 +141,7 @@ _EPOCH_BYTES: dict[str, float] = {}
 def test_epoch(benchmark, impl):
     X, y, sched, parts = _epoch_data()
     if impl == "numpy":
-        measure(benchmark, lambda: plain_train(X, y, sched), impl=impl, size=EPOCH_N, unit="s", per=1)
+        measure(benchmark, lambda: plain_train_mlp(X, y, sched), impl=impl, size=EPOCH_N, unit="s", per=1)
         return
     cols = [p.shape[1] for p in parts]
 

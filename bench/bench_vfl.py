@@ -26,7 +26,7 @@ from dtxfast.protocols.vfl import (
     LabelParty,
     TrainingConfig,
     batch_schedule,
-    plain_train,
+    plain_train_glm,
 )
 from dtxfast.transport.channel import InMemoryNetwork
 
@@ -89,7 +89,7 @@ def test_epoch_dtxfast(benchmark, n):
 @pytest.mark.parametrize("n", ROWS)
 def test_epoch_numpy(benchmark, n):
     XA, XB, y = _data(n)
-    measure(benchmark, lambda: plain_train(XA, XB, y, CFG), impl="numpy", size=n, per=n, rounds=5, bits=BITS)
+    measure(benchmark, lambda: plain_train_glm(XA, XB, y, CFG), impl="numpy", size=n, per=n, rounds=5, bits=BITS)
 
 
 # -- the same protocol with python-paillier objects -----------------------------------------------

@@ -8,16 +8,9 @@ from mpc_helpers import load_paddledtx_boston
 
 from dtxfast.errors import ParameterError, StateError
 from dtxfast.protocols.mpc import MPCParty, decode, run_local
+from dtxfast.protocols.mpc.mlp import MLPSchedule, init_params, plain_train_mlp, train_program
 from dtxfast.transport.channel import InMemoryNetwork
-from dtxfast.vfl.dnn import (
-    PARTY_NAMES,
-    MLPSchedule,
-    VerticalMLPClassifier,
-    VerticalMLPRegressor,
-    init_params,
-    plain_train,
-    train_program,
-)
+from dtxfast.vfl.dnn import PARTY_NAMES, VerticalMLPClassifier, VerticalMLPRegressor
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -143,7 +136,7 @@ def test_model_stays_shared_and_reveals_to_plaintext_neighbourhood() -> None:
     assert secure.get_params()["hidden_layer_sizes"] == (8, 4)
     # the reference trainer is the one the estimator uses
     Y = ((y - y.mean()) / y.std()).reshape(-1, 1)
-    direct = plain_train(X, Y, plain.schedule_)
+    direct = plain_train_mlp(X, Y, plain.schedule_)
     assert all(np.allclose(a[0], b[0]) for a, b in zip(direct, plain.reveal_params()))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dtxfast.errors import ProtocolError
-from dtxfast.transport.channel import BytesLike, Channel
+from dtxfast.protocols.channel import BytesLike, Channel
 
 NAMES = ["P0", "P1", "P2"]
 

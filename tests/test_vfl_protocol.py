@@ -18,7 +18,7 @@ from dtxfast.protocols.vfl import (
     ModelPart,
     MsgType,
     TrainingConfig,
-    plain_train,
+    plain_train_glm,
 )
 from dtxfast.protocols.vfl._messages import unpack
 from dtxfast.transport.channel import InMemoryNetwork
@@ -49,7 +49,7 @@ def test_linear_matches_central_reference(cfg):
     XA, XB = X[:, :4], X[:, 4:]
     fa, lb = _parties(XA, XB, y, cfg)
     run = train_in_process(fa, lb)
-    wa, wb, hist = plain_train(XA, XB, y, cfg)
+    wa, wb, hist = plain_train_glm(XA, XB, y, cfg)
     assert run.epochs == len(hist) == cfg.max_epochs
     assert _rel(fa.weights, wa) < 1e-4
     assert _rel(lb.weights, wb) < 1e-4
@@ -64,7 +64,7 @@ def test_logistic_matches_central_reference_and_stops_on_amplitude():
     cfg = TrainingConfig(model="logistic", alpha=0.3, max_epochs=60, batch_size=128, amplitude=2e-3, seed=3)
     fa, lb = _parties(X[:, :12], X[:, 12:], y, cfg)
     run = train_in_process(fa, lb)
-    wa, wb, hist = plain_train(X[:, :12], X[:, 12:], y, cfg)
+    wa, wb, hist = plain_train_glm(X[:, :12], X[:, 12:], y, cfg)
     assert 2 <= run.epochs == len(hist) < cfg.max_epochs  # stopped on the loss change
     assert abs(hist[-1] - hist[-2]) < cfg.amplitude
     assert _rel(fa.weights, wa) < 1e-4 and _rel(lb.weights, wb) < 1e-4
@@ -110,7 +110,7 @@ def test_transcript_reveals_no_plaintext_of_the_other_party():
     fa, lb = FeatureParty(XA, cfg, keypair=ka), LabelParty(XB, y, cfg, keypair=kb)
     # weights of both parties at the start of epoch 2 (non-zero), recorded by the reference
     w_start = {}
-    plain_train(XA, XB, y, TrainingConfig(alpha=0.2, max_epochs=1, batch_size=0, amplitude=0),
+    plain_train_glm(XA, XB, y, TrainingConfig(alpha=0.2, max_epochs=1, batch_size=0, amplitude=0),
                 on_epoch=lambda e, loss, wa, wb: w_start.update(a=wa.copy(), b=wb.copy()))
     run = train_in_process(fa, lb, record=True)
     msgs = [(s, r, unpack(p)) for s, r, p in run.network.transcript]
@@ -244,7 +244,7 @@ def test_one_party_per_thread_over_channels_matches_in_process():
     for t in ts:
         t.join(120)
     assert not errors and fa.done and lb.done and net.pending() == 0
-    wa, wb, _ = plain_train(XA, XB, y, cfg)
+    wa, wb, _ = plain_train_glm(XA, XB, y, cfg)
     assert _rel(fa.weights, wa) < 1e-4 and _rel(lb.weights, wb) < 1e-4
 
 

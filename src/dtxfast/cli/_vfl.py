@@ -53,7 +53,7 @@ def _read_csv(path: Path, label: str | None = None) -> tuple[list[str], list[str
 def _psi_aligned(data_a: Path, data_b: Path, label: str, model: str, psi_bits: int,
                  console: Console | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read both parties' CSV files and keep their PSI-aligned rows, in the same order."""
-    from ..vfl.demo import psi_align
+    from ..vfl.align import psi_align
 
     if model not in ("linear", "logistic"):
         raise ParameterError("--model must be linear or logistic")
@@ -107,7 +107,7 @@ def train(
     from rich.console import Console
 
     from ..vfl import save_model_part
-    from ..vfl.demo import psi_align
+    from ..vfl.align import psi_align
     from ..vfl.evaluation import (
         classification_metrics,
         plot_history,
@@ -220,7 +220,7 @@ def predict_cmd(
 ) -> None:
     """Predict with two saved model parts (A sends its partial scores, B combines and decodes)."""
     from ..vfl import load_model_part, predict_in_process
-    from ..vfl.demo import psi_align
+    from ..vfl.align import psi_align
 
     pa, pb = load_model_part(str(model_a)), load_model_part(str(model_b))
     if pa.role != "feature" or pb.role != "label" or pa.model != pb.model:

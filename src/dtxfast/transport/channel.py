@@ -1,21 +1,10 @@
-"""Message channels between named protocol parties.
+"""In-process implementations of the :class:`~dtxfast.protocols.channel.Channel` interface.
 
-A :class:`Channel` is one party's endpoint: it sends bytes-like messages to a named peer and
-receives the next message a named peer sent to it. Messages between one ordered pair of parties
-arrive in the order they were sent; there is no ordering between different peers. That is the
-whole contract, so any protocol written against it (the three-party MPC of
-:mod:`dtxfast.protocols.mpc`, the two-party VFL protocols) runs unchanged in-process
-(:class:`InMemoryNetwork`) or across processes (a networked implementation of the same interface).
-
-Contract every implementation keeps
------------------------------------
-- ``send(peer, data)`` never waits for the peer to receive: it queues the message (copying it,
-  so the caller may reuse its buffer) and returns. Protocols rely on this to let every party send
-  first and receive afterwards in the same round without deadlock.
-- ``recv(peer, timeout=None)`` returns the oldest unread message from ``peer`` as ``bytes``,
-  waiting for it if needed; it raises :class:`~dtxfast.errors.ProtocolError` on timeout.
-- ``poll(peer)`` tells without waiting whether ``recv(peer)`` would return at once.
-- ``bytes_sent`` / ``bytes_received`` count payload bytes of this endpoint (no framing).
+The interface itself and the contract every implementation keeps (``send`` never waits, per-peer
+FIFO order, ``recv`` raises :class:`~dtxfast.errors.ProtocolError` on timeout, payload byte
+counters) live in :mod:`dtxfast.protocols.channel`, below the protocols that use it; ``Channel``
+and ``BytesLike`` are re-exported here for convenience. :class:`InMemoryNetwork` runs every party
+of a protocol in one process (threads or one cooperative loop).
 
 Examples
 --------
@@ -34,50 +23,13 @@ from __future__ import annotations
 
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
 
 from ..errors import ParameterError, ProtocolError
+from ..protocols.channel import BytesLike, Channel
 
 __all__ = ["BytesLike", "Channel", "InMemoryChannel", "InMemoryNetwork"]
-
-BytesLike = bytes | bytearray | memoryview
-
-
-class Channel(ABC):
-    """One party's endpoint for sending messages to, and receiving them from, named peers."""
-
-    #: this endpoint's party name
-    name: str
-
-    @abstractmethod
-    def send(self, peer: str, data: BytesLike) -> None:
-        """Queue ``data`` (any C-contiguous buffer) for ``peer``; never waits for the peer."""
-
-    @abstractmethod
-    def recv(self, peer: str, timeout: float | None = None) -> bytes:
-        """Return the oldest unread message from ``peer``, waiting up to ``timeout`` seconds.
-
-        Raises
-        ------
-        ProtocolError
-            If no message arrived in time.
-        """
-
-    @abstractmethod
-    def poll(self, peer: str) -> bool:
-        """Whether a message from ``peer`` is waiting (``recv`` would not block)."""
-
-    @property
-    @abstractmethod
-    def bytes_sent(self) -> int:
-        """Payload bytes this endpoint has sent."""
-
-    @property
-    @abstractmethod
-    def bytes_received(self) -> int:
-        """Payload bytes this endpoint has received."""
 
 
 class InMemoryNetwork:

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailable
+from .align import psi_align
 from .evaluation import classification_metrics, random_split, regression_metrics, seed_from_task
 
-__all__ = ["psi_align", "run_demo"]
+__all__ = ["run_demo"]
 
 
 def _datasets() -> Any:
@@ -44,22 +45,6 @@ def _party_rows(n: int, rng: np.random.Generator, drop: float, extra: int, prefi
     src = np.r_[keep, np.full(extra, -1)]
     order = rng.permutation(len(ids))
     return [ids[i] for i in order], src[order]
-
-
-def psi_align(ids_a: list[str], ids_b: list[str], *, rsa_bits: int = 2048) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Align two parties' rows with RSA blind-signature PSI (B signs, A requests).
-
-    Returns the row positions of the common ids in A's and in B's order (sorted by id) and the ids.
-    """
-    from ..crypto.blind_rsa import BlindRSASigner
-    from ..protocols.psi import PsiRequester, PsiSigner, run_two_party
-
-    key = BlindRSASigner.generate(rsa_bits)
-    common = sorted(x.decode() for x in run_two_party(PsiRequester(ids_a), PsiSigner(ids_b, key)))
-    # A learned the intersection; it sends it to B, since both need the common rows in one order.
-    pos_a = {v: i for i, v in enumerate(ids_a)}
-    pos_b = {v: i for i, v in enumerate(ids_b)}
-    return np.array([pos_a[c] for c in common]), np.array([pos_b[c] for c in common]), common
 
 
 def _job(console: Any, *, name: str, X: np.ndarray, y: np.ndarray, split_col: int, model: str, bits: int,

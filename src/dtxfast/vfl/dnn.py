@@ -9,9 +9,10 @@ holds each party's part); prediction runs on shares and only the result owner (t
 default) reconstructs the outputs.
 
 The in-process run (:meth:`~VerticalMLPRegressor.fit`) drives the three party programs in one
-thread over an :class:`~dtxfast.transport.channel.InMemoryNetwork`; :func:`train_program` and
-:func:`predict_program` are the per-party programs to run one party per process with
-:func:`dtxfast.protocols.mpc.run_blocking` over any other channel.
+thread over an :class:`~dtxfast.transport.channel.InMemoryNetwork`; the per-party programs it
+drives (:func:`~dtxfast.protocols.mpc.mlp.train_program`,
+:func:`~dtxfast.protocols.mpc.mlp.predict_program`) live in :mod:`dtxfast.protocols.mpc.mlp`, to
+run one party per process with :func:`dtxfast.protocols.mpc.run_blocking` over any other channel.
 
 ``secure=False`` trains the same network in plaintext numpy with the same initialisation,
 batches and learning-rate schedule (exact logistic function instead of the piecewise-linear one);
@@ -33,231 +34,26 @@ True
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import MalformedInput, ParameterError, StateError
-from ..protocols.mpc import ArithShare, MPCParty, Proto, decode, encode, run_local
+from ..protocols.mpc import MPCParty, decode, run_local
 from ..protocols.mpc.fixedpoint import DEFAULT_FRAC_BITS, check_frac_bits
+from ..protocols.mpc.mlp import MLPSchedule, init_params, plain_forward, plain_train_mlp, predict_program, train_program
 from ..transport.channel import InMemoryNetwork
 
 __all__ = [
-    "MLPSchedule",
     "PaddleDTXDNNData",
     "VerticalMLPClassifier",
     "VerticalMLPRegressor",
-    "init_params",
-    "plain_forward",
-    "plain_train",
-    "predict_program",
     "read_paddledtx_dnn",
-    "train_program",
 ]
 
 PARTY_NAMES = ("A", "B", "C")
-
-
-# -- the schedule both trainings follow ------------------------------------------------------
-@dataclass(frozen=True)
-class MLPSchedule:
-    """Everything public about a training run: shapes, initial weights, batches, step sizes.
-
-    All three parties (and the plaintext reference) derive the same schedule from
-    ``random_state``, so the secure and the plaintext training see identical batches and
-    learning rates.
-    """
-
-    layer_sizes: tuple[int, ...]
-    task: str  # "regression" or "classification"
-    learning_rate: float
-    batch_size: int
-    epochs: int
-    alpha: float
-    lr_decay: float
-    random_state: int
-    init: list[tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=list)
-
-    def batches(self, n: int) -> list[list[np.ndarray]]:
-        """Per epoch, the row indices of each mini-batch (a fresh permutation per epoch)."""
-        rng = np.random.default_rng([self.random_state, 1])
-        out = []
-        for _ in range(self.epochs):
-            perm = rng.permutation(n)
-            out.append([perm[i:i + self.batch_size] for i in range(0, n, self.batch_size)])
-        return out
-
-    def lr(self, epoch: int) -> float:
-        """Learning rate of ``epoch`` (``learning_rate / (1 + lr_decay * epoch)``)."""
-        return self.learning_rate / (1.0 + self.lr_decay * epoch)
-
-
-def init_params(layer_sizes: Sequence[int], random_state: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """He-uniform weights and zero biases for the layers ``layer_sizes[0] -> ... -> [-1]``."""
-    rng = np.random.default_rng([random_state, 0])
-    params = []
-    for fan_in, fan_out in itertools.pairwise(layer_sizes):
-        bound = np.sqrt(6.0 / fan_in)
-        params.append((rng.uniform(-bound, bound, (fan_in, fan_out)), np.zeros(fan_out)))
-    return params
-
-
-# -- plaintext reference ----------------------------------------------------------------------
-def plain_forward(X: np.ndarray, params: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Output layer pre-activations of the MLP (ReLU hidden layers)."""
-    h = X
-    for i, (w, b) in enumerate(params):
-        h = h @ w + b
-        if i < len(params) - 1:
-            h = np.maximum(h, 0.0)
-    return h
-
-
-def plain_train(X: np.ndarray, Y: np.ndarray, sched: MLPSchedule) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Train in plaintext float64 with exactly the schedule the secure training follows."""
-    params = [(w.copy(), b.copy()) for w, b in sched.init]
-    L = len(params)
-    for epoch, batches in enumerate(sched.batches(len(X))):
-        lr = sched.lr(epoch)
-        for idx in batches:
-            acts = [X[idx]]
-            masks = []
-            for i, (w, b) in enumerate(params):
-                h = acts[-1] @ w + b
-                if i < L - 1:
-                    masks.append(h >= 0)
-                    acts.append(np.maximum(h, 0.0))
-                else:
-                    out = h
-            if sched.task == "classification":
-                out = 1.0 / (1.0 + np.exp(-out))
-            delta = out - Y[idx]
-            step = lr / len(idx)
-            for i in range(L - 1, -1, -1):
-                w, b = params[i]
-                gw = acts[i].T @ delta
-                gb = delta.sum(axis=0)
-                if i > 0:
-                    delta = (delta @ w.T) * masks[i - 1]
-                params[i] = (w - step * gw - lr * sched.alpha * w, b - step * gb)
-    return params
-
-
-# -- per-party secure programs ----------------------------------------------------------------
-def _concat_cols(parts: Sequence[ArithShare]) -> ArithShare:
-    return ArithShare(np.concatenate([p.a for p in parts], axis=1), np.concatenate([p.b for p in parts], axis=1))
-
-
-def _share_columns(p: MPCParty, own: np.ndarray | None, n: int, cols: Sequence[int]) -> Proto:
-    parts = []
-    for owner, d in enumerate(cols):
-        if d == 0:
-            continue
-        mine = encode(own, p.frac_bits) if p.index == owner and own is not None else None
-        parts.append((yield from p.share_input(owner, mine, (n, d))))
-    return _concat_cols(parts)
-
-
-def _forward(p: MPCParty, x: ArithShare, W: list[ArithShare], B: list[ArithShare], keep: bool) -> Proto:
-    acts, masks = [x], []
-    out = x
-    for i in range(len(W)):
-        h = (yield from p.matmul(acts[-1], W[i])) + B[i]
-        if i < len(W) - 1:
-            r, d = yield from p.relu(h)
-            acts.append(r)
-            if keep:
-                masks.append(d)
-        else:
-            out = h
-    return out, acts, masks
-
-
-def train_program(
-    p: MPCParty,
-    own_X: np.ndarray | None,
-    cols: Sequence[int],
-    n: int,
-    label_party: int,
-    Y: np.ndarray | None,
-    sched: MLPSchedule,
-    seed: bytes | None = None,
-) -> Proto:
-    """One party's side of secure training; returns its shares ``(weights, biases)``.
-
-    Parameters
-    ----------
-    p : MPCParty
-        This party (its channel is used).
-    own_X : ndarray or None
-        This party's feature columns (``n x cols[p.index]``), already preprocessed.
-    cols : sequence of 3 int
-        Public: number of feature columns of parties 0, 1, 2.
-    n : int
-        Public: number of (aligned) training rows.
-    label_party : int
-        Which party holds the targets.
-    Y : ndarray or None
-        The targets ``n x outputs`` (only at the label party).
-    sched : MLPSchedule
-        The public schedule (the same at every party).
-    seed : bytes, optional
-        16 bytes for reproducible PRF seeds (tests); default fresh randomness.
-    """
-    yield from p.setup(seed)
-    X = yield from _share_columns(p, own_X, n, cols)
-    n_out = sched.layer_sizes[-1]
-    y_enc = encode(Y, p.frac_bits) if p.index == label_party and Y is not None else None
-    Ys = yield from p.share_input(label_party, y_enc, (n, n_out))
-    W = [p.share_public(encode(w, p.frac_bits)) for w, _ in sched.init]
-    Bs = [p.share_public(encode(b, p.frac_bits)) for _, b in sched.init]
-    L = len(W)
-    for epoch, batches in enumerate(sched.batches(n)):
-        lr = sched.lr(epoch)
-        for idx in batches:
-            out, acts, masks = yield from _forward(p, X[idx], W, Bs, keep=True)
-            if sched.task == "classification":
-                out = yield from p.sigmoid(out)
-            delta = out - Ys[idx]
-            step = lr / len(idx)
-            for i in range(L - 1, -1, -1):
-                gw = yield from p.matmul(acts[i].T, delta)
-                gb = delta.sum(axis=0)
-                if i > 0:
-                    back = yield from p.matmul(delta, W[i].T)
-                    delta = yield from p.mul(back, masks[i - 1], fixed=False)
-                new_w = W[i] - (yield from p.mul_public(gw, step))
-                if sched.alpha:
-                    new_w = new_w - (yield from p.mul_public(W[i], lr * sched.alpha))
-                W[i] = new_w
-                Bs[i] = Bs[i] - (yield from p.mul_public(gb, step))
-    return W, Bs
-
-
-def predict_program(
-    p: MPCParty,
-    own_X: np.ndarray | None,
-    cols: Sequence[int],
-    n: int,
-    W: list[ArithShare],
-    Bs: list[ArithShare],
-    result_owner: int,
-    seed: bytes | None = None,
-    batch_size: int = 4096,
-) -> Proto:
-    """One party's side of secure prediction: only ``result_owner`` gets the outputs (logits)."""
-    yield from p.setup(seed)
-    X = yield from _share_columns(p, own_X, n, cols)
-    outs = []
-    for start in range(0, n, batch_size):
-        out, _, _ = yield from _forward(p, X[start:start + batch_size], W, Bs, keep=False)
-        outs.append((yield from p.reveal(out, to=result_owner)))
-    if p.index != result_owner:
-        return None
-    return decode(np.concatenate(outs, axis=0), p.frac_bits)
 
 
 # -- PaddleDTX's three-party sample files -----------------------------------------------------
@@ -416,7 +212,7 @@ class _VerticalMLP:
         self.cols_ = cols
         self.schedule_ = sched
         if not self.secure:
-            self.params_: Any = plain_train(np.concatenate(arrs, axis=1), Y, sched)
+            self.params_: Any = plain_train_mlp(np.concatenate(arrs, axis=1), Y, sched)
             self.shares_: Any = None
             return self
         net = InMemoryNetwork(PARTY_NAMES)

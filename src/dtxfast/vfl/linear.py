@@ -28,7 +28,7 @@ from ..protocols.vfl import (
     Standardizer,
     TrainingConfig,
     encode_labels,
-    plain_train,
+    plain_train_glm,
 )
 from .evaluation import classification_metrics, regression_metrics
 from .runner import predict_in_process, train_in_process
@@ -182,7 +182,7 @@ class _VerticalModel:
                     rec.update(self._val_metrics(*parts(wa, wb), val))
                 self.history_.append(rec)
 
-            wa, wb, hist = plain_train(XA, XB, y, cfg, positive_class=lab_kw.get("positive_class"),
+            wa, wb, hist = plain_train_glm(XA, XB, y, cfg, positive_class=lab_kw.get("positive_class"),
                                        on_epoch=on_plain)
             self.feature_part_, self.label_part_ = parts(wa, wb)
             self.bytes_total_, self.bytes_per_epoch_, self.n_epochs_ = 0, 0.0, len(hist)

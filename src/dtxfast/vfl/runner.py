@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ProtocolError
+from ..protocols.channel import Channel
 from ..protocols.vfl import (
     FeatureParty,
     FeaturePredictor,
@@ -25,7 +26,7 @@ from ..protocols.vfl import (
     ModelPart,
     Prediction,
 )
-from ..transport.channel import Channel, InMemoryNetwork
+from ..transport.channel import InMemoryNetwork
 
 __all__ = [
     "FEATURE",

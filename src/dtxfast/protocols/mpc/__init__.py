@@ -5,7 +5,8 @@ three parties with an honest majority, semi-honest security: sharing and reconst
 addition, multiplication and matrix multiplication with correlated randomness from pairwise
 AES-CTR seeds, fixed-point numbers with probabilistic truncation, exact comparison by bit
 decomposition, ReLU and a piecewise-linear sigmoid. See :mod:`.party` for the protocol and its
-security notes; :mod:`dtxfast.vfl.dnn` trains neural networks with it.
+security notes; :mod:`.mlp` holds the per-party programs that train a neural network with it (the estimators are
+in :mod:`dtxfast.vfl.dnn`).
 
 The local work runs in Numba kernels (``_kernels``) or their pure-numpy twin (``_kernels_ref``,
 chosen by ``DTXFAST_BACKEND=python`` or when Numba is missing).

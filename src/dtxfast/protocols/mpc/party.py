@@ -6,7 +6,7 @@ random values. Boolean sharings are the same with XOR over 64-bit words.
 
 Every operation that talks to the other parties is a *generator*: it yields the name of the peer
 it waits for and is resumed with that peer's message (``bytes``); sends go straight to the
-:class:`~dtxfast.transport.channel.Channel`, which never blocks. Compose operations with
+:class:`~dtxfast.protocols.channel.Channel`, which never blocks. Compose operations with
 ``yield from``; run three programs with :func:`dtxfast.protocols.mpc.run_local` (in-process) or
 one with :func:`dtxfast.protocols.mpc.run_blocking` (one party per process).
 
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ParameterError, ProtocolError
-from ...transport.channel import Channel
+from ..channel import Channel
 from . import _kernels_ref
 from ._select import kernels, set_numba_threads
 from .fixedpoint import DEFAULT_FRAC_BITS, check_frac_bits, encode

@@ -12,7 +12,7 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 from ...errors import ProtocolError
-from ...transport.channel import Channel
+from ..channel import Channel
 
 __all__ = ["run_blocking", "run_local"]
 

@@ -8,7 +8,7 @@ columns with its own statistics; B standardizes ``y`` (linear) or maps it to ``t
 (logistic). Both parties are lockstep state machines: :meth:`hello` gives the first message, then
 each call ``receive(peer_message)`` returns the next message (``None`` when training is over). In
 every round each party sends exactly one message, so the same code runs in one process
-(:mod:`dtxfast.vfl.runner`), across processes over a :class:`~dtxfast.transport.channel.Channel`,
+(:mod:`dtxfast.vfl.runner`), across processes over a :class:`~dtxfast.protocols.channel.Channel`,
 or inside a node.
 
 Notation for one batch of ``m`` rows: ``u_A = X_A w_A``, ``u_B = X_B w_B + b``, ``z = u_A + u_B``.
@@ -65,7 +65,7 @@ from ._messages import MsgType, VflMessage
 from .config import DEFAULT_BATCH_SIZE, Standardizer, TrainingConfig, batch_schedule
 from .model import ModelPart
 from .prediction import FeaturePredictor, LabelPredictor, Prediction, finish_prediction
-from .training import FeatureParty, LabelEncoding, LabelParty, encode_labels, plain_train
+from .training import FeatureParty, LabelEncoding, LabelParty, encode_labels, plain_train_glm
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -83,5 +83,5 @@ __all__ = [
     "batch_schedule",
     "encode_labels",
     "finish_prediction",
-    "plain_train",
+    "plain_train_glm",
 ]

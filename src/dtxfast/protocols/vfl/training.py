@@ -33,7 +33,7 @@ __all__ = [
     "LabelEncoding",
     "LabelParty",
     "encode_labels",
-    "plain_train",
+    "plain_train_glm",
 ]
 
 _HELLO_INFO = struct.Struct(">BIIH")  # role, rows, weights, public-key length follows
@@ -415,7 +415,7 @@ def _should_stop(history: list[float], cfg: TrainingConfig) -> bool:
 
 
 # -- plaintext reference ---------------------------------------------------------------------------
-def plain_train(
+def plain_train_glm(
     X_feature: Any, X_label: Any, y: Any, config: TrainingConfig, *, positive_class: Any = None,
     on_epoch: Callable[[int, float, np.ndarray, np.ndarray], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
