@@ -67,7 +67,7 @@ def tamper_record(led: Ledger, kind: str, key: str, value: bytes) -> None:
 
 def force_block(led: Ledger, stxs: list) -> None:
     """Append a well-formed, signed block without running the contract (a dishonest writer)."""
-    from dtxfast.ledger.base import Block, BlockHeader, Entry, tx_root
+    from dtxfast.ledger.block import Block, BlockHeader, Entry, tx_root
 
     with led._write() as w:
         h, prev = w.tip()

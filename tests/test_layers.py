@@ -83,3 +83,40 @@ def test_the_checker_sees_upward_imports() -> None:
     assert all(_layer(t) > _layer("dtxfast.protocols.probe") for _, t in found)
     assert _imports("from .channel import Channel\n", "dtxfast.protocols.__init__") == [
         (1, "dtxfast.protocols.channel")]
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = {_module_name(p).removesuffix(".__init__"): p for p in _modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        me = _module_name(path)
+        deps = set()
+        for _, target in _imports(path.read_text(), me):
+            while target and target not in mods:  # ``from pkg import name`` -> the module ``pkg``
+                target = target.rpartition(".")[0]
+            if target and target != name and not name.startswith(target + "."):
+                deps.add(target)  # a package's own __init__ is imported by its modules anyway
+        graph[name] = deps
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    graph = _graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                cycle = stack[stack.index(d):] + [d]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)

@@ -8,8 +8,11 @@ history with :meth:`Ledger.verify_chain`.
 * :class:`NodeIdentity`: a node's Ed25519 key pair and key file; :func:`seal_to` encrypts to a node.
 * :mod:`~dtxfast.ledger.tx`: the transaction kinds (typed msgspec structs), :func:`sign_tx`.
 * :mod:`~dtxfast.ledger.contract`: the rules every transaction passes before it is appended.
-* :class:`Ledger`: the interface; :class:`SQLiteLedger` (embedded, WAL, multi-process) and
-  :class:`MemoryLedger` (tests) implement it; :func:`open_ledger` picks one from a location.
+* :class:`Ledger` (:mod:`~dtxfast.ledger.base`): the interface, over the chain format of
+  :mod:`~dtxfast.ledger.block` and the backend hooks of :mod:`~dtxfast.ledger.backend`, with
+  :mod:`~dtxfast.ledger.queries`, :mod:`~dtxfast.ledger.subscription` and
+  :mod:`~dtxfast.ledger.health` mixed in; :class:`SQLiteLedger` (embedded, WAL, multi-process)
+  and :class:`MemoryLedger` (tests) implement it; :func:`open_ledger` picks one from a location.
 
 Examples
 --------
@@ -28,16 +31,15 @@ import os
 from typing import Any
 
 from ..errors import ParameterError
-from .base import (
+from .base import Ledger
+from .block import (
     Block,
     BlockHeader,
     ChainCorrupted,
     ChainReport,
     DuplicateTransaction,
     Entry,
-    Ledger,
     Receipt,
-    Subscription,
 )
 from .health import FileHealth, HealthPolicy, NodeHealth
 from .identity import NodeIdentity, seal_to
@@ -56,6 +58,7 @@ from .records import (
     TaskStatus,
 )
 from .sqlite import SQLiteLedger
+from .subscription import Subscription
 from .tx import (
     ApplyFile,
     ApproveApplication,

@@ -33,7 +33,9 @@ from pathlib import Path
 import msgspec
 
 from ..errors import MalformedInput, NotFound, ParameterError, StateError
-from .base import Block, BlockHeader, Entry, Ledger, WriteTxn, _hdr_decoder
+from .backend import WriteTxn
+from .base import Ledger
+from .block import Block, BlockHeader, Entry
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
@@ -325,7 +327,7 @@ class SQLiteLedger(Ledger):
                 by_h.setdefault(seq // _PER_BLOCK, []).append(raw)
             for h, bhash, header in heads:
                 try:
-                    hdr: BlockHeader = _hdr_decoder.decode(header)
+                    hdr = BlockHeader.decode(header)
                 except Exception:  # a corrupted header still yields a block for verify_chain
                     hdr = BlockHeader(h, b"", 0, b"", -1, b"corrupt")
                 yield Block(hdr, bhash, by_h.get(h, []))
