@@ -8,6 +8,7 @@ backend (e.g. a replicated one) joins it by adding its name here and a branch to
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ from dtxfast.ledger.tx import TxBody
 T0 = 1_700_000_000_000
 HOUR = 3_600_000
 DAY = 24 * HOUR
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "etcd"]
+#: the session's etcd cluster, set by the ``etcd_cluster`` fixture before an etcd ledger is made
+ETCD: dict[str, Any] = {}
 
 
 class Clock:
@@ -53,6 +56,11 @@ def make_ledger(kind: str, tmp_path: Path, clock: Clock | None = None, **kw: Any
         return MemoryLedger(clock=clock, **kw)
     if kind == "sqlite":
         return SQLiteLedger(tmp_path / "ledger.db", create=True, clock=clock, **kw)
+    if kind == "etcd":
+        from dtxfast.ledger.etcd import EtcdLedger
+
+        chain = "t" + uuid.uuid4().hex[:12]  # a fresh chain per ledger on the session's cluster
+        return EtcdLedger(ETCD["cluster"].url(chain), create=True, clock=clock, **kw)
     raise ValueError(kind)
 
 
@@ -60,9 +68,22 @@ def tamper_record(led: Ledger, kind: str, key: str, value: bytes) -> None:
     """Overwrite a stored record behind the contract's back."""
     if isinstance(led, MemoryLedger):
         led._s.objects[(kind, key)] = value
+    elif type(led).__name__ == "EtcdLedger":
+        import msgspec
+
+        okey = led._okey(kind, key)
+        old = msgspec.msgpack.decode(_etcd_get(led, okey))
+        led._raw_put(okey, msgspec.msgpack.encode((value, old[1])))
     else:
         c = led._conn()
         c.execute("UPDATE objects SET value=? WHERE kind=? AND key=?", (value, kind, key))
+
+
+def _etcd_get(led: Any, key: bytes) -> bytes:
+    import base64
+
+    kvs = led._c.range(key).get("kvs") or []
+    return base64.b64decode(kvs[0]["value"])
 
 
 def force_block(led: Ledger, stxs: list) -> None:

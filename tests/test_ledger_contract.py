@@ -8,6 +8,7 @@ import pytest
 from ledger_helpers import (
     BACKENDS,
     DAY,
+    ETCD,
     HOUR,
     T0,
     Clock,
@@ -67,6 +68,8 @@ from dtxfast.ledger.tx import TxBody, register_kind
 @pytest.fixture(params=BACKENDS)
 def world(request, tmp_path):
     clock = Clock()
+    if request.param == "etcd":
+        ETCD["cluster"] = request.getfixturevalue("etcd_cluster")
     led = make_ledger(request.param, tmp_path, clock)
     yield World(led, clock)
     led.close()

@@ -1,4 +1,9 @@
-"""``dtx ledger init|show|verify``, ``dtx keys new``, ``dtx nodes list``: the ledger's commands."""
+"""``dtx ledger init|info|show|verify``, ``dtx keys new``, ``dtx nodes list``: the ledger's commands.
+
+Every ``-L/--ledger`` option (and ``DTX_LEDGER``) takes what :func:`dtxfast.ledger.open_ledger`
+takes: a SQLite file path, or ``etcd://HOST:PORT[,HOST:PORT...][/CHAIN]`` for a ledger replicated
+by an etcd cluster.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from rich.table import Table
 from . import app
 
 if TYPE_CHECKING:
-    from ..ledger import SQLiteLedger
+    from ..ledger import Ledger
 
 __all__ = ["keys_app", "ledger_app", "nodes_app"]
 
@@ -27,7 +32,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(nodes_app, name="nodes")
 
 _LEDGER_OPT = typer.Option(
-    "dtx-ledger.db", "--ledger", "-L", envvar="DTX_LEDGER", help="The ledger's SQLite file."
+    "dtx-ledger.db", "--ledger", "-L", envvar="DTX_LEDGER",
+    help="The ledger: a SQLite file, or etcd://HOST:PORT[,HOST:PORT...][/CHAIN].",
 )
 
 
@@ -37,23 +43,56 @@ def _ts(ms: int) -> str:
     return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _open(path: str) -> SQLiteLedger:
-    from ..ledger import SQLiteLedger
+def _open(location: str) -> Ledger:
+    from ..ledger import open_ledger
 
-    return SQLiteLedger(path, max_skew_ms=None)
+    return open_ledger(location, max_skew_ms=None)
 
 
 @ledger_app.command("init")
 def init(ledger: str = _LEDGER_OPT) -> None:
-    """Create a new ledger file with its genesis block."""
-    from ..errors import StateError
-    from ..ledger import SQLiteLedger
+    """Create a new ledger (a SQLite file, or a chain on an etcd cluster) with its genesis block."""
+    from ..errors import NotFound, StateError
+    from ..ledger import open_ledger
 
-    if Path(ledger).exists():
+    if ledger.startswith("etcd://"):
+        try:
+            _open(ledger).close()
+        except NotFound:
+            pass
+        else:
+            raise StateError(f"{ledger} already has a genesis block")
+    elif Path(ledger.removeprefix("sqlite:")).exists():
         raise StateError(f"{ledger} already exists")
-    led = SQLiteLedger(ledger, create=True)
+    led = open_ledger(ledger, create=True)
     try:
         typer.echo(f"created ledger {ledger}: chain id {led.chain_id.hex()}")
+    finally:
+        led.close()
+
+
+@ledger_app.command("info")
+def info(ledger: str = _LEDGER_OPT) -> None:
+    """The ledger's backend, height, chain id and tip; for etcd also the members and the leader."""
+    from ..ledger.etcd import EtcdLedger
+
+    led = _open(ledger)
+    try:
+        tip = led.block(led.height)
+        backend = {"EtcdLedger": "etcd", "SQLiteLedger": "sqlite", "MemoryLedger": "memory"}.get(
+            type(led).__name__, type(led).__name__)
+        typer.echo(f"backend  {backend}")
+        typer.echo(f"location {getattr(led, 'location', None) or getattr(led, 'path', ledger)}")
+        typer.echo(f"chain id {led.chain_id.hex()}")
+        typer.echo(f"height   {tip.height}  tip {tip.hash.hex()}  time {_ts(tip.header.time_ms)}")
+        if isinstance(led, EtcdLedger):
+            leader = "-"
+            for m in led.members():
+                eps = ",".join(m["endpoints"]) or "-"
+                typer.echo(f"member   {m['name']} {eps}{'  (leader)' if m['leader'] else ''}")
+                if m["leader"]:
+                    leader = m["name"]
+            typer.echo(f"leader   {leader}")
     finally:
         led.close()
 

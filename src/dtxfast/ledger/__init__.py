@@ -156,16 +156,19 @@ __all__ = [
 
 def open_ledger(location: str | os.PathLike[str], *, create: bool = False, **options: Any) -> Ledger:
     """Open a ledger from a location: ``":memory:"`` or ``"memory:"`` for :class:`MemoryLedger`,
-    ``"sqlite:PATH"`` or a plain file path for :class:`SQLiteLedger`.
+    ``"etcd://HOST:PORT[,HOST:PORT...][/CHAIN]"`` for :class:`~dtxfast.ledger.etcd.EtcdLedger`
+    (replicated by an etcd cluster), ``"sqlite:PATH"`` or a plain file path for
+    :class:`SQLiteLedger`.
 
     Parameters
     ----------
     location : str or path
         Where the ledger lives.
     create : bool
-        Create the SQLite ledger if it does not exist (default: it must exist).
+        Create the ledger (its genesis block) if it does not exist (default: it must exist).
     **options
-        Passed to the backend (``clock``, ``max_skew_ms``, ``durability``).
+        Passed to the backend (``clock``, ``max_skew_ms``; SQLite: ``durability``; etcd:
+        ``timeout``, ``request_timeout``).
 
     Examples
     --------
@@ -175,6 +178,10 @@ def open_ledger(location: str | os.PathLike[str], *, create: bool = False, **opt
     loc = os.fspath(location)
     if loc in (":memory:", "memory:"):
         return MemoryLedger(**options)
+    if loc.startswith("etcd://"):
+        from .etcd import EtcdLedger
+
+        return EtcdLedger(loc, create=create, **options)
     loc = loc.removeprefix("sqlite:")
     if not loc:
         raise ParameterError("empty ledger location")
