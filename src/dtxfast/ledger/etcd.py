@@ -64,7 +64,10 @@ from typing import Any
 import msgspec
 
 from ..errors import BackendUnavailable, DtxError, NotFound, ParameterError, StateError
-from .base import Block, BlockHeader, DuplicateTransaction, Entry, Ledger, Receipt, SignedTx, WriteTxn
+from .backend import WriteTxn
+from .base import Ledger
+from .block import Block, BlockHeader, DuplicateTransaction, Entry, Receipt
+from .tx import SignedTx
 
 __all__ = ["EtcdLedger", "EtcdUnavailable", "parse_etcd_url"]
 
