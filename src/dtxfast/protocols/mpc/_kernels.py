@@ -11,7 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["and_local", "ks_level", "matmul_local", "mul_local", "trunc_ceil_sub", "trunc_floor"]
+from . import _ring
+from ._kernels_ref import matmul_terms
+
+__all__ = ["RING_MATMUL", "and_local", "ks_level", "matmul_local", "mul_local", "trunc_ceil_sub", "trunc_floor"]
 
 _RB = 8    # rows of the result per task (the register block)
 #: multiply-adds from which a share matmul runs on all threads (smaller ones run on one thread:
@@ -116,11 +119,30 @@ def _matmul2_serial(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarr
         _matmul2_rows(a0, b0, a1, b1, c, ib * _RB)
 
 
-def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """z = xa @ (ya + yb) + xb @ ya + alpha (the 3-out-of-3 share of a matrix product)."""
-    c = alpha.copy()
+#: multiply-adds from which a share matmul runs on float64 BLAS (exact limb products, see
+#: :mod:`._ring_ref`) instead of the register-blocked ``uint64`` kernel below
+RING_MATMUL = 1 << 20
+
+
+def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, alpha: np.ndarray, role: int = -1) -> np.ndarray:
+    """z = (this party's products, see :func:`._kernels_ref.matmul_terms`) + alpha."""
     work = xa.shape[0] * xa.shape[1] * ya.shape[1]
-    (_matmul2 if work >= PARALLEL_MATMUL else _matmul2_serial)(xa, ya + yb, xb, ya, c)
+    if work >= RING_MATMUL:
+        return _ring.matmul_sum(matmul_terms(xa, xb, ya, yb, role), alpha.copy())
+    c = alpha.copy()
+    kern = _matmul2 if work >= PARALLEL_MATMUL else _matmul2_serial
+    if role == 0:  # (xa + xb) @ (ya + yb): the two halves of the inner dimension, the odd column apart
+        s, t = xa + xb, ya + yb
+        h = s.shape[1] // 2
+        kern(s[:, :h], t[:h], s[:, h:2 * h], t[h:2 * h], c)
+        if s.shape[1] % 2:
+            c += np.outer(s[:, -1], t[-1])
+    elif role == 1:
+        kern(xa, yb, xb, ya + yb, c)
+    elif role == 2:
+        kern(xa, yb, xb, ya, c)
+    else:
+        kern(xa, ya + yb, xb, ya, c)
     return c
 
 

@@ -384,13 +384,20 @@ class MPCParty:
         return (yield from self._reshare(z, x.shape))
 
     def matmul(self, x: ArithShare, y: ArithShare, *, fixed: bool = True) -> Proto:
-        """Matrix product of 2-D sharings (three local products, one reshare with truncation)."""
+        """Matrix product of 2-D sharings (local products, one reshare with truncation).
+
+        The three parties split the nine products of the components between them so that they
+        compute five ring products in all (party 0 one, parties 1 and 2 two each; ABY3 has each
+        party compute two), see :func:`~dtxfast.protocols.mpc._kernels_ref.matmul_terms`. Large
+        products run on float64 BLAS through exact limb products (:mod:`._ring_ref`).
+        """
         if len(x.shape) != 2 or len(y.shape) != 2 or x.shape[1] != y.shape[0]:
             raise ParameterError(f"cannot multiply shapes {x.shape} and {y.shape}")
         n, m = x.shape[0], y.shape[1]
         c = np.ascontiguousarray
         alpha = self._zero_arith(n * m).reshape(n, m)
-        z = self._kern(n * m * x.shape[1], self.small_matmul).matmul_local(c(x.a), c(x.b), c(y.a), c(y.b), alpha)
+        z = self._kern(n * m * x.shape[1], self.small_matmul).matmul_local(c(x.a), c(x.b), c(y.a), c(y.b), alpha,
+                                                                        role=self.index)
         if fixed:
             return (yield from self._trunc3(z, (n, m), self.frac_bits))
         return (yield from self._reshare(_flat(z), (n, m)))

@@ -1,0 +1,131 @@
+"""Exact ring matrix products on float64 BLAS (``_ring``, ``_ring_ref``) against Python integers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from mpc_helpers import kernel_module
+
+from dtxfast.protocols.mpc import _kernels_ref, _ring_ref
+
+MOD = 1 << 64
+
+
+def _ring_modules() -> list:
+    mods = [_ring_ref]
+    try:
+        from dtxfast.protocols.mpc import _ring
+    except ImportError:  # pragma: no cover - numba missing
+        return mods
+    return [*mods, _ring]
+
+
+RINGS = _ring_modules()
+
+#: limbs at the ends of their ranges: the largest dot products the scheme must keep exact
+_EDGE0 = [-(1 << 20), (1 << 20) - 1, 0, 1]
+_EDGE2 = [-(1 << 21), (1 << 21) - 1, 0]
+
+
+def _from_limbs(a: int, b: int, c: int) -> int:
+    return (a + (b << 21) + (c << 42)) % MOD
+
+
+@st.composite
+def matrices(draw: st.DrawFn, rows: int, cols: int) -> np.ndarray:
+    """uint64 matrices: uniform, constant extreme-limb, or a mix of both."""
+    kind = draw(st.sampled_from(["uniform", "edge", "mixed"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    uni = rng.integers(0, MOD, size=(rows, cols), dtype=np.uint64)
+    if kind == "uniform":
+        return uni
+    v = _from_limbs(draw(st.sampled_from(_EDGE0)), draw(st.sampled_from(_EDGE0)), draw(st.sampled_from(_EDGE2)))
+    edge = np.full((rows, cols), v, dtype=np.uint64)
+    if kind == "edge":
+        return edge
+    return np.where(rng.random((rows, cols)) < 0.5, edge, uni)
+
+
+def exact(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x @ y mod 2^64 with Python integers (an independent, obviously right product)."""
+    xs = [[int(v) for v in row] for row in x]
+    ys = [[int(v) for v in col] for col in y.T]
+    return np.array([[sum(a * b for a, b in zip(r, c)) % MOD for c in ys] for r in xs], dtype=np.uint64).reshape(
+        x.shape[0], y.shape[1])
+
+
+@pytest.mark.parametrize("mod", RINGS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), n=st.integers(1, 5), k=st.integers(1, 2600), m=st.integers(1, 5))
+@example(data=None, n=2, k=_ring_ref.KC, m=3)
+@example(data=None, n=1, k=_ring_ref.KC + 1, m=2)
+@example(data=None, n=3, k=2 * _ring_ref.KC + 7, m=1)
+def test_ring_matmul_equals_integer_product(mod, data, n: int, k: int, m: int) -> None:
+    if data is None:  # the explicit examples: both factors at the worst-case limbs
+        v = _from_limbs(-(1 << 20), -(1 << 20), -(1 << 21))
+        x = np.full((n, k), v, dtype=np.uint64)
+        y = np.full((k, m), v, dtype=np.uint64)
+    else:
+        x = data.draw(matrices(n, k))
+        y = data.draw(matrices(k, m))
+    assert np.array_equal(mod.matmul_sum([(x, y)]), exact(x, y))
+
+
+@pytest.mark.parametrize("mod", RINGS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@settings(max_examples=4, deadline=None)
+@given(data=st.data(), k=st.integers(30_000, 100_000))
+@example(data=None, k=100_000)
+def test_ring_matmul_long_inner_dimension(mod, data, k: int) -> None:
+    if data is None:
+        v = _from_limbs((1 << 20) - 1, (1 << 20) - 1, (1 << 21) - 1)
+        x = np.full((1, k), v, dtype=np.uint64)
+        y = np.full((k, 2), v, dtype=np.uint64)
+    else:
+        x = data.draw(matrices(2, k))
+        y = data.draw(matrices(k, 1))
+    assert np.array_equal(mod.matmul_sum([(x, y)]), exact(x, y))
+
+
+@pytest.mark.parametrize("mod", RINGS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), n=st.integers(1, 4), ks=st.lists(st.integers(1, 1500), min_size=1, max_size=3), m=st.integers(1, 4))
+def test_ring_matmul_sum_of_pairs_and_right_sums(mod, data, n: int, ks: list[int], m: int) -> None:
+    pairs, want = [], np.zeros((n, m), dtype=np.uint64)
+    base = data.draw(matrices(n, m))
+    for k in ks:
+        x = data.draw(matrices(n, k))
+        y, z = data.draw(matrices(k, m)), data.draw(matrices(k, m))
+        if data.draw(st.booleans()):
+            pairs.append((x, (y, z)))
+            want += exact(x, y + z)
+        else:
+            pairs.append((x, y))
+            want += exact(x, y)
+    assert np.array_equal(mod.matmul_sum(pairs, base.copy()), want + base)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@settings(max_examples=20, deadline=None)
+@given(data=st.data(), n=st.integers(1, 40), k=st.integers(1, 700), m=st.integers(1, 40), big=st.booleans())
+def test_party_products_add_up_to_the_product(backend: str, data, n: int, k: int, m: int, big: bool) -> None:
+    """The three parties' local products (five in all) plus a zero sharing sum to x @ y, on the
+    uint64 path and on the BLAS path alike."""
+    mod = kernel_module(backend)
+    s = [data.draw(matrices(n, k)) for _ in range(3)]
+    t = [data.draw(matrices(k, m)) for _ in range(3)]
+    zero = np.zeros((n, m), dtype=np.uint64)
+    saved = mod.RING_MATMUL
+    mod.RING_MATMUL = 0 if big else 1 << 62
+    try:
+        z = [mod.matmul_local(s[i], s[(i + 1) % 3], t[i], t[(i + 1) % 3], zero, role=i) for i in range(3)]
+        aby3 = [mod.matmul_local(s[i], s[(i + 1) % 3], t[i], t[(i + 1) % 3], zero) for i in range(3)]
+    finally:
+        mod.RING_MATMUL = saved
+    want = (s[0] + s[1] + s[2]) @ (t[0] + t[1] + t[2])
+    assert np.array_equal(z[0] + z[1] + z[2], want)
+    assert np.array_equal(aby3[0] + aby3[1] + aby3[2], want)
+    for i in range(3):  # each party's own share equals the numpy twin's on the same path
+        assert np.array_equal(z[i], _kernels_ref.matmul_local(s[i], s[(i + 1) % 3], t[i], t[(i + 1) % 3], zero, role=i))
