@@ -20,6 +20,7 @@ ROOT = Path(dtxfast.__file__).parent
 LAYERS = {
     "_kernels": 0,
     "crypto": 1,
+    "compute": 1,  # runs L1 batch operations locally or as Ray tasks; L2 parties take one as compute=
     "interop": 1,
     "protocols": 2,
     "ledger": 3,

@@ -20,13 +20,16 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO, Iterator, Optional
+from typing import IO, TYPE_CHECKING, Iterator, Optional
 
 import typer
 
 from .._fs import atomic_output
 from ..errors import MalformedInput, ParameterError, ProtocolError
 from . import app
+
+if TYPE_CHECKING:
+    from ..compute import ComputeBackend
 
 __all__ = ["psi", "read_id_column"]
 
@@ -187,8 +190,25 @@ def psi(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Signer: keep its own tags here across runs."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the aligned ids (default stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    compute: Optional[str] = typer.Option(
+        None, "--compute", help="Where signing and blinding run: local, ray, ray:auto, ray:local, ray:HOST:PORT "
+        "or ray://HOST:PORT (default: $DTXFAST_COMPUTE, else local)."),
+    private_keys: Optional[str] = typer.Option(
+        None, "--private-keys", help="Ray: refuse (default), local (sign on this machine) or send (the RSA "
+        "private key goes to the party's own Ray workers)."),
 ) -> None:
     """Private set intersection of --ids with another party's ids; writes the aligned ids."""
+    from ..compute import get_compute
+
+    with get_compute(compute, private_keys=private_keys) as backend:
+        _psi(ids, column, other, other_column, role, transport, listen, connect, mode, key, bits, chunk,
+             cache_dir, out, quiet, backend, compute, private_keys)
+
+
+def _psi(ids: Path, column: str, other: Optional[Path], other_column: Optional[str], role: str,
+         transport: str, listen: Optional[str], connect: Optional[str], mode: str, key: Optional[Path],
+         bits: int, chunk: int, cache_dir: Optional[Path], out: Optional[Path], quiet: bool,
+         backend: ComputeBackend, compute: Optional[str], private_keys: Optional[str]) -> None:
     from ..protocols.psi import PsiRequester, PsiSigner, SignerTagCache, run_two_party
 
     if mode not in ("rsa", "ecdh"):
@@ -202,7 +222,8 @@ def psi(
 
     if role == "signer":
         host, port = _addr(listen or "127.0.0.1:0")
-        signer = PsiSigner(_load(ids, column), _signer_key(key, bits, mode), chunk_size=chunk, cache=cache)
+        signer = PsiSigner(_load(ids, column), _signer_key(key, bits, mode), chunk_size=chunk, cache=cache,
+                           compute=backend)
         with socket.create_server((host, port)) as srv:
             print(f"listening {srv.getsockname()[0]}:{srv.getsockname()[1]}", flush=True)
             conn, _ = srv.accept()
@@ -215,7 +236,7 @@ def psi(
     if role == "requester":
         if connect is None:
             raise ParameterError("--role requester needs --connect HOST:PORT")
-        requester = PsiRequester(_load(ids, column), chunk_size=chunk)
+        requester = PsiRequester(_load(ids, column), chunk_size=chunk, compute=backend)
         with socket.create_connection(_addr(connect)) as sock:
             _request(sock, requester, quiet)
         result = requester.intersection().to_list()
@@ -229,9 +250,10 @@ def psi(
     if other is None:
         raise ParameterError("the demo needs --other (the second party's CSV)")
     ocol = other_column or column
-    requester = PsiRequester(_load(ids, column), chunk_size=chunk)
+    requester = PsiRequester(_load(ids, column), chunk_size=chunk, compute=backend)
     if transport == "embedded":
-        signer = PsiSigner(_load(other, ocol), _signer_key(key, bits, mode), chunk_size=chunk, cache=cache)
+        signer = PsiSigner(_load(other, ocol), _signer_key(key, bits, mode), chunk_size=chunk, cache=cache,
+                           compute=backend)
         with _progress(quiet) as bar:
             task = bar.add_task("psi", total=None)
             result = run_two_party(requester, signer,
@@ -244,6 +266,10 @@ def psi(
             cmd += ["--key", str(key)]
         if cache_dir is not None:
             cmd += ["--cache-dir", str(cache_dir)]
+        if compute is not None:
+            cmd += ["--compute", compute]
+        if private_keys is not None:
+            cmd += ["--private-keys", private_keys]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert proc.stdout is not None

@@ -50,8 +50,23 @@ def _read_csv(path: Path, label: str | None = None) -> tuple[list[str], list[str
     return [r[0] for r in rows[1:]], [head[i] for i in cols], X, y
 
 
+_COMPUTE_HELP = ("Where the batch kernels run: local, ray, ray:auto, ray:local, ray:HOST:PORT or "
+                 "ray://HOST:PORT (default: $DTXFAST_COMPUTE, else local).")
+_KEYS_HELP = ("Ray: what the PSI alignment's RSA signing does with the private key: refuse (default), "
+              "local (sign on this machine) or send (to the party's own Ray workers).")
+
+
+def _backend(ctx: typer.Context, compute: str | None, private_keys: str | None) -> Any:
+    """The compute backend of ``--compute``; closed when the command ends."""
+    from ..compute import get_compute
+
+    backend = get_compute(compute, private_keys=private_keys)
+    ctx.call_on_close(backend.close)
+    return backend
+
+
 def _psi_aligned(data_a: Path, data_b: Path, label: str, model: str, psi_bits: int,
-                 console: Console | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 console: Console | None, compute: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read both parties' CSV files and keep their PSI-aligned rows, in the same order."""
     from ..vfl.align import psi_align
 
@@ -60,7 +75,7 @@ def _psi_aligned(data_a: Path, data_b: Path, label: str, model: str, psi_bits: i
     ids_a, _, XA, _ = _read_csv(data_a)
     ids_b, _, XB, y = _read_csv(data_b, label)
     assert y is not None
-    ia, ib, common = psi_align(ids_a, ids_b, rsa_bits=psi_bits)
+    ia, ib, common = psi_align(ids_a, ids_b, rsa_bits=psi_bits, compute=compute)
     if console is not None:
         console.print(f"PSI: {len(common)} common rows (A {len(ids_a)}, B {len(ids_b)})")
     if not common:
@@ -80,6 +95,7 @@ def _estimator(model: str, positive_class: str | None, y: np.ndarray, **params: 
 
 @vfl_app.command("train")
 def train(
+    ctx: typer.Context,
     data_a: Path = typer.Option(..., "--data-a", help="Party A's CSV (id column first, features)."),
     data_b: Path = typer.Option(..., "--data-b", help="Party B's CSV (id, features and the label column)."),
     label: str = typer.Option(..., "--label", help="Name of B's label column."),
@@ -102,6 +118,8 @@ def train(
     out: Path | None = typer.Option(None, "--out", help="Write the predictions here (CSV)."),
     save_dir: Path | None = typer.Option(None, "--save-dir", help="Save each party's model part here."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of the training curve (matplotlib)."),
+    compute: str | None = typer.Option(None, "--compute", help=_COMPUTE_HELP),
+    private_keys: str | None = typer.Option(None, "--private-keys", help=_KEYS_HELP),
 ) -> None:
     """Align A's and B's rows by PSI, train federatedly, optionally predict, evaluate and plot."""
     from rich.console import Console
@@ -117,10 +135,11 @@ def train(
     )
 
     console = Console(stderr=True)
-    XA, XB, y = _psi_aligned(data_a, data_b, label, model, psi_bits, console)
+    backend = _backend(ctx, compute, private_keys)
+    XA, XB, y = _psi_aligned(data_a, data_b, label, model, psi_bits, console, backend)
     est = _estimator(model, positive_class, y, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
                      reg_mode=reg_mode, reg_param=reg_param, amplitude=amplitude, accuracy=accuracy,
-                     key_bits=bits, progress=console)
+                     key_bits=bits, progress=console, compute=backend)
     validation = None
     if val_fraction > 0:
         tr, va = random_split(len(y), val_fraction, seed=seed_from_task(str(data_b), "validation"))
@@ -144,7 +163,7 @@ def train(
         return
     pids_a, _, PA, _ = _read_csv(predict_a)
     pids_b, _, PB, _ = _read_csv(predict_b)
-    ja, jb, pcommon = psi_align(pids_a, pids_b, rsa_bits=psi_bits)
+    ja, jb, pcommon = psi_align(pids_a, pids_b, rsa_bits=psi_bits, compute=backend)
     PA, PB = PA[ja], PB[jb]
     pred = est.predict([PA, PB])
     if out is not None:
@@ -176,6 +195,7 @@ def train(
 
 @vfl_app.command("evaluate")
 def evaluate_cmd(
+    ctx: typer.Context,
     data_a: Path = typer.Option(..., "--data-a", help="Party A's CSV (id column first, features)."),
     data_b: Path = typer.Option(..., "--data-b", help="Party B's CSV (id, features and the label column)."),
     label: str = typer.Option(..., "--label", help="Name of B's label column."),
@@ -193,14 +213,17 @@ def evaluate_cmd(
     reg_param: float = typer.Option(0.0, "--reg-param", help="Regularization strength lambda."),
     bits: int = typer.Option(2048, "--bits", help="Paillier key size of each party."),
     psi_bits: int = typer.Option(2048, "--psi-bits", help="RSA key size of the PSI alignment."),
+    compute: str | None = typer.Option(None, "--compute", help=_COMPUTE_HELP),
+    private_keys: str | None = typer.Option(None, "--private-keys", help=_KEYS_HELP),
 ) -> None:
     """Federated evaluation job: random split, k-fold or leave-one-out; prints the mean metrics."""
     from ..crypto.paillier import generate_keypair
     from ..vfl.evaluation import evaluate
 
-    XA, XB, y = _psi_aligned(data_a, data_b, label, model, psi_bits, None)
+    backend = _backend(ctx, compute, private_keys)
+    XA, XB, y = _psi_aligned(data_a, data_b, label, model, psi_bits, None, backend)
     est = _estimator(model, positive_class, y, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
-                     reg_mode=reg_mode, reg_param=reg_param, key_bits=bits)
+                     reg_mode=reg_mode, reg_param=reg_param, key_bits=bits, compute=backend)
     keys = (generate_keypair(bits), generate_keypair(bits))
     report = evaluate(est, [XA, XB], y, method=method, test_size=test_size, k=k, shuffle=shuffle,
                       task_id=task_id, keypairs=keys)

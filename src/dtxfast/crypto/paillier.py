@@ -879,17 +879,35 @@ def matmul(X: Any, ev: EncryptedVector, *, plaintext_bits: int = PLAINTEXT_BITS)
     >>> sk.decrypt(matmul([[1, -2], [3, 4]], pk.encrypt([5, 6])))
     array([-7, 39])
     """
-    if not isinstance(ev, EncryptedVector):
-        raise ParameterError("the right operand must be an EncryptedVector")
-    A = np.asarray(X)
-    if A.ndim == 1:
-        A = A[None, :]
-    if A.ndim != 2:
-        raise ParameterError(f"X must be 1-D or 2-D, not {A.ndim}-D")
-    if A.shape[1] != len(ev):
-        raise ParameterError(f"shape mismatch: X has {A.shape[1]} columns, vector has {len(ev)} elements")
-    if not 1 <= plaintext_bits <= 63:
-        raise ParameterError("plaintext_bits must be in [1, 63]")
+    A = _matmul_check(X, ev, plaintext_bits)
+    plan = _matmul_plan(A, ev, plaintext_bits)
+    c = ev.public_key._ctx.matmul(plan.xabs, plan.xneg, ev._c, plan.cinv, max(plan.bits, 1), plan.window,
+                                  _threads())
+    return plan.result(ev, c)
+
+
+class _MatmulPlan:
+    """``X @ ev`` prepared: the encoded plaintext matrix, the inverted columns, the Pippenger window.
+
+    Rows are independent: ``ctx.matmul`` over any block of rows of ``xabs``/``xneg`` gives those
+    rows of the product, bit for bit (what :mod:`dtxfast.compute` splits into chunks).
+    """
+
+    __slots__ = ("xabs", "xneg", "cinv", "frac", "is_float", "bits", "window", "bound")
+
+    def __init__(self, xabs: np.ndarray, xneg: np.ndarray | None, cinv: np.ndarray | None, frac: int,
+                 is_float: bool, bits: int, window: int, bound: int | None) -> None:
+        self.xabs, self.xneg, self.cinv = xabs, xneg, cinv
+        self.frac, self.is_float, self.bits, self.window, self.bound = frac, is_float, bits, window, bound
+
+    def result(self, ev: EncryptedVector, c: np.ndarray) -> EncryptedVector:
+        """The product vector from the computed ciphertext rows ``c``."""
+        return EncryptedVector(ev.public_key, c, ev.exponent + self.frac, ev.is_float or self.is_float,
+                               bits=self.bound)
+
+
+def _matmul_plan(A: np.ndarray, ev: EncryptedVector, plaintext_bits: int) -> _MatmulPlan:
+    """Encode a checked 2-D ``A`` for ``A @ ev`` (overflow checked before any work)."""
     mags, neg, frac, is_float = _encode_operand(A.reshape(-1), plaintext_bits)
     if mags.shape[1] != 1:
         raise ParameterError("integer matrix entries must fit 64 bits")
@@ -911,9 +929,24 @@ def matmul(X: Any, ev: EncryptedVector, *, plaintext_bits: int = PLAINTEXT_BITS)
     if ev._bits is not None:
         _bounded(ev.public_key, ev._bits + bits + max(k - 1, 0).bit_length())
     window = _pippenger_window(k, bits)
-    c = ctx.matmul(xabs, xneg, ev._c, cinv, max(bits, 1), window, _threads())
     bound = None if ev._bits is None else ev._bits + bits + max(k - 1, 0).bit_length()
-    return EncryptedVector(ev.public_key, c, ev.exponent + frac, ev.is_float or is_float, bits=bound)
+    return _MatmulPlan(xabs, xneg, cinv, frac, is_float, bits, window, bound)
+
+
+def _matmul_check(X: Any, ev: Any, plaintext_bits: int) -> np.ndarray:
+    """Validate the operands of ``X @ ev``; returns ``X`` as a 2-D array."""
+    if not isinstance(ev, EncryptedVector):
+        raise ParameterError("the right operand must be an EncryptedVector")
+    A = np.asarray(X)
+    if A.ndim == 1:
+        A = A[None, :]
+    if A.ndim != 2:
+        raise ParameterError(f"X must be 1-D or 2-D, not {A.ndim}-D")
+    if A.shape[1] != len(ev):
+        raise ParameterError(f"shape mismatch: X has {A.shape[1]} columns, vector has {len(ev)} elements")
+    if not 1 <= plaintext_bits <= 63:
+        raise ParameterError("plaintext_bits must be in [1, 63]")
+    return A
 
 
 # ------------------------------------------------------------------------------ helpers

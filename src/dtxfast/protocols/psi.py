@@ -91,7 +91,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Union
 
 import numpy as np
 
@@ -111,6 +111,9 @@ from ..errors import (
     ProtocolError,
     StateError,
 )
+
+if TYPE_CHECKING:
+    from ..compute import ComputeBackend
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -330,6 +333,12 @@ class SignerTagCache:
 _DEFAULT_CACHE = SignerTagCache()
 
 
+def _default_compute() -> ComputeBackend:
+    from ..compute import default_compute
+
+    return default_compute()
+
+
 def _check_chunk(chunk_size: int) -> int:
     if not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_COUNT:
         raise ParameterError(f"chunk_size must be 1..{MAX_COUNT}")
@@ -352,11 +361,14 @@ class PsiSigner:
     max_requests : int, optional
         Refuse to sign more than this many values in total (against a requester who would ask
         for ids it does not hold).
+    compute : ComputeBackend, optional
+        Where RSA signing runs (its own tags and the blind signatures; see
+        :mod:`dtxfast.compute`); default :func:`dtxfast.compute.default_compute`.
     """
 
     def __init__(self, ids: IdsLike, key: BlindRSASigner | ECDHMaskKey, *,
                  chunk_size: int = DEFAULT_CHUNK, cache: SignerTagCache | None = None,
-                 max_requests: int | None = None) -> None:
+                 max_requests: int | None = None, compute: ComputeBackend | None = None) -> None:
         if isinstance(key, BlindRSASigner):
             self.mode = Mode.RSA
         elif isinstance(key, ECDHMaskKey):
@@ -368,6 +380,7 @@ class PsiSigner:
         self.chunk_size = _check_chunk(chunk_size)
         self.cache = cache if cache is not None else _DEFAULT_CACHE
         self.max_requests = max_requests
+        self.compute = compute if compute is not None else _default_compute()
         self.requests_served = 0
         self.cache_hit: bool | None = None
         self.final: IdBatch | None = None
@@ -399,7 +412,7 @@ class PsiSigner:
             return cached
         self.cache_hit = False
         if isinstance(self.key, BlindRSASigner):
-            values = self.key.tags(self.ids)
+            values = self.compute.sign_own(self.key, self.ids)
         else:
             values = self.key.mask(ECDHMaskKey.hash_ids(self.ids))
         self.cache.put(name, values)
@@ -448,7 +461,7 @@ class PsiSigner:
             if isinstance(self.key, BlindRSASigner):
                 if msg.width != self.key.public_key().k:
                     raise MalformedInput("blinded values have the wrong width for this key")
-                out = self.key.sign_blinded(msg.values())
+                out = self.compute.sign_blinded(self.key, msg.values())
             else:
                 if msg.width != POINT_SIZE:
                     raise MalformedInput("X25519 points are 32 bytes")
@@ -486,11 +499,15 @@ class PsiRequester:
         ``rng(nbytes) -> bytes`` for blinding factors and the ECDH scalar (default os.urandom).
     max_pending : int
         Most request chunks awaiting their response at once (bounds memory).
+    compute : ComputeBackend, optional
+        Where blinding and unblinding run (see :mod:`dtxfast.compute`); default
+        :func:`dtxfast.compute.default_compute`. A custom ``rng`` needs the local backend.
     """
 
     def __init__(self, ids: IdsLike, *, chunk_size: int = DEFAULT_CHUNK,
                  verify: Literal["batch", "each"] = "batch", expect_signer_tags: bool = True,
-                 rng: Rng = os.urandom, max_pending: int = 8) -> None:
+                 rng: Rng = os.urandom, max_pending: int = 8,
+                 compute: ComputeBackend | None = None) -> None:
         self.ids = _as_batch(ids)
         self.chunk_size = _check_chunk(chunk_size)
         if verify not in ("batch", "each"):
@@ -499,6 +516,7 @@ class PsiRequester:
         self.expect_signer_tags = expect_signer_tags
         self.max_pending = max_pending
         self._rng = rng
+        self.compute = compute if compute is not None else _default_compute()
         self.mode: Mode | None = None
         self.key_id: bytes | None = None
         self.public_key: BlindRSAPublicKey | None = None
@@ -551,7 +569,8 @@ class PsiRequester:
             last = seq == self._nchunks - 1
             if self.mode == Mode.RSA:
                 assert self.public_key is not None
-                batch = self.public_key.blind(part, rng=self._rng)
+                batch = self.compute.blind(self.public_key, part,
+                                           rng=None if self._rng is os.urandom else self._rng)
                 self._pending[seq] = batch
                 values = batch.blinded
             else:
@@ -640,7 +659,7 @@ class PsiRequester:
             assert isinstance(pending, BlindedBatch) and self.public_key is not None
             if msg.count != len(pending) or msg.width != self.public_key.k:
                 raise ProtocolError("RESPONSE does not match its request's size")
-            tags = self.public_key.finalize(pending, msg.values(), verify=self.verify)
+            tags = self.compute.finalize(self.public_key, pending, msg.values(), verify=self.verify)
         else:
             assert isinstance(pending, int)
             if msg.count != pending or msg.width != POINT_SIZE:

@@ -18,6 +18,8 @@ Examples
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..crypto.blind_rsa import BlindRSASigner
@@ -26,7 +28,8 @@ from ..protocols.psi import PsiRequester, PsiSigner, run_two_party
 __all__ = ["psi_align"]
 
 
-def psi_align(ids_a: list[str], ids_b: list[str], *, rsa_bits: int = 2048) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def psi_align(ids_a: list[str], ids_b: list[str], *, rsa_bits: int = 2048,
+              compute: Any = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Align two parties' rows with RSA blind-signature PSI (B signs, A requests).
 
     Parameters
@@ -35,6 +38,9 @@ def psi_align(ids_a: list[str], ids_b: list[str], *, rsa_bits: int = 2048) -> tu
         Each party's row ids, in its row order.
     rsa_bits : int, default 2048
         Size of B's fresh RSA signing key.
+    compute : ComputeBackend, optional
+        Where both sides' RSA work runs (:mod:`dtxfast.compute`); default ``DTXFAST_COMPUTE``,
+        else the local kernels.
 
     Returns
     -------
@@ -43,7 +49,8 @@ def psi_align(ids_a: list[str], ids_b: list[str], *, rsa_bits: int = 2048) -> tu
         sorted common ids, and those ids.
     """
     key = BlindRSASigner.generate(rsa_bits)
-    common = sorted(x.decode() for x in run_two_party(PsiRequester(ids_a), PsiSigner(ids_b, key)))
+    common = sorted(x.decode() for x in run_two_party(PsiRequester(ids_a, compute=compute),
+                                                           PsiSigner(ids_b, key, compute=compute)))
     # A learned the intersection; it sends it to B, since both need the common rows in one order.
     pos_a = {v: i for i, v in enumerate(ids_a)}
     pos_b = {v: i for i, v in enumerate(ids_b)}

@@ -36,7 +36,8 @@ from .runner import predict_in_process, train_in_process
 __all__ = ["VerticalLinearRegression"]
 
 _PARAMS = ("alpha", "max_epochs", "batch_size", "reg_mode", "reg_param", "amplitude", "accuracy",
-           "shuffle", "random_state", "label_party", "key_bits", "secure", "progress", "eval_every")
+           "shuffle", "random_state", "label_party", "key_bits", "secure", "progress", "eval_every",
+           "compute")
 
 
 class _VerticalModel:
@@ -62,6 +63,7 @@ class _VerticalModel:
         secure: bool = True,
         progress: Any = False,
         eval_every: int = 0,
+        compute: Any = None,
     ) -> None:
         self.alpha = alpha
         self.max_epochs = max_epochs
@@ -77,6 +79,7 @@ class _VerticalModel:
         self.secure = secure
         self.progress = progress
         self.eval_every = eval_every
+        self.compute = compute
 
     # -- parameters -------------------------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -150,8 +153,8 @@ class _VerticalModel:
         lab_kw = self._label_kwargs()
         if self.secure:
             kpa, kpb = keypairs if keypairs is not None else (None, None)
-            fa = FeatureParty(XA, cfg, key_bits=int(self.key_bits), keypair=kpa)
-            lb = LabelParty(XB, y, cfg, key_bits=int(self.key_bits), keypair=kpb, **lab_kw)
+            fa = FeatureParty(XA, cfg, key_bits=int(self.key_bits), keypair=kpa, compute=self.compute)
+            lb = LabelParty(XB, y, cfg, key_bits=int(self.key_bits), keypair=kpb, compute=self.compute, **lab_kw)
 
             def on_epoch(epoch: int, loss: float, f: FeatureParty, b: LabelParty) -> None:
                 rec: dict[str, Any] = {"epoch": epoch + 1, "loss": loss}
@@ -264,6 +267,9 @@ class VerticalLinearRegression(_VerticalModel):
         Show a progress bar over epochs with the loss.
     eval_every : int, default 0
         With ``fit(..., validation=...)``, evaluate on the validation rows every N epochs.
+    compute : ComputeBackend, optional
+        Where both parties' encryptions and ``X.T @ [[d]]`` run (:mod:`dtxfast.compute`; public
+        keys only); default ``DTXFAST_COMPUTE``, else the local kernels.
 
     Attributes
     ----------

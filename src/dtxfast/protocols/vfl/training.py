@@ -11,7 +11,7 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,12 +21,14 @@ from ...crypto.paillier import (
     PaillierPublicKey,
     concatenate,
     generate_keypair,
-    matmul,
 )
 from ...errors import MalformedInput, ParameterError, ProtocolError, StateError
 from ._messages import MsgType, pack, pack_ints, unpack, unpack_ints
 from .config import Standardizer, TrainingConfig, batch_schedule, reg_gradient, reg_loss
 from .model import ModelPart
+
+if TYPE_CHECKING:
+    from ...compute import ComputeBackend
 
 __all__ = [
     "FeatureParty",
@@ -125,6 +127,7 @@ class _Party:
         *,
         key_bits: int = 2048,
         keypair: tuple[PaillierPublicKey, PaillierPrivateKey] | None = None,
+        compute: ComputeBackend | None = None,
     ) -> None:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
@@ -132,6 +135,12 @@ class _Party:
         if not np.all(np.isfinite(X)):
             raise ParameterError("features must be finite numbers")
         self.config = config
+        if compute is None:
+            from ...compute import default_compute
+
+            compute = default_compute()
+        #: where this party's encryptions and ``X.T @ [[d]]`` run (see :mod:`dtxfast.compute`)
+        self.compute = compute
         self.standardizer = Standardizer.fit(X)
         Z = self.standardizer.transform(X)
         if self.role == "label":
@@ -219,7 +228,7 @@ class _Party:
         idx = self._batches[self._bidx]
         self._u = self._Z[idx] @ self.weights
         self._own_term = self._residual_term(idx, self._u)
-        ev = self.public_key.encrypt(self._own_term)
+        ev = self.compute.encrypt(self.public_key, self._own_term)
         self._state = "partial"
         return pack(MsgType.PARTIAL, self.epoch, self._bidx, [ev.to_bytes()])
 
@@ -238,7 +247,7 @@ class _Party:
         rows = self._Z[idx].T
         if self.role == "feature":
             rows = np.vstack([rows, self._u[None, :]])
-        G = matmul(rows, d_enc, plaintext_bits=self.config.plaintext_bits)
+        G = self.compute.matmul(rows, d_enc, plaintext_bits=self.config.plaintext_bits)
         k = len(self.weights)
         n_peer = self.peer_key.n
         self._mask = [secrets.randbelow(n_peer) for _ in range(k)]
@@ -332,6 +341,9 @@ class FeatureParty(_Party):
     key_bits : int, default 2048
         Size of this party's fresh Paillier key (ignored when ``keypair`` is given).
     keypair : (PaillierPublicKey, PaillierPrivateKey), optional
+    compute : ComputeBackend, optional
+        Where this party's encryptions and ``X.T @ [[d]]`` run (public keys only: the private key
+        never leaves the party); default :func:`dtxfast.compute.default_compute`.
     """
 
     role = "feature"
@@ -357,7 +369,7 @@ class LabelParty(_Party):
     config : TrainingConfig
     positive_class : label value, optional
         Logistic only: which label value is the positive class (default the larger of two).
-    key_bits, keypair : as :class:`FeatureParty`.
+    key_bits, keypair, compute : as :class:`FeatureParty`.
     threshold : float, default 0.5
         Logistic only: probability threshold stored in the model part.
     """
