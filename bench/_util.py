@@ -1,23 +1,71 @@
-"""Shared helpers of the benchmark suite.
+"""Shared helpers of the benchmark suite: every row says what ran, on how many threads.
 
-Every benchmark records what the ``dtx bench`` table and JSON need in ``extra_info``:
-``impl`` (stable names: ``dtxfast``, ``dtxfast-python``, a peer's package name, ``floor-<what>``),
-``size``, ``unit`` and ``per`` (elements handled by one timed call).
+Every benchmark records what the ``dtx bench`` table and JSON need in ``extra_info`` through
+:func:`measure`: ``impl`` (stable names: ``dtxfast`` and ``dtxfast-<variant>``, ``dtxfast-python``
+for the pure-Python twin, a peer's package name, ``floor-<what>`` for the true minimum work of the
+operation, ``naive-<what>`` for a straightforward baseline that is not a floor), ``size``,
+``unit``, ``per`` (elements one timed call handles) and ``threads``.
+
+Fair by construction:
+
+* ``threads`` is recorded on every row. A dtxfast row runs its timed calls with the library's
+  thread setting *set to* ``threads`` (default: all cores), so the number is what ran; every other
+  row must say how many threads it uses.
+* A peer that cannot run the full ``size`` runs a ``sample`` of it: the row keeps dtxfast's
+  ``size`` (the work being compared) and records ``sample`` (what one timed call handled), and the
+  per-element value is over the sample.
+* ``ref`` names the dtxfast row that does the same work as this row (default ``dtxfast``; e.g.
+  ``dtxfast-standard`` for python-paillier's full-length ``r^n`` encryption). ``dtx bench`` takes
+  ratios against the ``ref`` row at the same ``threads``, and beside it against the ``ref`` row on
+  all cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any, Callable, Sequence
 
-__all__ = ["QUICK", "sizes", "measure"]
+import dtxfast
 
+__all__ = ["CORES", "QUICK", "SMOKE", "THREAD_FREE_UNITS", "blas_threads", "is_dtxfast", "measure", "sizes",
+           "thread_variants"]
+
+#: ``--quick``: the smallest sizes, at most two rounds
 QUICK = os.environ.get("DTX_BENCH_QUICK", "") not in ("", "0")
+#: a smoke run of ``--quick`` (the test of the row convention): only the first quick size, one round;
+#: every group and every row still runs, the numbers mean nothing
+SMOKE = QUICK and os.environ.get("DTX_BENCH_SMOKE", "") not in ("", "0")
+CORES = dtxfast.num_threads()
+#: units of recorded values that do not depend on threads (bytes on the wire)
+THREAD_FREE_UNITS = ("bytes/sample", "MiB/party")
 
 
 def sizes(full: Sequence[int], quick: Sequence[int]) -> list[int]:
-    """The sizes to run: ``quick`` under ``--quick``, else ``full``."""
+    """The sizes to run: ``quick`` under ``--quick`` (its first one in a smoke run), else ``full``."""
+    if SMOKE:
+        return list(quick[:1])
     return list(quick if QUICK else full)
+
+
+def thread_variants() -> list[int]:
+    """Thread counts of dtxfast rows: all cores, and 1 (when there is more than one core)."""
+    return [CORES, 1] if CORES > 1 else [1]
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Run numpy's BLAS (and OpenMP) on ``n`` threads inside the block (threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n):
+        yield
+
+
+def is_dtxfast(impl: str) -> bool:
+    """True for dtxfast's compiled rows (``dtxfast``, ``dtxfast-<variant>``), not the Python twin."""
+    return (impl == "dtxfast" or impl.startswith("dtxfast-")) and impl != "dtxfast-python"
 
 
 def measure(
@@ -26,16 +74,61 @@ def measure(
     *,
     impl: str,
     size: int,
+    threads: int | None = None,
     unit: str = "us/elem",
     per: int | None = None,
+    sample: int | None = None,
+    ref: str | None = None,
     rounds: int = 3,
     setup: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]] | None = None,
     **extra: Any,
 ) -> Any:
-    """Time ``fn`` with a fixed number of rounds (one call each) and record its metadata."""
-    benchmark.extra_info.update(impl=impl, size=size, unit=unit, per=per or size, **extra)
+    """Time ``fn`` with a fixed number of rounds (one call each) and record its metadata.
+
+    Parameters
+    ----------
+    impl, size, unit
+        The row's implementation name, problem size and unit.
+    threads : int, optional
+        Threads the timed calls use. Required unless ``impl`` is one of dtxfast's compiled rows
+        (default: all cores) or ``unit`` is thread-free; for dtxfast rows the library's thread
+        setting is set to it around every timed call.
+    per : int, optional
+        Elements one timed call handles (default ``size``).
+    sample : int, optional
+        A peer too slow for ``size`` elements runs ``sample`` of them: ``per`` becomes ``sample``
+        and the row is marked.
+    ref : str, optional
+        The dtxfast row doing the same work (default ``dtxfast``).
+    """
+    if threads is None:
+        if is_dtxfast(impl) or unit in THREAD_FREE_UNITS:
+            threads = CORES
+        else:
+            raise TypeError(f"measure(impl={impl!r}): say threads= (how many threads this row uses)")
+    if sample is not None:
+        if sample > size:
+            raise ValueError(f"sample={sample} is larger than size={size}")
+        per = sample
+        if sample < size:
+            extra["sample"] = sample
+    if ref is not None:
+        extra["ref"] = ref
+    benchmark.extra_info.update(impl=impl, size=size, unit=unit, per=per or size, threads=threads, **extra)
     if QUICK:
         rounds = min(rounds, 2)
+    if SMOKE:
+        rounds = 1
+    if is_dtxfast(impl) or impl == "dtxfast-python":
+        inner = fn
+
+        def fn(*args: Any, **kwargs: Any) -> Any:
+            dtxfast.set_num_threads(threads)
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                dtxfast.set_num_threads(None)
+
     if setup is not None:
         return benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
     return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1 if rounds > 1 else 0)

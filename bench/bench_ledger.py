@@ -6,9 +6,12 @@
   backend. Floor ``floor-sqlite-sign``: one Ed25519 signature of the same payload bytes plus a raw
   INSERT of the signed bytes in its own transaction, same file settings (WAL,
   synchronous=NORMAL); ``floor-sqlite-sign-verify`` adds the signature check a ledger cannot skip.
+  Appending is sequential (one SQLite writer): every row runs on one thread.
 * ``ledger.verify``: :meth:`Ledger.verify_chain` from genesis (every block hash, link and
-  signature), in this process and with one worker process per core (``threads`` column). Floor
-  ``floor-verify``: raw Ed25519 verification of the same signatures in one process.
+  signature), in this process (1 thread) and with one worker process per core (``threads``
+  column, spawn included). Floors: ``floor-verify`` is raw Ed25519 verification of the same
+  signatures in one process; on more than one core, ``floor-verify`` on all cores splits them over
+  as many threads (OpenSSL's verify releases the GIL), the same-thread floor of the parallel row.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -53,7 +57,7 @@ def _append_loop(led, n):
 @pytest.mark.benchmark(group="ledger.append")
 @pytest.mark.parametrize("n", APPEND_SIZES)
 def test_append_sqlite(benchmark, n):
-    measure(benchmark, _append_loop, impl="dtxfast", size=n, unit="entries/s", per=n,
+    measure(benchmark, _append_loop, impl="dtxfast", size=n, unit="entries/s", per=n, threads=1,
             setup=lambda: ((_new_sqlite(), n), {}))
 
 
@@ -65,7 +69,7 @@ def test_append_sqlite_batched(benchmark, n):
             led.append_many([led.sign(NODE, Heartbeat()) for _ in range(min(100, n - i))])
         led.close()
 
-    measure(benchmark, run, impl="dtxfast-block100", size=n, unit="entries/s", per=n,
+    measure(benchmark, run, impl="dtxfast-block100", size=n, unit="entries/s", per=n, threads=1,
             setup=lambda: ((_new_sqlite(),), {}), note="append_many, 100 entries per block")
 
 
@@ -78,7 +82,7 @@ def test_append_memory(benchmark, n):
         return (led, n), {}
 
     measure(benchmark, _append_loop, impl="dtxfast-memory", size=n, unit="entries/s", per=n,
-            setup=setup)
+            threads=1, setup=setup)
 
 
 @pytest.mark.benchmark(group="ledger.append")
@@ -113,7 +117,7 @@ def test_append_floor(benchmark, n, with_verify):
         conn.close()
 
     impl = "floor-sqlite-sign-verify" if with_verify else "floor-sqlite-sign"
-    measure(benchmark, run, impl=impl, size=n, unit="entries/s", per=n, setup=setup)
+    measure(benchmark, run, impl=impl, size=n, unit="entries/s", per=n, threads=1, setup=setup)
 
 
 _built: dict[int, tuple[str, list[SignedTx]]] = {}
@@ -147,7 +151,7 @@ def test_verify_chain(benchmark, n):
         led.close()
         assert rep.entries == n
 
-    measure(benchmark, run, impl="dtxfast", size=n, unit="entries/s", per=n,
+    measure(benchmark, run, impl="dtxfast", size=n, unit="entries/s", per=n, threads=1,
             rounds=1 if n >= 100_000 else 3)
 
 
@@ -170,15 +174,25 @@ def test_verify_chain_parallel(benchmark, n):
 
 
 @pytest.mark.benchmark(group="ledger.verify")
+@pytest.mark.parametrize("threads", [1] + ([num_threads()] if num_threads() > 1 else []))
 @pytest.mark.parametrize("n", VERIFY_SIZES)
-def test_verify_floor(benchmark, n):
+def test_verify_floor(benchmark, n, threads):
     _, txs = _built_ledger(n)
     keys = [NODE.public_key_bytes] * len(txs)
     sigs = [t.signature for t in txs]
     msgs = [signing_message(t.payload) for t in txs]
+    parts = [slice(i, len(txs), threads) for i in range(threads)]
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     def run():
-        assert all(verify_batch(keys, sigs, msgs))
+        if pool is None:
+            assert all(verify_batch(keys, sigs, msgs))
+        else:
+            assert all(all(ok) for ok in pool.map(lambda s: verify_batch(keys[s], sigs[s], msgs[s]), parts))
 
-    measure(benchmark, run, impl="floor-verify", size=n, unit="entries/s", per=len(txs),
-            rounds=1 if n >= 100_000 else 3)
+    try:
+        measure(benchmark, run, impl="floor-verify", size=n, unit="entries/s", per=len(txs), threads=threads,
+                rounds=1 if n >= 100_000 else 3)
+    finally:
+        if pool is not None:
+            pool.shutdown()

@@ -5,13 +5,19 @@ Groups
 ``mpc.matmul``  secure product of two secret-shared n x n fixed-point matrices (n = 1000): all three
                 parties' local products, the reshare and the truncation, run in one process (so
                 the three parties' work adds up on the same cores). ``numpy`` is the plaintext
-                product in the same ring (``uint64`` matmul), ``floor-blas-f64`` the float64
-                BLAS product, for scale.
+                product in the same ring (``uint64`` matmul: numpy has no BLAS for integers, so it
+                runs one naive loop on one thread); ``floor-blas-f64`` is the float64 BLAS
+                product (1 thread and all cores): what a plaintext product of that shape costs
+                at best, the floor to cite.
 ``mpc.relu``    secure ReLU (exact comparison by bit decomposition, plus its derivative) on 10^6
                 shared values, all three parties; ``numpy`` is ``np.maximum(x, 0)`` in plaintext.
 ``mpc.epoch``   one training epoch (mini-batch 256) of a 64-32-1 network (64 input features split
                 22/21/21 between the parties, one ReLU layer of 32, one linear output) on 100k
-                samples, secret-shared; ``numpy`` trains the same network in plaintext.
+                samples, secret-shared; ``numpy`` trains the same network in plaintext (BLAS
+                pinned to the row's threads).
+
+Every row carries ``threads``: dtxfast on all cores and on 1; the numpy twin
+(``dtxfast-python``) and plaintext ``numpy`` integer code on 1.
 ``mpc.epoch.bytes``  MiB each party sends during that epoch (``value`` recorded directly; the
                 row's ``note`` lists every party).
 
@@ -30,7 +36,7 @@ from dtxfast.protocols.mpc.mlp import MLPSchedule, init_params, plain_train_mlp,
 from dtxfast.transport.channel import InMemoryNetwork
 from dtxfast.vfl.dnn import PARTY_NAMES
 
-from ._util import QUICK, measure, sizes
+from ._util import QUICK, blas_threads, measure, sizes, thread_variants
 
 try:
     from dtxfast.protocols.mpc import _kernels as _numba_kernels
@@ -43,7 +49,8 @@ EPOCH_N = sizes([100_000], [2_000])[0]
 EPOCH_LAYERS = (64, 32, 1)
 EPOCH_BATCH = 256
 
-IMPLS = ["dtxfast", "dtxfast-python"]
+#: (impl, threads) of the secure rows
+IMPLS = [("dtxfast", t) for t in thread_variants()] + [("dtxfast-python", 1)]
 
 
 def _module(impl: str):
@@ -85,17 +92,19 @@ def _shared_inputs(impl: str, values: list[np.ndarray]):
 
 
 @pytest.mark.benchmark(group="mpc.matmul")
-@pytest.mark.parametrize("impl", IMPLS + ["numpy", "floor-blas-f64"])
-def test_matmul(benchmark, impl):
+@pytest.mark.parametrize("impl,threads", IMPLS + [("numpy", 1)] + [("floor-blas-f64", t) for t in thread_variants()])
+def test_matmul(benchmark, impl, threads):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(MAT_N, MAT_N)), rng.normal(size=(MAT_N, MAT_N))
     rounds = 1 if impl == "dtxfast-python" and not QUICK else 3
     if impl == "numpy":
         xu, yu = encode(x), encode(y)
-        measure(benchmark, lambda: xu @ yu, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds)
+        measure(benchmark, lambda: xu @ yu, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds, threads=1)
         return
     if impl == "floor-blas-f64":
-        measure(benchmark, lambda: x @ y, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds)
+        with blas_threads(threads):
+            measure(benchmark, lambda: x @ y, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds,
+                    threads=threads)
         return
     _, parties, shares = _shared_inputs(impl, [x, y])
 
@@ -103,15 +112,15 @@ def test_matmul(benchmark, impl):
         progs = [p.matmul(s[0], s[1]) for p, s in zip(parties, shares)]
         return run_local(progs, [p.channel for p in parties])
 
-    measure(benchmark, run, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds)
+    measure(benchmark, run, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds, threads=threads)
 
 
 @pytest.mark.benchmark(group="mpc.relu")
-@pytest.mark.parametrize("impl", IMPLS + ["numpy"])
-def test_relu(benchmark, impl):
+@pytest.mark.parametrize("impl,threads", IMPLS + [("numpy", 1)])
+def test_relu(benchmark, impl, threads):
     x = np.random.default_rng(1).normal(size=RELU_N)
     if impl == "numpy":
-        measure(benchmark, lambda: np.maximum(x, 0.0), impl=impl, size=RELU_N, unit="s", per=1)
+        measure(benchmark, lambda: np.maximum(x, 0.0), impl=impl, size=RELU_N, unit="s", per=1, threads=1)
         return
     _, parties, shares = _shared_inputs(impl, [x])
 
@@ -119,7 +128,7 @@ def test_relu(benchmark, impl):
         progs = [p.relu(s[0]) for p, s in zip(parties, shares)]
         return run_local(progs, [p.channel for p in parties])
 
-    measure(benchmark, run, impl=impl, size=RELU_N, unit="s", per=1)
+    measure(benchmark, run, impl=impl, size=RELU_N, unit="s", per=1, threads=threads)
 
 
 def _epoch_data():
@@ -137,11 +146,13 @@ _EPOCH_BYTES: dict[str, float] = {}
 
 
 @pytest.mark.benchmark(group="mpc.epoch")
-@pytest.mark.parametrize("impl", IMPLS + ["numpy"])
-def test_epoch(benchmark, impl):
+@pytest.mark.parametrize("impl,threads", IMPLS + [("numpy", t) for t in thread_variants()])
+def test_epoch(benchmark, impl, threads):
     X, y, sched, parts = _epoch_data()
     if impl == "numpy":
-        measure(benchmark, lambda: plain_train_mlp(X, y, sched), impl=impl, size=EPOCH_N, unit="s", per=1)
+        with blas_threads(threads):
+            measure(benchmark, lambda: plain_train_mlp(X, y, sched), impl=impl, size=EPOCH_N, unit="s", per=1,
+                    threads=threads)
         return
     cols = [p.shape[1] for p in parts]
 
@@ -153,7 +164,7 @@ def test_epoch(benchmark, impl):
         run_local(progs, [p.channel for p in parties])
         _EPOCH_BYTES.update({n: net.bytes_sent(n) for n in PARTY_NAMES})
 
-    measure(benchmark, run, impl=impl, size=EPOCH_N, unit="s", per=1, rounds=2)
+    measure(benchmark, run, impl=impl, size=EPOCH_N, unit="s", per=1, rounds=2, threads=threads)
 
 
 @pytest.mark.benchmark(group="mpc.epoch.bytes")

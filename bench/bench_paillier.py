@@ -2,12 +2,18 @@
 
 Groups ``paillier.encrypt``, ``paillier.encrypt_online`` (precomputed obfuscators),
 ``paillier.decrypt``, ``paillier.add``, ``paillier.scalar_mul`` and ``paillier.dot`` at
-2048-bit keys, every implementation in the same run on the same data. ``dtxfast`` rows run on
-all cores (``threads`` in the row), ``dtxfast`` rows tagged 1 thread on one. Per-element cost in
-microseconds; the ``floor-gmpy2`` rows are the raw GMP cost of the minimum work of the standard
-method (encrypt: ``r^n mod n^2``; decrypt: the two CRT half-exponentiations; add: one mulmod;
-scalar multiply: one powmod with the encoded scalar; dot: one powmod per entry plus one mulmod
-per addition), timed through gmpy2 one element at a time.
+2048-bit keys, every implementation in the same run on the same data. Every row carries
+``threads``: dtxfast rows run on all cores and on one; ``phe``, ``dtxfast-python`` and the gmpy2
+rows on one; HEU on its own pool of all cores. Per-element cost in microseconds; the
+``floor-gmpy2`` rows are the raw GMP cost of the minimum work of the standard method (encrypt:
+``r^n mod n^2``; decrypt: the two CRT half-exponentiations; add: one mulmod; scalar multiply: one
+powmod with the encoded scalar), timed through gmpy2 one element at a time.
+
+Same work: dtxfast's default encryption draws its obfuscator with a short exponent (DJN);
+python-paillier and the encrypt floor compute the full-length ``r^n``, so their rows compare with
+``dtxfast-standard`` (``ref`` in the row), dtxfast's own full-length ``r^n``. In ``paillier.dot``
+``naive-gmpy2`` (one powmod per entry, one mulmod per addition: not a floor, dtxfast's multi-
+exponentiation does less) and ``phe`` run a sample of the rows (``sample`` in the row).
 
 Run: ``dtx bench paillier`` (``--quick`` for the smallest sizes, ``--json`` for the JSON rows).
 """
@@ -21,17 +27,15 @@ import gmpy2
 import numpy as np
 import pytest
 
-import dtxfast
 from dtxfast.crypto import paillier
 from dtxfast.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
 
-from ._util import QUICK, measure, sizes
+from ._util import CORES, QUICK, measure, sizes, thread_variants
 
 BITS = 2048
 N = sizes([256], [16])[0]
 N_ADD = sizes([4096], [256])[0]
 DOT_M, DOT_K = (16, 512) if QUICK else (256, 10_000)
-CORES = dtxfast.num_threads()
 
 try:
     import phe
@@ -42,17 +46,6 @@ try:
     from heu import phe as hphe
 except ImportError:  # pragma: no cover - optional peer
     hnp = None
-
-
-def _threads(n: int | None):
-    class _Ctx:
-        def __enter__(self):
-            dtxfast.set_num_threads(n)
-
-        def __exit__(self, *exc):
-            dtxfast.set_num_threads(None)
-
-    return _Ctx()
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +99,8 @@ def data():
     }
 
 
-def _dtx_variants():
-    out = [("dtxfast", None)]
-    if CORES > 1:
-        out.append(("dtxfast", 1))
-    return out
+def _dtx_variants(impl: str = "dtxfast") -> list[tuple[str, int]]:
+    return [(impl, t) for t in thread_variants()]
 
 
 # --------------------------------------------------------------------------- encrypt
@@ -120,31 +110,32 @@ def _dtx_variants():
 @pytest.mark.parametrize("impl,threads", _dtx_variants() + [("dtxfast-python", 1)])
 def test_encrypt_dtxfast(benchmark, keys, py_keys, data, impl, threads):
     pk = keys[0] if impl == "dtxfast" else py_keys[0]
-    with _threads(threads):
-        measure(benchmark, lambda: pk.encrypt(data["x"]), impl=impl, size=N, bits=BITS,
-                threads=threads or CORES)
+    measure(benchmark, lambda: pk.encrypt(data["x"]), impl=impl, size=N, bits=BITS,
+            threads=threads)
 
 
 @pytest.mark.benchmark(group="paillier.encrypt")
-def test_encrypt_dtxfast_standard(benchmark, keys, data):
+@pytest.mark.parametrize("impl,threads", _dtx_variants("dtxfast-standard"))
+def test_encrypt_dtxfast_standard(benchmark, keys, data, impl, threads):
     """The ``"standard"`` obfuscation (full-length r^n with GMP's side-channel-silent powm)."""
     pk = PaillierPublicKey(keys[0].n, obfuscation="standard")
-    measure(benchmark, lambda: pk.encrypt(data["x"]), impl="dtxfast-standard", size=N, bits=BITS,
-            threads=CORES, note="standard r^n")
+    measure(benchmark, lambda: pk.encrypt(data["x"]), impl=impl, size=N, bits=BITS, threads=threads,
+            note="standard r^n")
 
 
 @pytest.mark.benchmark(group="paillier.encrypt")
 def test_encrypt_phe(benchmark, phe_keys, data):
     ppk = phe_keys[0]
     xs = data["x"].tolist()
-    measure(benchmark, lambda: [ppk.encrypt(v) for v in xs], impl="phe", size=N, bits=BITS, threads=1)
+    measure(benchmark, lambda: [ppk.encrypt(v) for v in xs], impl="phe", size=N, bits=BITS, threads=1,
+            ref="dtxfast-standard")
 
 
 @pytest.mark.benchmark(group="paillier.encrypt")
 def test_encrypt_heu(benchmark, heu_kit, data):
     enc = heu_kit.encryptor()
     pt = heu_kit.array(data["x"].reshape(-1, 1), hphe.FloatEncoderParams())
-    measure(benchmark, lambda: enc.encrypt(pt), impl="heu", size=N, bits=BITS)
+    measure(benchmark, lambda: enc.encrypt(pt), impl="heu", size=N, bits=BITS, threads=CORES)
 
 
 @pytest.mark.benchmark(group="paillier.encrypt")
@@ -153,7 +144,7 @@ def test_encrypt_floor(benchmark, keys):
     n, nsq = gmpy2.mpz(pk.n), gmpy2.mpz(pk.nsq)
     rs = [gmpy2.mpz(int.from_bytes(os.urandom(BITS // 8), "big")) % n for _ in range(N)]
     measure(benchmark, lambda: [gmpy2.powmod(r, n, nsq) for r in rs], impl="floor-gmpy2", size=N,
-            bits=BITS, threads=1)
+            bits=BITS, threads=1, ref="dtxfast-standard")
 
 
 @pytest.mark.benchmark(group="paillier.encrypt_online")
@@ -165,9 +156,8 @@ def test_encrypt_online_dtxfast(benchmark, keys, data, impl, threads):
         pk.precompute(N)
         return (), {}
 
-    with _threads(threads):
-        measure(benchmark, lambda: pk.encrypt(data["x"]), impl=impl, size=N, bits=BITS, setup=setup,
-                rounds=5, threads=threads or CORES)
+    measure(benchmark, lambda: pk.encrypt(data["x"]), impl=impl, size=N, bits=BITS, setup=setup,
+            rounds=5, threads=threads)
 
 
 @pytest.mark.benchmark(group="paillier.encrypt_online")
@@ -189,8 +179,7 @@ def test_encrypt_online_floor(benchmark, keys, data):
 def test_decrypt_dtxfast(benchmark, keys, py_keys, data, impl, threads):
     pk, sk = keys if impl == "dtxfast" else py_keys
     ev = pk.encrypt(data["x"])
-    with _threads(threads):
-        measure(benchmark, lambda: sk.decrypt(ev), impl=impl, size=N, bits=BITS, threads=threads or CORES)
+    measure(benchmark, lambda: sk.decrypt(ev), impl=impl, size=N, bits=BITS, threads=threads)
 
 
 @pytest.mark.benchmark(group="paillier.decrypt")
@@ -206,7 +195,7 @@ def test_decrypt_phe(benchmark, keys, phe_keys, data):
 def test_decrypt_heu(benchmark, heu_kit, data):
     ct = heu_kit.encryptor().encrypt(heu_kit.array(data["x"].reshape(-1, 1), hphe.FloatEncoderParams()))
     dec = heu_kit.decryptor()
-    measure(benchmark, lambda: dec.decrypt(ct), impl="heu", size=N, bits=BITS)
+    measure(benchmark, lambda: dec.decrypt(ct), impl="heu", size=N, bits=BITS, threads=CORES)
 
 
 @pytest.mark.benchmark(group="paillier.decrypt")
@@ -230,8 +219,7 @@ def test_decrypt_floor(benchmark, keys, data):
 def test_add_dtxfast(benchmark, keys, py_keys, data, impl, threads):
     pk = keys[0] if impl == "dtxfast" else py_keys[0]
     a, b = pk.encrypt(data["xa"]), pk.encrypt(data["xa"][::-1].copy())
-    with _threads(threads):
-        measure(benchmark, lambda: a + b, impl=impl, size=N_ADD, bits=BITS, rounds=5, threads=threads or CORES)
+    measure(benchmark, lambda: a + b, impl=impl, size=N_ADD, bits=BITS, rounds=5, threads=threads)
 
 
 @pytest.mark.benchmark(group="paillier.add")
@@ -248,7 +236,7 @@ def test_add_heu(benchmark, heu_kit, data):
     enc, ev = heu_kit.encryptor(), heu_kit.evaluator()
     a = enc.encrypt(heu_kit.array(data["xa"].reshape(-1, 1), hphe.FloatEncoderParams()))
     b = enc.encrypt(heu_kit.array(data["xa"][::-1].reshape(-1, 1), hphe.FloatEncoderParams()))
-    measure(benchmark, lambda: ev.add(a, b), impl="heu", size=N_ADD, bits=BITS, rounds=5)
+    measure(benchmark, lambda: ev.add(a, b), impl="heu", size=N_ADD, bits=BITS, rounds=5, threads=CORES)
 
 
 @pytest.mark.benchmark(group="paillier.add")
@@ -270,8 +258,7 @@ def test_scalar_mul_dtxfast(benchmark, keys, py_keys, data, impl, threads):
     pk = keys[0] if impl == "dtxfast" else py_keys[0]
     ev = pk.encrypt(data["x"])
     k = data["k"]
-    with _threads(threads):
-        measure(benchmark, lambda: ev * k, impl=impl, size=N, bits=BITS, threads=threads or CORES)
+    measure(benchmark, lambda: ev * k, impl=impl, size=N, bits=BITS, threads=threads)
 
 
 @pytest.mark.benchmark(group="paillier.scalar_mul")
@@ -289,7 +276,8 @@ def test_scalar_mul_heu(benchmark, heu_kit, data):
     a = enc.encrypt(heu_kit.array(data["x"].reshape(-1, 1), hphe.FloatEncoderParams()))
     k = heu_kit.array(data["k"].reshape(-1, 1), hphe.FloatEncoderParams())
     # note: HEU's default float encoder keeps 6 decimal digits (~20-bit scalars); dtxfast 53 bits
-    measure(benchmark, lambda: ev.mul(a, k), impl="heu", size=N, bits=BITS, note="heu scalars ~20 bits")
+    measure(benchmark, lambda: ev.mul(a, k), impl="heu", size=N, bits=BITS, threads=CORES,
+            note="heu scalars ~20 bits")
 
 
 @pytest.mark.benchmark(group="paillier.scalar_mul")
@@ -313,9 +301,8 @@ def test_dot_dtxfast(benchmark, keys, data, impl, threads):
     pk = keys[0]
     ev = pk.encrypt(data["v"])
     X = data["X"]
-    with _threads(threads):
-        measure(benchmark, lambda: X @ ev, impl=impl, size=DOT_M * DOT_K, bits=BITS, rounds=1,
-                threads=threads or CORES)
+    measure(benchmark, lambda: X @ ev, impl=impl, size=DOT_M * DOT_K, bits=BITS, rounds=1,
+            threads=threads)
 
 
 def _dot_rows(m: int) -> int:
@@ -323,7 +310,7 @@ def _dot_rows(m: int) -> int:
 
 
 @pytest.mark.benchmark(group="paillier.dot")
-def test_dot_floor(benchmark, keys, data):
+def test_dot_naive(benchmark, keys, data):
     """Naive: one powmod per entry (|x| as exponent, inverse base for negatives), one mulmod per add."""
     pk = keys[0]
     nsq = gmpy2.mpz(pk.nsq)
@@ -344,7 +331,7 @@ def test_dot_floor(benchmark, keys, data):
             out.append(acc)
         return out
 
-    measure(benchmark, naive, impl="floor-gmpy2", size=DOT_M * DOT_K, per=rows * DOT_K, bits=BITS,
+    measure(benchmark, naive, impl="naive-gmpy2", size=DOT_M * DOT_K, sample=rows * DOT_K, bits=BITS,
             rounds=1, threads=1, note=f"{rows} of {DOT_M} rows")
 
 
@@ -365,7 +352,7 @@ def test_dot_phe(benchmark, keys, phe_keys, data):
             out.append(acc)
         return out
 
-    measure(benchmark, naive, impl="phe", size=DOT_M * DOT_K, per=rows * DOT_K, bits=BITS, rounds=1,
+    measure(benchmark, naive, impl="phe", size=DOT_M * DOT_K, sample=rows * DOT_K, bits=BITS, rounds=1,
             threads=1, note=f"{rows} of {DOT_M} rows")
 
 
@@ -375,5 +362,5 @@ def test_dot_heu(benchmark, heu_kit, data):
     v = enc.encrypt(heu_kit.array(data["v"].reshape(-1, 1), hphe.FloatEncoderParams()))
     rows = _dot_rows(DOT_M)
     X = heu_kit.array(data["X"][:rows], hphe.FloatEncoderParams())
-    measure(benchmark, lambda: ev.matmul(X, v), impl="heu", size=DOT_M * DOT_K, per=rows * DOT_K,
-            bits=BITS, rounds=1, note=f"{rows} of {DOT_M} rows; heu scalars ~20 bits")
+    measure(benchmark, lambda: ev.matmul(X, v), impl="heu", size=DOT_M * DOT_K, sample=rows * DOT_K,
+            bits=BITS, rounds=1, threads=CORES, note=f"{rows} of {DOT_M} rows; heu scalars ~20 bits")

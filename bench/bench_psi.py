@@ -4,9 +4,10 @@ Groups, at 10^4, 10^5 and 10^6 ids per side with 50% overlap (``--quick``: 10^3 
 2048-bit RSA key:
 
 - ``psi.signer`` (µs per id): the signer's cost of answering one of the requester's ids. RSA: one
-  blind signature (CRT); ECDH: one X25519 multiplication. (Tagging the signer's own ids costs the
-  same per id, once per key and id list: it is cached.) ``openmined-psi``: ``ProcessRequest`` plus
-  ``CreateSetupMessage`` divided by the number of ids (P-256, one thread).
+  blind signature (CRT); ECDH: one X25519 multiplication. ``openmined-psi``: ``ProcessRequest``
+  per id (P-256, one thread). Same work on both sides: answering the requester's ids only; the
+  signer's own-set work (dtxfast's tags, cached per key and id list; OpenMined's
+  ``CreateSetupMessage``) is outside this group and inside ``psi.total``.
 - ``psi.requester`` (µs per id): hash, blind, verify + unblind, hash (RSA); hash, mask, hash of the
   answer and mask + hash of the signer's value (ECDH); ``CreateRequest`` + ``GetIntersection``
   (OpenMined).
@@ -15,24 +16,24 @@ Groups, at 10^4, 10^5 and 10^6 ids per side with 50% overlap (``--quick``: 10^3 
 
 Floors of ``psi.signer``: ``floor-openssl`` is libcrypto's own RSA private operation
 (``RSA_private_decrypt`` without padding, which OpenSSL runs with its AVX-512 IFMA code where the
-CPU has it) on the same key and the same number of threads as dtxfast; ``floor-gmpy2`` is the two
-CRT half-exponentiations through gmpy2, one thread (gmpy2 holds the GIL). Both floors, and the
-pure-Python twin ``dtxfast-python``, run on a fixed sample of values (per-id costs do not depend on
-the batch size); their rows say so in ``note``.
+CPU has it; called through ctypes from ``_openssl_floor``) on the same key, on one thread and on
+all cores; ``floor-gmpy2`` is the two CRT half-exponentiations through gmpy2, one thread (gmpy2
+holds the GIL). Both floors, and the pure-Python twin ``dtxfast-python``, run on a fixed sample of
+values (per-id costs do not depend on the batch size); their rows carry ``sample``.
+
+Threads: every dtxfast row runs on all cores and on one (``threads`` in the row), so each
+one-thread peer (``openmined-psi``, the twin, ``floor-gmpy2``) has a same-thread dtxfast row.
 
 Run: ``dtx bench psi`` (``--quick`` for the smallest sizes, ``--json`` for the JSON rows).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 
 import gmpy2
-import numpy as np
 import pytest
 
-import dtxfast
 import dtxfast.crypto.blind_rsa as blind_rsa
 import dtxfast.crypto.ecdh as ecdh_mod
 from dtxfast.crypto import _psi_py
@@ -40,7 +41,8 @@ from dtxfast.crypto.blind_rsa import BlindRSASigner, IdBatch
 from dtxfast.crypto.ecdh import ECDHMaskKey, ecdh_tags
 from dtxfast.protocols.psi import PsiRequester, PsiSigner, SignerTagCache, run_two_party
 
-from ._util import QUICK, measure, sizes
+from . import _openssl_floor
+from ._util import QUICK, measure, sizes, thread_variants
 
 BITS = 2048
 SIZES = sizes([10_000, 100_000, 1_000_000], [1_000, 10_000])
@@ -48,17 +50,11 @@ PY_SAMPLE = 200 if QUICK else 1000  # values the pure-Python twin and floor-gmpy
 FLOOR_SAMPLE = 2_000 if QUICK else 10_000
 OPENMINED_MAX = 100_000  # a million-id OpenMined run takes about ten minutes on two cores
 PY_TOTAL_MAX = 10_000
-CORES = dtxfast.num_threads()
 
 try:
     import private_set_intersection.python as om_psi
 except ImportError:  # pragma: no cover - optional peer
     om_psi = None
-
-try:
-    _compiled = importlib.import_module("dtxfast._kernels._psi")
-except ImportError:  # pragma: no cover - kernel not built
-    _compiled = None
 
 
 def _rounds(n: int) -> int:
@@ -120,20 +116,24 @@ def _note(**extra: object) -> dict[str, object]:
 # psi.signer
 
 @pytest.mark.benchmark(group="psi.signer")
+@pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", SIZES)
-def test_signer_dtxfast(benchmark, key, data, n):
+def test_signer_dtxfast(benchmark, key, data, n, threads):
     a, _ = data(n)
     blinded = key.public_key().blind(a).blinded
-    measure(benchmark, lambda: key.sign_blinded(blinded), impl="dtxfast", size=n, rounds=_rounds(n), **_note())
+    measure(benchmark, lambda: key.sign_blinded(blinded), impl="dtxfast", size=n, rounds=_rounds(n),
+            threads=threads, **_note())
 
 
 @pytest.mark.benchmark(group="psi.signer")
+@pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", SIZES)
-def test_signer_dtxfast_ecdh(benchmark, data, n):
+def test_signer_dtxfast_ecdh(benchmark, data, n, threads):
     a, _ = data(n)
     ka, kb = ECDHMaskKey.generate(), ECDHMaskKey.generate()
     req = kb.mask(ECDHMaskKey.hash_ids(a))
-    measure(benchmark, lambda: ka.mask(req), impl="dtxfast-ecdh", size=n, rounds=_rounds(n), **_note())
+    measure(benchmark, lambda: ka.mask(req), impl="dtxfast-ecdh", size=n, rounds=_rounds(n), threads=threads,
+            **_note())
 
 
 @pytest.mark.benchmark(group="psi.signer")
@@ -142,8 +142,8 @@ def test_signer_python_twin(benchmark, key, data, n):
     a, _ = data(n)
     blinded = key.public_key().blind(a.slice(0, PY_SAMPLE)).blinded
     with _twin():
-        measure(benchmark, lambda: key.sign_blinded(blinded), impl="dtxfast-python", size=n, per=len(blinded),
-                rounds=1, **_note(note=f"{len(blinded)}-value sample"))
+        measure(benchmark, lambda: key.sign_blinded(blinded), impl="dtxfast-python", size=n,
+                sample=len(blinded), rounds=1, threads=1, **_note())
 
 
 @pytest.mark.benchmark(group="psi.signer")
@@ -157,27 +157,25 @@ def test_signer_openmined(benchmark, data, n):
     server = om_psi.server.CreateWithNewKey(True)
     client = om_psi.client.CreateWithNewKey(True)
     request = client.CreateRequest(a)
+    server.CreateSetupMessage(1e-9, n, b, om_psi.DataStructure.RAW)  # own set: not this group's work
 
-    def serve():
-        server.CreateSetupMessage(1e-9, n, b, om_psi.DataStructure.RAW)
-        return server.ProcessRequest(request)
-
-    measure(benchmark, serve, impl="openmined-psi", size=n, rounds=_rounds(n),
-            **_note(note="P-256, setup + process per id, 1 thread"))
+    measure(benchmark, lambda: server.ProcessRequest(request), impl="openmined-psi", size=n, rounds=_rounds(n),
+            threads=1, **_note(note="P-256, ProcessRequest per id"))
 
 
 @pytest.mark.benchmark(group="psi.signer")
+@pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", SIZES)
-def test_signer_floor_openssl(benchmark, key, data, n):
-    if _compiled is None:
-        pytest.skip("compiled kernel not built")
+def test_signer_floor_openssl(benchmark, key, data, n, threads):
+    if not _openssl_floor.available():
+        pytest.skip("libcrypto not found")
     a, _ = data(n)
     blinded = key.public_key().blind(a.slice(0, min(n, FLOOR_SAMPLE))).blinded
-    out = np.zeros_like(blinded)
+    rows = [bytes(r) for r in blinded]
     der = key.to_der()
-    measure(benchmark, lambda: _compiled.floor_openssl_rsa(der, blinded, out, CORES), impl="floor-openssl",
-            size=n, per=len(blinded), rounds=_rounds(n),
-            **_note(note=f"RSA_private_decrypt, {CORES} threads, {len(blinded)}-value sample"))
+    measure(benchmark, lambda: _openssl_floor.rsa_private_raw(der, rows, threads), impl="floor-openssl",
+            size=n, sample=len(rows), rounds=_rounds(n), threads=threads,
+            **_note(note="RSA_private_decrypt"))
 
 
 @pytest.mark.benchmark(group="psi.signer")
@@ -194,8 +192,8 @@ def test_signer_floor_gmpy2(benchmark, key, data, n):
             m2 = gmpy2.powmod(x % q, dq, q)
             _ = m2 + ((m1 - m2) * qinv % p) * q
 
-    measure(benchmark, crt, impl="floor-gmpy2", size=n, per=len(xs), rounds=1,
-            **_note(note=f"CRT powmod, 1 thread, {len(xs)}-value sample"))
+    measure(benchmark, crt, impl="floor-gmpy2", size=n, sample=len(xs), rounds=1, threads=1,
+            **_note(note="CRT powmod"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,15 +211,18 @@ def _rsa_requester(key: BlindRSASigner, ids: IdBatch):
 
 
 @pytest.mark.benchmark(group="psi.requester")
+@pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", SIZES)
-def test_requester_dtxfast(benchmark, key, data, n):
+def test_requester_dtxfast(benchmark, key, data, n, threads):
     a, _ = data(n)
-    measure(benchmark, _rsa_requester(key, a), impl="dtxfast", size=n, rounds=_rounds(n), **_note())
+    measure(benchmark, _rsa_requester(key, a), impl="dtxfast", size=n, rounds=_rounds(n), threads=threads,
+            **_note())
 
 
 @pytest.mark.benchmark(group="psi.requester")
+@pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", SIZES)
-def test_requester_dtxfast_ecdh(benchmark, data, n):
+def test_requester_dtxfast_ecdh(benchmark, data, n, threads):
     a, b = data(n)
     ka, kb = ECDHMaskKey.generate(), ECDHMaskKey.generate()
     answers = ka.mask(kb.mask(ECDHMaskKey.hash_ids(a)))
@@ -232,7 +233,7 @@ def test_requester_dtxfast_ecdh(benchmark, data, n):
         ecdh_tags(answers)
         return ecdh_tags(kb.mask(signer_points))
 
-    measure(benchmark, run, impl="dtxfast-ecdh", size=n, rounds=_rounds(n), **_note())
+    measure(benchmark, run, impl="dtxfast-ecdh", size=n, rounds=_rounds(n), threads=threads, **_note())
 
 
 @pytest.mark.benchmark(group="psi.requester")
@@ -241,8 +242,8 @@ def test_requester_python_twin(benchmark, key, data, n):
     a, _ = data(n)
     sample = a.slice(0, PY_SAMPLE)
     with _twin():
-        measure(benchmark, _rsa_requester(key, sample), impl="dtxfast-python", size=n, per=len(sample),
-                rounds=1, **_note(note=f"{len(sample)}-id sample"))
+        measure(benchmark, _rsa_requester(key, sample), impl="dtxfast-python", size=n, sample=len(sample),
+                rounds=1, threads=1, **_note())
 
 
 @pytest.mark.benchmark(group="psi.requester")
@@ -262,8 +263,8 @@ def test_requester_openmined(benchmark, data, n):
         client.CreateRequest(a)
         return client.GetIntersection(setup, response)
 
-    measure(benchmark, run, impl="openmined-psi", size=n, rounds=_rounds(n),
-            **_note(note="P-256, 1 thread"))
+    measure(benchmark, run, impl="openmined-psi", size=n, rounds=_rounds(n), threads=1,
+            **_note(note="P-256"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,19 +284,21 @@ def _total(key_factory, n: int, data):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.benchmark(group="psi.total")
+@pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", SIZES)
-def test_total_dtxfast(benchmark, key, data, n):
+def test_total_dtxfast(benchmark, key, data, n, threads):
     setup, check = _total(lambda: key, n, data)
     check(measure(benchmark, run_two_party, impl="dtxfast", size=n, unit="s", rounds=_rounds(n),
-                  setup=setup, **_note(note="cold signer cache")))
+                  setup=setup, threads=threads, **_note(note="cold signer cache")))
 
 
 @pytest.mark.benchmark(group="psi.total")
+@pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", SIZES)
-def test_total_dtxfast_ecdh(benchmark, data, n):
+def test_total_dtxfast_ecdh(benchmark, data, n, threads):
     setup, check = _total(ECDHMaskKey.generate, n, data)
     check(measure(benchmark, run_two_party, impl="dtxfast-ecdh", size=n, unit="s", rounds=_rounds(n),
-                  setup=setup, **_note(note="cold signer cache")))
+                  setup=setup, threads=threads, **_note(note="cold signer cache")))
 
 
 @pytest.mark.benchmark(group="psi.total")
@@ -306,7 +309,7 @@ def test_total_python_twin(benchmark, key, data, n):
     setup, check = _total(lambda: key, n, data)
     with _twin():
         check(measure(benchmark, run_two_party, impl="dtxfast-python", size=n, unit="s", rounds=1,
-                      setup=setup, **_note(note="cold signer cache")))
+                      setup=setup, threads=1, **_note(note="cold signer cache")))
 
 
 @pytest.mark.benchmark(group="psi.total")
@@ -325,6 +328,6 @@ def test_total_openmined(benchmark, n):
         response = server.ProcessRequest(client.CreateRequest(a))
         return client.GetIntersection(setup, response)
 
-    result = measure(benchmark, run, impl="openmined-psi", size=n, unit="s", rounds=_rounds(n),
-                     **_note(note="P-256, 1 thread"))
+    result = measure(benchmark, run, impl="openmined-psi", size=n, unit="s", rounds=_rounds(n), threads=1,
+                     **_note(note="P-256"))
     assert len(result) == n // 2

@@ -5,18 +5,20 @@ Groups (``dtx bench storage``):
 * ``merkle.build`` (MiB/s): a Merkle tree over a replica of ``size`` MiB in 4 KiB chunks, fed in
   4 MiB blocks (the streamed path). Rows: ``dtxfast`` (compiled kernel, all threads, and the
   1-thread row), ``dtxfast-python`` (pure-Python hashlib twin), ``pymerkle`` (same chunks as
-  entries of a pymerkle ``InmemoryTree``), ``floor-sha256`` (one ``hashlib.sha256`` over the same
-  bytes: the raw SHA-256 work the tree cannot avoid).
+  entries of a pymerkle ``InmemoryTree``), ``floor-sha256`` (``hashlib.sha256`` over the same
+  bytes: the raw SHA-256 work the tree cannot avoid; on one thread, and on all cores with the
+  bytes cut into one contiguous part per thread, hashed in parallel: the floor of the all-core
+  row, since a 1-thread floor cannot bound a 2-thread tree).
 * ``merkle.verify`` (proofs/s): a batch of single-leaf proofs for chunks of ``size`` bytes
-  (4 KiB and 1 MiB). Rows: ``dtxfast``, ``dtxfast-python``, ``pymerkle`` (``verify_inclusion``
+  (4 KiB and 1 MiB). Rows: ``dtxfast`` (all threads and 1), ``dtxfast-python``, ``pymerkle`` (``verify_inclusion``
   on the leaf hash of each chunk), ``floor-sha256`` (only hashing every revealed chunk once).
 * ``storage.verify`` (answers/s): a proof-of-storage round, ``size`` replicas of 4 MiB + tag in
   4 KiB chunks, one default challenge (k = 44) each, all answers checked with
-  ``verify_answers``. Rows: ``dtxfast``, ``dtxfast-python``, ``floor-sha256`` (hashing the
-  revealed chunks once).
+  ``verify_answers``. Rows: ``dtxfast`` (all threads and 1), ``dtxfast-python``,
+  ``floor-sha256`` (hashing the revealed chunks once, one thread).
 * ``storage.encrypt`` (MiB/s of plaintext): ``DataOwner.upload`` of a ``size`` MiB file into
   4 MiB slices × 3 replicas (AES-256-GCM + a Merkle root per replica), replicas dropped.
-  Rows: ``dtxfast``, ``dtxfast-python`` (Merkle roots by the twin), ``floor-aead`` (raw
+  Rows: ``dtxfast`` (all threads and 1), ``dtxfast-python`` (Merkle roots by the twin), ``floor-aead`` (raw
   AES-256-GCM over the same slices, 3 times, with pycryptodome: the AEAD work the pipeline
   cannot avoid), ``floor-aead-openssl`` (the same with OpenSSL's AES-GCM in place, which dtxfast
   uses; the pipeline also hashes every replica byte into its Merkle tree, so it stays far from
@@ -30,6 +32,7 @@ import hashlib
 import importlib
 import io
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -42,7 +45,7 @@ from dtxfast.crypto.signatures import Ed25519PrivateKey
 from dtxfast.protocols.storage import ReplicaId, StorageProver, StorageVerifier, verify_answers
 from dtxfast.storage import DataOwner
 
-from ._util import measure, sizes
+from ._util import measure, sizes, thread_variants
 
 MiB = 1024 * 1024
 CHUNK = 4096
@@ -87,20 +90,25 @@ def streamed_root(data: bytes, threads: int | None = None) -> bytes:
 # ------------------------------------------------------------------ merkle.build
 
 BUILD_MIB = sizes([256], [8])
-BUILD_IMPLS = ["dtxfast", "dtxfast-1thread", "dtxfast-python", "pymerkle", "floor-sha256"]
+BUILD_ROWS = ([("dtxfast", t) for t in thread_variants()] + [("dtxfast-python", 1), ("pymerkle", 1)]
+              + [("floor-sha256", t) for t in thread_variants()])
+_pool: dict[int, ThreadPoolExecutor] = {}
+
+
+def _parallel_sha256(view: memoryview, threads: int) -> list[bytes]:
+    """SHA-256 of ``threads`` contiguous parts of ``view``, in parallel (hashlib releases the GIL)."""
+    pool = _pool.setdefault(threads, ThreadPoolExecutor(threads))
+    step = -(-len(view) // threads)
+    return list(pool.map(lambda i: hashlib.sha256(view[i:i + step]).digest(), range(0, len(view), step)))
 
 
 @pytest.mark.benchmark(group="merkle.build")
-@pytest.mark.parametrize("impl", BUILD_IMPLS)
+@pytest.mark.parametrize("impl,threads", BUILD_ROWS)
 @pytest.mark.parametrize("mib", BUILD_MIB)
-def test_merkle_build(benchmark: Any, impl: str, mib: int) -> None:
+def test_merkle_build(benchmark: Any, impl: str, threads: int, mib: int) -> None:
     data = random_bytes(mib * MiB)
-    extra: dict[str, Any] = {}
     if impl == "dtxfast":
-        fn = lambda: streamed_root(data)
-    elif impl == "dtxfast-1thread":
-        fn = lambda: streamed_root(data, threads=1)
-        impl, extra = "dtxfast", {"threads": 1}
+        fn = lambda: streamed_root(data, threads=threads)
     elif impl == "dtxfast-python":
         def fn() -> bytes:
             with twin_kernel():
@@ -115,41 +123,33 @@ def test_merkle_build(benchmark: Any, impl: str, mib: int) -> None:
             for start in range(0, len(view), CHUNK):
                 tree.append_entry(bytes(view[start : start + CHUNK]))
             return tree.get_root()
-    else:
+    elif threads == 1:
         fn = lambda: hashlib.sha256(data).digest()
-    measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=5, **extra)
+    else:
+        fn = lambda: _parallel_sha256(memoryview(data), threads)
+    measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=5, threads=threads)
 
 
 # ------------------------------------------------------------------ merkle.verify
 
 VERIFY_CASES = sizes([(4096, 4096, 16 * MiB), (MiB, 256, 64 * MiB)], [(4096, 512, 2 * MiB), (MiB, 16, 8 * MiB)])
-VERIFY_IMPLS = ["dtxfast", "dtxfast-1thread", "dtxfast-python", "pymerkle", "floor-sha256"]
+VERIFY_ROWS = [("dtxfast", t) for t in thread_variants()] + [("dtxfast-python", 1), ("pymerkle", 1),
+                                                             ("floor-sha256", 1)]
 
 
 @pytest.mark.benchmark(group="merkle.verify")
-@pytest.mark.parametrize("impl", VERIFY_IMPLS)
+@pytest.mark.parametrize("impl,threads", VERIFY_ROWS)
 @pytest.mark.parametrize("case", VERIFY_CASES, ids=lambda c: f"chunk{c[0]}")
-def test_merkle_verify(benchmark: Any, impl: str, case: tuple[int, int, int]) -> None:
+def test_merkle_verify(benchmark: Any, impl: str, threads: int, case: tuple[int, int, int]) -> None:
     chunk_size, proofs, replica = case
     data = random_bytes(replica)
     tree = MerkleTree.from_bytes(data, chunk_size)
     rng = np.random.default_rng(7)
     idx = [int(i) for i in rng.integers(0, tree.leaf_count, proofs)]
     chunks = [data[i * chunk_size : (i + 1) * chunk_size] for i in idx]
-    extra: dict[str, Any] = {}
     if impl.startswith("dtxfast"):
         items = [(tree.root, tree.prove(i), c) for i, c in zip(idx, chunks)]
-        if impl == "dtxfast-1thread":
-            import dtxfast
-
-            def fn() -> list[bool]:
-                dtxfast.set_num_threads(1)
-                try:
-                    return verify_multiproofs(items)
-                finally:
-                    dtxfast.set_num_threads(None)
-            impl, extra = "dtxfast", {"threads": 1}
-        elif impl == "dtxfast-python":
+        if impl == "dtxfast-python":
             def fn() -> list[bool]:
                 with twin_kernel():
                     return verify_multiproofs(items)
@@ -173,7 +173,7 @@ def test_merkle_verify(benchmark: Any, impl: str, case: tuple[int, int, int]) ->
 
         def fn() -> bytes:  # every revealed chunk hashed once, nothing else
             return hashlib.sha256(joined).digest()
-    measure(benchmark, fn, impl=impl, size=chunk_size, unit="proofs/s", per=proofs, rounds=5, **extra)
+    measure(benchmark, fn, impl=impl, size=chunk_size, unit="proofs/s", per=proofs, rounds=5, threads=threads)
 
 
 # ------------------------------------------------------------------ storage.verify
@@ -182,9 +182,10 @@ ROUND_REPLICAS = sizes([400], [40])
 
 
 @pytest.mark.benchmark(group="storage.verify")
-@pytest.mark.parametrize("impl", ["dtxfast", "dtxfast-python", "floor-sha256"])
+@pytest.mark.parametrize("impl,threads", [("dtxfast", t) for t in thread_variants()]
+                         + [("dtxfast-python", 1), ("floor-sha256", 1)])
 @pytest.mark.parametrize("replicas", ROUND_REPLICAS)
-def test_storage_verify(benchmark: Any, impl: str, replicas: int) -> None:
+def test_storage_verify(benchmark: Any, impl: str, threads: int, replicas: int) -> None:
     data = random_bytes(4 * MiB + 16)  # one encrypted replica's worth of bytes, reused by every replica id
     tree = MerkleTree.from_bytes(data, CHUNK)
     provers = [StorageProver(ReplicaId(bytes(16), s, 0), data, CHUNK, tree=tree) for s in range(replicas)]
@@ -203,7 +204,7 @@ def test_storage_verify(benchmark: Any, impl: str, replicas: int) -> None:
         fn = lambda: hashlib.sha256(joined).digest()
     if impl != "floor-sha256":
         assert all(err is None for err in fn())
-    measure(benchmark, fn, impl=impl, size=replicas, unit="proofs/s", per=replicas, rounds=5,
+    measure(benchmark, fn, impl=impl, size=replicas, unit="proofs/s", per=replicas, rounds=5, threads=threads,
             note="answers of k=44 chunks")
 
 
@@ -216,9 +217,10 @@ OWNER = DataOwner(Ed25519PrivateKey.from_bytes(bytes(range(32))))
 
 
 @pytest.mark.benchmark(group="storage.encrypt")
-@pytest.mark.parametrize("impl", ["dtxfast", "dtxfast-python", "floor-aead", "floor-aead-openssl"])
+@pytest.mark.parametrize("impl,threads", [("dtxfast", t) for t in thread_variants()]
+                         + [("dtxfast-python", 1), ("floor-aead", 1), ("floor-aead-openssl", 1)])
 @pytest.mark.parametrize("mib", ENCRYPT_MIB)
-def test_storage_encrypt(benchmark: Any, impl: str, mib: int) -> None:
+def test_storage_encrypt(benchmark: Any, impl: str, threads: int, mib: int) -> None:
     data = random_bytes(mib * MiB)
     drop = lambda rep: None
 
@@ -253,7 +255,7 @@ def test_storage_encrypt(benchmark: Any, impl: str, mib: int) -> None:
                 piece = view[start : start + SLICE]
                 for c in ciphers:
                     c.encrypt_into(bytes(12), piece, b"", out[: len(piece) + 16])
-    measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=5,
+    measure(benchmark, fn, impl=impl, size=mib, unit="MiB/s", per=1, mib=mib, rounds=5, threads=threads,
             note=f"r={REPLICAS}, {SLICE // MiB} MiB slices")
 
 

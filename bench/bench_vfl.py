@@ -5,8 +5,11 @@
   ``dtxfast`` the protocol of :mod:`dtxfast.protocols.vfl` (batch encryption, Pippenger
   ``X.T @ [[d]]``, masked decryption, messages serialized and counted);
   ``phe`` the same protocol written with python-paillier objects the way FATE-era code does it
-  (one ``EncryptedNumber`` per value, gradients as sums of scalar products), on fewer rows;
-  ``numpy`` the same algorithm in plaintext (the floor: what the arithmetic costs unencrypted).
+  (one ``EncryptedNumber`` per value, gradients as sums of scalar products), one thread, on a
+  sample of the rows (``sample`` in the row: its per-sample cost is compared with dtxfast's on the
+  full size); ``numpy`` the same algorithm in plaintext (what the arithmetic costs unencrypted),
+  BLAS pinned to the row's threads. dtxfast runs on all cores and on one (``threads``), so the
+  one-thread ``phe`` row has a same-thread dtxfast row.
 * ``vfl.epoch.bytes`` (bytes/sample): payload bytes both parties sent in one epoch, per sample
   (``value`` recorded directly). ``floor-ciphertexts`` is the minimum the protocol needs: two
   2048-bit ciphertexts (512 bytes each in minimal form) per sample.
@@ -30,13 +33,13 @@ from dtxfast.protocols.vfl import (
 )
 from dtxfast.transport.channel import InMemoryNetwork
 
-from ._util import QUICK, measure, sizes
+from ._util import QUICK, blas_threads, measure, sizes, thread_variants
 
 BITS = 2048
 D_A = D_B = 20
 BATCH = 1024
 ROWS = sizes([100_000], [2048])
-PHE_ROWS = sizes([200], [20])
+PHE_SAMPLE = 20 if QUICK else 200  # rows the python-paillier baseline runs
 CFG = TrainingConfig(model="linear", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
 
 
@@ -79,17 +82,21 @@ def _epoch(fa: FeatureParty, lb: LabelParty, net: InMemoryNetwork, ha: bytes, hb
 
 
 @pytest.mark.benchmark(group="vfl.epoch")
+@pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", ROWS)
-def test_epoch_dtxfast(benchmark, n):
+def test_epoch_dtxfast(benchmark, n, threads):
     measure(benchmark, _epoch, impl="dtxfast", size=n, per=n, rounds=1 if not QUICK else 2, bits=BITS,
-            setup=lambda: (_ready_parties(n), {}))
+            threads=threads, setup=lambda: (_ready_parties(n), {}))
 
 
 @pytest.mark.benchmark(group="vfl.epoch")
+@pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", ROWS)
-def test_epoch_numpy(benchmark, n):
+def test_epoch_numpy(benchmark, n, threads):
     XA, XB, y = _data(n)
-    measure(benchmark, lambda: plain_train_glm(XA, XB, y, CFG), impl="numpy", size=n, per=n, rounds=5, bits=BITS)
+    with blas_threads(threads):
+        measure(benchmark, lambda: plain_train_glm(XA, XB, y, CFG), impl="numpy", size=n, per=n, rounds=5,
+                bits=BITS, threads=threads)
 
 
 # -- the same protocol with python-paillier objects -----------------------------------------------
@@ -143,16 +150,16 @@ def _phe_epoch(XA: np.ndarray, XB: np.ndarray, t: np.ndarray, wa: np.ndarray, wb
 
 
 @pytest.mark.benchmark(group="vfl.epoch")
-@pytest.mark.parametrize("n", PHE_ROWS)
+@pytest.mark.parametrize("n", ROWS)
 def test_epoch_phe(benchmark, n):
     pytest.importorskip("phe")
-    XA, XB, y = _data(n)
+    XA, XB, y = (a[:PHE_SAMPLE] for a in _data(n))
     XA = (XA - XA.mean(0)) / XA.std(0)
     XB = (XB - XB.mean(0)) / XB.std(0)
     t = (y - y.mean()) / y.std()
     rng = np.random.default_rng(1)
     _phe_keys()
-    measure(benchmark, _phe_epoch, impl="phe", size=n, per=n, rounds=1, bits=BITS,
+    measure(benchmark, _phe_epoch, impl="phe", size=n, sample=PHE_SAMPLE, rounds=1, bits=BITS, threads=1,
             setup=lambda: ((XA, XB, t, rng.normal(size=D_A) * 0.1, rng.normal(size=D_B + 1) * 0.1), {}))
 
 

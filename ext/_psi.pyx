@@ -71,15 +71,6 @@ cdef extern from "openssl/sha.h" nogil:
     int SHA256_Update(SHA256_CTX *c, const void *data, size_t length)
     int SHA256_Final(unsigned char *md, SHA256_CTX *c)
 
-cdef extern from "openssl/rsa.h" nogil:
-    ctypedef struct RSA:
-        pass
-    RSA *d2i_RSAPrivateKey(RSA **a, const unsigned char **pp, long length)
-    int RSA_private_decrypt(int flen, const unsigned char *src, unsigned char *to, RSA *rsa,
-                            int padding)
-    void RSA_free(RSA *r)
-    int RSA_NO_PADDING
-
 cdef extern from "openssl/evp.h" nogil:
     ctypedef struct EVP_PKEY:
         pass
@@ -777,32 +768,3 @@ def x25519(const uint8_t[::1] scalar, const uint8_t[:, ::1] points, uint8_t[:, :
             hi = min(lo + _CHUNK, rows)
             errs[c] = _x25519_chunk(lo, hi, &scalar[0], pp, op)
     return _first_error(errs) if nch else -1
-
-
-# ----------------------------------------------------------------------------------------------
-# floor: OpenSSL's own RSA private operation (what `openssl speed rsa2048` measures)
-
-cdef void _floor_chunk(Py_ssize_t lo, Py_ssize_t hi, RSA *rsa, int k, const uint8_t *inp,
-                       uint8_t *out) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(lo, hi):
-        RSA_private_decrypt(k, inp + i * k, out + i * k, rsa, RSA_NO_PADDING)
-
-
-def floor_openssl_rsa(bytes der, const uint8_t[:, ::1] inp, uint8_t[:, ::1] out, int nthreads):
-    """RSA_private_decrypt(RSA_NO_PADDING) on every row: libcrypto's raw RSA private operation."""
-    cdef const unsigned char *p = der
-    cdef RSA *rsa = d2i_RSAPrivateKey(NULL, &p, len(der))
-    if rsa == NULL:
-        raise ValueError("not a DER RSAPrivateKey")
-    cdef Py_ssize_t rows = inp.shape[0]
-    cdef int k = inp.shape[1]
-    cdef Py_ssize_t nch = (rows + _CHUNK - 1) // _CHUNK, c, lo, hi
-    cdef const uint8_t *ip = &inp[0, 0] if rows else NULL
-    cdef uint8_t *op = &out[0, 0] if rows else NULL
-    with nogil:
-        for c in prange(nch, schedule="dynamic", num_threads=max(nthreads, 1)):
-            lo = c * _CHUNK
-            hi = min(lo + _CHUNK, rows)
-            _floor_chunk(lo, hi, rsa, k, ip, op)
-    RSA_free(rsa)

@@ -148,20 +148,6 @@ def test_hash_to_u_and_tags_match_twin(ids):
     np.testing.assert_array_equal(t1, t2)
 
 
-@needs_compiled
-def test_floor_openssl_equals_sign():
-    key = rsa_key()
-    pub = key.public_key()
-    batch = pub.blind(IdBatch.from_strings([str(i) for i in range(70)]))
-    out = np.zeros_like(batch.blinded)
-    K.floor_openssl_rsa(key.to_der(), batch.blinded, out, 2)
-    np.testing.assert_array_equal(out, key.sign_blinded(batch.blinded))
-    ref = np.zeros_like(out)
-    _psi_py.floor_openssl_rsa(key.to_der(), batch.blinded[:3], ref[:3], 1)
-    np.testing.assert_array_equal(out[:3], ref[:3])
-    assert gmpy2.mpz(1)  # gmpy2 is the twin's big-integer library
-
-
 @pytest.mark.parametrize("mod", ["c", "py"])
 def test_bad_offsets_raise(mod):
     m = K if mod == "c" else _psi_py

@@ -2,9 +2,26 @@
 
 The suite lives in the repository's ``bench/`` folder, installed as ``dtxfast._benchsuite``; each
 area is one file ``bench_<area>.py``. Every benchmark records in ``extra_info`` its ``impl``
-(``dtxfast``, ``dtxfast-python``, a peer's package name, or ``floor-<what>``), ``size``,
-``unit`` and ``per`` (how many elements one timed call handles), so the table and the JSON rows
+(``dtxfast``, ``dtxfast-<variant>``, ``dtxfast-python``, a peer's package name, ``floor-<what>``
+or ``naive-<what>``), ``size``, ``unit``, ``per`` (how many elements one timed call handles) and
+``threads``, and optionally ``sample`` (a peer ran fewer elements than ``size``), ``ref`` (the
+dtxfast row doing the same work, default ``dtxfast``) and ``note``; so the table and the JSON rows
 (the form of the house style) are computed the same way for every area.
+
+Ratios are taken between rows of equal threads: a row is compared with its ``ref`` row of the same
+group, size and ``threads`` ("same-thread"), and, beside it, with the ``ref`` row that ran on the
+most threads ("all-core"). The JSON carries the rows and the ratios computed from them, so every
+ratio can be recomputed from the rows alone.
+
+Examples
+--------
+>>> rows = [
+...     {"group": "g", "impl": "dtxfast", "size": 8, "unit": "us/elem", "value": 1.0, "threads": 2},
+...     {"group": "g", "impl": "dtxfast", "size": 8, "unit": "us/elem", "value": 1.8, "threads": 1},
+...     {"group": "g", "impl": "phe", "size": 8, "unit": "us/elem", "value": 90.0, "threads": 1},
+... ]
+>>> [(r["impl"], r["threads"], r["same_threads"], r["all_cores"]) for r in ratios(rows)]
+[('phe', 1, 50.0, 90.0)]
 """
 
 from __future__ import annotations
@@ -21,13 +38,14 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._backend import num_threads
 from ..errors import BackendUnavailable, ParameterError
 from . import app
 
-__all__ = ["bench", "rows_from_pytest_benchmark"]
+__all__ = ["bench", "ratios", "rows_from_pytest_benchmark"]
 
 #: units where a larger value is better; every other unit is a cost
 _HIGHER_IS_BETTER = ("MiB/s", "ops/s", "entries/s", "proofs/s", "ids/s")
@@ -67,8 +85,15 @@ def _value(stats: dict[str, float], extra: dict[str, Any]) -> float:
 
 
 def rows_from_pytest_benchmark(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Turn pytest-benchmark's JSON into the house rows ``{group, impl, size, unit, value}``."""
+    """Turn pytest-benchmark's JSON into the house rows ``{group, impl, size, unit, value, threads}``.
+
+    Raises
+    ------
+    ParameterError
+        If two rows share group, size, impl and threads (a ratio against them would be ambiguous).
+    """
     rows = []
+    seen: set[tuple[Any, ...]] = set()
     for b in data.get("benchmarks", []):
         extra = b.get("extra_info", {})
         row = {
@@ -77,75 +102,97 @@ def rows_from_pytest_benchmark(data: dict[str, Any]) -> list[dict[str, Any]]:
             "size": extra.get("size"),
             "unit": extra.get("unit", "us/elem"),
             "value": round(_value(b["stats"], extra), 6),
+            "threads": extra.get("threads"),
         }
-        for key in ("threads", "note"):
+        for key in ("sample", "ref", "note"):
             if key in extra:
                 row[key] = extra[key]
+        key = (row["group"], row["size"], row["impl"], row["threads"])
+        if key in seen:
+            raise ParameterError(f"two benchmark rows are {row['impl']} on {row['threads']} threads in "
+                                 f"{row['group']} at size {row['size']}: give one another impl name")
+        seen.add(key)
         rows.append(row)
     return rows
 
 
-def _speedup(row: dict[str, Any], ref: float | None) -> str:
-    if ref is None or row["value"] == 0 or ref == 0:
-        return ""
+#: units of recorded values that do not depend on threads (bytes on the wire)
+_THREAD_FREE = ("bytes/sample", "MiB/party")
+
+
+def _ratio(row: dict[str, Any], ref: dict[str, Any] | None) -> float | None:
+    """How many times faster the reference is than ``row`` (None without a reference)."""
+    if ref is None or not row["value"] or not ref["value"]:
+        return None
     if row["unit"] in _HIGHER_IS_BETTER:
-        ratio = ref / row["value"]
-    else:
-        ratio = row["value"] / ref
+        return round(ref["value"] / row["value"], 4)
+    return round(row["value"] / ref["value"], 4)
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ratio of every row to its ``ref`` row: on the same threads, and on the most threads.
+
+    A row's ``ref`` is the dtxfast row doing the same work (``dtxfast`` unless the row names
+    another). ``same_threads`` (``all_cores``) is how many times faster the ``ref`` row of the
+    same group and size on the same number of threads (on the most threads) is; None when there
+    is no such row. Rows in thread-free units (bytes) compare with the ``ref`` row whatever its
+    threads. The ``ref`` rows themselves get no entry.
+    """
+    index = {(r["group"], r["size"], r["impl"], r.get("threads")): r for r in rows}
+    widest: dict[tuple[Any, Any, str], dict[str, Any]] = {}
+    for r in rows:
+        k = (r["group"], r["size"], r["impl"])
+        if k not in widest or (r.get("threads") or 0) > (widest[k].get("threads") or 0):
+            widest[k] = r
+    out = []
+    for r in rows:
+        ref_impl = r.get("ref", "dtxfast")
+        if r["impl"] == ref_impl:
+            continue
+        wide = widest.get((r["group"], r["size"], ref_impl))
+        same = wide if r["unit"] in _THREAD_FREE else index.get((r["group"], r["size"], ref_impl, r.get("threads")))
+        out.append({"group": r["group"], "size": r["size"], "impl": r["impl"], "threads": r.get("threads"),
+                    "ref": ref_impl, "same_threads": _ratio(r, same), "all_cores": _ratio(r, wide),
+                    "all_cores_threads": None if wide is None else wide.get("threads")})
+    return out
+
+
+def _fmt(ratio: float | None) -> str:
+    if ratio is None:
+        return ""
     return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×"
 
 
 def _table(area: str, rows: list[dict[str, Any]]) -> Table:
-    cores = num_threads()
     table = Table(
         title=f"dtx bench {area}",
-        caption="dtxfast ×: how many times faster dtxfast (all cores) is than that row; "
-        "1-thr ×: the same for dtxfast on one thread; *: against dtxfast's per-element cost at "
-        "the nearest size (that row ran on fewer elements)",
+        caption="× same thr: how many times faster the row's dtxfast reference (ref, default dtxfast) is "
+        "than that row, both on the row's threads; × all cores: the same against the reference on the "
+        "most threads; sample: the row ran that many of size elements",
     )
-    for col, justify in (("group", "left"), ("size", "right"), ("impl", "left"), ("value", "right"),
-                         ("unit", "left"), ("dtxfast ×", "right"), ("1-thr ×", "right")):
+    for col, justify in (("group", "left"), ("size", "right"), ("impl", "left"), ("thr", "right"),
+                         ("value", "right"), ("unit", "left"), ("× same thr", "right"),
+                         ("× all cores", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    best: dict[tuple[Any, Any], float] = {}
-    single: dict[tuple[Any, Any], float] = {}
-    for r in rows:
-        if r["impl"] != "dtxfast":
-            continue
-        key = (r["group"], r["size"])
-        if r.get("threads", cores) == 1 and cores > 1:
-            single[key] = r["value"]
-        else:
-            best[key] = r["value"]
+    by_row = {(q["group"], q["size"], q["impl"], q["threads"]): q for q in ratios(rows)}
     last = None
     for r in sorted(rows, key=lambda r: (r["group"], r["size"] or 0, r["value"])):
         key = (r["group"], r["size"])
         if last is not None and key != last:
             table.add_section()
         last = key
-        impl = r["impl"] + (f" ({r['threads']} thr)" if r.get("threads") else "")
+        impl = r["impl"]
+        if r.get("ref"):
+            impl += f" (vs {r['ref']})"
+        if r.get("sample"):
+            impl += f" [sample {r['sample']}]"
         if r.get("note"):
             impl += f" [{r['note']}]"
-        is_ref = r["impl"] == "dtxfast"
-        ref, mark = best.get(key), ""
-        if ref is None and r["unit"] in _PER_ELEMENT:
-            ref, mark = _nearest(best, r["group"], r["size"]), "*"
-        all_cores = _speedup(r, ref)
-        table.add_row(r["group"], str(r["size"]), impl, f"{r['value']:.4g}", r["unit"],
-                      "" if is_ref and r["value"] == best.get(key) else all_cores + (mark if all_cores else ""),
-                      "" if is_ref and r["value"] == single.get(key) else _speedup(r, single.get(key)))
+        impl = escape(impl)  # notes hold brackets: not rich markup
+        q = by_row.get((r["group"], r["size"], r["impl"], r.get("threads")), {})
+        table.add_row(r["group"], str(r["size"]), impl, str(r.get("threads", "?")), f"{r['value']:.4g}",
+                      r["unit"], _fmt(q.get("same_threads")), _fmt(q.get("all_cores")))
     return table
-
-
-#: per-element costs, comparable across sizes (a slow baseline may run on fewer elements)
-_PER_ELEMENT = ("us/elem", "ms/elem", "bytes/sample")
-
-
-def _nearest(best: dict[tuple[Any, Any], float], group: str, size: Any) -> float | None:
-    """dtxfast's value in ``group`` at the size closest to ``size`` (None if it has none)."""
-    sizes = [s for g, s in best if g == group and isinstance(s, (int, float))]
-    if not sizes or not isinstance(size, (int, float)):
-        return None
-    return best[(group, min(sizes, key=lambda s: abs(s - size)))]
 
 
 class _Progress:
@@ -215,7 +262,7 @@ def bench(
         data = json.loads(out.read_text())
     rows = rows_from_pytest_benchmark(data)
     bits = next((b["extra_info"]["bits"] for b in data["benchmarks"] if "bits" in b.get("extra_info", {})), None)
-    result = {"area": area, "bits": bits, "cores": num_threads(), "rows": rows}
+    result = {"area": area, "bits": bits, "cores": num_threads(), "rows": rows, "ratios": ratios(rows)}
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:

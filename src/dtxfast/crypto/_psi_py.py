@@ -26,7 +26,6 @@ __all__ = [
     "tag_rows",
     "hash_to_u",
     "x25519",
-    "floor_openssl_rsa",
 ]
 
 CHUNK = 64
@@ -202,15 +201,3 @@ def x25519(scalar: Any, points: Any, out: Any, nthreads: int) -> int:
             return i
         out[i] = np.frombuffer(shared, dtype=np.uint8)
     return -1
-
-
-def floor_openssl_rsa(der: bytes, inp: Any, out: Any, nthreads: int) -> None:
-    """Reference of the floor: plain ``x^d mod n`` (no CRT) on every row."""
-    from Crypto.PublicKey import RSA
-
-    key = RSA.import_key(der)
-    rows, k = inp.shape
-    n, d = gmpy2.mpz(key.n), gmpy2.mpz(key.d)
-    for i in range(rows):
-        x = gmpy2.mpz(int.from_bytes(bytes(inp[i]), "big"))
-        out[i] = np.frombuffer(_row(gmpy2.powmod(x, d, n), k), dtype=np.uint8)
