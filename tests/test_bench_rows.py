@@ -67,7 +67,7 @@ def test_quick_rows_have_a_same_thread_dtxfast_row(area: str) -> None:
     # the JSON's ratios are those of its rows, and every compared row has its same-thread ratio
     assert result["ratios"] == ratios(result["rows"])
     compared = [q for q in result["ratios"] if not _is_dtxfast(q["impl"])]
-    assert compared and all(q["same_threads"] is not None for q in compared)
+    assert all(q["same_threads"] is not None for q in compared)  # (an area may hold dtxfast rows only)
     if area == "paillier":
         groups = {r["group"] for r in result["rows"]}
         assert {"paillier.encrypt", "paillier.decrypt", "paillier.add", "paillier.scalar_mul",
