@@ -31,3 +31,7 @@ def etcd_cluster():
         yield cluster
     finally:
         cluster.stop()
+
+
+# real node processes on loopback (dtx storage start, ...): see node_procs.py
+from node_procs import node_launcher, session_node_launcher  # noqa: E402, F401

@@ -187,10 +187,16 @@ def keys_new(
 def nodes_list(
     ledger: str = _LEDGER_OPT,
     role: str = typer.Option(None, "--role", help="Only nodes of this role."),
+    as_json: bool = typer.Option(False, "--json", help='Print [{"node_id", "role", "address", "health"}, ...].'),
 ) -> None:
     """List registered nodes with their last heartbeat and health."""
     led = _open(ledger)
     try:
+        if as_json:
+            rows = [{"node_id": n.node_id, "role": n.role, "address": n.address, "health": led.node_health(n.node_id).level,
+                     "online": n.online, "last_heartbeat_ms": n.last_heartbeat_ms} for n in led.list_nodes(role=role)]
+            typer.echo(msgspec.json.encode(rows).decode())
+            return
         table = Table(title="nodes")
         for col in ("node id", "role", "address", "online", "last heartbeat", "health", "score"):
             table.add_column(col, no_wrap=col in ("node id", "address"))

@@ -60,10 +60,12 @@ from .records import (
 from .sqlite import SQLiteLedger
 from .subscription import Subscription
 from .tx import (
+    AddReplica,
     ApplyFile,
     ApproveApplication,
     ConfirmTask,
     CreateNamespace,
+    DeleteFile,
     ExpireFile,
     ExtendFile,
     FailTask,
@@ -77,8 +79,10 @@ from .tx import (
     RegisterNode,
     RejectApplication,
     RejectTask,
+    ReplicaInfo,
     ResolveChallenge,
     RevokeApplication,
+    SetNamespaceReplicas,
     SetNodeStatus,
     SignedTx,
     SliceInfo,
@@ -93,6 +97,7 @@ from .tx import (
 )
 
 __all__ = [
+    "AddReplica",
     "ApplicationRecord",
     "ApplicationStatus",
     "ApplyFile",
@@ -105,6 +110,7 @@ __all__ = [
     "ChallengeStatus",
     "ConfirmTask",
     "CreateNamespace",
+    "DeleteFile",
     "DuplicateTransaction",
     "Entry",
     "ExpireFile",
@@ -132,9 +138,11 @@ __all__ = [
     "RegisterNode",
     "RejectApplication",
     "RejectTask",
+    "ReplicaInfo",
     "ResolveChallenge",
     "RevokeApplication",
     "SQLiteLedger",
+    "SetNamespaceReplicas",
     "SetNodeStatus",
     "SignedTx",
     "SliceInfo",

@@ -56,10 +56,12 @@ from .records import (
 )
 from .tx import (
     _ON_UNREGISTER,
+    AddReplica,
     ApplyFile,
     ApproveApplication,
     ConfirmTask,
     CreateNamespace,
+    DeleteFile,
     ExpireFile,
     ExtendFile,
     FailTask,
@@ -73,8 +75,10 @@ from .tx import (
     RegisterNode,
     RejectApplication,
     RejectTask,
+    ReplicaInfo,
     ResolveChallenge,
     RevokeApplication,
+    SetNamespaceReplicas,
     SetNodeStatus,
     SliceInfo,
     StartTask,
@@ -247,8 +251,24 @@ def _check_slice_nodes(state: State, s: SliceInfo, replicas: int) -> None:
         )
     if len(set(s.nodes)) != len(s.nodes):
         raise ParameterError(f"slice {s.slice_id} lists a node twice")
+    if s.replicas and len(s.replicas) != len(s.nodes):
+        raise ParameterError(f"slice {s.slice_id} describes {len(s.replicas)} replicas for {len(s.nodes)} nodes")
+    if len({r.index for r in s.replicas}) != len(s.replicas):
+        raise ParameterError(f"slice {s.slice_id} uses a replica index twice")
     for n in s.nodes:
         _require_storage(state, n)
+
+
+def _fresh_replica(s: SliceInfo, replica: ReplicaInfo | None) -> None:
+    """A new replica of a slice that records its replicas needs an index above every current one."""
+    if not s.replicas:
+        if replica is not None:
+            raise ParameterError(f"slice {s.slice_id} does not record its replicas")
+        return
+    if replica is None:
+        raise ParameterError(f"slice {s.slice_id} records its replicas: describe the new one")
+    if replica.index <= max(r.index for r in s.replicas):
+        raise ParameterError("a new replica needs a replica index above every current one (a fresh key and nonce)")
 
 
 def _require_storage(state: State, node_id: str) -> NodeRecord:
@@ -269,19 +289,74 @@ def _publish_file(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
         raise ParameterError("slice ids of a file must be distinct")
     for s in b.slices:
         _check_slice_nodes(state, s, ns.replicas)
+    if b.content_id:
+        if not 1 <= b.slice_size or not 1 <= b.chunk_size:
+            raise ParameterError("a file stored by content id needs its slice and chunk sizes")
+        if any(not s.replicas for s in b.slices):
+            raise ParameterError("a file stored by content id describes every slice's replicas")
     state.store(FileRecord(
         file_id=object_id(tx_id), owner=tx.sender_id, namespace=ns.ns_id, name=b.name, size=b.size,
         digest=b.digest, expires_ms=b.expires_ms, published_ms=tx.ts_ms, slices=list(b.slices),
-        description=b.description,
+        description=b.description, content_id=b.content_id, slice_size=b.slice_size,
+        chunk_size=b.chunk_size,
     ))
+
+
+@rule(SetNamespaceReplicas)
+def _set_namespace_replicas(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
+    b: SetNamespaceReplicas = tx.body
+    ns = state.need(NamespaceRecord, f"{tx.sender_id}/{b.name}", "namespace")
+    if b.replicas <= ns.replicas:
+        raise ParameterError(f"namespace {ns.ns_id} keeps {ns.replicas} replicas; it can only be raised")
+    ns.replicas = b.replicas
+    state.store(ns)
+
+
+@rule(AddReplica)
+def _add_replica(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
+    b: AddReplica = tx.body
+    f = state.owned_live_file(tx, b.file_id)
+    ns = state.need(NamespaceRecord, f.namespace, "namespace")
+    s = f.slice(b.slice_id)
+    if s is None:
+        raise NotFound(f"file {f.file_id} has no slice {b.slice_id}")
+    if len(s.nodes) >= ns.replicas:
+        raise StateError(f"slice {b.slice_id} already has the {ns.replicas} replicas its namespace keeps")
+    if b.node in s.nodes:
+        raise ParameterError(f"node {b.node} already holds slice {b.slice_id}")
+    _require_storage(state, b.node)
+    _fresh_replica(s, b.replica)
+    replicas = [*s.replicas, b.replica] if s.replicas else []
+    f.slices = [SliceInfo(x.slice_id, x.digest, [*x.nodes, b.node], replicas) if x.slice_id == b.slice_id else x
+                for x in f.slices]
+    state.store(f)
 
 
 @rule(ExtendFile)
 def _extend_file(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
-    f = state.owned_live_file(tx, tx.body.file_id)
-    if tx.body.expires_ms <= f.expires_ms:
-        raise ParameterError("extending a file must move its expiry later")
+    # a file past its expiry but not expired by its owner (nor deleted) can still be extended:
+    # its storage nodes keep it for a retention period
+    f = state.need(FileRecord, tx.body.file_id, "file")
+    if f.owner != tx.sender_id:
+        raise Unauthorized(f"only the owner of file {f.file_id} may do this")
+    if f.status != FileStatus.PUBLISHED:
+        raise StateError(f"file {f.file_id} is {f.status.lower()}")
+    if tx.body.expires_ms <= max(f.expires_ms, tx.ts_ms):
+        raise ParameterError("extending a file must move its expiry later (and into the future)")
     f.expires_ms = tx.body.expires_ms
+    state.store(f)
+
+
+@rule(DeleteFile)
+def _delete_file(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
+    f = state.need(FileRecord, tx.body.file_id, "file")
+    if f.owner != tx.sender_id:
+        raise Unauthorized(f"only the owner of file {f.file_id} may do this")
+    if f.status == FileStatus.DELETED:
+        raise StateError(f"file {f.file_id} is already deleted")
+    if f.is_live(tx.ts_ms):
+        raise StateError(f"file {f.file_id} has not expired; expire it first")
+    f.status = FileStatus.DELETED
     state.store(f)
 
 
@@ -512,8 +587,11 @@ def _migrate_slice(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
     if b.to_node in s.nodes:
         raise ParameterError(f"node {b.to_node} already holds slice {b.slice_id}")
     _require_storage(state, b.to_node)
+    _fresh_replica(s, b.replica)
     nodes = [b.to_node if n == b.from_node else n for n in s.nodes]
-    f.slices = [SliceInfo(x.slice_id, x.digest, nodes) if x.slice_id == b.slice_id else x
+    replicas = ([b.replica if n == b.from_node else r for n, r in zip(s.nodes, s.replicas)]  # type: ignore[misc]
+                if s.replicas else [])
+    f.slices = [SliceInfo(x.slice_id, x.digest, nodes, replicas) if x.slice_id == b.slice_id else x
                 for x in f.slices]
     state.store(f)
     state.store(MigrationRecord(

@@ -87,6 +87,7 @@ class FileStatus:
 
     PUBLISHED = "Published"
     EXPIRED = "Expired"
+    DELETED = "Deleted"
 
 
 class Record(msgspec.Struct, kw_only=True):
@@ -160,6 +161,9 @@ class FileRecord(Record, kw_only=True):
     slices: list[SliceInfo]
     description: str = ""
     status: str = FileStatus.PUBLISHED
+    content_id: bytes = b""  # storage network: the id replicas are encrypted and stored under
+    slice_size: int = 0
+    chunk_size: int = 0
 
     def key(self) -> str:
         return self.file_id

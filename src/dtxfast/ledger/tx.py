@@ -44,10 +44,12 @@ __all__ = [
     "MAX_TX_SIZE",
     "ROLES",
     "TX_VERSION",
+    "AddReplica",
     "ApplyFile",
     "ApproveApplication",
     "ConfirmTask",
     "CreateNamespace",
+    "DeleteFile",
     "ExpireFile",
     "ExtendFile",
     "FailTask",
@@ -61,8 +63,10 @@ __all__ = [
     "RegisterNode",
     "RejectApplication",
     "RejectTask",
+    "ReplicaInfo",
     "ResolveChallenge",
     "RevokeApplication",
+    "SetNamespaceReplicas",
     "SetNodeStatus",
     "SignedTx",
     "SliceInfo",
@@ -125,16 +129,48 @@ class CreateNamespace(TxBody, frozen=True, tag="create_namespace"):
     replicas: Annotated[int, Meta(ge=1, le=64)]
 
 
-class SliceInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One slice of a file: its id, the digest of its (encrypted) bytes, the nodes holding it."""
+class SetNamespaceReplicas(TxBody, frozen=True, tag="set_namespace_replicas"):
+    """The owner raises a namespace's replica count (its files gain replicas with :class:`AddReplica`)."""
+
+    name: Name
+    replicas: Annotated[int, Meta(ge=1, le=64)]
+
+
+class ReplicaInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One encrypted replica of a slice, as the storage network records it.
+
+    ``index`` selects the replica's key and nonce (:meth:`dtxfast.crypto.aead.FileCipher.key_and_nonce`):
+    a repaired replica gets an index never used before for its slice, so a new key and nonce.
+    ``root`` is the Merkle root of its encrypted bytes and ``size`` their length.
+    """
+
+    index: Annotated[int, Meta(ge=0, lt=2**32)]
+    root: Digest
+    size: Annotated[int, Meta(ge=1, le=2**40)]
+
+
+class SliceInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One slice of a file: its id, the digest of its (encrypted) bytes, the nodes holding it.
+
+    ``replicas`` (optional; one per node, in the order of ``nodes``) describes each node's
+    encrypted replica when the replicas differ (the storage network encrypts every replica under
+    its own key, so each has its own Merkle root).
+    """
 
     slice_id: Name
     digest: Digest
     nodes: Annotated[list[NodeId], Meta(min_length=1, max_length=64)]
+    replicas: Annotated[list[ReplicaInfo], Meta(max_length=64)] = []
 
 
-class PublishFile(TxBody, frozen=True, tag="publish_file"):
-    """The sender (owner) publishes a file's metadata; the file id is the transaction id."""
+class PublishFile(TxBody, frozen=True, tag="publish_file", omit_defaults=True):
+    """The sender (owner) publishes a file's metadata; the file id is the transaction id.
+
+    For files of the storage network, ``content_id`` is the id the replicas were encrypted and
+    stored under (chosen before the file id exists), ``slice_size`` the plaintext bytes per slice
+    and ``chunk_size`` the Merkle chunk size of the proofs of storage (fields left at their
+    defaults are not encoded).
+    """
 
     namespace: Name
     name: Name
@@ -143,6 +179,9 @@ class PublishFile(TxBody, frozen=True, tag="publish_file"):
     expires_ms: TimeMs
     slices: Annotated[list[SliceInfo], Meta(min_length=1, max_length=100_000)]
     description: Text = ""
+    content_id: Annotated[bytes, Meta(max_length=64)] = b""
+    slice_size: Annotated[int, Meta(ge=0, le=2**31)] = 0
+    chunk_size: Annotated[int, Meta(ge=0, le=2**24)] = 0
 
 
 class ExtendFile(TxBody, frozen=True, tag="extend_file"):
@@ -154,6 +193,12 @@ class ExtendFile(TxBody, frozen=True, tag="extend_file"):
 
 class ExpireFile(TxBody, frozen=True, tag="expire_file"):
     """The owner expires the file now (its approvals lapse with it)."""
+
+    file_id: ObjectId
+
+
+class DeleteFile(TxBody, frozen=True, tag="delete_file"):
+    """The owner marks an expired file deleted: its storage nodes may drop its replicas."""
 
     file_id: ObjectId
 
@@ -261,20 +306,34 @@ class ResolveChallenge(TxBody, frozen=True, tag="resolve_challenge"):
     evidence: Annotated[bytes, Meta(max_length=65536)] = b""
 
 
-class MigrateSlice(TxBody, frozen=True, tag="migrate_slice"):
-    """The file's owner moves a replica of a slice from one storage node to another."""
+class MigrateSlice(TxBody, frozen=True, tag="migrate_slice", omit_defaults=True):
+    """The file's owner moves a replica of a slice from one storage node to another.
+
+    ``replica`` describes the new node's replica when the slice records its replicas (a
+    re-encrypted replica has a new index and root).
+    """
 
     file_id: ObjectId
     slice_id: Name
     from_node: NodeId
     to_node: NodeId
+    replica: ReplicaInfo | None = None
+
+
+class AddReplica(TxBody, frozen=True, tag="add_replica"):
+    """The file's owner records one more replica of a slice (its namespace keeps more copies)."""
+
+    file_id: ObjectId
+    slice_id: Name
+    node: NodeId
+    replica: ReplicaInfo
 
 
 _KINDS: list[type[TxBody]] = [
     RegisterNode, Heartbeat, SetNodeStatus, CreateNamespace, PublishFile, ExtendFile, ExpireFile,
     ApplyFile, ApproveApplication, RejectApplication, RevokeApplication, PublishTask, ConfirmTask,
     RejectTask, StartTask, ProcessTask, FinishTask, FailTask, IssueChallenge, ResolveChallenge,
-    MigrateSlice,
+    MigrateSlice, SetNamespaceReplicas, DeleteFile, AddReplica,
 ]
 _BUILTIN_KINDS: frozenset[type[TxBody]] = frozenset(_KINDS)
 #: called with a kind that :func:`unregister_kind` removes (the contract registers one)

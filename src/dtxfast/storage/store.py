@@ -79,14 +79,23 @@ class MemoryReplicaStore(ReplicaStore):
 
 
 class DirectoryReplicaStore(ReplicaStore):
-    """One file per replica: ``<root>/<file id hex>/<slice>.<replica>`` (written atomically)."""
+    """One file per replica: ``<root>/<file id hex>/<slice>.<replica>``.
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    A replica is written to a temporary file beside its place, flushed to disk (``fsync``),
+    renamed over its place and the directory synced (``durable=True``, the default), so a crash
+    leaves either the old replica or the new one, never a torn one.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
+        self.durable = durable
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, replica: ReplicaId) -> Path:
+    def path(self, replica: ReplicaId) -> Path:
+        """Where a replica's file is (whether or not it exists)."""
         return self.root / replica.file_id.hex() / f"{replica.slice_index}.{replica.replica_index}"
+
+    _path = path
 
     def put(self, replica: ReplicaId, data: bytes | bytearray) -> None:
         path = self._path(replica)
@@ -95,10 +104,19 @@ class DirectoryReplicaStore(ReplicaStore):
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+                f.flush()
+                if self.durable:
+                    os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if self.durable:  # the rename itself survives a crash once the directory is synced
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
 
     def open(self, replica: ReplicaId) -> IO[bytes]:
         try:

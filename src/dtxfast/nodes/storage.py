@@ -1,0 +1,561 @@
+"""A storage node: an HTTP server that keeps encrypted replicas on disk and proves it holds them.
+
+What ``dtx storage start`` runs, built by :func:`build_storage_node` from a
+:class:`StorageNodeConfig` (TOML file < ``DTX_*`` environment < flags), so a test builds in-process
+exactly what the command runs as a process.
+
+HTTP stack: **aiohttp**. One dependency gives both the server and the client (the DataOwner
+client and the monitor upload, download and challenge in parallel from one event loop), it is
+mature and small (no ASGI server beside it), its middlewares are the one place requests are
+checked (:func:`dtxfast.transport.http_auth.auth_middleware`), and it moves ~690 MiB/s over
+loopback on this machine, more than the AES-GCM pipeline, so it is not the bottleneck.
+
+Routes (every one but ``GET /v1/health`` signed, see :mod:`dtxfast.transport.http_auth`):
+
+``PUT /v1/replicas/{content_id}/{slice}/{index}``
+    A registered data owner stores one encrypted replica (atomic: temp file, fsync, rename).
+    The first owner to store under a content id owns it on this node.
+``GET /v1/files/{file_id}/{slice}/{index}``
+    The replica of a published file, for its owner or an executor the ledger shows the owner
+    approved (403 otherwise; 410 once the file expired). The replica is checked against the
+    size and Merkle root the ledger records before it is sent: a damaged one is reported
+    (409 and a log line), never served.
+``POST /v1/challenges``
+    The file's owner sends a batch of proof-of-storage challenges (msgpack list of
+    ``[file_id, challenge bytes]``); each answer (``["ok", answer]``, or ``["damaged" |
+    "missing" | "forbidden", reason]``) is computed from the replica after the same check.
+``DELETE /v1/replicas/{content_id}/{slice}/{index}``
+    The owner of the content id drops a replica (a failed upload, a migrated replica).
+
+The node registers itself on the ledger (role ``storage``, its URL) when it starts, sends a
+heartbeat every ``heartbeat`` seconds, and drops the replicas of files that were deleted on
+the ledger or expired longer than ``retention_days`` ago. SIGTERM / SIGINT stop it after the
+requests in flight; a replica being written is either complete or absent.
+
+Examples
+--------
+>>> cfg = StorageNodeConfig.load(None, env={"DTX_LISTEN": "127.0.0.1:7001"}, heartbeat=5)
+>>> cfg.listen, cfg.heartbeat
+('127.0.0.1:7001', 5.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..crypto.merkle import MerkleTree
+from ..errors import DtxError, MalformedInput, NotFound, ParameterError, StateError
+from ..ledger import Heartbeat, Ledger, NodeIdentity, RegisterNode, open_ledger
+from ..ledger.records import ApplicationStatus, FileRecord, FileStatus
+from ..protocols.storage import Challenge, ReplicaId, StorageProver
+from ..storage.store import DirectoryReplicaStore
+from ..transport.http_auth import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_SKEW_MS,
+    RequestVerifier,
+    auth_middleware,
+)
+
+__all__ = ["StorageNode", "StorageNodeConfig", "build_storage_node", "run_storage_node"]
+
+_log = logging.getLogger("dtxfast.nodes.storage")
+_OWNER_MARK = ".owner"
+_MAX_CHALLENGES = 4096
+_DAY_MS = 86_400_000
+
+
+def _parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ParameterError(f"--listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class StorageNodeConfig:
+    """How a storage node runs.
+
+    Attributes
+    ----------
+    key : str
+        The node's key file (``dtx keys new``).
+    ledger : str
+        The ledger location (a SQLite path, ``sqlite:PATH``).
+    data_dir : str
+        Where replicas are kept.
+    listen : str
+        ``HOST:PORT`` to listen on (port 0: any free port).
+    heartbeat : float
+        Seconds between heartbeats on the ledger.
+    max_body : int
+        Largest request body accepted, in bytes.
+    skew : float
+        Clock-skew window of signed requests, in seconds.
+    retention_days : float
+        How long replicas of an expired file are kept (its owner may still extend it).
+    orphan_hours : float
+        Replicas that no published file places on this node (an upload that failed midway, a
+        replica migrated away) are dropped when they are older than this.
+    name : str
+        A name recorded with the node's registration.
+    """
+
+    key: str = ""
+    ledger: str = ""
+    data_dir: str = ""
+    listen: str = "127.0.0.1:0"
+    heartbeat: float = 60.0
+    max_body: int = DEFAULT_MAX_BODY
+    skew: float = DEFAULT_SKEW_MS / 1000
+    retention_days: float = 7.0
+    orphan_hours: float = 24.0
+    name: str = ""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None,
+             **flags: Any) -> StorageNodeConfig:
+        """Defaults, then the TOML file (its ``[storage]`` table or top level), then ``DTX_<FIELD>``
+        environment variables, then ``flags`` that are not None: the later wins."""
+        values: dict[str, Any] = {}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if path:
+            try:
+                import tomllib
+            except ImportError:  # pragma: no cover - Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            with open(path, "rb") as fh:
+                try:
+                    doc = tomllib.load(fh)
+                except tomllib.TOMLDecodeError as exc:
+                    raise ParameterError(f"{path}: not valid TOML ({exc})") from None
+            table = doc.get("storage", doc)
+            for k, v in table.items():
+                name = k.replace("-", "_")
+                if name not in fields:
+                    raise ParameterError(f"{path}: unknown setting {k!r}")
+                values[name] = v
+        env = os.environ if env is None else env
+        for name in fields:
+            v = env.get("DTX_" + name.upper())
+            if v is not None and v != "":
+                values[name] = v
+        values.update({k: v for k, v in flags.items() if v is not None})
+        unknown = set(values) - set(fields)
+        if unknown:
+            raise ParameterError(f"unknown storage node settings: {', '.join(sorted(unknown))}")
+        out: dict[str, Any] = {}
+        for name, v in values.items():
+            kind = fields[name].type
+            try:
+                out[name] = (float(v) if kind in ("float", float) else int(v) if kind in ("int", int) else str(v))
+            except (TypeError, ValueError):
+                raise ParameterError(f"setting {name} = {v!r} is not a {kind}") from None
+        cfg = cls(**out)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        _parse_listen(self.listen)
+        if not self.heartbeat > 0 or not self.skew > 0 or self.retention_days < 0:
+            raise ParameterError("heartbeat and skew must be positive, retention_days at least 0")
+        if not 1 <= self.max_body <= 1 << 34:
+            raise ParameterError("max_body must be in [1, 2^34]")
+
+
+def _json(data: Any, status: int = 200) -> Any:
+    from aiohttp import web
+
+    return web.json_response(data, status=status)
+
+
+class StorageNode:
+    """A storage node (see the module docstring); :func:`build_storage_node` builds one.
+
+    Parameters
+    ----------
+    config : StorageNodeConfig
+    identity : NodeIdentity
+        The node's key.
+    ledger : Ledger
+    clock : callable, optional
+        Milliseconds since the epoch (signed-request window, expiry, retention).
+    """
+
+    def __init__(self, config: StorageNodeConfig, identity: NodeIdentity, ledger: Ledger, *,
+                 clock: Callable[[], int] | None = None) -> None:
+        if not config.data_dir:
+            raise ParameterError("a storage node needs a data directory (--data-dir)")
+        self.config = config
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.ledger = ledger
+        self._clock = clock or (lambda: int(time.time() * 1000))
+        self.store = DirectoryReplicaStore(config.data_dir)
+        self.verifier = RequestVerifier(self.node_id, self._public_key, clock=self._clock,
+                                        skew_ms=int(config.skew * 1000))
+        self._keys: dict[str, bytes] = {}
+        self._runner: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.url = ""
+
+    # -- ledger look-ups ------------------------------------------------------------------
+    def _public_key(self, node_id: str) -> bytes | None:
+        key = self._keys.get(node_id)
+        if key is None:
+            try:
+                key = self.ledger.get_node(node_id).public_key
+            except NotFound:
+                return None
+            self._keys[node_id] = key
+        return key
+
+    def _role(self, node_id: str) -> str | None:
+        try:
+            return self.ledger.get_node(node_id).role
+        except NotFound:
+            return None
+
+    def _may_read(self, sender: str, f: FileRecord, now: int) -> bool:
+        if sender == f.owner:
+            return True
+        for app in self.ledger.list_applications(file_id=f.file_id, executor=sender,
+                                                 status=ApplicationStatus.APPROVED):
+            if now < app.expires_ms:
+                return True
+        return False
+
+    def _held(self, f: FileRecord, slice_index: int, index: int) -> tuple[ReplicaId, int, bytes]:
+        """(replica id, size, root) of a replica the ledger says this node holds; NotFound otherwise."""
+        s = f.slice(str(slice_index))
+        if s is None or not f.content_id:
+            raise NotFound(f"file {f.file_id} has no slice {slice_index} in the storage network")
+        for node, info in zip(s.nodes, s.replicas):
+            if node == self.node_id and info.index == index:
+                return ReplicaId(f.content_id, slice_index, index), info.size, info.root
+        raise NotFound(f"this node holds no replica {index} of slice {slice_index} of file {f.file_id}")
+
+    # -- replica checks (run in a worker thread: hashing releases the GIL) ----------------------
+    def _checked_bytes(self, rid: ReplicaId, size: int, root: bytes, chunk_size: int) -> bytes:
+        data = self.store.get(rid)
+        if len(data) != size:
+            raise MalformedInput(f"replica {rid.slice_index}.{rid.replica_index} is {len(data)} bytes, "
+                                 f"the ledger records {size}")
+        if MerkleTree.from_bytes(data, chunk_size).root != root:
+            raise MalformedInput(f"replica {rid.slice_index}.{rid.replica_index} does not match its Merkle root")
+        return data
+
+    def _answer(self, f: FileRecord, challenge: Challenge) -> list[Any]:
+        rid = challenge.replica
+        if rid.file_id != f.content_id:
+            return ["missing", "the challenge names another content id"]
+        try:
+            rid2, size, root = self._held(f, rid.slice_index, rid.replica_index)
+            data = self._checked_bytes(rid2, size, root, f.chunk_size)
+        except NotFound as exc:
+            return ["missing", str(exc)]
+        except MalformedInput as exc:
+            _log.error("damaged replica of file %s: %s", f.file_id, exc)
+            return ["damaged", str(exc)]
+        try:
+            answer = StorageProver(rid, data, f.chunk_size).answer(challenge)
+        except DtxError as exc:
+            return ["damaged", str(exc)]
+        return ["ok", answer.to_bytes()]
+
+    # -- handlers -----------------------------------------------------------------------
+    @staticmethod
+    def _replica_path(request: Any) -> tuple[bytes, int, int]:
+        try:
+            cid = bytes.fromhex(request.match_info["cid"])
+            s, i = int(request.match_info["slice"]), int(request.match_info["index"])
+            ReplicaId(cid, s, i)
+        except (ValueError, DtxError):
+            raise MalformedInput("bad replica path") from None
+        return cid, s, i
+
+    def _owner_mark(self, cid: bytes) -> Path:
+        return self.store.root / cid.hex() / _OWNER_MARK
+
+    async def _put(self, request: Any) -> Any:
+        sender = request["dtx_sender"]
+        cid, s, i = self._replica_path(request)
+        body = request["dtx_body"]
+        if self._role(sender) != "dataowner":
+            return self._refuse(request, 403, "only a registered data owner stores replicas")
+        if not body:
+            return self._refuse(request, 400, "an empty replica")
+        mark = self._owner_mark(cid)
+        owner = mark.read_text() if mark.exists() else None
+        if owner is not None and owner != sender:
+            return self._refuse(request, 403, f"content {cid.hex()} belongs to another owner")
+        rid = ReplicaId(cid, s, i)
+
+        def write() -> None:
+            if owner is None:
+                mark.parent.mkdir(parents=True, exist_ok=True)
+                tmp = mark.with_name(f".tmp-owner-{os.getpid()}-{id(request)}")
+                tmp.write_text(sender)
+                os.replace(tmp, mark)
+            self.store.put(rid, body)
+
+        await asyncio.get_running_loop().run_in_executor(None, write)
+        return _json({"stored": len(body)}, 201)
+
+    async def _delete(self, request: Any) -> Any:
+        sender = request["dtx_sender"]
+        cid, s, i = self._replica_path(request)
+        mark = self._owner_mark(cid)
+        if not mark.exists() or mark.read_text() != sender:
+            return self._refuse(request, 403, "only the owner of the content deletes its replicas")
+        try:
+            self.store.delete(ReplicaId(cid, s, i))
+        except NotFound:
+            return _json({"deleted": 0})
+        return _json({"deleted": 1})
+
+    async def _get(self, request: Any) -> Any:
+        from aiohttp import web
+
+        sender = request["dtx_sender"]
+        file_id = request.match_info["fid"]
+        try:
+            s, i = int(request.match_info["slice"]), int(request.match_info["index"])
+            f = self.ledger.get_file(file_id)
+        except ValueError:
+            return self._refuse(request, 400, "bad replica path")
+        except (NotFound, MalformedInput):
+            return self._refuse(request, 404, f"file {file_id[:64]} is not on the ledger")
+        now = self._clock()
+        if not self._may_read(sender, f, now):
+            return self._refuse(request, 403, f"{sender} is neither the owner of file {f.file_id} nor an approved executor")
+        if not f.is_live(now):
+            return self._refuse(request, 410, f"file {f.file_id} expired")
+        try:
+            rid, size, root = self._held(f, s, i)
+            data = await asyncio.get_running_loop().run_in_executor(
+                None, self._checked_bytes, rid, size, root, f.chunk_size)
+        except NotFound as exc:
+            return self._refuse(request, 404, str(exc))
+        except MalformedInput as exc:
+            _log.error("damaged replica of file %s: %s", f.file_id, exc)
+            return _json({"error": f"damaged replica: {exc}"}, 409)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _challenges(self, request: Any) -> Any:
+        from aiohttp import web
+
+        sender = request["dtx_sender"]
+        try:
+            items = msgspec.msgpack.decode(request["dtx_body"], type=list[tuple[str, bytes]])
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return self._refuse(request, 400, "challenges must be a msgpack list of [file id, challenge]")
+        if len(items) > _MAX_CHALLENGES:
+            return self._refuse(request, 413, f"more than {_MAX_CHALLENGES} challenges in one request")
+        files: dict[str, FileRecord | None] = {}
+        work: list[tuple[int, FileRecord, Challenge]] = []
+        out: list[Any] = [None] * len(items)
+        for n, (fid, raw) in enumerate(items):
+            if fid not in files:
+                try:
+                    files[fid] = self.ledger.get_file(fid)
+                except (NotFound, MalformedInput):
+                    files[fid] = None
+            f = files[fid]
+            if f is None:
+                out[n] = ["missing", f"file {fid[:64]} is not on the ledger"]
+            elif f.owner != sender:
+                out[n] = ["forbidden", "only the file's owner challenges its replicas"]
+            else:
+                try:
+                    work.append((n, f, Challenge.from_bytes(raw)))
+                except MalformedInput as exc:
+                    out[n] = ["missing", str(exc)]
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(*(loop.run_in_executor(None, self._answer, f, c) for _, f, c in work))
+        for (n, _, _), res in zip(work, results):
+            out[n] = res
+        return web.Response(body=msgspec.msgpack.encode(out), content_type="application/msgpack")
+
+    async def _health(self, request: Any) -> Any:
+        return _json({"node_id": self.node_id, "role": "storage"})
+
+    def _refuse(self, request: Any, status: int, reason: str) -> Any:
+        _log.warning("refused %s %s from %s@%s: %d %s", request.method, request.path,
+                     request.get("dtx_sender") or "?", request.remote, status, reason)
+        return _json({"error": reason}, status)
+
+    def application(self) -> Any:
+        """The aiohttp application (routes behind the signed-request middleware)."""
+        from aiohttp import web
+
+        @web.middleware
+        async def errors(request: Any, handler: Any) -> Any:
+            try:
+                return await handler(request)
+            except web.HTTPException:
+                raise
+            except MalformedInput as exc:
+                return self._refuse(request, 400, str(exc))
+            except Exception as exc:  # a bug must not take the node down: log it, answer 500
+                _log.exception("error serving %s %s", request.method, request.path)
+                return _json({"error": f"internal error ({type(exc).__name__})"}, 500)
+
+        app = web.Application(
+            client_max_size=self.config.max_body,
+            middlewares=[errors, auth_middleware(self.verifier, max_body=self.config.max_body,
+                                                 public=lambda m, p: p == "/v1/health", log=_log)],
+        )
+        rp = "/v1/replicas/{cid:[0-9a-f]{2,128}}/{slice:[0-9]{1,19}}/{index:[0-9]{1,10}}"
+        app.router.add_put(rp, self._put)
+        app.router.add_delete(rp, self._delete)
+        app.router.add_get("/v1/files/{fid:[0-9a-f]{32}}/{slice:[0-9]{1,19}}/{index:[0-9]{1,10}}", self._get)
+        app.router.add_post("/v1/challenges", self._challenges)
+        app.router.add_get("/v1/health", self._health)
+        return app
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _register(self) -> None:
+        try:
+            node = self.ledger.get_node(self.node_id)
+        except NotFound:
+            node = None
+        if node is not None and node.role != "storage":
+            raise StateError(f"key {self.node_id} is registered as a {node.role}, not a storage node")
+        if node is None or node.address != self.url or node.name != self.config.name:
+            self.ledger.submit(self.identity, RegisterNode(role="storage", address=self.url, name=self.config.name))
+        if node is not None and not node.online:
+            from ..ledger import SetNodeStatus
+
+            self.ledger.submit(self.identity, SetNodeStatus(online=True))
+
+    def _beat(self) -> None:
+        self.ledger.submit(self.identity, Heartbeat())
+
+    def housekeeping(self) -> int:
+        """Drop replicas of files deleted on the ledger or expired beyond the retention; returns how many."""
+        now = self._clock()
+        keep_ms = int(self.config.retention_days * _DAY_MS)
+        dropped = 0
+        by_content = {f.content_id: f for f in self.ledger.list_files(node=self.node_id) if f.content_id}
+        orphan_s = self.config.orphan_hours * 3600
+        for rid in self.store.list():
+            f = by_content.get(rid.file_id)
+            if f is not None and (f.status == FileStatus.DELETED or now > f.expires_ms + keep_ms):
+                drop = True
+            elif f is None or (rid.slice_index, rid.replica_index) not in {
+                    (int(s.slice_id), r.index) for s in f.slices for n, r in zip(s.nodes, s.replicas)
+                    if n == self.node_id}:
+                # not placed here by any published file: an upload or repair under way, one that
+                # failed midway, or a replica migrated away; dropped once older than orphan_hours
+                try:
+                    drop = time.time() - os.stat(self.store.path(rid)).st_mtime > orphan_s
+                except FileNotFoundError:
+                    drop = False
+            else:
+                drop = False
+            if drop:
+                try:
+                    self.store.delete(rid)
+                    dropped += 1
+                except NotFound:
+                    pass
+        if dropped:
+            _log.info("dropped %d replicas (deleted, expired or orphaned)", dropped)
+        return dropped
+
+    async def _background(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(None, self._beat)
+                await loop.run_in_executor(None, self.housekeeping)
+            except Exception as exc:  # the ledger may be busy; the next beat retries
+                _log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self.config.heartbeat)
+
+    async def start(self) -> str:
+        """Listen, register on the ledger, start the heartbeats; returns ``http://HOST:PORT``."""
+        from aiohttp import web
+
+        host, port = _parse_listen(self.config.listen)
+        self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, shutdown_timeout=5.0)
+        await site.start()
+        bound = self._runner.addresses[0]
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        self.url = f"http://{shown}:{bound[1]}"
+        await asyncio.get_running_loop().run_in_executor(None, self._register)
+        self._tasks.append(asyncio.create_task(self._background()))
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop the heartbeats and the server (requests in flight finish first)."""
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def serve(self, stop: asyncio.Event, ready: Callable[[str], None] | None = None) -> None:
+        """Start, call ``ready(url)``, run until ``stop`` is set, then stop."""
+        url = await self.start()
+        try:
+            if ready is not None:
+                ready(url)
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+def build_storage_node(config: StorageNodeConfig, *, identity: NodeIdentity | None = None,
+                       ledger: Ledger | None = None, clock: Callable[[], int] | None = None) -> StorageNode:
+    """The one factory: a :class:`StorageNode` from its config (key and ledger opened from it
+    unless given)."""
+    config.validate()
+    if identity is None:
+        if not config.key:
+            raise ParameterError("a storage node needs its key file (--key)")
+        identity = NodeIdentity.load(config.key)
+    if ledger is None:
+        if not config.ledger:
+            raise ParameterError("a storage node needs a ledger (-L)")
+        ledger = open_ledger(config.ledger)
+    return StorageNode(config, identity, ledger, clock=clock)
+
+
+def run_storage_node(config: StorageNodeConfig) -> None:
+    """Run a node in the foreground until SIGTERM or SIGINT; prints ``listening on URL`` when ready."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    node = build_storage_node(config)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await node.serve(stop, ready=lambda url: print(f"listening on {url}", flush=True))
+
+    try:
+        asyncio.run(main())
+    finally:
+        node.ledger.close()

@@ -1,0 +1,525 @@
+"""The storage network's client: a DataOwner's (or an approved executor's) side of storage nodes.
+
+:class:`StorageNetwork` uploads a file to storage-node processes (:mod:`dtxfast.nodes.storage`)
+and publishes it on the ledger, downloads it back, and lists and shows files, their placement
+and health. All requests are signed (:mod:`dtxfast.transport.http_auth`).
+
+Upload
+------
+The file is read slice by slice (``slice_size``, default 4 MiB); each slice becomes
+``replicas`` AES-256-GCM encryptions, replica ``r`` under the key and nonce of index ``r``
+(:class:`~dtxfast.crypto.aead.FileCipher`, keyed by the owner's file key of a fresh random
+*content id*), each with its Merkle root. The last slice is zero-padded only to a whole Merkle
+chunk, not to a whole slice. Nodes are chosen by :func:`choose_placement`: never two replicas
+of one slice on one node, healthy nodes only (alive by their heartbeats, not Red), the least
+loaded first. A few slices are in flight at once: their replicas are encrypted in worker
+threads (the AEAD releases the GIL) while earlier ones are uploaded in parallel. Only when
+every replica is stored is the file published (:class:`~dtxfast.ledger.PublishFile`, with each
+replica's index, root and size); if anything fails, the replicas already stored are deleted
+and nothing is published.
+
+Download
+--------
+Each slice is fetched from one replica (healthy nodes first, the next replica if one fails),
+decrypted and authenticated (a replica that fails its GCM tag is skipped), and written at its
+offset into a temporary file that replaces the output only when every slice is in, so the
+output is written all or nothing. The file key is the owner's own, or for an executor the one
+its owner sealed to it in an :class:`~dtxfast.ledger.ApproveApplication`.
+
+Examples
+--------
+>>> choose_placement(["a", "b", "c", "d"], slices=2, replicas=3)
+[['a', 'b', 'c'], ['d', 'a', 'b']]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .._backend import num_threads
+from .._fs import atomic_output
+from ..crypto.aead import TAG_SIZE, FileCipher
+from ..crypto.merkle import DEFAULT_CHUNK_SIZE, MerkleTree
+from ..errors import (
+    DtxError,
+    InvalidProof,
+    NotFound,
+    ParameterError,
+    ProtocolError,
+    StateError,
+    Unauthorized,
+)
+from ..ledger import (
+    ApplicationStatus,
+    CreateNamespace,
+    FileRecord,
+    FileStatus,
+    Ledger,
+    NodeIdentity,
+    PublishFile,
+    RegisterNode,
+    ReplicaInfo,
+    SliceInfo,
+)
+from ..ledger.health import GREEN, RED, YELLOW
+from .owner import DEFAULT_REPLICAS, DEFAULT_SLICE_SIZE, DataOwner
+
+__all__ = [
+    "DEFAULT_LIVENESS",
+    "NodeStatus",
+    "NodeUnreachable",
+    "StorageNetwork",
+    "choose_placement",
+    "node_statuses",
+    "replica_load",
+]
+
+#: a node whose last heartbeat is older than this (seconds) is not alive
+DEFAULT_LIVENESS = 180.0
+_RANK = {GREEN: 0, YELLOW: 1, RED: 2}
+_SLICE_DOMAIN = b"dtxfast/slice-roots/v1\x00"
+_FILE_DOMAIN = b"dtxfast/file-slices/v1\x00"
+
+
+class NodeUnreachable(ProtocolError):
+    """A storage node did not answer at all (connection refused, reset or timed out)."""
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """A storage node as a client sees it: address, health on the ledger, liveness."""
+
+    node_id: str
+    address: str
+    health: str
+    alive: bool
+    last_heartbeat_ms: int
+
+    @property
+    def healthy(self) -> bool:
+        """Alive (recent heartbeat, online) and not Red."""
+        return self.alive and self.health != RED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "role": "storage", "address": self.address, "health": self.health,
+                "alive": self.alive, "healthy": self.healthy}
+
+
+def node_statuses(ledger: Ledger, *, now_ms: int | None = None, liveness: float = DEFAULT_LIVENESS) -> dict[str, NodeStatus]:
+    """Every registered storage node's status, by node id."""
+    now = ledger.now_ms() if now_ms is None else now_ms
+    out = {}
+    for n in ledger.list_nodes(role="storage"):
+        health = ledger.node_health(n.node_id, now_ms=now).level
+        alive = n.online and now - n.last_heartbeat_ms <= liveness * 1000
+        out[n.node_id] = NodeStatus(n.node_id, n.address, health, alive, n.last_heartbeat_ms)
+    return out
+
+
+def choose_placement(nodes: Sequence[str], *, slices: int, replicas: int,
+                     load: dict[str, int] | None = None) -> list[list[str]]:
+    """The nodes for each slice's replicas: distinct within a slice, least loaded first.
+
+    ``nodes`` are the healthy candidates, best first (ties in load go to the earlier one);
+    ``load`` counts replicas a node already holds (updated in place as slices are placed).
+
+    Raises
+    ------
+    StateError
+        Fewer candidates than ``replicas``.
+    """
+    if replicas < 1 or slices < 0:
+        raise ParameterError("replicas must be at least 1")
+    if len(set(nodes)) < replicas:
+        raise StateError(f"only {len(set(nodes))} healthy storage nodes for {replicas} replicas per slice; "
+                         "start more nodes or ask for fewer replicas")
+    load = {} if load is None else load
+    order = {n: i for i, n in enumerate(dict.fromkeys(nodes))}
+    placement = []
+    for _ in range(slices):
+        chosen = sorted(order, key=lambda n: (load.get(n, 0), order[n]))[:replicas]
+        for n in chosen:
+            load[n] = load.get(n, 0) + 1
+        placement.append(chosen)
+    return placement
+
+
+def replica_load(ledger: Ledger, nodes: Iterable[str]) -> dict[str, int]:
+    """How many replicas of published files each node holds (the ledger's placement)."""
+    out = {}
+    for n in nodes:
+        out[n] = sum(s.nodes.count(n) for f in ledger.list_files(node=n) for s in f.slices)
+    return out
+
+
+def slice_digest(roots: Iterable[bytes]) -> bytes:
+    """What the ledger records as a slice's digest: SHA-256 over its replicas' Merkle roots."""
+    return hashlib.sha256(_SLICE_DOMAIN + b"".join(roots)).digest()
+
+
+class _Http:
+    """Signed requests to storage nodes over one aiohttp session (HTTP framing lives here)."""
+
+    def __init__(self, identity: NodeIdentity, clock: Callable[[], int], timeout: float, parallel: int) -> None:
+        import aiohttp
+
+        from ..transport.http_auth import RequestSigner
+
+        self.signer = RequestSigner(identity, clock=clock)
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0)),
+            connector=aiohttp.TCPConnector(limit=max(8, parallel * 4), limit_per_host=max(4, parallel)),
+            auto_decompress=False,
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def request(self, node: NodeStatus, method: str, path: str, body: bytes | bytearray = b"") -> bytes:
+        """Send a signed request; the response body, or raise (ProtocolError / Unauthorized / NotFound)."""
+        import aiohttp
+
+        headers = self.signer.headers(method, path, body, to=node.node_id)
+        try:
+            async with self.session.request(method, node.address + path, data=body or None, headers=headers) as resp:
+                data = await resp.read()
+                if resp.status < 300:
+                    return data
+                try:
+                    reason = (await resp.json(content_type=None)).get("error", "")
+                except Exception:
+                    reason = data[:200].decode(errors="replace")
+                msg = f"node {node.node_id} answered {resp.status}: {reason}"
+                if resp.status == 403:
+                    raise Unauthorized(msg)
+                if resp.status == 404:
+                    raise NotFound(msg)
+                if resp.status == 410:
+                    raise StateError(msg)
+                raise ProtocolError(msg)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise NodeUnreachable(f"node {node.node_id} at {node.address} is unreachable ({type(exc).__name__}: {exc})") from None
+
+    def replica_path(self, content_id: bytes, slice_index: int, index: int) -> str:
+        return f"/v1/replicas/{content_id.hex()}/{slice_index}/{index}"
+
+    async def put(self, node: NodeStatus, content_id: bytes, s: int, r: int, data: bytes | bytearray) -> None:
+        await self.request(node, "PUT", self.replica_path(content_id, s, r), data)
+
+    async def delete(self, node: NodeStatus, content_id: bytes, s: int, r: int) -> None:
+        await self.request(node, "DELETE", self.replica_path(content_id, s, r))
+
+    async def get(self, node: NodeStatus, file_id: str, s: int, r: int) -> bytes:
+        return await self.request(node, "GET", f"/v1/files/{file_id}/{s}/{r}")
+
+
+def _fmt_time(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+
+
+class StorageNetwork:
+    """A party's client of the storage network (see the module docstring).
+
+    Parameters
+    ----------
+    ledger : Ledger
+    identity : NodeIdentity
+        The data owner (or executor) whose requests are signed.
+    liveness : float
+        Seconds without a heartbeat after which a node is not alive (not chosen, read last).
+    parallel : int, optional
+        Slices in flight at once (default: twice the worker threads).
+    timeout : float
+        Seconds a single request may take.
+    clock : callable, optional
+        Milliseconds since the epoch.
+    """
+
+    def __init__(self, ledger: Ledger, identity: NodeIdentity, *, liveness: float = DEFAULT_LIVENESS,
+                 parallel: int | None = None, timeout: float = 120.0,
+                 clock: Callable[[], int] | None = None) -> None:
+        self.ledger = ledger
+        self.identity = identity
+        self.liveness = float(liveness)
+        self.threads = num_threads()
+        self.parallel = parallel or max(2, 2 * self.threads)
+        self.timeout = float(timeout)
+        self._clock = clock or ledger.now_ms
+        self._owner = DataOwner(identity.private_key)
+
+    # -- ledger views --------------------------------------------------------------------
+    def nodes(self) -> dict[str, NodeStatus]:
+        """Every storage node's status (see :func:`node_statuses`)."""
+        return node_statuses(self.ledger, now_ms=self._clock(), liveness=self.liveness)
+
+    def file_key(self, f: FileRecord) -> bytes:
+        """The key of a file: the owner's own, or the one sealed to this executor by the owner."""
+        if f.owner == self.identity.node_id:
+            return self._owner.file_key(f.content_id)
+        now = self._clock()
+        for app in self.ledger.list_applications(file_id=f.file_id, executor=self.identity.node_id,
+                                                 status=ApplicationStatus.APPROVED):
+            if now < app.expires_ms:
+                return self.identity.unseal(app.sealed_key)
+        raise Unauthorized(f"{self.identity.node_id} neither owns file {f.file_id} nor holds an approval for it")
+
+    def sealed_file_key(self, file_id: str, executor: str) -> bytes:
+        """The owner's file key sealed to an executor (the ``sealed_key`` of an approval)."""
+        from ..ledger import seal_to
+
+        f = self.ledger.get_file(file_id)
+        if f.owner != self.identity.node_id:
+            raise Unauthorized(f"only the owner of file {file_id} can hand out its key")
+        return seal_to(self.ledger.get_node(executor).public_key, self._owner.file_key(f.content_id))
+
+    def show(self, file_id: str) -> dict[str, Any]:
+        """A file, its placement and health, as JSON-ready data."""
+        f = self.ledger.get_file(file_id)
+        nodes = self.nodes()
+        now = self._clock()
+        slices = []
+        for s in sorted(f.slices, key=lambda x: int(x.slice_id) if x.slice_id.isdigit() else 0):
+            reps = []
+            for n in s.nodes:
+                st = nodes.get(n)
+                reps.append({"node_id": n, "address": st.address if st else "", "healthy": bool(st and st.healthy)})
+            slices.append({"index": int(s.slice_id) if s.slice_id.isdigit() else s.slice_id, "replicas": reps})
+        return {
+            "file_id": f.file_id, "name": f.name, "owner": f.owner, "namespace": f.namespace.split("/", 1)[-1],
+            "size": f.size, "expires_at": f.expires_ms // 1000, "status": self._status(f, now),
+            "health": self.ledger.file_health(f.file_id, now_ms=now).level, "slices": slices,
+        }
+
+    @staticmethod
+    def _status(f: FileRecord, now: int) -> str:
+        if f.status == FileStatus.PUBLISHED and now >= f.expires_ms:
+            return FileStatus.EXPIRED
+        return f.status
+
+    def list(self, *, owner: str | None = None) -> list[dict[str, Any]]:
+        """Files on the ledger (of one owner if given) as JSON-ready summaries."""
+        now = self._clock()
+        out = []
+        for f in self.ledger.list_files(owner=owner):
+            out.append({"file_id": f.file_id, "name": f.name, "owner": f.owner,
+                        "namespace": f.namespace.split("/", 1)[-1], "size": f.size,
+                        "slices": len(f.slices), "replicas": len(f.slices[0].nodes) if f.slices else 0,
+                        "expires_at": f.expires_ms // 1000, "status": self._status(f, now),
+                        "health": self.ledger.file_health(f.file_id, now_ms=now).level})
+        return out
+
+    # -- owner set-up -----------------------------------------------------------------------
+    def _ensure_owner(self, namespace: str, replicas: int | None) -> int:
+        """Register as a data owner and create the namespace if needed; its replica count."""
+        me = self.identity.node_id
+        try:
+            node = self.ledger.get_node(me)
+            if node.role != "dataowner":
+                raise StateError(f"key {me} is registered as a {node.role}; a data owner needs its own key")
+        except NotFound:
+            self.ledger.submit(self.identity, RegisterNode(role="dataowner"))
+        try:
+            ns = self.ledger.get_namespace(f"{me}/{namespace}")
+        except NotFound:
+            want = DEFAULT_REPLICAS if replicas is None else replicas
+            self.ledger.submit(self.identity, CreateNamespace(name=namespace, replicas=want))
+            return want
+        if replicas is not None and replicas != ns.replicas:
+            raise ParameterError(f"namespace {namespace!r} keeps {ns.replicas} replicas; "
+                                 f"drop --replicas or raise the namespace's count (dtx file namespace)")
+        return ns.replicas
+
+    # -- upload --------------------------------------------------------------------------------
+    def upload(self, path: str | os.PathLike[str], *, name: str | None = None, namespace: str = "default",
+               replicas: int | None = None, expire_days: float = 365.0, description: str = "",
+               slice_size: int = DEFAULT_SLICE_SIZE, chunk_size: int = DEFAULT_CHUNK_SIZE,
+               progress: Callable[[int], None] | None = None) -> str:
+        """Encrypt, replicate and upload a file, publish it; returns its file id (see the module docstring).
+
+        ``progress(n)`` is called with the plaintext bytes of each slice once all its replicas
+        are stored.
+        """
+        if not 1 <= chunk_size <= slice_size <= (1 << 30):
+            raise ParameterError("need 1 <= chunk_size <= slice_size <= 1 GiB")
+        if not expire_days > 0:
+            raise ParameterError("--expire-days must be positive")
+        size = os.path.getsize(path)
+        if size == 0:
+            raise ParameterError(f"{path} is empty; there is nothing to store")
+        count = self._ensure_owner(namespace, replicas)
+        nodes = self.nodes()
+        healthy = sorted((n for n in nodes.values() if n.healthy), key=lambda n: (_RANK[n.health], n.node_id))
+        load = replica_load(self.ledger, [n.node_id for n in healthy])
+        n_slices = -(-size // slice_size)
+        placement = choose_placement([n.node_id for n in healthy], slices=n_slices, replicas=count, load=load)
+        now = self._clock()
+        return asyncio.run(self._upload(
+            os.fspath(path), size, placement, nodes, name=name or os.path.basename(os.fspath(path)),
+            namespace=namespace, expires_ms=now + int(expire_days * 86_400_000), description=description,
+            slice_size=slice_size, chunk_size=chunk_size, progress=progress))
+
+    @staticmethod
+    def _encrypt(cipher: FileCipher, s: int, r: int, plain: bytes | bytearray, chunk_size: int) -> tuple[bytearray, bytes]:
+        data = cipher.encrypt(s, r, plain)
+        return data, MerkleTree.from_bytes(data, chunk_size, threads=1).root
+
+    async def _upload(self, path: str, size: int, placement: list[list[str]], nodes: dict[str, NodeStatus], *,
+                      name: str, namespace: str, expires_ms: int, description: str, slice_size: int,
+                      chunk_size: int, progress: Callable[[int], None] | None) -> str:
+        cid = os.urandom(16)
+        cipher = FileCipher(self._owner.file_key(cid), cid)
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(self.threads)
+        http = _Http(self.identity, self._clock, self.timeout, self.parallel)
+        stored: list[tuple[str, int, int]] = []
+        roots: list[list[bytes]] = [[] for _ in placement]
+        sizes = [0] * len(placement)
+        gate = asyncio.Semaphore(self.parallel)
+        fd = os.open(path, os.O_RDONLY)
+
+        def read(s: int) -> bytearray:
+            want = min(slice_size, size - s * slice_size)
+            buf = bytearray(want + (-want % chunk_size))  # the last slice: padded to a whole chunk only
+            got = os.preadv(fd, [memoryview(buf)[:want]], s * slice_size)
+            if got != want:
+                raise ProtocolError(f"{path} changed while it was read")
+            return buf
+
+        failed = asyncio.Event()
+
+        async def one(s: int) -> None:
+            async with gate:
+                if failed.is_set():  # stop starting slices once one failed; let those in flight end
+                    return
+                plain = await loop.run_in_executor(pool, read, s)
+                encs = await asyncio.gather(*(loop.run_in_executor(pool, self._encrypt, cipher, s, r, plain, chunk_size)
+                                              for r in range(len(placement[s]))))
+                del plain
+                roots[s] = [root for _, root in encs]
+                sizes[s] = len(encs[0][0])
+
+                async def put(r: int) -> None:
+                    node = nodes[placement[s][r]]
+                    stored.append((node.node_id, s, r))  # attempted: may be stored even if it fails here
+                    await http.put(node, cid, s, r, encs[r][0])
+
+                results = await asyncio.gather(*(put(r) for r in range(len(encs))), return_exceptions=True)
+                errors = [e for e in results if isinstance(e, BaseException)]
+                if errors:
+                    failed.set()
+                    raise errors[0]
+            if progress is not None:
+                progress(min(slice_size, size - s * slice_size))
+
+        try:
+            outcome = await asyncio.gather(*(one(s) for s in range(len(placement))), return_exceptions=True)
+            errors = [e for e in outcome if isinstance(e, BaseException)]
+            if errors:
+                raise errors[0]
+            slices = [SliceInfo(slice_id=str(s), digest=slice_digest(roots[s]), nodes=placement[s],
+                                replicas=[ReplicaInfo(index=r, root=roots[s][r], size=sizes[s])
+                                          for r in range(len(placement[s]))])
+                      for s in range(len(placement))]
+            body = PublishFile(namespace=namespace, name=name, size=size,
+                               digest=hashlib.sha256(_FILE_DOMAIN + b"".join(x.digest for x in slices)).digest(),
+                               expires_ms=expires_ms, slices=slices, description=description, content_id=cid,
+                               slice_size=slice_size, chunk_size=chunk_size)
+            receipt = await loop.run_in_executor(None, self.ledger.submit, self.identity, body)
+            return receipt.object_id
+        except BaseException:
+            # nothing was published: take back every replica stored so far (best effort)
+            await asyncio.gather(*(http.delete(nodes[n], cid, s, r) for n, s, r in stored), return_exceptions=True)
+            raise
+        finally:
+            os.close(fd)
+            await http.close()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- download ------------------------------------------------------------------------------
+    def live_file(self, file_id: str) -> FileRecord:
+        """The file's record if it can be read now; StateError saying why not otherwise."""
+        f = self.ledger.get_file(file_id)
+        now = self._clock()
+        if f.status == FileStatus.DELETED:
+            raise StateError(f"file {file_id} was deleted")
+        if f.status == FileStatus.EXPIRED or now >= f.expires_ms:
+            raise StateError(f"file {file_id} expired on {_fmt_time(f.expires_ms)}; "
+                             "its owner can extend it (dtx file extend) during the retention period")
+        if not f.content_id:
+            raise ParameterError(f"file {file_id} is not stored in the storage network")
+        return f
+
+    def download(self, file_id: str, out: str | os.PathLike[str], *,
+                 progress: Callable[[int], None] | None = None) -> int:
+        """Fetch, verify and decrypt a file into ``out`` (all or nothing); returns its size."""
+        f = self.live_file(file_id)
+        key = self.file_key(f)
+        with atomic_output(out, "wb") as fh:
+            fh.flush()
+            os.ftruncate(fh.fileno(), f.size)
+            asyncio.run(self._download(f, key, fh.fileno(), progress))
+        return f.size
+
+    def _order(self, s: SliceInfo, nodes: dict[str, NodeStatus]) -> list[tuple[NodeStatus, ReplicaInfo]]:
+        pairs = [(nodes[n], info) for n, info in zip(s.nodes, s.replicas) if n in nodes]
+        return sorted(pairs, key=lambda p: (not p[0].healthy, _RANK.get(p[0].health, 3)))
+
+    async def fetch_slice(self, http: _Http, f: FileRecord, cipher: FileCipher, s: SliceInfo,
+                          nodes: dict[str, NodeStatus], pool: ThreadPoolExecutor,
+                          skip: Iterable[str] = ()) -> tuple[bytes, str]:
+        """The padded plaintext of one slice from any good replica, and the node it came from."""
+        loop = asyncio.get_running_loop()
+        index = int(s.slice_id)
+        problems = []
+        for node, info in self._order(s, nodes):
+            if node.node_id in skip:
+                continue
+            try:
+                data = await http.get(node, f.file_id, index, info.index)
+                if len(data) != info.size:
+                    raise InvalidProof(f"{len(data)} bytes, the ledger records {info.size}")
+                plain = await loop.run_in_executor(pool, cipher.decrypt, index, info.index, data)
+                return plain, node.node_id
+            except (DtxError, OSError) as exc:
+                problems.append(f"{node.node_id}: {exc}")
+        raise InvalidProof(f"no intact replica of slice {index} of file {f.file_id}: " + "; ".join(problems))
+
+    async def _download(self, f: FileRecord, key: bytes, fd: int, progress: Callable[[int], None] | None) -> None:
+        cipher = FileCipher(key, f.content_id)
+        nodes = self.nodes()
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(self.threads)
+        http = _Http(self.identity, self._clock, self.timeout, self.parallel)
+        gate = asyncio.Semaphore(self.parallel)
+
+        async def one(s: SliceInfo) -> None:
+            async with gate:
+                plain, _ = await self.fetch_slice(http, f, cipher, s, nodes, pool)
+                index = int(s.slice_id)
+                length = min(f.slice_size, f.size - index * f.slice_size)
+                await loop.run_in_executor(pool, os.pwrite, fd, memoryview(plain)[:length], index * f.slice_size)
+            if progress is not None:
+                progress(length)
+
+        try:
+            tasks = [asyncio.ensure_future(one(s)) for s in f.slices]
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+        finally:
+            await http.close()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+_ = TAG_SIZE

@@ -1,0 +1,260 @@
+"""Storage network pieces without processes: the ledger kinds it adds, signed requests, node
+configuration and replica placement."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from ledger_helpers import BACKENDS, DAY, Clock, World, make_ledger
+
+from dtxfast.errors import NotFound, ParameterError, StateError, Unauthorized
+from dtxfast.ledger import (
+    AddReplica,
+    CreateNamespace,
+    DeleteFile,
+    ExpireFile,
+    ExtendFile,
+    MigrateSlice,
+    NodeIdentity,
+    PublishFile,
+    RegisterNode,
+    ReplicaInfo,
+    SetNamespaceReplicas,
+    SliceInfo,
+)
+from dtxfast.ledger.tx import decode_tx, sign_tx
+from dtxfast.nodes.storage import StorageNodeConfig
+from dtxfast.storage.network import choose_placement
+from dtxfast.transport.http_auth import AuthError, ReplayCache, RequestSigner, RequestVerifier
+
+# ------------------------------------------------------------------------- ledger kinds
+
+
+@pytest.fixture(params=BACKENDS)
+def world(request, tmp_path):
+    clock = Clock()
+    led = make_ledger(request.param, tmp_path, clock)
+    w = World(led, clock)
+    s3 = NodeIdentity.from_seed(hashlib.sha256(b"storage3").digest())
+    w.submit(s3, RegisterNode(role="storage"))
+    w.s.append(s3)
+    yield w
+    led.close()
+
+
+def _rep(i: int) -> ReplicaInfo:
+    return ReplicaInfo(index=i, root=hashlib.sha256(bytes([i])).digest(), size=4112)
+
+
+def _publish_net(w: World, expires_in: int = DAY) -> str:
+    slices = [SliceInfo(slice_id=str(i), digest=bytes(32), nodes=[w.s[0].node_id, w.s[1].node_id],
+                        replicas=[_rep(0), _rep(1)]) for i in range(2)]
+    return w.submit(w.owner, PublishFile(namespace="ns", name="f", size=5000, digest=bytes(32),
+                                         expires_ms=w.clock() + expires_in, slices=slices,
+                                         content_id=b"c" * 16, slice_size=4096, chunk_size=4096)).object_id
+
+
+def test_publish_records_replicas_and_sizes(world):
+    fid = _publish_net(world)
+    f = world.led.get_file(fid)
+    assert f.content_id == b"c" * 16 and f.slice_size == 4096 and f.chunk_size == 4096
+    assert [r.index for r in f.slices[0].replicas] == [0, 1]
+
+
+def test_publish_refuses_inconsistent_replicas(world):
+    w = world
+    bad = [SliceInfo(slice_id="0", digest=bytes(32), nodes=[w.s[0].node_id, w.s[1].node_id], replicas=[_rep(0)])]
+    with pytest.raises(ParameterError, match="describes 1 replicas"):
+        w.submit(w.owner, PublishFile(namespace="ns", name="f", size=1, digest=bytes(32),
+                                      expires_ms=w.clock() + DAY, slices=bad, content_id=b"c" * 16,
+                                      slice_size=1, chunk_size=1))
+    same = [SliceInfo(slice_id="0", digest=bytes(32), nodes=[w.s[0].node_id, w.s[1].node_id],
+                      replicas=[_rep(0), _rep(0)])]
+    with pytest.raises(ParameterError, match="index twice"):
+        w.submit(w.owner, PublishFile(namespace="ns", name="f", size=1, digest=bytes(32),
+                                      expires_ms=w.clock() + DAY, slices=same, content_id=b"c" * 16,
+                                      slice_size=1, chunk_size=1))
+
+
+def test_migrate_slice_needs_a_fresh_replica_index(world):
+    w = world
+    fid = _publish_net(w)
+    move = dict(file_id=fid, slice_id="0", from_node=w.s[0].node_id, to_node=w.s[2].node_id)
+    with pytest.raises(ParameterError, match="describe the new one"):
+        w.submit(w.owner, MigrateSlice(**move))
+    with pytest.raises(ParameterError, match="above every current one"):
+        w.submit(w.owner, MigrateSlice(**move, replica=_rep(1)))
+    w.submit(w.owner, MigrateSlice(**move, replica=_rep(2)))
+    s = w.led.get_file(fid).slice("0")
+    assert s.nodes == [w.s[2].node_id, w.s[1].node_id] and [r.index for r in s.replicas] == [2, 1]
+    with pytest.raises(Unauthorized):
+        w.submit(w.owner2, MigrateSlice(file_id=fid, slice_id="1", from_node=w.s[0].node_id,
+                                        to_node=w.s[2].node_id, replica=_rep(5)))
+
+
+def test_raising_a_namespace_allows_added_replicas(world):
+    w = world
+    fid = _publish_net(w)
+    add = AddReplica(file_id=fid, slice_id="1", node=w.s[3].node_id, replica=_rep(2))
+    with pytest.raises(StateError, match="already has the 2 replicas"):
+        w.submit(w.owner, add)
+    with pytest.raises(ParameterError, match="only be raised"):
+        w.submit(w.owner, SetNamespaceReplicas(name="ns", replicas=2))
+    with pytest.raises(NotFound):
+        w.submit(w.owner, SetNamespaceReplicas(name="nope", replicas=3))
+    w.submit(w.owner, SetNamespaceReplicas(name="ns", replicas=3))
+    assert w.led.get_namespace(f"{w.owner.node_id}/ns").replicas == 3
+    with pytest.raises(ParameterError, match="already holds"):
+        w.submit(w.owner, AddReplica(file_id=fid, slice_id="1", node=w.s[0].node_id, replica=_rep(2)))
+    w.submit(w.owner, add)
+    s = w.led.get_file(fid).slice("1")
+    assert s.nodes[-1] == w.s[3].node_id and s.replicas[-1].index == 2
+    assert w.s[3].node_id in {n for f in w.led.list_files(node=w.s[3].node_id) for s in f.slices for n in s.nodes}
+
+
+def test_extend_in_retention_then_expire_and_delete(world):
+    w = world
+    fid = _publish_net(w, expires_in=DAY)
+    with pytest.raises(StateError, match="has not expired"):
+        w.submit(w.owner, DeleteFile(file_id=fid))
+    w.clock.advance(2 * DAY)  # past its expiry: not live, but its owner may still extend it
+    assert not w.led.get_file(fid).is_live(w.clock())
+    with pytest.raises(ParameterError, match="into the future"):
+        w.submit(w.owner, ExtendFile(file_id=fid, expires_ms=w.clock() - 1))
+    w.submit(w.owner, ExtendFile(file_id=fid, expires_ms=w.clock() + DAY))
+    assert w.led.get_file(fid).is_live(w.clock())
+    w.submit(w.owner, ExpireFile(file_id=fid))
+    with pytest.raises(Unauthorized):
+        w.submit(w.owner2, DeleteFile(file_id=fid))
+    w.submit(w.owner, DeleteFile(file_id=fid))
+    assert w.led.get_file(fid).status == "Deleted"
+    with pytest.raises(StateError):
+        w.submit(w.owner, DeleteFile(file_id=fid))
+    with pytest.raises(StateError):
+        w.submit(w.owner, ExtendFile(file_id=fid, expires_ms=w.clock() + 5 * DAY))
+
+
+def test_new_fields_round_trip_canonically():
+    ident = NodeIdentity.generate()
+    body = PublishFile(namespace="n", name="f", size=1, digest=bytes(32), expires_ms=5,
+                       slices=[SliceInfo(slice_id="0", digest=bytes(32), nodes=["a" * 16], replicas=[_rep(3)])],
+                       content_id=b"x" * 16, slice_size=7, chunk_size=7)
+    tx = decode_tx(sign_tx(ident, body, chain_id=bytes(32)).encode())
+    assert tx.body == body
+    plain = PublishFile(namespace="n", name="f", size=1, digest=bytes(32), expires_ms=5,
+                        slices=[SliceInfo(slice_id="0", digest=bytes(32), nodes=["a" * 16])])
+    assert b"content_id" not in sign_tx(ident, plain, chain_id=bytes(32)).payload  # defaults are not encoded
+    assert decode_tx(sign_tx(ident, CreateNamespace(name="a", replicas=1), chain_id=bytes(32)).encode())
+
+
+# ------------------------------------------------------------------------- signed requests
+
+
+class _Clock:
+    def __init__(self, now: int = 1_700_000_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def _pair(skew_ms: int = 60_000):
+    a = NodeIdentity.generate()
+    clock = _Clock()
+    v = RequestVerifier("node-b", {a.node_id: a.public_key_bytes}.get, clock=clock, skew_ms=skew_ms)
+    return a, RequestSigner(a, clock=clock), v, clock
+
+
+def _refusal(v, *args) -> tuple[int, str]:
+    with pytest.raises(AuthError) as info:
+        v.verify(*args)
+    return info.value.status, info.value.reason
+
+
+def test_a_signed_request_passes_once():
+    a, signer, v, _ = _pair()
+    h = signer.headers("POST", "/v1/challenges", b"body", to="node-b")
+    assert v.verify("POST", "/v1/challenges", h, b"body") == a.node_id
+    assert _refusal(v, "POST", "/v1/challenges", h, b"body") == (401, "replayed request (nonce already seen)")
+
+
+@pytest.mark.parametrize("what", ["method", "path", "body"])
+def test_the_signature_binds_method_path_and_body(what):
+    _, signer, v, _ = _pair()
+    h = signer.headers("PUT", "/v1/replicas/ab/0/0", b"body", to="node-b")
+    args = {"method": ("GET", "/v1/replicas/ab/0/0", b"body"), "path": ("PUT", "/v1/replicas/ab/0/1", b"body"),
+            "body": ("PUT", "/v1/replicas/ab/0/0", b"bodY")}[what]
+    assert _refusal(v, args[0], args[1], h, args[2]) == (401, "bad signature")
+
+
+def test_stale_and_future_requests_are_refused_at_the_window_edge():
+    _, signer, v, clock = _pair(skew_ms=1000)
+    h = signer.headers("GET", "/p", to="node-b")
+    clock.now += 1001
+    assert _refusal(v, "GET", "/p", h, b"")[1].startswith("stale request")
+    clock.now -= 1001
+    h2 = signer.headers("GET", "/p", to="node-b")
+    clock.now -= 1000  # exactly at the edge: accepted
+    assert v.verify("GET", "/p", h2, b"")
+
+
+def test_unsigned_unknown_misaddressed_and_malformed():
+    _, signer, v, _ = _pair()
+    assert _refusal(v, "GET", "/p", {}, b"")[0] == 401
+    h = signer.headers("GET", "/p", to="node-c")
+    assert _refusal(v, "GET", "/p", h, b"")[0] == 421
+    stranger = RequestSigner(NodeIdentity.generate(), clock=v._clock)
+    assert "unknown sender" in _refusal(v, "GET", "/p", stranger.headers("GET", "/p", to="node-b"), b"")[1]
+    h = signer.headers("GET", "/p", to="node-b")
+    for bad in ({"X-Dtx-Nonce": "zz"}, {"X-Dtx-Time": "soon"}, {"X-Dtx-Signature": "00" * 63}):
+        assert _refusal(v, "GET", "/p", {**h, **bad}, b"") == (401, "malformed signature headers")
+
+
+def test_replay_cache_forgets_only_after_the_window():
+    cache = ReplayCache(max_entries=4)
+    assert cache.check_and_add("a", b"n1", forget_after_ms=100, now_ms=0)
+    assert not cache.check_and_add("a", b"n1", forget_after_ms=100, now_ms=50)
+    assert cache.check_and_add("b", b"n1", forget_after_ms=100, now_ms=50)  # per sender
+    for i in range(10):
+        cache.check_and_add("c", bytes([i]), forget_after_ms=10_000, now_ms=200)
+    assert len(cache) <= 4
+
+
+# ------------------------------------------------------------------------- configuration
+
+
+def test_config_precedence_toml_env_flags(tmp_path):
+    toml = tmp_path / "node.toml"
+    toml.write_text('[storage]\nlisten = "127.0.0.1:1"\nheartbeat = 7\ndata-dir = "/d"\nname = "t"\n')
+    env = {"DTX_LISTEN": "127.0.0.1:2", "DTX_HEARTBEAT": "8"}
+    cfg = StorageNodeConfig.load(toml, env=env, heartbeat=9.0, key=None)
+    assert (cfg.listen, cfg.heartbeat, cfg.data_dir, cfg.name) == ("127.0.0.1:2", 9.0, "/d", "t")
+    with pytest.raises(ParameterError, match="unknown setting"):
+        toml.write_text("colour = 1\n")
+        StorageNodeConfig.load(toml, env={})
+    with pytest.raises(ParameterError, match="HOST:PORT"):
+        StorageNodeConfig.load(None, env={"DTX_LISTEN": "nowhere"})
+    with pytest.raises(ParameterError, match="not a float"):
+        StorageNodeConfig.load(None, env={"DTX_HEARTBEAT": "often"})
+
+
+# ------------------------------------------------------------------------- placement
+
+
+@given(nodes=st.integers(1, 12), replicas=st.integers(1, 6), slices=st.integers(0, 40))
+def test_placement_never_puts_two_replicas_of_a_slice_on_one_node(nodes, replicas, slices):
+    names = [f"n{i}" for i in range(nodes)]
+    if nodes < replicas:
+        with pytest.raises(StateError, match=f"only {nodes} healthy storage nodes for {replicas}"):
+            choose_placement(names, slices=slices, replicas=replicas)
+        return
+    load: dict[str, int] = {}
+    placement = choose_placement(names, slices=slices, replicas=replicas, load=load)
+    assert len(placement) == slices
+    assert all(len(set(p)) == replicas and set(p) <= set(names) for p in placement)
+    if slices:
+        counts = [load.get(n, 0) for n in names]
+        assert max(counts) - min(counts) <= 1  # spread evenly

@@ -1,0 +1,346 @@
+"""The storage network through real node processes on loopback (dtx storage start).
+
+A session-scoped network of 5 nodes serves the tests that leave it as they found it; the tests
+that kill nodes build their own. Every process is stopped by the fixtures' finalizers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from node_procs import dtx_command
+from storagenet_helpers import LIVENESS, Cluster, make_cluster, random_file
+
+from dtxfast.errors import ParameterError, StateError, Unauthorized
+from dtxfast.ledger import (
+    ApplyFile,
+    ApproveApplication,
+    ChallengeStatus,
+    ExpireFile,
+    NodeIdentity,
+    RegisterNode,
+    SetNamespaceReplicas,
+)
+from dtxfast.storage.monitor import StorageMonitor
+from dtxfast.transport.http_auth import RequestSigner
+
+pytestmark = pytest.mark.integration
+
+SLICE = 64 * 1024  # small slices: a 200 KiB file has several
+CHUNK = 4096
+
+
+@pytest.fixture(scope="session")
+def net5(session_node_launcher, tmp_path_factory) -> Cluster:
+    return make_cluster(session_node_launcher, tmp_path_factory.mktemp("net5"))
+
+
+@pytest.fixture
+def fresh5(node_launcher, tmp_path) -> Cluster:
+    return make_cluster(node_launcher, tmp_path / "fresh5")
+
+
+def _upload(c: Cluster, tmp_path: Path, size: int = 3 * SLICE + 1234, seed: int = 1, **kw) -> tuple[str, bytes]:
+    src = tmp_path / f"in-{seed}.bin"
+    data = random_file(src, size, seed)
+    fid = c.network().upload(src, slice_size=SLICE, chunk_size=CHUNK, **kw)
+    return fid, data
+
+
+def _download(c: Cluster, fid: str, tmp_path: Path, identity: NodeIdentity | None = None) -> bytes:
+    out = tmp_path / f"out-{fid}.bin"
+    c.network(identity).download(fid, out)
+    return out.read_bytes()
+
+
+def _full(c: Cluster, fid: str, replicas: int = 3) -> bool:
+    """Every slice has ``replicas`` replicas, all on live node processes."""
+    f = c.ledger.get_file(fid)
+    return all(len(s.nodes) == replicas and all(c.proc_of(n).alive for n in s.nodes) for s in f.slices)
+
+
+def _signed(c: Cluster, ident: NodeIdentity, node: int, method: str, path: str, body: bytes = b"",
+            headers: dict | None = None) -> tuple[int, bytes]:
+    h = headers if headers is not None else RequestSigner(ident).headers(method, path, body, to=c.ids[node])
+    req = urllib.request.Request(c.procs[node].url + path, data=body or None, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+# ------------------------------------------------------------------------- upload and download
+
+
+def test_upload_download_multislice_bit_exact(net5, tmp_path):
+    fid, data = _upload(net5, tmp_path)
+    f = net5.ledger.get_file(fid)
+    assert len(f.slices) == 4 and f.size == len(data)
+    for s in f.slices:  # never two replicas of one slice on one node; distinct keys → distinct roots
+        assert len(set(s.nodes)) == 3
+        assert len({r.root for r in s.replicas}) == 3
+    assert _download(net5, fid, tmp_path) == data
+
+
+def test_replicas_spread_and_last_slice_padded_to_a_chunk_only(net5, tmp_path):
+    size = 2 * SLICE + 100  # the last slice holds 100 bytes
+    fid, _ = _upload(net5, tmp_path, size=size, seed=2)
+    f = net5.ledger.get_file(fid)
+    last = f.slices[-1]
+    assert {r.size for r in last.replicas} == {CHUNK + 16}  # 100 bytes → one chunk + the GCM tag
+    on_disk = sum(p.stat().st_size for i in range(5) for p in net5.replica_files(i) if f.content_id.hex() in str(p))
+    assert on_disk == 3 * (2 * (SLICE + 16) + CHUNK + 16)
+
+
+def test_show_and_list_json_shapes(net5, tmp_path):
+    fid, data = _upload(net5, tmp_path, size=SLICE + 1, seed=3)
+    out = subprocess.run(dtx_command("file", "show", fid, "-L", str(net5.ledger_path), "--json",
+                                     "--liveness", str(LIVENESS)), capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout)
+    assert {"file_id", "size", "expires_at", "slices"} <= set(info)
+    assert info["file_id"] == fid and info["size"] == len(data) and len(info["slices"]) == 2
+    rep = info["slices"][0]["replicas"][0]
+    assert set(rep) == {"node_id", "address", "healthy"} and rep["healthy"] is True
+    assert info["slices"][1]["index"] == 1
+    listed = json.loads(subprocess.run(dtx_command("file", "list", "-L", str(net5.ledger_path), "--json"),
+                                       capture_output=True, text=True, check=True).stdout)
+    assert fid in {r["file_id"] for r in listed}
+    nodes = json.loads(subprocess.run(dtx_command("nodes", "list", "-L", str(net5.ledger_path), "--json"),
+                                      capture_output=True, text=True, check=True).stdout)
+    storage = [n for n in nodes if n["role"] == "storage"]
+    assert {n["node_id"] for n in storage} >= set(net5.ids)
+    assert all({"node_id", "role", "address", "health"} <= set(n) and n["address"].startswith("http://")
+               for n in storage)
+
+
+def test_cli_upload_and_download(net5, tmp_path):
+    key = tmp_path / "cli-owner.key"
+    NodeIdentity.generate().save(key)
+    src = tmp_path / "cli.bin"
+    data = random_file(src, 2 * SLICE + 7, seed=4)
+    led = str(net5.ledger_path)
+    up = subprocess.run(dtx_command("file", "upload", str(src), "--key", str(key), "-L", led, "--json",
+                                    "--slice-size", str(SLICE), "--liveness", str(LIVENESS)),
+                        capture_output=True, text=True, check=False)
+    assert up.returncode == 0, up.stderr
+    fid = json.loads(up.stdout)["file_id"]
+    out = tmp_path / "cli.out"
+    down = subprocess.run(dtx_command("file", "download", fid, "--key", str(key), "-L", led, "-o", str(out), "-q",
+                                      "--liveness", str(LIVENESS)), capture_output=True, text=True, check=False)
+    assert down.returncode == 0, down.stderr
+    assert out.read_bytes() == data
+
+
+def test_too_few_healthy_nodes_is_a_clear_error(net5, tmp_path):
+    src = tmp_path / "small.bin"
+    random_file(src, 1000)
+    with pytest.raises(StateError, match="only 5 healthy storage nodes for 6 replicas"):
+        net5.network().upload(src, namespace="six", replicas=6, slice_size=SLICE)
+
+
+def test_namespace_sets_the_replica_count(net5, tmp_path):
+    net = net5.network()
+    fid, _ = _upload(net5, tmp_path, size=SLICE + 5, seed=5, namespace="two", replicas=2)
+    assert all(len(s.nodes) == 2 for s in net5.ledger.get_file(fid).slices)
+    src = tmp_path / "x.bin"
+    random_file(src, 10)
+    with pytest.raises(ParameterError, match="keeps 2 replicas"):
+        net.upload(src, namespace="two", replicas=3, slice_size=SLICE)
+    # raising the namespace's count adds a replica to every slice, on a node without one
+    net5.ledger.submit(net5.owner, SetNamespaceReplicas(name="two", replicas=3))
+    report = StorageMonitor(net, interval=1).run_round()
+    assert len(report.added) == 2 and not report.errors
+    f = net5.ledger.get_file(fid)
+    assert all(len(set(s.nodes)) == 3 and len({r.index for r in s.replicas}) == 3 for s in f.slices)
+
+
+# ------------------------------------------------------------------------- who may read
+
+
+def test_unauthorized_key_gets_403_and_an_approved_executor_reads(net5, tmp_path):
+    fid, data = _upload(net5, tmp_path, size=SLICE + 99, seed=6)
+    f = net5.ledger.get_file(fid)
+    ex = NodeIdentity.generate()
+    net5.ledger.submit(ex, RegisterNode(role="executor"))
+    s0 = f.slices[0]
+    node = net5.ids.index(s0.nodes[0])
+    status, body = _signed(net5, ex, node, "GET", f"/v1/files/{fid}/0/{s0.replicas[0].index}")
+    assert status == 403 and b"approved executor" in body
+    with pytest.raises(Unauthorized):
+        _download(net5, fid, tmp_path, ex)  # nor does it hold the key
+    app_id = net5.ledger.submit(ex, ApplyFile(file_id=fid)).object_id
+    net = net5.network()
+    net5.ledger.submit(net5.owner, ApproveApplication(application_id=app_id, expires_ms=f.expires_ms,
+                                                      sealed_key=net.sealed_file_key(fid, ex.node_id)))
+    status, _ = _signed(net5, ex, node, "GET", f"/v1/files/{fid}/0/{s0.replicas[0].index}")
+    assert status == 200
+    assert _download(net5, fid, tmp_path, ex) == data
+
+
+def test_expired_file_is_refused(net5, tmp_path):
+    fid, _ = _upload(net5, tmp_path, size=100, seed=7)
+    net5.ledger.submit(net5.owner, ExpireFile(file_id=fid))
+    with pytest.raises(StateError, match="expired"):
+        _download(net5, fid, tmp_path)
+    s0 = net5.ledger.get_file(fid).slices[0]
+    status, body = _signed(net5, net5.owner, net5.ids.index(s0.nodes[0]), "GET", f"/v1/files/{fid}/0/0")
+    assert status == 410 and b"expired" in body
+    out = subprocess.run(dtx_command("file", "download", fid, "--key", str(_save(net5.owner, tmp_path)), "-L",
+                                     str(net5.ledger_path), "-o", str(tmp_path / "never")),
+                         capture_output=True, text=True, check=False)
+    assert out.returncode != 0 and "expired" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "never").exists()
+
+
+def _save(ident: NodeIdentity, tmp_path: Path) -> Path:
+    p = tmp_path / f"{ident.node_id}.key"
+    if not p.exists():
+        ident.save(p)
+    return p
+
+
+# ------------------------------------------------------------------------- refused requests
+
+
+def test_bad_requests_are_refused_and_the_node_keeps_serving(net5, tmp_path):
+    fid, data = _upload(net5, tmp_path, size=SLICE, seed=8)
+    s0 = net5.ledger.get_file(fid).slices[0]
+    node = net5.ids.index(s0.nodes[0])
+    path = f"/v1/files/{fid}/0/{s0.replicas[0].index}"
+    owner = net5.owner
+    # a good request passes; the very same request again is a replay
+    h = RequestSigner(owner).headers("GET", path, to=net5.ids[node])
+    assert _signed(net5, owner, node, "GET", path, headers=h)[0] == 200
+    status, body = _signed(net5, owner, node, "GET", path, headers=h)
+    assert status == 401 and b"replayed" in body
+    # unsigned
+    assert _signed(net5, owner, node, "GET", path, headers={})[0] == 401
+    # stale: signed ten minutes ago
+    old = RequestSigner(owner, clock=lambda: int(time.time() * 1000) - 600_000).headers("GET", path, to=net5.ids[node])
+    status, body = _signed(net5, owner, node, "GET", path, headers=old)
+    assert status == 401 and b"stale" in body
+    # badly signed: another body digest / a flipped signature
+    h = RequestSigner(owner).headers("GET", path, b"other body", to=net5.ids[node])
+    assert _signed(net5, owner, node, "GET", path, headers=h)[0] == 401
+    # meant for another node
+    h = RequestSigner(owner).headers("GET", path, to=net5.ids[(node + 1) % 5])
+    assert _signed(net5, owner, node, "GET", path, headers=h)[0] == 421
+    # an unknown sender
+    stranger = NodeIdentity.generate()
+    status, body = _signed(net5, stranger, node, "GET", path)
+    assert status == 401 and b"unknown sender" in body
+    # oversized body (the nodes run with the default 64 MiB limit; claim more)
+    big = f"/v1/replicas/{'ab' * 16}/0/0"
+    h = RequestSigner(owner).headers("PUT", big, b"x", to=net5.ids[node])
+    req = urllib.request.Request(net5.procs[node].url + big, data=b"x", method="PUT",
+                                 headers={**h, "Content-Length": str(65 * 1024 * 1024)})
+    with pytest.raises((urllib.error.HTTPError, urllib.error.URLError, ConnectionError)) as info:
+        urllib.request.urlopen(req, timeout=10)
+    if isinstance(info.value, urllib.error.HTTPError):
+        assert info.value.code == 413
+    # the node is still up and serving, and it logged one line per refusal
+    assert net5.procs[node].alive
+    assert _download(net5, fid, tmp_path) == data
+    log = net5.procs[node].log()
+    for why in ("replayed", "unsigned", "stale", "bad signature", "addressed to node", "unknown sender"):
+        assert why in log, why
+
+
+def test_a_restarted_node_serves_its_replicas_again(net5, tmp_path):
+    fid, data = _upload(net5, tmp_path, size=2 * SLICE, seed=9)
+    f = net5.ledger.get_file(fid)
+    victim = f.slices[0].nodes[0]
+    proc = net5.proc_of(victim)
+    port = proc.port
+    assert proc.stop() == 0  # SIGTERM: a clean exit
+    i = net5.ids.index(victim)
+    proc.restart(net5.argv(i, port))
+    assert proc.port == port
+    status, body = _signed(net5, net5.owner, i, "GET", f"/v1/files/{fid}/0/{f.slices[0].replicas[0].index}")
+    assert status == 200 and len(body) == f.slices[0].replicas[0].size
+    assert _download(net5, fid, tmp_path) == data
+
+
+# ------------------------------------------------------------------------- challenges and repair
+
+
+def test_damaged_replicas_are_caught_and_repaired(net5, tmp_path):
+    fid, data = _upload(net5, tmp_path, size=3 * SLICE, seed=10)
+    f = net5.ledger.get_file(fid)
+    net = net5.network()
+    mon = StorageMonitor(net, interval=1)
+    assert not mon.run_round().failed  # all intact first (other files too)
+    damaged = {}
+    for s, how in ((f.slices[0], "truncate"), (f.slices[2], "flip")):
+        node, info = s.nodes[1], s.replicas[1]
+        path = net5.data_dir(net5.ids.index(node)) / f.content_id.hex() / f"{s.slice_id}.{info.index}"
+        raw = bytearray(path.read_bytes())
+        if how == "truncate":
+            path.write_bytes(raw[: len(raw) // 2])
+        else:
+            raw[len(raw) // 3] ^= 0x10
+            path.write_bytes(raw)
+        damaged[(s.slice_id, node)] = info.index
+    report = mon.run_round()
+    failed = {(sid, node) for fid2, sid, node, _ in report.failed if fid2 == fid}
+    assert failed == set(damaged)
+    assert all("damaged" in why for fid2, _, _, why in report.failed if fid2 == fid)
+    assert {(sid, old) for fid2, sid, old, _ in report.repaired if fid2 == fid} == set(damaged)
+    # the outcomes are on the ledger, and the replicas are new (fresh index: key and nonce)
+    bad = net5.ledger.list_challenges(file_id=fid, status=ChallengeStatus.FAILED)
+    assert {(c.slice_id, c.node) for c in bad} == set(damaged)
+    g = net5.ledger.get_file(fid)
+    for (sid, old), index in damaged.items():
+        s = g.slice(sid)
+        assert old not in s.nodes and len(set(s.nodes)) == 3
+        assert max(r.index for r in s.replicas) > index
+    assert len(net5.ledger.list_migrations(file_id=fid)) == 2
+    assert not [x for x in mon.run_round().failed if x[0] == fid]
+    assert _download(net5, fid, tmp_path) == data
+
+
+def test_a_killed_node_is_replaced_within_the_bound(fresh5, tmp_path):
+    c = fresh5
+    fid, data = _upload(c, tmp_path, size=6 * SLICE + 3, seed=11)
+    f = c.ledger.get_file(fid)
+    victim = max(c.ids, key=lambda n: sum(n in s.nodes for s in f.slices))
+    held = sum(victim in s.nodes for s in f.slices)
+    assert held >= 1
+    c.proc_of(victim).kill()  # SIGKILL
+    mon = StorageMonitor(c.network(), interval=1)
+    deadline = time.monotonic() + 60
+    rounds = 0
+    while not _full(c, fid) and time.monotonic() < deadline:
+        mon.run_round()
+        rounds += 1
+    assert _full(c, fid), f"not back to 3 live replicas per slice after {rounds} rounds"
+    moves = c.ledger.list_migrations(file_id=fid)
+    assert len(moves) == held and {m.from_node for m in moves} == {victim}
+    assert _download(c, fid, tmp_path) == data
+
+
+def test_a_failed_upload_leaves_no_replicas_and_no_metadata(fresh5, tmp_path):
+    c = fresh5
+    # a sixth "node" on the ledger that heartbeats but answers nothing: placement will use it
+    ghost = NodeIdentity.generate()
+    from node_procs import free_port
+
+    from dtxfast.ledger import Heartbeat
+
+    c.ledger.submit(ghost, RegisterNode(role="storage", address=f"http://127.0.0.1:{free_port()}"))
+    c.ledger.submit(ghost, Heartbeat())
+    before = len(c.ledger.list_files())
+    src = tmp_path / "doomed.bin"
+    random_file(src, 8 * SLICE, seed=12)
+    with pytest.raises(Exception, match="unreachable"):
+        c.network().upload(src, slice_size=SLICE, chunk_size=CHUNK)
+    assert len(c.ledger.list_files()) == before
+    assert not any(c.replica_files(i) for i in range(5))
+
