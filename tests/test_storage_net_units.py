@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from ledger_helpers import BACKENDS, DAY, Clock, World, make_ledger
+from ledger_helpers import BACKENDS, DAY, ETCD, Clock, World, make_ledger
 
 from dtxfast.errors import NotFound, ParameterError, StateError, Unauthorized
 from dtxfast.ledger import (
@@ -36,6 +36,8 @@ from dtxfast.transport.http_auth import AuthError, ReplayCache, RequestSigner, R
 @pytest.fixture(params=BACKENDS)
 def world(request, tmp_path):
     clock = Clock()
+    if request.param == "etcd":
+        ETCD["cluster"] = request.getfixturevalue("etcd_cluster")
     led = make_ledger(request.param, tmp_path, clock)
     w = World(led, clock)
     s3 = NodeIdentity.from_seed(hashlib.sha256(b"storage3").digest())
