@@ -1,0 +1,179 @@
+"""The Channel contract, one suite run against the in-memory network and the mutual-TLS channel.
+
+For ``tls`` the other party is a real second process on loopback (``PeerProcess``) that echoes
+every message back; for ``memory`` it is a thread doing the same over an ``InMemoryNetwork``.
+Each backend's processes and threads are stopped by the fixture's finalizer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from transport_helpers import ident, keys, seed
+
+from dtxfast.errors import ParameterError, ProtocolError
+from dtxfast.transport._peer import PeerProcess
+from dtxfast.transport.channel import Channel, InMemoryNetwork
+from dtxfast.transport.tls import Peer, StaticDirectory, TlsNode
+
+_sessions = itertools.count()
+
+
+def _memory_echo() -> tuple[Channel, Callable[[], None]]:
+    net = InMemoryNetwork(["A", "B"])
+    b = net.channel("B")
+
+    def loop() -> None:
+        while True:
+            msg = b.recv("A")
+            if msg == b"!stop":
+                return
+            b.send("A", msg)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+
+    def stop() -> None:
+        net.channel("A").send("B", b"!stop")
+        t.join(10)
+
+    return net.channel("A"), stop
+
+
+@pytest.fixture(scope="module", params=["memory", "tls"])
+def open_echo(request) -> Iterator[Callable[[], tuple[Channel, Callable[[], None]]]]:
+    """A factory of fresh channels whose one peer, "B", echoes every message back."""
+    if request.param == "memory":
+        stops: list[Callable[[], None]] = []
+
+        def make() -> tuple[Channel, Callable[[], None]]:
+            ch, stop = _memory_echo()
+            stops.append(stop)
+            return ch, stop
+
+        yield make
+        for s in stops:
+            s()
+        return
+    a, b = ident(1), ident(2)
+    directory = keys(a, b)
+    peer = PeerProcess(seed(2), directory)
+    node = TlsNode(a, StaticDirectory(directory))
+    channels: list = []
+
+    def make_tls() -> tuple[Channel, Callable[[], None]]:
+        session = f"contract-{next(_sessions)}"
+        peers = {"A": Peer(a.node_id), "B": Peer(b.node_id, peer.address)}
+        peer.command("echo", session, "B", peers, 30.0)
+        ch = node.open_channel(session, "A", peers, timeout=30)
+        channels.append(ch)
+
+        def stop() -> None:
+            ch.send("B", b"!stop")
+            ch.close()
+
+        return ch, stop
+
+    try:
+        yield make_tls
+    finally:
+        for ch in channels:
+            ch.close()
+        node.close()
+        peer.stop()
+
+
+@pytest.fixture(scope="module")
+def echo(open_echo) -> Channel:
+    """One channel per backend shared by the tests that leave nothing unread."""
+    ch, _ = open_echo()
+    return ch
+
+
+SIZES = [0, 1, 7, 4095, 65535, 65536, 70_000, 300_000, (1 << 20) + 3]
+
+
+def test_messages_from_one_peer_arrive_in_order(echo):
+    rng = np.random.default_rng(0)
+    msgs = [rng.integers(0, 256, size=n, dtype=np.uint8).tobytes() for n in SIZES * 3]
+    for m in msgs:
+        echo.send("B", m)
+    got = [echo.recv("B", timeout=60) for _ in msgs]
+    assert got == msgs
+    assert all(type(g) is bytes for g in got)
+
+
+def test_send_returns_before_the_peer_reads(echo):
+    block = bytes(1 << 20)
+    for _ in range(24):  # 24 MiB queued without reading anything back
+        echo.send("B", block)
+    assert all(echo.recv("B", timeout=60) == block for _ in range(24))
+
+
+def test_recv_times_out_with_protocol_error(echo):
+    with pytest.raises(ProtocolError, match="no message"):
+        echo.recv("B", timeout=0.2)
+    assert not echo.poll("B")
+
+
+def test_poll_tells_without_waiting(echo):
+    assert not echo.poll("B")
+    echo.send("B", b"ping")
+    assert echo.recv("B", timeout=30) == b"ping"
+    assert not echo.poll("B")
+    echo.send("B", b"x")
+    echo.send("B", b"!")  # the echo of "!" arrives after the echo of "x"
+    assert echo.recv("B", timeout=30) == b"x"
+    for _ in range(3000):  # until the echo is there (at most ~30 s)
+        if echo.poll("B"):
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail("poll never became true")
+    assert echo.recv("B", timeout=0) == b"!"
+
+
+def test_byte_counters_count_payload_only(open_echo):
+    ch, stop = open_echo()
+    msgs = [b"", b"abc", bytes(100_000)]
+    for m in msgs:
+        ch.send("B", m)
+    for m in msgs:
+        assert ch.recv("B", timeout=30) == m
+    total = sum(map(len, msgs))
+    assert (ch.bytes_sent, ch.bytes_received) == (total, total)
+    stop()
+
+
+def test_send_copies_the_callers_buffer(echo):
+    buf = bytearray(b"original")
+    echo.send("B", buf)
+    buf[:] = b"changed!"
+    arr = np.arange(10, dtype=np.uint64)
+    echo.send("B", memoryview(arr))
+    arr[:] = 0
+    assert echo.recv("B", timeout=30) == b"original"
+    assert np.array_equal(np.frombuffer(echo.recv("B", timeout=30), dtype=np.uint64), np.arange(10))
+
+
+def test_unknown_peer_is_a_parameter_error(echo):
+    with pytest.raises(ParameterError):
+        echo.send("Z", b"x")
+    with pytest.raises(ParameterError):
+        echo.recv("Z", timeout=0)
+    with pytest.raises(ParameterError):
+        echo.poll("Z")
+
+
+@given(st.lists(st.binary(max_size=3000).filter(lambda m: m != b"!stop"), max_size=12))  # "!stop" ends the echo
+def test_any_sequence_round_trips(echo, msgs):
+    for m in msgs:
+        echo.send("B", m)
+    assert [echo.recv("B", timeout=30) for _ in msgs] == msgs
