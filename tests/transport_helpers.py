@@ -8,8 +8,10 @@ the ciphertext).
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import socket
 import threading
+from typing import Any
 
 from dtxfast.ledger.identity import NodeIdentity
 from dtxfast.transport.tls import parse_address
@@ -83,3 +85,68 @@ class Relay:
         with self._lock:
             for s in self._socks:
                 s.close()
+
+
+def run_ledger_parties(ledger_path: str, party_main: Any, names: list[str], extra: list[Any], *,
+                       timeout: float = 240.0) -> dict[int, Any]:
+    """Run ``party_main(index, name, channel, extra[index])`` in one spawned process per party.
+
+    Each process registers its node (seeded key, role ``executor``) with its listening address on
+    the SQLite ledger at ``ledger_path``, waits until every party is registered, opens the TLS
+    channel of the session with peers looked up on the ledger (keys and addresses), runs the
+    party and reports what ``party_main`` returns. Every process is stopped at the end.
+    """
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    gates = [ctx.Queue() for _ in names]
+    procs = [ctx.Process(target=_ledger_party, args=(i, ledger_path, names, party_main, extra[i], gates[i], results),
+                         daemon=True) for i in range(len(names))]
+    for p in procs:
+        p.start()
+    try:
+        ids = {}
+        for _ in names:
+            kind, i, value = results.get(timeout=timeout)
+            if kind == "error":
+                raise AssertionError(f"party {names[i]} failed: {value}")
+            ids[i] = value
+        for g in gates:
+            g.put([ids[i] for i in range(len(names))])
+        out: dict[int, Any] = {}
+        for _ in names:
+            kind, i, value = results.get(timeout=timeout)
+            if kind == "error":
+                raise AssertionError(f"party {names[i]} failed: {value}")
+            out[i] = value
+        return out
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+
+def _ledger_party(index: int, ledger_path: str, names: list[str], party_main: Any, extra: Any,
+                  gate: Any, results: Any) -> None:
+    from dtxfast.ledger import RegisterNode, SQLiteLedger
+    from dtxfast.transport.tls import LedgerDirectory, Peer, TlsNode
+
+    try:
+        me = ident(40 + index)
+        led = SQLiteLedger(ledger_path)
+        node = TlsNode(me, LedgerDirectory(led, roles={"executor"}))
+        led.submit(me, RegisterNode(role="executor", address=node.address))
+        results.put(("registered", index, me.node_id))
+        ids = gate.get(timeout=120)
+        peers = {n: Peer(ids[k]) for k, n in enumerate(names)}  # addresses from the ledger
+        ch = node.open_channel("task-1", names[index], peers, timeout=60)
+        try:
+            value = party_main(index, names[index], ch, extra)
+        finally:
+            ch.close()
+            node.close()
+            led.close()
+        results.put(("done", index, value))
+    except BaseException as exc:  # reported to the test, which fails with it
+        results.put(("error", index, f"{type(exc).__name__}: {exc}"))
