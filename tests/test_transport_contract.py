@@ -20,7 +20,8 @@ from transport_helpers import ident, keys, seed
 
 from dtxfast.errors import ParameterError, ProtocolError
 from dtxfast.transport._peer import PeerProcess
-from dtxfast.transport.channel import Channel, InMemoryNetwork
+from dtxfast.protocols.channel import Channel
+from dtxfast.transport.channel import InMemoryNetwork
 from dtxfast.transport.tls import Peer, StaticDirectory, TlsNode
 
 _sessions = itertools.count()

@@ -83,7 +83,7 @@ import msgspec
 
 from ..crypto.signatures import node_id_of
 from ..errors import DtxError, MalformedInput, NotFound, ParameterError, ProtocolError, Unauthorized
-from .channel import BytesLike, Channel
+from ..protocols.channel import BytesLike, Channel
 
 __all__ = [
     "LedgerDirectory",
