@@ -24,7 +24,7 @@ def _party(index: int, name: str, ch, data) -> list:
 
 def test_linear_regression_across_two_processes_matches_the_reference(tmp_path) -> None:
     from dtxfast.ledger import SQLiteLedger
-    from dtxfast.protocols.vfl import TrainingConfig, plain_train
+    from dtxfast.protocols.vfl import TrainingConfig, plain_train_glm
 
     path = str(tmp_path / "ledger.db")
     SQLiteLedger(path, create=True).close()
@@ -33,7 +33,7 @@ def test_linear_regression_across_two_processes_matches_the_reference(tmp_path) 
     y = XA @ [1.0, -1.0] + XB @ [0.5, 2.0]
     got = run_ledger_parties(path, _party, NAMES, [(XA, XB, y)] * 2)
     cfg = TrainingConfig(alpha=0.2, max_epochs=4, batch_size=16, amplitude=0)
-    wa, wb, hist = plain_train(XA, XB, y, cfg)
+    wa, wb, hist = plain_train_glm(XA, XB, y, cfg)
     np.testing.assert_allclose(got[0][0], wa, rtol=1e-4, atol=1e-8)
     np.testing.assert_allclose(got[1][0], wb, rtol=1e-4, atol=1e-8)
     assert got[0][1] == got[1][1]  # both parties saw the same losses
