@@ -24,7 +24,7 @@ from dtxfast.cli._bench import ratios, rows_from_pytest_benchmark
 from dtxfast.errors import ParameterError
 
 SUITE = Path(str(resources.files("dtxfast._benchsuite")))
-AREAS = sorted(p.stem.removeprefix("bench_") for p in SUITE.glob("bench_*.py"))
+AREAS = sorted(p.stem.removeprefix("bench_").replace("_", "-") for p in SUITE.glob("bench_*.py"))  # storage-net
 THREAD_FREE = ("bytes/sample", "MiB/party")
 
 

@@ -260,3 +260,51 @@ def test_placement_never_puts_two_replicas_of_a_slice_on_one_node(nodes, replica
     if slices:
         counts = [load.get(n, 0) for n in names]
         assert max(counts) - min(counts) <= 1  # spread evenly
+
+
+# ------------------------------------------------------------------------- node housekeeping
+
+
+def test_node_drops_deleted_expired_and_orphaned_replicas(tmp_path):
+    """An in-process node (the same factory `dtx storage start` uses) with an injected clock."""
+    import os as _os
+
+    from dtxfast.ledger import Heartbeat, MemoryLedger
+    from dtxfast.nodes.storage import StorageNodeConfig, build_storage_node
+    from dtxfast.protocols.storage import ReplicaId
+
+    clock = Clock()
+    led = MemoryLedger(clock=clock)
+    me = NodeIdentity.generate()
+    owner = NodeIdentity.generate()
+    led.submit(me, RegisterNode(role="storage"))
+    led.submit(me, Heartbeat())
+    led.submit(owner, RegisterNode(role="dataowner"))
+    led.submit(owner, CreateNamespace(name="ns", replicas=1))
+    cfg = StorageNodeConfig.load(None, env={}, data_dir=str(tmp_path / "d"), retention_days=1, orphan_hours=1)
+    node = build_storage_node(cfg, identity=me, ledger=led, clock=clock)
+
+    def publish(cid: bytes, expires: int) -> str:
+        s = SliceInfo(slice_id="0", digest=bytes(32), nodes=[me.node_id], replicas=[_rep(0)])
+        return led.submit(owner, PublishFile(namespace="ns", name="f", size=10, digest=bytes(32), expires_ms=expires,
+                                             slices=[s], content_id=cid, slice_size=10, chunk_size=10)).object_id
+
+    live, old, gone = b"L" * 16, b"O" * 16, b"G" * 16
+    publish(live, clock() + 10 * DAY)
+    publish(old, clock() + DAY)
+    gone_id = publish(gone, clock() + DAY)
+    for cid in (live, old, gone):
+        node.store.put(ReplicaId(cid, 0, 0), b"x")
+    node.store.put(ReplicaId(live, 0, 7), b"orphan")  # a replica no published file places here
+    node.store.put(ReplicaId(b"U" * 16, 0, 0), b"unpublished")
+    assert node.housekeeping() == 0  # nothing is old enough yet
+    clock.advance(DAY + 1)
+    led.submit(owner, DeleteFile(file_id=gone_id))  # expired by time: its owner may delete it now
+    assert node.housekeeping() == 1 and ReplicaId(gone, 0, 0) not in node.store
+    clock.advance(DAY)  # `old` is now past expiry + 1 day of retention
+    assert node.housekeeping() == 1 and ReplicaId(old, 0, 0) not in node.store
+    for rid in (ReplicaId(live, 0, 7), ReplicaId(b"U" * 16, 0, 0)):  # orphans age by their files' mtime
+        p = node.store.path(rid)
+        _os.utime(p, (p.stat().st_mtime - 7200, p.stat().st_mtime - 7200))
+    assert node.housekeeping() == 2
+    assert node.store.list() == [ReplicaId(live, 0, 0)]

@@ -344,3 +344,13 @@ def test_a_failed_upload_leaves_no_replicas_and_no_metadata(fresh5, tmp_path):
     assert len(c.ledger.list_files()) == before
     assert not any(c.replica_files(i) for i in range(5))
 
+
+
+def test_storage_demo_runs_end_to_end(tmp_path):
+    out = subprocess.run(dtx_command("storage", "demo", "--size-mib", "1", "--interval", "0.5", "--nodes", "4",
+                                     "--keep", str(tmp_path / "demo")),
+                         capture_output=True, text=True, check=False, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for what in ("started 4 storage nodes", "challenge round: challenged", "SIGKILLed node", "back to 3 live replicas",
+                 "bit-exact", "stopped every node"):
+        assert what in out.stdout, what

@@ -62,7 +62,8 @@ def _suite_dir() -> Path:
 
 
 def _areas(suite: Path) -> list[str]:
-    return sorted(p.stem[len("bench_") :] for p in suite.glob("bench_*.py"))
+    # bench_storage_net.py is the area storage-net
+    return sorted(p.stem[len("bench_") :].replace("_", "-") for p in suite.glob("bench_*.py"))
 
 
 def _value(stats: dict[str, float], extra: dict[str, Any]) -> float:
@@ -243,7 +244,7 @@ def bench(
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
         args = [
-            str(suite / f"bench_{area}.py"), "-q", "-p", "no:cacheprovider", "--rootdir", str(suite),
+            str(suite / f"bench_{area.replace('-', '_')}.py"), "-q", "-p", "no:cacheprovider", "--rootdir", str(suite),
             "-o", "python_files=bench_*.py", "-o", "addopts=", "--benchmark-json", str(out),
             "--benchmark-disable-gc", "-W", "ignore",
         ]

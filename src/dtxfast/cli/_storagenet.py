@@ -71,6 +71,23 @@ def start(
     run_storage_node(cfg)
 
 
+@storage_app.command("demo")
+def demo(
+    size_mib: float = typer.Option(24.0, "--size-mib", help="Size of the random file to store."),
+    nodes: int = typer.Option(5, "--nodes", help="Storage node processes to start (at least 4)."),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between the monitor's rounds."),
+    keep: str = typer.Option(None, "--keep", help="Keep the ledger, keys, data and logs in this directory."),
+) -> None:
+    """Start local storage nodes on a temporary SQLite ledger, upload, challenge, kill a node,
+    repair, download bit-exact, stop everything."""
+    from ..errors import ParameterError
+    from ..nodes.local import run_storage_demo
+
+    if nodes < 4:
+        raise ParameterError("the demo needs at least 4 nodes (3 replicas and one to repair onto)")
+    run_storage_demo(size_mib=size_mib, nodes=nodes, interval=interval, echo=typer.echo, keep=keep)
+
+
 @file_app.command("upload")
 def upload(
     path: str = typer.Argument(..., help="The file to store."),
@@ -122,7 +139,7 @@ def list_files(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Files on the ledger with their health."""
-    rows = _network(ledger, None).list(owner=owner)
+    rows = _network(ledger, None).list_files(owner=owner)
     if as_json:
         typer.echo(msgspec.json.encode(rows).decode())
         return

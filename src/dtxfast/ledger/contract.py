@@ -589,7 +589,8 @@ def _migrate_slice(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
     _require_storage(state, b.to_node)
     _fresh_replica(s, b.replica)
     nodes = [b.to_node if n == b.from_node else n for n in s.nodes]
-    replicas = ([b.replica if n == b.from_node else r for n, r in zip(s.nodes, s.replicas)]  # type: ignore[misc]
+    new = b.replica
+    replicas = ([new if n == b.from_node and new is not None else r for n, r in zip(s.nodes, s.replicas)]
                 if s.replicas else [])
     f.slices = [SliceInfo(x.slice_id, x.digest, nodes, replicas) if x.slice_id == b.slice_id else x
                 for x in f.slices]

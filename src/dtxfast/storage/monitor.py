@@ -202,7 +202,7 @@ class StorageMonitor:
             report.challenged = len(outcomes)
             report.proved = sum(1 for _, why in outcomes if why is None)
             report.failed = [(it.f.file_id, it.slice_id, it.node, why) for it, why in outcomes if why is not None]
-            await asyncio.get_running_loop().run_in_executor(None, self._record, outcomes, report)
+            self._record(outcomes, report)  # ledger calls stay in this thread (one connection per thread)
             await self._repair(http, pool, files, nodes, report)
         finally:
             await http.close()
@@ -292,7 +292,7 @@ class StorageMonitor:
                        lock: asyncio.Lock, bad_nodes: set[str], report: RoundReport) -> None:
         net, led = self.net, self.net.ledger
         loop = asyncio.get_running_loop()
-        f = await loop.run_in_executor(None, led.get_file, fid)
+        f = led.get_file(fid)
         s = f.slice(sid)
         if s is None or (old is not None and old not in s.nodes):
             return
@@ -322,7 +322,7 @@ class StorageMonitor:
         else:
             body = MigrateSlice(file_id=fid, slice_id=sid, from_node=old, to_node=target.node_id, replica=info)
         try:
-            await loop.run_in_executor(None, led.submit, net.identity, body)
+            led.submit(net.identity, body)
         except BaseException:
             await asyncio.gather(http.delete(target, f.content_id, int(sid), index), return_exceptions=True)
             raise

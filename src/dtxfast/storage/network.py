@@ -303,7 +303,7 @@ class StorageNetwork:
             return FileStatus.EXPIRED
         return f.status
 
-    def list(self, *, owner: str | None = None) -> list[dict[str, Any]]:
+    def list_files(self, *, owner: str | None = None) -> list[dict[str, Any]]:
         """Files on the ledger (of one owner if given) as JSON-ready summaries."""
         now = self._clock()
         out = []
@@ -431,7 +431,7 @@ class StorageNetwork:
                                digest=hashlib.sha256(_FILE_DOMAIN + b"".join(x.digest for x in slices)).digest(),
                                expires_ms=expires_ms, slices=slices, description=description, content_id=cid,
                                slice_size=slice_size, chunk_size=chunk_size)
-            receipt = await loop.run_in_executor(None, self.ledger.submit, self.identity, body)
+            receipt = self.ledger.submit(self.identity, body)  # in this thread: one ledger connection
             return receipt.object_id
         except BaseException:
             # nothing was published: take back every replica stored so far (best effort)

@@ -1,0 +1,232 @@
+"""Benchmarks of the storage network (``dtx bench storage-net``): real node processes on loopback.
+
+Five ``dtx storage start`` processes on a temporary SQLite ledger (started once per run), a file
+of ``size`` MiB (256; 16 with ``--quick``, 4 in the convention's smoke run) in 4 MiB slices × 3 replicas. Every row carries the
+thread count of the client (``threads``: all cores; the floors use the same threads, and the
+nodes are separate processes on the same cores). There are no 1-thread rows: the client's
+event loop and the node processes share the cores whatever the client's thread setting.
+
+* ``storage-net.upload`` (MiB/s of the user's file): ``dtxfast`` is
+  :meth:`StorageNetwork.upload` (encrypt, Merkle roots, signed parallel PUTs, fsync'd replicas,
+  publish on the ledger). Beside it, in the same run: ``floor-encrypt`` is the in-process
+  ``storage.encrypt`` pipeline over the same file (AES-256-GCM and a Merkle root per replica,
+  replicas dropped: the crypto alone), and ``floor-loopback`` moves the same bytes the upload
+  moves (all three replicas of every slice) over loopback HTTP to five receiving processes
+  that discard them (aiohttp on both ends, the same parallelism; no crypto, no disk). The
+  target is ``1/dtxfast ≤ 1.5 × (1/floor-encrypt + 1/floor-loopback)`` in time.
+* ``storage-net.download`` (MiB/s): ``dtxfast`` is :meth:`StorageNetwork.download` (signed
+  GETs, the node's Merkle check before serving, AES-GCM decrypt, positioned writes, atomic
+  output); ``floor-decrypt`` decrypts one replica of every slice in process; ``floor-loopback``
+  GETs the file's bytes (one replica's worth) from the receivers.
+* ``storage-net.repair`` (s): from SIGKILL of the node holding most replicas of a 24 MiB file
+  (8 with ``--quick``) to every slice having 3 replicas on live nodes again, the monitor
+  running a round every 2 s (the first round starts right after the kill).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dtxfast._backend import num_threads
+from dtxfast.crypto.aead import FileCipher
+from dtxfast.crypto.merkle import MerkleTree
+from dtxfast.ledger import NodeIdentity
+from dtxfast.nodes.local import LocalStorageNetwork
+from dtxfast.storage.monitor import StorageMonitor
+from dtxfast.storage.network import StorageNetwork
+
+from ._util import QUICK, SMOKE, measure
+
+MiB = 1 << 20
+SIZE_MIB = 4 if SMOKE else 16 if QUICK else 256
+REPAIR_MIB = 4 if SMOKE else 8 if QUICK else 24
+SLICE = 4 * MiB
+REPLICAS = 3
+THREADS = num_threads()
+
+_RECEIVER = r"""
+import asyncio, sys
+from aiohttp import web
+async def put(request):
+    n = 0
+    async for chunk in request.content.iter_any():
+        n += len(chunk)
+    return web.json_response({"n": n})
+BLOB = bytes(4 * 1024 * 1024 + 16)
+async def get(request):
+    return web.Response(body=BLOB)
+async def main():
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_put("/sink/{x}", put)
+    app.router.add_get("/blob/{x}", get)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print("listening on http://127.0.0.1:%d" % runner.addresses[0][1], flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalStorageNetwork]:
+    with LocalStorageNetwork(5, heartbeat=1.0) as net:
+        yield net
+
+
+@pytest.fixture(scope="module")
+def receivers() -> Iterator[list[str]]:
+    procs, urls = [], []
+    try:
+        for _ in range(5):
+            p = subprocess.Popen([sys.executable, "-c", _RECEIVER], stdout=subprocess.PIPE, text=True)
+            procs.append(p)
+            assert p.stdout is not None
+            urls.append(p.stdout.readline().split()[-1])
+        yield urls
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "input.bin"
+        with open(path, "wb") as f:
+            for _ in range(SIZE_MIB):
+                f.write(os.urandom(MiB))
+        yield path
+
+
+def _client(net: LocalStorageNetwork) -> StorageNetwork:
+    return StorageNetwork(net.ledger, NodeIdentity.generate(), liveness=30.0)
+
+
+async def _loopback(urls: list[str], slices: int, copies: int, upload: bool) -> None:
+    import aiohttp
+
+    body = bytes(SLICE + 16)
+    gate = asyncio.Semaphore(max(2, 2 * THREADS))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        async def one(s: int) -> None:
+            async with gate:
+                async def move(r: int) -> None:
+                    url = urls[(s * copies + r) % len(urls)]
+                    if upload:
+                        async with session.put(f"{url}/sink/{s}", data=body) as resp:
+                            await resp.read()
+                    else:
+                        async with session.get(f"{url}/blob/{s}") as resp:
+                            await resp.read()
+                await asyncio.gather(*(move(r) for r in range(copies)))
+        await asyncio.gather(*(one(s) for s in range(slices)))
+
+
+# ------------------------------------------------------------------ upload
+
+
+@pytest.mark.benchmark(group="storage-net.upload")
+@pytest.mark.parametrize("impl", ["dtxfast", "floor-encrypt", "floor-loopback"])
+def test_upload(benchmark: Any, impl: str, cluster: LocalStorageNetwork, receivers: list[str],
+                source: Path) -> None:
+    slices = -(-SIZE_MIB * MiB // SLICE)
+    if impl == "dtxfast":
+        client = _client(cluster)
+
+        def fn() -> None:
+            client.upload(source, slice_size=SLICE, replicas=REPLICAS)
+    elif impl == "floor-encrypt":
+        from dtxfast.storage import DataOwner
+
+        owner = DataOwner(NodeIdentity.generate().private_key)
+
+        def fn() -> None:
+            with open(source, "rb") as f:
+                owner.upload(f, lambda rep: None, name="bench", slice_size=SLICE, replicas=REPLICAS)
+    else:
+        def fn() -> None:
+            asyncio.run(_loopback(receivers, slices, REPLICAS, upload=True))
+    measure(benchmark, fn, impl=impl, size=SIZE_MIB, unit="MiB/s", mib=SIZE_MIB, rounds=2, threads=THREADS)
+
+
+# ------------------------------------------------------------------ download
+
+
+@pytest.mark.benchmark(group="storage-net.download")
+@pytest.mark.parametrize("impl", ["dtxfast", "floor-decrypt", "floor-loopback"])
+def test_download(benchmark: Any, impl: str, cluster: LocalStorageNetwork, receivers: list[str],
+                  source: Path, tmp_path: Path) -> None:
+    slices = -(-SIZE_MIB * MiB // SLICE)
+    if impl == "dtxfast":
+        client = _client(cluster)
+        fid = client.upload(source, slice_size=SLICE, replicas=REPLICAS)
+        out = tmp_path / "out.bin"
+
+        def fn() -> None:
+            client.download(fid, out)
+    elif impl == "floor-decrypt":
+        cipher = FileCipher(bytes(32), bytes(16))
+        plain = os.urandom(SLICE)
+        reps = [bytes(cipher.encrypt(s, 0, plain)) for s in range(min(slices, 4))]
+
+        def fn() -> None:
+            with ThreadPoolExecutor(THREADS) as pool:
+                list(pool.map(lambda s: cipher.decrypt(s % len(reps), 0, reps[s % len(reps)]), range(slices)))
+    else:
+        def fn() -> None:
+            asyncio.run(_loopback(receivers, slices, 1, upload=False))
+    measure(benchmark, fn, impl=impl, size=SIZE_MIB, unit="MiB/s", mib=SIZE_MIB, rounds=2, threads=THREADS)
+
+
+# ------------------------------------------------------------------ repair
+
+
+@pytest.mark.benchmark(group="storage-net.repair")
+def test_repair_after_a_node_dies(benchmark: Any) -> None:
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        net = LocalStorageNetwork(5, heartbeat=1.0).__enter__()
+        client = _client(net)
+        src = net.base / "r.bin"
+        src.write_bytes(os.urandom(REPAIR_MIB * MiB))
+        fid = client.upload(src, slice_size=SLICE, replicas=REPLICAS)
+        return (net, client, fid), {}
+
+    def run(net: LocalStorageNetwork, client: StorageNetwork, fid: str) -> None:
+        try:
+            f = net.ledger.get_file(fid)
+            victim = max(net.ids, key=lambda n: sum(n in s.nodes for s in f.slices))
+            monitor = StorageMonitor(client, interval=2.0)
+            net.node(victim).kill()
+            deadline = time.monotonic() + 300
+            while True:
+                started = time.monotonic()
+                monitor.run_round()
+                g = net.ledger.get_file(fid)
+                if all(net.node(n).alive for s in g.slices for n in s.nodes):
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError("repair did not finish in 300 s")
+                time.sleep(max(0.0, 2.0 - (time.monotonic() - started)))
+        finally:
+            net.close()
+
+    benchmark.extra_info.update(impl="dtxfast", size=REPAIR_MIB, unit="s", per=1, threads=THREADS,
+                                note="MiB file, monitor interval 2 s")
+    benchmark.pedantic(run, setup=setup, rounds=1, iterations=1)
+
+
+_ = MerkleTree
