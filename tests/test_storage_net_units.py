@@ -81,6 +81,15 @@ def test_publish_refuses_inconsistent_replicas(world):
                                       slice_size=1, chunk_size=1))
 
 
+def test_a_file_stored_by_content_id_needs_its_sizes(world):
+    w = world
+    sl = [SliceInfo(slice_id="0", digest=bytes(32), nodes=[w.s[0].node_id, w.s[1].node_id],
+                    replicas=[_rep(0), _rep(1)])]
+    with pytest.raises(ParameterError, match="slice and chunk sizes"):
+        w.submit(w.owner, PublishFile(namespace="ns", name="f", size=1, digest=bytes(32),
+                                      expires_ms=w.clock() + DAY, slices=sl, content_id=b"c" * 16))
+
+
 def test_migrate_slice_needs_a_fresh_replica_index(world):
     w = world
     fid = _publish_net(w)
@@ -148,7 +157,11 @@ def test_new_fields_round_trip_canonically():
     assert tx.body == body
     plain = PublishFile(namespace="n", name="f", size=1, digest=bytes(32), expires_ms=5,
                         slices=[SliceInfo(slice_id="0", digest=bytes(32), nodes=["a" * 16])])
-    assert b"content_id" not in sign_tx(ident, plain, chain_id=bytes(32)).payload  # defaults are not encoded
+    payload = sign_tx(ident, plain, chain_id=bytes(32)).payload
+    # unset storage fields are not encoded, and the rest keeps its old form (description "" included),
+    # so files published before the storage network existed still decode canonically
+    assert b"content_id" not in payload and b"description" in payload
+    assert decode_tx(sign_tx(ident, plain, chain_id=bytes(32)).encode()).body == plain
     assert decode_tx(sign_tx(ident, CreateNamespace(name="a", replicas=1), chain_id=bytes(32)).encode())
 
 

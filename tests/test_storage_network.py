@@ -354,3 +354,21 @@ def test_storage_demo_runs_end_to_end(tmp_path):
     for what in ("started 4 storage nodes", "challenge round: challenged", "SIGKILLed node", "back to 3 live replicas",
                  "bit-exact", "stopped every node"):
         assert what in out.stdout, what
+
+
+def test_dtx_monitor_reports_rounds_and_stops_on_sigterm(net5, tmp_path):
+    import signal
+
+    fid, _ = _upload(net5, tmp_path, size=SLICE, seed=13)
+    proc = subprocess.Popen(dtx_command("monitor", "--key", str(_save(net5.owner, tmp_path)), "-L",
+                                        str(net5.ledger_path), "--interval", "0.5", "--liveness", str(LIVENESS)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("challenged "), first + proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert net5.ledger.list_challenges(file_id=fid, status=ChallengeStatus.PROVED)

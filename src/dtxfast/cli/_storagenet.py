@@ -223,12 +223,17 @@ def monitor(
     k: int = typer.Option(44, "--k", help="Chunks asked per challenge."),
     rounds: int = typer.Option(0, "--rounds", help="Stop after this many rounds (0: until interrupted)."),
 ) -> None:
-    """Challenge every replica of your files on a schedule, record the outcomes, repair what fails."""
+    """Challenge every replica of your files on a schedule, record the outcomes, repair what fails.
+
+    SIGTERM / SIGINT stop it after the round in progress."""
+    import signal
+    import threading
+
     from ..storage.monitor import StorageMonitor
 
     net = _network(ledger, key, liveness)
     mon = StorageMonitor(net, interval=interval, k=k)
-    try:
-        mon.run(rounds=rounds or None, on_round=_print_round)
-    except KeyboardInterrupt:
-        pass
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    mon.run(rounds=rounds or None, on_round=_print_round, stop=stop)

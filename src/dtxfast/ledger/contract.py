@@ -289,16 +289,16 @@ def _publish_file(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
         raise ParameterError("slice ids of a file must be distinct")
     for s in b.slices:
         _check_slice_nodes(state, s, ns.replicas)
-    if b.content_id:
-        if not 1 <= b.slice_size or not 1 <= b.chunk_size:
+    content_id, slice_size, chunk_size = b.content_id or b"", b.slice_size or 0, b.chunk_size or 0
+    if content_id:
+        if not slice_size or not chunk_size:
             raise ParameterError("a file stored by content id needs its slice and chunk sizes")
         if any(not s.replicas for s in b.slices):
             raise ParameterError("a file stored by content id describes every slice's replicas")
     state.store(FileRecord(
         file_id=object_id(tx_id), owner=tx.sender_id, namespace=ns.ns_id, name=b.name, size=b.size,
         digest=b.digest, expires_ms=b.expires_ms, published_ms=tx.ts_ms, slices=list(b.slices),
-        description=b.description, content_id=b.content_id, slice_size=b.slice_size,
-        chunk_size=b.chunk_size,
+        description=b.description, content_id=content_id, slice_size=slice_size, chunk_size=chunk_size,
     ))
 
 

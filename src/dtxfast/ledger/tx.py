@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from ..crypto.signatures import Ed25519PublicKey, node_id_of
 from ..errors import InvalidSignature, MalformedInput, ParameterError
@@ -163,13 +163,13 @@ class SliceInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_de
     replicas: Annotated[list[ReplicaInfo], Meta(max_length=64)] = []
 
 
-class PublishFile(TxBody, frozen=True, tag="publish_file", omit_defaults=True):
+class PublishFile(TxBody, frozen=True, tag="publish_file"):
     """The sender (owner) publishes a file's metadata; the file id is the transaction id.
 
     For files of the storage network, ``content_id`` is the id the replicas were encrypted and
     stored under (chosen before the file id exists), ``slice_size`` the plaintext bytes per slice
-    and ``chunk_size`` the Merkle chunk size of the proofs of storage (fields left at their
-    defaults are not encoded).
+    and ``chunk_size`` the Merkle chunk size of the proofs of storage. Left unset they are not
+    encoded, so a file published without them keeps exactly the bytes it had before they existed.
     """
 
     namespace: Name
@@ -179,9 +179,9 @@ class PublishFile(TxBody, frozen=True, tag="publish_file", omit_defaults=True):
     expires_ms: TimeMs
     slices: Annotated[list[SliceInfo], Meta(min_length=1, max_length=100_000)]
     description: Text = ""
-    content_id: Annotated[bytes, Meta(max_length=64)] = b""
-    slice_size: Annotated[int, Meta(ge=0, le=2**31)] = 0
-    chunk_size: Annotated[int, Meta(ge=0, le=2**24)] = 0
+    content_id: Union[Annotated[bytes, Meta(min_length=1, max_length=64)], UnsetType] = UNSET
+    slice_size: Union[Annotated[int, Meta(ge=1, le=2**31)], UnsetType] = UNSET
+    chunk_size: Union[Annotated[int, Meta(ge=1, le=2**24)], UnsetType] = UNSET
 
 
 class ExtendFile(TxBody, frozen=True, tag="extend_file"):
