@@ -9,6 +9,10 @@ correlated randomness (``alpha``, ``r``) is drawn by the caller from the pairwis
 from __future__ import annotations
 
 import numpy as np
+import types
+from collections.abc import Callable
+from typing import Any
+
 from numba import njit, prange
 
 from . import _ring
@@ -23,8 +27,7 @@ PARALLEL_MATMUL = 1 << 24
 _JB = 512  # columns of the result per tile
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover
+def _mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover
     """z = xa*ya + xa*yb + xb*ya + (rn - rp): the 3-out-of-3 product share, masked by a zero sharing."""
     n = xa.shape[0]
     z = np.empty(n, dtype=np.uint64)
@@ -33,8 +36,7 @@ def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn
     return z
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover
+def _and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover
     """z = (xa&ya) ^ (xa&yb) ^ (xb&ya) ^ rn ^ rp: boolean product share (64 bits per word)."""
     n = xa.shape[0]
     z = np.empty(n, dtype=np.uint64)
@@ -43,8 +45,7 @@ def and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn
     return z
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def ks_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, s: int, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover
+def _ks_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, s: int, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover
     """Both ANDs of a Kogge-Stone level: z[:n] shares p & (g << s), z[n:] shares p & (p << s)."""
     n = ga.shape[0]
     z = np.empty(2 * n, dtype=np.uint64)
@@ -146,8 +147,7 @@ def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray,
     return c
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def trunc_floor(z: np.ndarray, d: int) -> np.ndarray:  # pragma: no cover - compiled
+def _trunc_floor(z: np.ndarray, d: int) -> np.ndarray:  # pragma: no cover - compiled
     """floor(z / 2^d) with z read as a signed 64-bit integer."""
     n = z.shape[0]
     out = np.empty(n, dtype=np.uint64)
@@ -156,8 +156,7 @@ def trunc_floor(z: np.ndarray, d: int) -> np.ndarray:  # pragma: no cover - comp
     return out
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def trunc_ceil_sub(z1: np.ndarray, z2: np.ndarray, r: np.ndarray, d: int) -> np.ndarray:  # pragma: no cover - compiled
+def _trunc_ceil_sub(z1: np.ndarray, z2: np.ndarray, r: np.ndarray, d: int) -> np.ndarray:  # pragma: no cover - compiled
     """ceil((z1 + z2) / 2^d) - r with z1 + z2 read as a signed 64-bit integer."""
     n = z1.shape[0]
     out = np.empty(n, dtype=np.uint64)
@@ -165,3 +164,51 @@ def trunc_ceil_sub(z1: np.ndarray, z2: np.ndarray, r: np.ndarray, d: int) -> np.
         t = np.int64(np.uint64(0) - (z1[k] + z2[k])) >> d
         out[k] = np.uint64(0) - np.uint64(t) - r[k]
     return out
+
+
+#: elements from which an element-wise kernel runs on all threads (a parallel region's wake-up
+#: costs more than the whole loop below this)
+PARALLEL_ELEMS = 1 << 17
+
+
+def _compiled(fn: Callable[..., Any], size_arg: int = 0) -> tuple[Any, Any]:
+    """A parallel and a serial compiled version of a loop written with ``prange``.
+
+    The serial one is compiled from a copy of the function under another name, so the two have
+    separate on-disk cache entries.
+    """
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    return njit(parallel=True, cache=True, nogil=True)(fn), njit(cache=True, nogil=True)(twin)
+
+
+_MUL = _compiled(_mul_local)
+_AND = _compiled(_and_local)
+_KS = _compiled(_ks_level)
+_TFLOOR = _compiled(_trunc_floor)
+_TCEIL = _compiled(_trunc_ceil_sub)
+
+
+def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
+    """z = xa*ya + xa*yb + xb*ya + (rn - rp): the 3-out-of-3 product share, masked by a zero sharing."""
+    return _MUL[xa.shape[0] < PARALLEL_ELEMS](xa, xb, ya, yb, rn, rp)  # type: ignore[no-any-return]
+
+
+def and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
+    """z = (xa&ya) ^ (xa&yb) ^ (xb&ya) ^ rn ^ rp: boolean product share (64 bits per word)."""
+    return _AND[xa.shape[0] < PARALLEL_ELEMS](xa, xb, ya, yb, rn, rp)  # type: ignore[no-any-return]
+
+
+def ks_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, s: int, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
+    """Both ANDs of a Kogge-Stone level: z[:n] shares p & (g << s), z[n:] shares p & (p << s)."""
+    return _KS[ga.shape[0] < PARALLEL_ELEMS](ga, gb, pa, pb, s, rn, rp)  # type: ignore[no-any-return]
+
+
+def trunc_floor(z: np.ndarray, d: int) -> np.ndarray:
+    """floor(z / 2^d) with z read as a signed 64-bit integer."""
+    return _TFLOOR[z.shape[0] < PARALLEL_ELEMS](z, d)  # type: ignore[no-any-return]
+
+
+def trunc_ceil_sub(z1: np.ndarray, z2: np.ndarray, r: np.ndarray, d: int) -> np.ndarray:
+    """ceil((z1 + z2) / 2^d) - r with z1 + z2 read as a signed 64-bit integer."""
+    return _TCEIL[z1.shape[0] < PARALLEL_ELEMS](z1, z2, r, d)  # type: ignore[no-any-return]

@@ -18,7 +18,7 @@ from ._ring_ref import KC, Right
 __all__ = ["KC", "join", "matmul_sum", "split_left_into", "split_right_into", "split_right_sum_into"]
 
 #: elements from which a split or join runs on all threads
-PARALLEL_ELEMS = 1 << 16
+PARALLEL_ELEMS = 1 << 18
 
 _M20 = np.uint64((1 << 21) - 1)
 _H20 = np.uint64(1 << 20)

@@ -35,10 +35,14 @@ from typing import Any, Union
 
 import numpy as np
 
+from ._select import blas_threads
+
 __all__ = ["KC", "Right", "join", "matmul_sum", "split_left_into", "split_right_into", "split_right_sum_into"]
 
 #: largest inner dimension of one block (keeps every float64 dot product exact)
 KC = 1024
+#: multiply-adds from which the float64 products run on all BLAS threads (fewer: on one)
+PARALLEL_BLAS = 1 << 24
 
 _M20 = np.uint64((1 << 21) - 1)
 _H20 = np.uint64(1 << 20)
@@ -152,22 +156,27 @@ def matmul_sum(pairs: Sequence[tuple[np.ndarray, Right]], out: np.ndarray | None
     n, m = pairs[0][0].shape[0], (pairs[0][1][0] if isinstance(pairs[0][1], tuple) else pairs[0][1]).shape[1]
     if out is None:
         out = np.zeros((n, m), dtype=np.uint64)
-    for block in _blocks(pairs):
-        k = sum(x.shape[1] for x, _ in block)
-        x0, x1, xs = (np.empty((n, k)) for _ in range(3))
-        xq = np.empty((n, 2 * k))
-        y0, y1, ys = (np.empty((k, m)) for _ in range(3))
-        yq = np.empty((2 * k, m))
-        c = 0
-        for x, y in block:
-            kern.split_left_into(x, x0, x1, xs, xq, c)
-            if isinstance(y, tuple):
-                kern.split_right_sum_into(y[0], y[1], y0, y1, ys, yq, c)
-            else:
-                kern.split_right_into(y, y0, y1, ys, yq, c)
-            c += x.shape[1]
-        kern.join(out, x0 @ y0, x1 @ y1, xs @ ys, xq @ yq)
+    with blas_threads(None if n * m * sum(x.shape[1] for x, _ in pairs) >= PARALLEL_BLAS else 1):
+        for block in _blocks(pairs):
+            _block(kern, block, out, n, m)
     return out
+
+
+def _block(kern: Any, block: list[tuple[np.ndarray, Right]], out: np.ndarray, n: int, m: int) -> None:
+    k = sum(x.shape[1] for x, _ in block)
+    x0, x1, xs = (np.empty((n, k)) for _ in range(3))
+    xq = np.empty((n, 2 * k))
+    y0, y1, ys = (np.empty((k, m)) for _ in range(3))
+    yq = np.empty((2 * k, m))
+    c = 0
+    for x, y in block:
+        kern.split_left_into(x, x0, x1, xs, xq, c)
+        if isinstance(y, tuple):
+            kern.split_right_sum_into(y[0], y[1], y0, y1, ys, yq, c)
+        else:
+            kern.split_right_into(y, y0, y1, ys, yq, c)
+        c += x.shape[1]
+    kern.join(out, x0 @ y0, x1 @ y1, xs @ ys, xq @ yq)
 
 
 _THIS = sys.modules[__name__]

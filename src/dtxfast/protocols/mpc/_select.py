@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 from ... import _backend
 from ...errors import BackendUnavailable
 
-__all__ = ["kernels", "set_numba_threads"]
+__all__ = ["blas_threads", "kernels", "set_numba_threads"]
 
 _NAME = "_mpc"
 
@@ -43,3 +46,39 @@ def set_numba_threads() -> None:
     want = max(1, min(_backend.num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     if numba.get_num_threads() != want:
         numba.set_num_threads(want)
+
+
+_BLAS: list[Any] | None = None
+
+
+def _blas_controllers() -> list[Any]:
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps its own count
+            _BLAS = []
+        else:
+            _BLAS = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    return _BLAS
+
+
+@contextlib.contextmanager
+def blas_threads(n: int | None = None) -> Iterator[None]:
+    """Run the block with BLAS on ``n`` threads (default :func:`dtxfast.num_threads`), then restore.
+
+    Small products run on one thread: a BLAS thread team costs more than it saves there, and
+    much more when the cores are shared with other work.
+    """
+    want = max(1, _backend.num_threads() if n is None else n)
+    ctls = _blas_controllers()
+    before = [c.get_num_threads() for c in ctls]
+    for c, b in zip(ctls, before):
+        if b != want:
+            c.set_num_threads(want)
+    try:
+        yield
+    finally:
+        for c, b in zip(ctls, before):
+            if b != want:
+                c.set_num_threads(b)

@@ -64,9 +64,10 @@ Proto = Generator[str, bytes, Any]
 _U64 = np.uint64
 _ONE = np.uint64(1)
 
-#: below this many elements the numpy twin is faster than a parallel kernel launch (whose
-#: thread wake-up costs up to a millisecond on a busy machine), so small operations use it
-SMALL_WORK = 1 << 18
+#: below this many elements an operation uses the numpy twin instead of the selected kernels
+#: (the compiled element-wise kernels run serially below ``_kernels.PARALLEL_ELEMS``, so they
+#: win at every size)
+SMALL_WORK = 0
 #: the same threshold for matrix products, counted in multiply-adds (the Numba matmul itself
 #: uses one thread below ``_kernels.PARALLEL_MATMUL``)
 SMALL_MATMUL = 1 << 12

@@ -8,7 +8,7 @@ holder of the seed reaches in the same order, so the streams never drift apart.
 from __future__ import annotations
 
 import numpy as np
-from Crypto.Cipher import AES
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ...errors import ParameterError
 
@@ -18,7 +18,10 @@ _ZEROS = bytes(1 << 20)
 
 
 class PRFStream:
-    """A stream of pseudo-random 64-bit words from AES-CTR under ``key``.
+    """A stream of pseudo-random 64-bit words from AES-128-CTR under ``key`` (counter from 0).
+
+    The keystream comes from OpenSSL (``cryptography``), written straight into the array it
+    returns; it is the same stream as any other AES-128-CTR with a zero initial counter block.
 
     Parameters
     ----------
@@ -32,26 +35,25 @@ class PRFStream:
     True
     """
 
-    #: small draws are served from a keystream buffer of this many words (same stream)
-    CHUNK = 1 << 14
+    #: draws of fewer words are served from a keystream buffer of this many words (same stream)
+    CHUNK = 1 << 12
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, (bytes, bytearray)) or len(key) != 16:
             raise ParameterError("a PRF seed must be 16 bytes")
-        self._cipher = AES.new(bytes(key), AES.MODE_CTR, nonce=b"", initial_value=0)
+        self._enc = Cipher(algorithms.AES(bytes(key)), modes.CTR(bytes(16))).encryptor()
         self._buf = np.empty(0, dtype=np.uint64)
         self._pos = 0
         self.drawn = 0
 
-    def _keystream(self, n: int) -> np.ndarray:
+    def _fill(self, out: np.ndarray, start: int, n: int) -> None:
+        """Write the next ``n`` keystream words into ``out[start:start+n]`` (``out`` has 2 spare words)."""
         global _ZEROS
         nbytes = 8 * n
         if nbytes > len(_ZEROS):
             _ZEROS = bytes(max(nbytes, 2 * len(_ZEROS)))
-        out = np.empty(n, dtype=np.uint64)
         if nbytes:
-            self._cipher.encrypt(memoryview(_ZEROS)[:nbytes], output=out.data.cast("B"))
-        return out
+            self._enc.update_into(memoryview(_ZEROS)[:nbytes], out.data.cast("B")[8 * start:])
 
     def draw(self, n: int) -> np.ndarray:
         """The next ``n`` words of the stream as a ``uint64`` array (do not modify it)."""
@@ -63,9 +65,13 @@ class PRFStream:
             self._pos += n
             return out
         if n - rest >= self.CHUNK:  # large draw: the buffered rest, then fresh keystream
-            out = np.concatenate([self._buf[self._pos:], self._keystream(n - rest)]) if rest else self._keystream(n)
+            full = np.empty(n + 2, dtype=np.uint64)  # update_into wants 15 spare bytes
+            full[:rest] = self._buf[self._pos:]
+            self._fill(full, rest, n - rest)
             self._buf, self._pos = self._buf[:0], 0
-            return out
-        self._buf = np.concatenate([self._buf[self._pos:], self._keystream(self.CHUNK)])
-        self._pos = n
+            return full[:n]
+        buf = np.empty(rest + self.CHUNK + 2, dtype=np.uint64)
+        buf[:rest] = self._buf[self._pos:]
+        self._fill(buf, rest, self.CHUNK)
+        self._buf, self._pos = buf[:rest + self.CHUNK], n
         return self._buf[:n]
