@@ -23,14 +23,22 @@ Fair by construction:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import statistics
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import dtxfast
 
-__all__ = ["CORES", "QUICK", "SMOKE", "THREAD_FREE_UNITS", "blas_threads", "is_dtxfast", "measure", "sizes",
-           "thread_variants"]
+__all__ = ["CORES", "QUICK", "SMOKE", "SPU_PYTHON", "THREAD_FREE_UNITS", "blas_threads", "is_dtxfast", "measure",
+           "peer_row", "run_peer_script", "sizes", "thread_variants"]
+
+#: environment variable naming the Python interpreter of a separate venv with SecretFlow SPU
+#: (``pip install spu``; SPU pins ``numpy < 2``, so it cannot share dtxfast's environment)
+SPU_PYTHON = "DTX_BENCH_SPU_PYTHON"
 
 #: ``--quick``: the smallest sizes, at most two rounds
 QUICK = os.environ.get("DTX_BENCH_QUICK", "") not in ("", "0")
@@ -132,3 +140,43 @@ def measure(
     if setup is not None:
         return benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
     return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1 if rounds > 1 else 0)
+
+
+def run_peer_script(env_var: str, script: str, args: dict[str, Any], *, timeout: float = 3600) -> dict[str, Any]:
+    """Run ``bench/<script>`` under the interpreter named by ``$env_var``; return its JSON output.
+
+    For peers that cannot be installed beside dtxfast (SPU pins ``numpy < 2``). The script gets
+    ``args`` as one JSON argument and prints one JSON object on its last stdout line. When the
+    variable is unset the calling benchmark is skipped, so its rows are omitted, with a note that
+    ``dtx bench`` prints under the table.
+    """
+    import pytest
+
+    python = os.environ.get(env_var, "").strip()
+    if not python:
+        pytest.skip(f"{env_var} is not set: point it at a Python with the peer installed to get these rows")
+    if not Path(python).exists():
+        pytest.fail(f"{env_var}={python}: no such interpreter")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    proc = subprocess.run([python, str(Path(__file__).with_name(script)), json.dumps(args)], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=str(Path(__file__).parent))
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        pytest.fail(f"{script} under {env_var} failed: {tail[0]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def peer_row(benchmark: Any, env_var: str, script: str, args: dict[str, Any], *, impl: str, size: int,
+             threads: int, unit: str = "s", per: int = 1, **extra: Any) -> dict[str, Any]:
+    """Record one row for a peer timed out of process by :func:`run_peer_script`.
+
+    The script reports seconds per timed run in ``times``; the row's value is their median
+    (``unit="s"``) or the median per element (``"us/elem"``, over ``per``). Returns the script's
+    output (for notes such as the peer's version).
+    """
+    out = run_peer_script(env_var, script, args)
+    median = statistics.median(out["times"])
+    value = median if unit == "s" else median / per * 1e6
+    measure(benchmark, lambda: None, impl=impl, size=size, threads=threads, unit=unit, per=per, rounds=1,
+            value=value, **extra)
+    return out

@@ -1,25 +1,31 @@
-"""Three-party MPC benchmarks: Numba kernels, their numpy twin and plaintext numpy in one run.
+"""Three-party MPC benchmarks: Numba kernels, their numpy twin, plaintext numpy and SPU in one run.
 
 Groups
 ------
 ``mpc.matmul``  secure product of two secret-shared n x n fixed-point matrices (n = 1000): all three
                 parties' local products, the reshare and the truncation, run in one process (so
-                the three parties' work adds up on the same cores). ``numpy`` is the plaintext
-                product in the same ring (``uint64`` matmul: numpy has no BLAS for integers, so it
-                runs one naive loop on one thread); ``floor-blas-f64`` is the float64 BLAS
-                product (1 thread and all cores): what a plaintext product of that shape costs
-                at best, the floor to cite.
+                the three parties' work adds up on the same cores). ``naive-numpy`` is the
+                plaintext product in the same ring (``uint64`` matmul: numpy has no BLAS for
+                integers, so it runs one naive loop on one thread); ``floor-blas-f64`` is one
+                float64 BLAS product of that shape (1 thread and all cores). The secure product
+                costs 25 such float64 products in all (five ring products between the parties,
+                five limb products each, see ``dtxfast.protocols.mpc._ring_ref``). ``spu`` is
+                SecretFlow SPU's ABY3 (FM64, its three-party simulator) on the same sizes.
 ``mpc.relu``    secure ReLU (exact comparison by bit decomposition, plus its derivative) on 10^6
-                shared values, all three parties; ``numpy`` is ``np.maximum(x, 0)`` in plaintext.
+                shared values, all three parties; ``numpy`` is ``np.maximum(x, 0)`` in plaintext,
+                ``spu`` SPU's ABY3 ``maximum(x, 0)``.
 ``mpc.epoch``   one training epoch (mini-batch 256) of a 64-32-1 network (64 input features split
                 22/21/21 between the parties, one ReLU layer of 32, one linear output) on 100k
                 samples, secret-shared; ``numpy`` trains the same network in plaintext (BLAS
                 pinned to the row's threads).
-
-Every row carries ``threads``: dtxfast on all cores and on 1; the numpy twin
-(``dtxfast-python``) and plaintext ``numpy`` integer code on 1.
 ``mpc.epoch.bytes``  MiB each party sends during that epoch (``value`` recorded directly; the
                 row's ``note`` lists every party).
+
+Every row carries ``threads``: dtxfast on all cores and on 1; the numpy twin
+(``dtxfast-python``) and plaintext ``numpy`` integer code on 1; SPU on all cores (its simulator
+runs the three parties as threads). The ``spu`` rows need SPU in a venv of its own (it pins
+``numpy < 2``): set ``DTX_BENCH_SPU_PYTHON`` to that venv's ``python``; ``bench/_spu_mpc.py`` runs
+there. Without it the rows are omitted and ``dtx bench`` says so under the table.
 
 Run: ``dtx bench mpc`` (``--quick`` for small sizes, ``--json`` for the JSON rows).
 """
@@ -36,7 +42,7 @@ from dtxfast.protocols.mpc.mlp import MLPSchedule, init_params, plain_train_mlp,
 from dtxfast.transport.channel import InMemoryNetwork
 from dtxfast.vfl.dnn import PARTY_NAMES
 
-from ._util import QUICK, blas_threads, measure, sizes, thread_variants
+from ._util import CORES, QUICK, SPU_PYTHON, blas_threads, measure, peer_row, sizes, thread_variants
 
 try:
     from dtxfast.protocols.mpc import _kernels as _numba_kernels
@@ -92,14 +98,15 @@ def _shared_inputs(impl: str, values: list[np.ndarray]):
 
 
 @pytest.mark.benchmark(group="mpc.matmul")
-@pytest.mark.parametrize("impl,threads", IMPLS + [("numpy", 1)] + [("floor-blas-f64", t) for t in thread_variants()])
+@pytest.mark.parametrize("impl,threads", IMPLS + [("naive-numpy", 1)] + [("floor-blas-f64", t) for t in thread_variants()])
 def test_matmul(benchmark, impl, threads):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(MAT_N, MAT_N)), rng.normal(size=(MAT_N, MAT_N))
     rounds = 1 if impl == "dtxfast-python" and not QUICK else 3
-    if impl == "numpy":
+    if impl == "naive-numpy":
         xu, yu = encode(x), encode(y)
-        measure(benchmark, lambda: xu @ yu, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds, threads=1)
+        measure(benchmark, lambda: xu @ yu, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds, threads=1,
+                note="uint64 matmul: numpy's plain integer loop, no BLAS")
         return
     if impl == "floor-blas-f64":
         with blas_threads(threads):
@@ -113,6 +120,13 @@ def test_matmul(benchmark, impl, threads):
         return run_local(progs, [p.channel for p in parties])
 
     measure(benchmark, run, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds, threads=threads)
+
+
+@pytest.mark.benchmark(group="mpc.matmul")
+def test_matmul_spu(benchmark):
+    out = peer_row(benchmark, SPU_PYTHON, "_spu_mpc.py", {"op": "matmul", "size": MAT_N, "rounds": 3},
+                   impl="spu", size=MAT_N, threads=CORES)
+    benchmark.extra_info["note"] = f"SPU {out['spu']} ABY3 FM64, simulator"
 
 
 @pytest.mark.benchmark(group="mpc.relu")
@@ -129,6 +143,13 @@ def test_relu(benchmark, impl, threads):
         return run_local(progs, [p.channel for p in parties])
 
     measure(benchmark, run, impl=impl, size=RELU_N, unit="s", per=1, threads=threads)
+
+
+@pytest.mark.benchmark(group="mpc.relu")
+def test_relu_spu(benchmark):
+    out = peer_row(benchmark, SPU_PYTHON, "_spu_mpc.py", {"op": "relu", "size": RELU_N, "rounds": 3},
+                   impl="spu", size=RELU_N, threads=CORES)
+    benchmark.extra_info["note"] = f"SPU {out['spu']} ABY3 FM64, simulator"
 
 
 def _epoch_data():

@@ -206,6 +206,7 @@ class _Progress:
                                  TimeElapsedColumn(), console=console, transient=True)
         self.task = self.progress.add_task("benchmarking", total=None)
         self.failures: list[str] = []
+        self.omitted: list[str] = []
 
     def pytest_collection_finish(self, session: Any) -> None:
         self.progress.update(self.task, total=len(session.items))
@@ -219,6 +220,8 @@ class _Progress:
         if report.failed:
             msg = str(report.longrepr).strip().splitlines()
             self.failures.append(f"{report.nodeid}: {msg[-1] if msg else 'failed'}")
+        if report.skipped and isinstance(report.longrepr, tuple):  # rows omitted, with the reason
+            self.omitted.append(f"{report.nodeid.split('::')[-1]}: {report.longrepr[2].removeprefix('Skipped: ')}")
 
 
 @app.command()
@@ -261,6 +264,8 @@ def bench(
                 console.print(captured.getvalue()[-4000:])
             raise typer.Exit(1)
         data = json.loads(out.read_text())
+    for line in plugin.omitted:
+        console.print(f"[yellow]omitted[/yellow] {line}")
     rows = rows_from_pytest_benchmark(data)
     bits = next((b["extra_info"]["bits"] for b in data["benchmarks"] if "bits" in b.get("extra_info", {})), None)
     result = {"area": area, "bits": bits, "cores": num_threads(), "rows": rows, "ratios": ratios(rows)}
