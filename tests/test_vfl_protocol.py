@@ -37,9 +37,9 @@ def _parties(XA, XB, y, cfg, **kw):
 @pytest.mark.parametrize(
     "cfg",
     [
-        TrainingConfig(model="linear", alpha=0.2, max_epochs=12, batch_size=0, reg_mode="l2", reg_param=0.05,
+        TrainingConfig(mode="fast", model="linear", alpha=0.2, max_epochs=12, batch_size=0, reg_mode="l2", reg_param=0.05,
                        amplitude=0),
-        TrainingConfig(model="linear", alpha=0.05, max_epochs=3, batch_size=100, reg_mode="l1", reg_param=0.01,
+        TrainingConfig(mode="fast", model="linear", alpha=0.05, max_epochs=3, batch_size=100, reg_mode="l1", reg_param=0.01,
                        amplitude=0, seed=5),
     ],
     ids=["full-batch-l2", "minibatch-l1"],
@@ -61,7 +61,7 @@ def test_linear_matches_central_reference(cfg):
 def test_logistic_matches_central_reference_and_stops_on_amplitude():
     X, y = load_breast_cancer(return_X_y=True)
     X, y = X[:300], y[:300]
-    cfg = TrainingConfig(model="logistic", alpha=0.3, max_epochs=60, batch_size=128, amplitude=2e-3, seed=3)
+    cfg = TrainingConfig(mode="fast", model="logistic", alpha=0.3, max_epochs=60, batch_size=128, amplitude=2e-3, seed=3)
     fa, lb = _parties(X[:, :12], X[:, 12:], y, cfg)
     run = train_in_process(fa, lb)
     wa, wb, hist = plain_train_glm(X[:, :12], X[:, 12:], y, cfg)
@@ -77,7 +77,7 @@ def test_bytes_are_the_ciphertexts_the_protocol_needs():
     n = 64
     XA, XB = rng.normal(size=(n, 3)), rng.normal(size=(n, 2))
     y = XA @ [1, 2, 3] + XB @ [1, -1]
-    cfg = TrainingConfig(alpha=0.1, max_epochs=2, batch_size=0, amplitude=0)
+    cfg = TrainingConfig(mode="fast", alpha=0.1, max_epochs=2, batch_size=0, amplitude=0)
     fa, lb = _parties(XA, XB, y, cfg)
     run = train_in_process(fa, lb)
     ct = 2 * 1024 // 8  # one ciphertext mod n^2, minimal form
@@ -105,12 +105,12 @@ def test_transcript_reveals_no_plaintext_of_the_other_party():
     XA = rng.normal(size=(n, 3)) * [1, 10, 100] + 5
     XB = rng.normal(size=(n, 2))
     y = XA @ [0.3, -0.1, 0.01] + XB @ [1.0, 2.0] + rng.normal(size=n) * 0.1
-    cfg = TrainingConfig(alpha=0.2, max_epochs=2, batch_size=0, amplitude=0)
+    cfg = TrainingConfig(mode="fast", alpha=0.2, max_epochs=2, batch_size=0, amplitude=0)
     (ka, kb) = keypairs()
     fa, lb = FeatureParty(XA, cfg, keypair=ka), LabelParty(XB, y, cfg, keypair=kb)
     # weights of both parties at the start of epoch 2 (non-zero), recorded by the reference
     w_start = {}
-    plain_train_glm(XA, XB, y, TrainingConfig(alpha=0.2, max_epochs=1, batch_size=0, amplitude=0),
+    plain_train_glm(XA, XB, y, TrainingConfig(mode="fast", alpha=0.2, max_epochs=1, batch_size=0, amplitude=0),
                 on_epoch=lambda e, loss, wa, wb: w_start.update(a=wa.copy(), b=wb.copy()))
     run = train_in_process(fa, lb, record=True)
     msgs = [(s, r, unpack(p)) for s, r, p in run.network.transcript]
@@ -152,10 +152,10 @@ def test_transcript_reveals_no_plaintext_of_the_other_party():
 def test_hello_checks():
     rng = np.random.default_rng(2)
     X, y = rng.normal(size=(10, 2)), rng.normal(size=10)
-    cfg = TrainingConfig(alpha=0.1, max_epochs=1)
+    cfg = TrainingConfig(mode="fast", alpha=0.1, max_epochs=1)
     (ka, kb) = keypairs()
     fa = FeatureParty(X, cfg, keypair=ka)
-    other = LabelParty(X, y, TrainingConfig(alpha=0.2, max_epochs=1), keypair=kb)
+    other = LabelParty(X, y, TrainingConfig(mode="fast", alpha=0.2, max_epochs=1), keypair=kb)
     h = fa.hello()
     other.hello()
     with pytest.raises(ProtocolError, match="configuration"):
@@ -178,7 +178,7 @@ def test_hello_checks():
 def test_out_of_order_and_malformed_messages():
     rng = np.random.default_rng(3)
     X, y = rng.normal(size=(20, 2)), rng.normal(size=20)
-    cfg = TrainingConfig(alpha=0.1, max_epochs=3, batch_size=10, amplitude=0)
+    cfg = TrainingConfig(mode="fast", alpha=0.1, max_epochs=3, batch_size=10, amplitude=0)
     (ka, kb) = keypairs()
     fa, lb = FeatureParty(X, cfg, keypair=ka), LabelParty(X, y, cfg, keypair=kb)
     ha, hb = fa.hello(), lb.hello()
@@ -201,7 +201,7 @@ def test_out_of_order_and_malformed_messages():
 def test_masked_of_wrong_length_is_rejected():
     rng = np.random.default_rng(4)
     X, y = rng.normal(size=(12, 3)), rng.normal(size=12)
-    cfg = TrainingConfig(alpha=0.1, max_epochs=1, batch_size=0)
+    cfg = TrainingConfig(mode="fast", alpha=0.1, max_epochs=1, batch_size=0)
     (ka, kb) = keypairs()
     fa, lb = FeatureParty(X, cfg, keypair=ka), LabelParty(X[:, :2], y, cfg, keypair=kb)
     ha, hb = fa.hello(), lb.hello()
@@ -225,7 +225,7 @@ def test_one_party_per_thread_over_channels_matches_in_process():
     rng = np.random.default_rng(5)
     XA, XB = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))
     y = XA @ [1.0, -1.0] + XB @ [0.5, 2.0]
-    cfg = TrainingConfig(alpha=0.2, max_epochs=4, batch_size=16, amplitude=0)
+    cfg = TrainingConfig(mode="fast", alpha=0.2, max_epochs=4, batch_size=16, amplitude=0)
     (ka, kb) = keypairs()
     net = InMemoryNetwork(["A", "B"])
     fa, lb = FeatureParty(XA, cfg, keypair=ka), LabelParty(XB, y, cfg, keypair=kb)
@@ -250,18 +250,18 @@ def test_one_party_per_thread_over_channels_matches_in_process():
 
 def test_config_validation():
     with pytest.raises(ParameterError):
-        TrainingConfig(model="tree")
+        TrainingConfig(mode="fast", model="tree")
     with pytest.raises(ParameterError):
-        TrainingConfig(reg_mode="l3")
+        TrainingConfig(mode="fast", reg_mode="l3")
     with pytest.raises(ParameterError):
-        TrainingConfig(alpha=0)
+        TrainingConfig(mode="fast", alpha=0)
     with pytest.raises(ParameterError):
-        TrainingConfig(batch_size=-1)
+        TrainingConfig(mode="fast", batch_size=-1)
     with pytest.raises(ParameterError):
-        TrainingConfig(accuracy=40)
-    assert TrainingConfig(reg_mode=None).reg_mode == "none"
-    assert TrainingConfig(accuracy=8).plaintext_bits == 28
-    assert TrainingConfig(seed=1).digest() != TrainingConfig(seed=2).digest()
+        TrainingConfig(mode="fast", accuracy=40)
+    assert TrainingConfig(mode="fast", reg_mode=None).reg_mode == "none"
+    assert TrainingConfig(mode="fast", accuracy=8).plaintext_bits == 28
+    assert TrainingConfig(mode="fast", seed=1).digest() != TrainingConfig(mode="fast", seed=2).digest()
 
 
 def test_model_part_round_trip_and_checksum():

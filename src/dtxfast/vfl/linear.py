@@ -21,8 +21,6 @@ import numpy as np
 from ..errors import ParameterError, StateError
 from ..protocols.vfl import (
     DEFAULT_BATCH_SIZE,
-    FeatureParty,
-    LabelParty,
     ModelPart,
     Prediction,
     Standardizer,
@@ -30,12 +28,14 @@ from ..protocols.vfl import (
     encode_labels,
     plain_train_glm,
 )
+from ..protocols.vfl import feature_party as _feature_party
+from ..protocols.vfl import label_party as _label_party
 from .evaluation import classification_metrics, regression_metrics
 from .runner import predict_in_process, train_in_process
 
 __all__ = ["VerticalLinearRegression"]
 
-_PARAMS = ("alpha", "max_epochs", "batch_size", "reg_mode", "reg_param", "amplitude", "accuracy",
+_PARAMS = ("mode", "alpha", "max_epochs", "batch_size", "reg_mode", "reg_param", "amplitude", "accuracy",
            "shuffle", "random_state", "label_party", "key_bits", "secure", "progress", "eval_every",
            "compute")
 
@@ -49,12 +49,13 @@ class _VerticalModel:
     def __init__(
         self,
         *,
+        mode: str = "ss",
         alpha: float = 0.1,
         max_epochs: int = 100,
         batch_size: int = DEFAULT_BATCH_SIZE,
         reg_mode: str = "none",
         reg_param: float = 0.0,
-        amplitude: float = 1e-6,
+        amplitude: float = 0.0,
         accuracy: int = 8,
         shuffle: bool = True,
         random_state: int = 0,
@@ -65,6 +66,7 @@ class _VerticalModel:
         eval_every: int = 0,
         compute: Any = None,
     ) -> None:
+        self.mode = mode
         self.alpha = alpha
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -99,7 +101,7 @@ class _VerticalModel:
 
     def config(self) -> TrainingConfig:
         """The public :class:`TrainingConfig` both parties train with."""
-        return TrainingConfig(model=self._model, alpha=float(self.alpha), max_epochs=int(self.max_epochs),
+        return TrainingConfig(model=self._model, mode=str(self.mode), alpha=float(self.alpha), max_epochs=int(self.max_epochs),
                               batch_size=int(self.batch_size), reg_mode=self.reg_mode or "none",
                               reg_param=float(self.reg_param), amplitude=float(self.amplitude),
                               accuracy=int(self.accuracy), shuffle=bool(self.shuffle),
@@ -153,12 +155,12 @@ class _VerticalModel:
         lab_kw = self._label_kwargs()
         if self.secure:
             kpa, kpb = keypairs if keypairs is not None else (None, None)
-            fa = FeatureParty(XA, cfg, key_bits=int(self.key_bits), keypair=kpa, compute=self.compute)
-            lb = LabelParty(XB, y, cfg, key_bits=int(self.key_bits), keypair=kpb, compute=self.compute, **lab_kw)
+            fa = _feature_party(XA, cfg, key_bits=int(self.key_bits), keypair=kpa, compute=self.compute)
+            lb = _label_party(XB, y, cfg, key_bits=int(self.key_bits), keypair=kpb, compute=self.compute, **lab_kw)
 
-            def on_epoch(epoch: int, loss: float, f: FeatureParty, b: LabelParty) -> None:
+            def on_epoch(epoch: int, loss: float, f: Any, b: Any) -> None:
                 rec: dict[str, Any] = {"epoch": epoch + 1, "loss": loss}
-                if val is not None and (epoch + 1) % every == 0:
+                if val is not None and (epoch + 1) % every == 0 and cfg.mode == "fast":
                     rec.update(self._val_metrics(f.model_part(), b.model_part(), val))
                 self.history_.append(rec)
 
@@ -243,6 +245,11 @@ class VerticalLinearRegression(_VerticalModel):
 
     Parameters (PaddleDTX names)
     ----------------------------
+    mode : {"ss", "fast"}, default "ss"
+        ``"ss"``: weights, gradients and residuals stay secret-shared during training; each party
+        learns its own weights at the end (:mod:`dtxfast.protocols.vfl.shared`). ``"fast"``: each
+        party holds its weights in the clear and learns its own gradient every batch (see the
+        table of what each party learns in :mod:`dtxfast.protocols.vfl`).
     alpha : float, default 0.1
         Learning rate.
     max_epochs : int, default 100
@@ -251,8 +258,9 @@ class VerticalLinearRegression(_VerticalModel):
         :data:`dtxfast.protocols.vfl.config.DEFAULT_BATCH_SIZE` for why 1024).
     reg_mode : {"none", "l1", "l2"}, reg_param : float
         Regularization and its strength lambda.
-    amplitude : float, default 1e-6
-        Stop when the epoch loss changes by less than this.
+    amplitude : float, default 0
+        Stop when the epoch loss changes by less than this; 0 disables the rule, and the loss
+        is then not computed (nor revealed to either party).
     accuracy : int, default 8
         Decimal digits kept of the plaintext operands of the encrypted gradient.
     shuffle : bool, random_state : int
@@ -266,6 +274,7 @@ class VerticalLinearRegression(_VerticalModel):
     progress : bool or rich Console
         Show a progress bar over epochs with the loss.
     eval_every : int, default 0
+        (fast mode only: in secret-shared mode no party knows the weights before the end)
         With ``fit(..., validation=...)``, evaluate on the validation rows every N epochs.
     compute : ComputeBackend, optional
         Where both parties' encryptions and ``X.T @ [[d]]`` run (:mod:`dtxfast.compute`; public

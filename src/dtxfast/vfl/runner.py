@@ -1,7 +1,8 @@
 """Run the two VFL parties: both in one process (simulation, tests, benchmarks) or one over a channel.
 
-:func:`train_in_process` drives a :class:`~dtxfast.protocols.vfl.FeatureParty` and a
-:class:`~dtxfast.protocols.vfl.LabelParty` in lockstep over an
+:func:`train_in_process` drives a feature party and a label party (either mode:
+:class:`~dtxfast.protocols.vfl.SharedFeatureParty` / :class:`~dtxfast.protocols.vfl.SharedLabelParty`
+or :class:`~dtxfast.protocols.vfl.FeatureParty` / :class:`~dtxfast.protocols.vfl.LabelParty`) in lockstep over an
 :class:`~dtxfast.transport.channel.InMemoryNetwork` (which counts the bytes, and can keep the
 transcript), with an optional rich progress bar over epochs showing the loss.
 :func:`run_party` runs one party over any :class:`~dtxfast.transport.channel.Channel` (one party
@@ -10,6 +11,7 @@ per process). :func:`predict_in_process` runs the prediction protocol.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,8 @@ from ..protocols.vfl import (
     LabelPredictor,
     ModelPart,
     Prediction,
+    SharedFeatureParty,
+    SharedLabelParty,
 )
 from ..transport.channel import InMemoryNetwork
 
@@ -41,15 +45,17 @@ __all__ = [
 
 FEATURE, LABEL = "feature", "label"
 
-EpochCallback = Callable[[int, float, FeatureParty, LabelParty], None]
+AnyFeatureParty = FeatureParty | SharedFeatureParty
+AnyLabelParty = LabelParty | SharedLabelParty
+EpochCallback = Callable[[int, float, AnyFeatureParty, AnyLabelParty], None]
 
 
 @dataclass
 class TrainingRun:
     """Result of an in-process training: both parties and what crossed the wire."""
 
-    feature: FeatureParty
-    label: LabelParty
+    feature: AnyFeatureParty
+    label: AnyLabelParty
     network: InMemoryNetwork
     rounds: int
     history: list[float] = field(default_factory=list)
@@ -76,8 +82,8 @@ def _progress(console: Any, total: int) -> Any:
 
 
 def train_in_process(
-    feature: FeatureParty,
-    label: LabelParty,
+    feature: AnyFeatureParty,
+    label: AnyLabelParty,
     *,
     record: bool = False,
     progress: Any = None,
@@ -119,10 +125,11 @@ def train_in_process(
                 raise ProtocolError("the parties disagree on the end of training")
             while seen < len(label.history):
                 loss = label.history[seen]
-                if feature.history[seen] != loss:
+                other = feature.history[seen]
+                if other != loss and not (math.isnan(other) and math.isnan(loss)):
                     raise ProtocolError("the parties disagree on the loss")
                 if bar is not None:
-                    bar.update(task, completed=seen + 1, loss=f"{loss:.6g}")
+                    bar.update(task, completed=seen + 1, loss="(not revealed)" if math.isnan(loss) else f"{loss:.6g}")
                 if on_epoch is not None:
                     on_epoch(seen, loss, feature, label)
                 seen += 1
@@ -138,7 +145,7 @@ def train_in_process(
     return TrainingRun(feature, label, net, rounds, list(label.history))
 
 
-def run_party(party: FeatureParty | LabelParty, channel: Channel, peer: str, *,
+def run_party(party: AnyFeatureParty | AnyLabelParty, channel: Channel, peer: str, *,
               timeout: float | None = 600.0) -> None:
     """Run one party to the end of training over ``channel`` (the peer runs the other role)."""
     channel.send(peer, party.hello())

@@ -61,11 +61,28 @@ d + 1 decryptions; bytes: 2 m ciphertexts (512 bytes each at 2048 bits) plus O(d
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._messages import MsgType, VflMessage
 from .config import DEFAULT_BATCH_SIZE, Standardizer, TrainingConfig, batch_schedule
 from .model import ModelPart
 from .prediction import FeaturePredictor, LabelPredictor, Prediction, finish_prediction
+from .shared import SharedFeatureParty, SharedLabelParty
 from .training import FeatureParty, LabelEncoding, LabelParty, encode_labels, plain_train_glm
+
+
+def feature_party(X: Any, config: TrainingConfig, **kwargs: Any) -> FeatureParty | SharedFeatureParty:
+    """The feature party of ``config.mode``: :class:`SharedFeatureParty` (``"ss"``) or :class:`FeatureParty`."""
+    if config.mode == "ss":
+        return SharedFeatureParty(X, config, **kwargs)
+    return FeatureParty(X, config, **kwargs)
+
+
+def label_party(X: Any, y: Any, config: TrainingConfig, **kwargs: Any) -> LabelParty | SharedLabelParty:
+    """The label party of ``config.mode``: :class:`SharedLabelParty` (``"ss"``) or :class:`LabelParty`."""
+    if config.mode == "ss":
+        return SharedLabelParty(X, y, config, **kwargs)
+    return LabelParty(X, y, config, **kwargs)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -75,6 +92,8 @@ __all__ = [
     "LabelParty",
     "LabelPredictor",
     "ModelPart",
+    "SharedFeatureParty",
+    "SharedLabelParty",
     "MsgType",
     "Prediction",
     "Standardizer",
@@ -82,6 +101,8 @@ __all__ = [
     "VflMessage",
     "batch_schedule",
     "encode_labels",
+    "feature_party",
     "finish_prediction",
+    "label_party",
     "plain_train_glm",
 ]

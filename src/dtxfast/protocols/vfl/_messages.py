@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from ...errors import MalformedInput, ProtocolError
 
-__all__ = ["MsgType", "VflMessage", "pack", "pack_ints", "unpack", "unpack_ints"]
+__all__ = ["MsgType", "VflMessage", "pack", "pack_ints", "pack_signed", "unpack", "unpack_ints", "unpack_signed"]
 
 MAGIC = b"DVFL"
-VERSION = 1
+VERSION = 2  # 2: secret-shared mode; fast mode with a masked loss and a public exponent
 #: magic, version, type, flags, epoch, batch, number of sections
 _HEADER = struct.Struct(">4sBBHIIH")
 _LEN = struct.Struct(">I")
@@ -26,6 +26,14 @@ class MsgType(enum.IntEnum):
     MASKED = 3  #: the peer's gradient (and loss term) under the peer's key, gradient masked
     UNMASKED = 4  #: decrypted masked gradient residues (and, from the label party, the batch loss)
     PREDICT = 5  #: a partial prediction (feature party -> label party)
+    # secret-shared mode (dtxfast.protocols.vfl.shared)
+    SHARE = 6  #: this party's share of the peer's weights, under this party's key
+    SCORE = 7  #: the peer's partial scores plus a mask, under the peer's key
+    RESIDUAL = 8  #: this party's share of the residual, under this party's key
+    GRADIENT = 9  #: the peer's gradient plus a mask (and a masked loss term), under the peer's key
+    EPOCH = 10  #: this party's share of the epoch's loss aggregate (only with amplitude > 0)
+    FINAL = 11  #: this party's share of the peer's weights, in the clear (end of training)
+    LOSS = 12  #: fast mode: this party's share of the epoch's loss aggregate
 
 
 @dataclass(frozen=True)
@@ -91,3 +99,24 @@ def unpack_ints(data: bytes, width: int, count: int) -> list[int]:
     if len(data) != width * count:
         raise MalformedInput(f"expected {count} values of {width} bytes, got {len(data)} bytes")
     return [int.from_bytes(data[i : i + width], "big") for i in range(0, len(data), width)]
+
+
+_WIDTH = struct.Struct(">H")
+
+
+def pack_signed(values: list[int]) -> bytes:
+    """Signed big integers, all at one width (two's complement), the width first."""
+    vals = [int(v) for v in values]
+    width = max([(v.bit_length() + 8) // 8 for v in vals] + [1])
+    return _WIDTH.pack(width) + b"".join(v.to_bytes(width, "big", signed=True) for v in vals)
+
+
+def unpack_signed(data: bytes, count: int) -> list[int]:
+    """Inverse of :func:`pack_signed`; checks the count and the length."""
+    if len(data) < _WIDTH.size:
+        raise MalformedInput("truncated integer section")
+    (width,) = _WIDTH.unpack_from(data)
+    body = data[_WIDTH.size :]
+    if width == 0 or len(body) != width * count:
+        raise MalformedInput(f"expected {count} integers of {width} bytes, got {len(body)} bytes")
+    return [int.from_bytes(body[i : i + width], "big", signed=True) for i in range(0, len(body), width)]

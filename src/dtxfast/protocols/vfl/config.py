@@ -32,6 +32,12 @@ DEFAULT_BATCH_SIZE = 1024
 
 _MODELS = ("linear", "logistic")
 _REG_MODES = ("none", "l1", "l2")
+_MODES = ("ss", "fast")
+
+#: Fractional bits of the public fixed-point encoding of the standardized features in the
+#: encrypted products (both modes): ``X_int = round(X * 2^FEATURE_FRAC_BITS)``. A public per-run
+#: constant, never a property of a batch (a data-dependent exponent would travel in clear).
+FEATURE_FRAC_BITS = 20
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,11 @@ class TrainingConfig:
     Parameters
     ----------
     model : {"linear", "logistic"}
+    mode : {"ss", "fast"}
+        ``"ss"`` (default): the weights, gradients and residuals stay additively secret-shared
+        between the parties (:mod:`dtxfast.protocols.vfl.shared`); ``"fast"``: each party holds
+        its own weights in the clear and learns its own gradient (:mod:`dtxfast.protocols.vfl.training`).
+        The module docstring of :mod:`dtxfast.protocols.vfl` tabulates what each party learns.
     alpha : float
         Learning rate.
     max_epochs : int
@@ -52,7 +63,9 @@ class TrainingConfig:
     reg_param : float
         Regularization strength lambda: loss ``+ lambda/2 ||w||^2`` (l2) or ``+ lambda ||w||_1`` (l1).
     amplitude : float
-        Stop when the epoch loss changes by less than this (0 disables); both parties see the loss.
+        Stop when the epoch loss changes by less than this. 0 (the default) disables the rule and
+        the loss is then never computed nor revealed; with ``amplitude > 0`` both parties learn
+        the loss of every epoch (one aggregate number per epoch, nothing per batch).
     accuracy : int
         Decimal digits kept of the plaintext operands of the encrypted gradient (fixed-point accuracy).
     shuffle : bool
@@ -62,12 +75,13 @@ class TrainingConfig:
     """
 
     model: str = "linear"
+    mode: str = "ss"
     alpha: float = 0.1
     max_epochs: int = 100
     batch_size: int = DEFAULT_BATCH_SIZE
     reg_mode: str = "none"
     reg_param: float = 0.0
-    amplitude: float = 1e-6
+    amplitude: float = 0.0
     accuracy: int = 8
     shuffle: bool = True
     seed: int = 0
@@ -75,6 +89,11 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if self.model not in _MODELS:
             raise ParameterError(f"model must be one of {_MODELS}, not {self.model!r}")
+        if self.mode not in _MODES:
+            raise ParameterError(f"mode must be one of {_MODES}, not {self.mode!r}")
+        if self.mode == "ss" and str(self.reg_mode).lower() == "l1":
+            raise ParameterError("reg_mode='l1' needs the sign of each weight, which secret-shared "
+                                 "training does not compute: use 'l2' or mode='fast'")
         mode = "none" if self.reg_mode in (None, "") else str(self.reg_mode).lower()
         if mode not in _REG_MODES:
             raise ParameterError(f"reg_mode must be one of {_REG_MODES}, not {self.reg_mode!r}")

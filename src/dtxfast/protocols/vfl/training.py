@@ -129,6 +129,9 @@ class _Party:
         keypair: tuple[PaillierPublicKey, PaillierPrivateKey] | None = None,
         compute: ComputeBackend | None = None,
     ) -> None:
+        if config.mode != "fast":
+            raise ParameterError("FeatureParty and LabelParty run mode='fast'; for mode='ss' use "
+                                 "SharedFeatureParty and SharedLabelParty (or feature_party / label_party)")
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ParameterError("a party's features must be a non-empty 2-D array")

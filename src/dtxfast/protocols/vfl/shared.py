@@ -1,0 +1,505 @@
+"""Secret-shared-model two-party VFL (``mode="ss"``, the default): pure L2 state machines.
+
+The two parties of :mod:`dtxfast.protocols.vfl` (feature party A, label party B, each with its own
+Paillier key pair) train the same linear or logistic model as in fast mode, but *no party ever
+holds a weight, a gradient, a residual, a score or a loss term of the model in the clear*: each
+such value ``x`` exists only as two integer shares ``x = x_A + x_B`` (fixed point), one per party,
+in the style of FATE's SSHE-LR and of CAESAR (Chen et al., KDD 2021): Paillier for the products
+that cross parties, additive shares for everything else.
+
+Fixed point and shares
+----------------------
+Features are standardized by their owner and encoded ``X_int = round(X * 2^20)``
+(:data:`~dtxfast.protocols.vfl.config.FEATURE_FRAC_BITS`, public, per run); weights, scores and
+residuals carry :data:`WEIGHT_FRAC_BITS` = 24 fractional bits. Shares are integers (not residues
+of a ring): a share is the secret plus a mask drawn uniformly with :data:`STAT_BITS` = 64 bits more
+than a public bound of the secret, so one share is within ``2^-64`` (statistical distance) of a
+share of any other secret in the bound, and shares never wrap: a share is truncated locally
+(``x >> k`` at each party) with an error of at most one unit in the last place, never a failure.
+The public bounds: scores ``|z| < 2^24`` (:data:`SCORE_BOUND_BITS`, standardized units);
+gradients and loss terms from those. Beyond them (a diverging model) hiding degrades gracefully
+(the masks still cover all but the top bits); correctness never depends on them.
+
+Messages of one batch of ``m`` rows (both parties send one message per round)
+------------------------------------------------------------------------------
+Notation: A holds its shares ``a_A`` of A's weights ``w_A`` and ``b_A`` of B's weights ``w_B``; B
+holds ``a_B``, ``b_B`` (``w_A = a_A + a_B``, ``w_B = b_A + b_B``; all zero at the start, so the
+initial weights are public zeros). ``[[v]]_P`` is ``v`` under P's key. Roles are symmetric except
+for the labels, so only A's side is written out.
+
+1. ``SHARE``: A sends ``[[b_A]]_A`` (its share of the *peer's* weights, under its own key).
+2. ``SCORE``: A computes ``[[w_A]]_B = [[a_B]]_B + a_A`` and ``[[u_A]]_B = X_A [[w_A]]_B``
+   (Pippenger over ``m`` rows) and sends ``[[u_A + rho]]_B`` for a fresh mask ``rho``, re-randomized
+   with statistically hiding randomness. B decrypts ``u_A + rho``: its share of ``u_A`` (A keeps
+   ``-rho``). Now ``z = u_A + u_B`` is shared; each party truncates its share by ``2^20``.
+3. ``RESIDUAL``: each party forms its share of the residual from its share of ``z`` (linear:
+   ``d = z - t``, B subtracts the labels; logistic, Taylor: ``d = z/4 + 1/2 - t``) and sends it
+   under its own key: A sends ``[[d_A]]_A``.
+4. ``GRADIENT``: A computes ``[[g_A]]_B = X_A^T ([[d_B]]_B + d_A)`` and sends ``[[g_A + gamma]]_B``
+   (fresh mask, statistically hiding re-randomization). B decrypts: its share of A's gradient;
+   A keeps ``-gamma``. Both update their shares of both weight vectors locally
+   (``w <- w - alpha (g / m + lambda w)``, exact rational arithmetic on the integer shares).
+   With ``amplitude > 0`` A also sends one ciphertext ``[[2 d_A . d_B + |d_A|^2 + lambda]]_B``:
+   B's share of the batch's ``|d|^2``.
+5. ``EPOCH`` (only with ``amplitude > 0``, once per epoch): each party sends its share of the
+   epoch's ``sum |d|^2``; both compute the epoch loss (the Taylor/MSE data loss, without the
+   regularization term) and apply the stop rule.
+6. ``FINAL`` (once, at the end): each party sends its share of the *peer's* weights in the clear,
+   so each party obtains its own weights - and only its own.
+
+What each party learns
+----------------------
+Besides the public configuration, shapes and keys: every plaintext a party receives (its
+decryptions in steps 2 and 4, the peer's shares in steps 5 and 6) is either a uniformly masked
+value (statistically independent of the other party's data, within ``2^-64`` per value) or a
+declared output: the epoch losses when ``amplitude > 0`` was asked for, and at the end its own
+weights. Every ciphertext it receives is under the peer's key (semantically secure) or was
+re-randomized with statistically hiding randomness before it decrypted it. In particular the
+feature party never learns a label, a residual or a gradient, at any batch size and in the
+first batch too; the label party never learns a partial score or a loss term of the other
+party. Semi-honest parties are assumed. Prediction (:mod:`dtxfast.protocols.vfl.prediction`) is
+unchanged: the label party learns the scores of the rows it predicts (the output it asked for).
+
+Cost per batch and party: ``d + 1`` encryptions (step 1), an ``m x d`` multi-exponentiation
+(step 2), ``m`` statistically hiding re-randomizations and ``m`` decryptions (step 2), ``m``
+encryptions (step 3), a ``d x m`` multi-exponentiation and ``d`` decryptions (step 4).
+
+Examples
+--------
+>>> import numpy as np
+>>> from dtxfast.crypto.paillier import generate_keypair
+>>> from dtxfast.protocols.vfl import SharedFeatureParty, SharedLabelParty, TrainingConfig
+>>> from dtxfast.vfl.runner import train_in_process
+>>> rng = np.random.default_rng(0)
+>>> XA, XB = rng.normal(size=(40, 2)), rng.normal(size=(40, 2))
+>>> y = XA @ [1.0, -1.0] + XB @ [0.5, 2.0]
+>>> cfg = TrainingConfig(alpha=0.3, max_epochs=20, batch_size=0)
+>>> a = SharedFeatureParty(XA, cfg, key_bits=1024); b = SharedLabelParty(XB, y, cfg, key_bits=1024)
+>>> run = train_in_process(a, b)
+>>> bool(np.allclose(a.weights, [1.0, -1.0], atol=0.1))
+True
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...crypto.paillier import EncryptedVector, PaillierPrivateKey, PaillierPublicKey, generate_keypair, matmul
+from ...errors import MalformedInput, ParameterError, ProtocolError, StateError
+from ._messages import MsgType, pack, pack_signed, unpack, unpack_signed
+from .config import FEATURE_FRAC_BITS, Standardizer, TrainingConfig, batch_schedule
+from .model import ModelPart
+from .training import _HELLO_INFO, _ROLE_FEATURE, _ROLE_LABEL, LabelEncoding, _shared_key, encode_labels
+
+if TYPE_CHECKING:
+    from ...compute import ComputeBackend
+
+__all__ = [
+    "SCORE_BOUND_BITS",
+    "STAT_BITS",
+    "WEIGHT_FRAC_BITS",
+    "SharedFeatureParty",
+    "SharedLabelParty",
+]
+
+#: fractional bits of the weights, scores and residuals (shares are integers at this scale)
+WEIGHT_FRAC_BITS = 24
+#: statistical security of every mask and share: ``2^-STAT_BITS`` distance per value
+STAT_BITS = 64
+#: public bound on a score ``|z|`` in standardized units (``2^24``), which the masks cover
+SCORE_BOUND_BITS = 24
+_FX = FEATURE_FRAC_BITS
+_FW = WEIGHT_FRAC_BITS
+#: largest standardized feature magnitude accepted (keeps ``X_int`` within 64 bits)
+_MAX_FEATURE = float(1 << 40)
+_LN2 = math.log(2.0)
+
+
+def _ints(values: Any) -> np.ndarray:
+    return np.array([int(v) for v in values], dtype=object)
+
+
+def _mask(count: int, bits: int) -> list[int]:
+    return [secrets.randbits(bits) for _ in range(count)]
+
+
+def _signed_list(res: list[int], n: int) -> list[int]:
+    half = n // 2
+    return [v - n if v > half else v for v in res]
+
+
+def _dot_big(coeffs: list[int], ev: EncryptedVector) -> EncryptedVector:
+    """``sum_i c_i [[x_i]]`` for big signed integers ``c_i`` (63-bit limbs, one product each)."""
+    mags = [abs(c) for c in coeffs]
+    signs = [-1 if c < 0 else 1 for c in coeffs]
+    top = max([v.bit_length() for v in mags] + [1])
+    out: EncryptedVector | None = None
+    limb = 0
+    while limb * 63 < top:
+        row = np.array([s * ((v >> (63 * limb)) & ((1 << 63) - 1)) for s, v in zip(signs, mags)], dtype=np.int64)
+        part = matmul(row[None, :], ev)
+        if limb:
+            part = part * (1 << (63 * limb))
+        out = part if out is None else out + part
+        limb += 1
+    assert out is not None
+    return out
+
+
+class _SharedParty:
+    """Common machinery of both roles of the secret-shared protocol (a lockstep state machine)."""
+
+    role = ""
+    _role_code = 0
+
+    def __init__(
+        self,
+        X: Any,
+        config: TrainingConfig,
+        *,
+        key_bits: int = 2048,
+        keypair: tuple[PaillierPublicKey, PaillierPrivateKey] | None = None,
+        compute: ComputeBackend | None = None,
+    ) -> None:
+        if config.mode != "ss":
+            raise ParameterError("the secret-shared parties need a TrainingConfig with mode='ss'")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise ParameterError("a party's features must be a non-empty 2-D array")
+        if not np.all(np.isfinite(X)):
+            raise ParameterError("features must be finite numbers")
+        self.config = config
+        if compute is None:
+            from ...compute import default_compute
+
+            compute = default_compute()
+        #: where this party's encryptions and multi-exponentiations run (see :mod:`dtxfast.compute`)
+        self.compute = compute
+        self.standardizer = Standardizer.fit(X)
+        Z = self.standardizer.transform(X)
+        if self.role == "label":
+            Z = np.hstack([Z, np.ones((len(Z), 1))])
+        if Z.size and float(np.max(np.abs(Z))) >= _MAX_FEATURE:
+            raise ParameterError("a standardized feature exceeds 2^40 (a column is almost constant with outliers)")
+        self._X = np.rint(np.ldexp(Z, _FX)).astype(np.int64)
+        self.n, self._k = Z.shape
+        #: this party's own weights (standardized units); known only after training (``FINAL``)
+        self.weights = np.zeros(self._k)
+        self.public_key, self._sk = keypair if keypair is not None else generate_keypair(key_bits)
+        _shared_key(self.public_key)
+        self.peer_key: PaillierPublicKey | None = None
+        self.peer_weights = 0
+        #: epoch losses (NaN for every epoch when the loss is not asked for: ``amplitude == 0``)
+        self.history: list[float] = []
+        self.epoch = 0
+        self._bidx = 0
+        self._batches: list[np.ndarray] = []
+        self._state = "new"
+        self._own: list[int] = [0] * self._k  # this party's share of its own weights
+        self._peer: list[int] = []  # this party's share of the peer's weights
+        self._score_mask: list[int] = []
+        self._grad_mask: list[int] = []
+        self._d: list[int] = []
+        self._loss_share = 0
+        self._want_loss = config.amplitude > 0
+        self._alpha = Fraction(config.alpha)
+        self._decay = self._alpha * Fraction(config.reg_param) if config.reg_mode == "l2" else Fraction(0)
+
+    # -- public surface ---------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """Whether training has finished (both parties then hold their own weights)."""
+        return self._state == "done"
+
+    def hello(self) -> bytes:
+        """First message: public key, shape and the digest of the configuration."""
+        if self._state != "new":
+            raise StateError("hello() was already sent")
+        self._state = "hello"
+        pkb = self.public_key.to_bytes()
+        info = _HELLO_INFO.pack(self._role_code, self.n, self._k, len(pkb))
+        return pack(MsgType.HELLO, 0, 0, [info, pkb, self.config.digest()])
+
+    def receive(self, data: bytes) -> bytes | None:
+        """Process the peer's message; return the next message, or None when training is over."""
+        handler = {
+            "hello": self._on_hello,
+            "share": self._on_share,
+            "score": self._on_score,
+            "residual": self._on_residual,
+            "gradient": self._on_gradient,
+            "epoch": self._on_epoch,
+            "final": self._on_final,
+        }.get(self._state)
+        if handler is None:
+            raise StateError(f"no message expected in state {self._state!r}")
+        return handler(data)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _msg(self, data: bytes, mtype: MsgType, sections: int) -> Any:
+        msg = unpack(data, mtype)
+        if msg.epoch != self.epoch or msg.batch != self._bidx:
+            raise ProtocolError(
+                f"message for epoch {msg.epoch} batch {msg.batch}, expected epoch {self.epoch} batch {self._bidx}"
+            )
+        if len(msg.sections) != sections:
+            raise MalformedInput(f"malformed {mtype.name}: {len(msg.sections)} sections, expected {sections}")
+        return msg
+
+    def _vector(self, section: bytes, key: PaillierPublicKey, count: int, what: str) -> EncryptedVector:
+        ev = EncryptedVector.from_bytes(section, key)
+        if len(ev) != count:
+            raise ProtocolError(f"{what} has {len(ev)} values, expected {count}")
+        if ev.exponent != 0:
+            raise ProtocolError(f"{what} must carry integers (exponent 0), not exponent {ev.exponent}")
+        return ev
+
+    def _decrypt_signed(self, ev: EncryptedVector) -> list[int]:
+        return _signed_list(self._sk.raw_decrypt(ev), self.public_key.n)
+
+    def _pack(self, mtype: MsgType, sections: list[bytes]) -> bytes:
+        return pack(mtype, self.epoch, self._bidx, sections)
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _on_hello(self, data: bytes) -> bytes:
+        msg = unpack(data, MsgType.HELLO)
+        if len(msg.sections) != 3 or len(msg.sections[0]) != _HELLO_INFO.size:
+            raise MalformedInput("malformed HELLO")
+        role, rows, weights, pklen = _HELLO_INFO.unpack(msg.sections[0])
+        if role == self._role_code or role not in (_ROLE_FEATURE, _ROLE_LABEL):
+            raise ProtocolError("the peer must play the other role")
+        if rows != self.n:
+            raise ProtocolError(f"the peer has {rows} aligned rows, this party {self.n}")
+        if msg.sections[2] != self.config.digest():
+            raise ProtocolError("the peer trains with a different configuration")
+        if len(msg.sections[1]) != pklen or weights < 1:
+            raise MalformedInput("malformed HELLO")
+        self.peer_key = _shared_key(PaillierPublicKey.from_bytes(msg.sections[1]), bytes(msg.sections[1]))
+        if self.peer_key == self.public_key:
+            raise ProtocolError("the peer uses this party's own public key")
+        self.peer_weights = weights
+        self._peer = [0] * weights
+        self._start_epoch()
+        return self._share()
+
+    def _start_epoch(self) -> None:
+        self._batches = batch_schedule(self.n, self.config, self.epoch)
+        self._bidx = 0
+        self._loss_share = 0
+
+    def _share(self) -> bytes:
+        self._state = "share"
+        ev = self.compute.encrypt(self.public_key, _ints(self._peer))
+        return self._pack(MsgType.SHARE, [ev.to_bytes()])
+
+    def _on_share(self, data: bytes) -> bytes:
+        msg = self._msg(data, MsgType.SHARE, 1)
+        assert self.peer_key is not None
+        peer_share = self._vector(msg.sections[0], self.peer_key, self._k, "SHARE")
+        w_enc = peer_share + _ints(self._own)  # [[w_own]]_peer
+        idx = self._batches[self._bidx]
+        u = self.compute.matmul(self._X[idx], w_enc)  # [[X w_own]]_peer, scale 2^(FX + FW)
+        bits = SCORE_BOUND_BITS + _FX + _FW + STAT_BITS
+        self._score_mask = _mask(len(idx), bits)
+        out = (u + _ints(self._score_mask)).rerandomize(statistical=True)
+        self._state = "score"
+        return self._pack(MsgType.SCORE, [out.to_bytes()])
+
+    def _on_score(self, data: bytes) -> bytes:
+        msg = self._msg(data, MsgType.SCORE, 1)
+        idx = self._batches[self._bidx]
+        ev = self._vector(msg.sections[0], self.public_key, len(idx), "SCORE")
+        got = self._decrypt_signed(ev)  # the peer's partial scores plus its masks: my share of them
+        z = [(g - r) >> _FX for g, r in zip(got, self._score_mask)]  # my share of z, scale 2^FW
+        self._score_mask = []
+        self._d = self._residual_share(idx, z)
+        self._state = "residual"
+        return self._pack(MsgType.RESIDUAL, [self.compute.encrypt(self.public_key, _ints(self._d)).to_bytes()])
+
+    def _on_residual(self, data: bytes) -> bytes:
+        msg = self._msg(data, MsgType.RESIDUAL, 1)
+        assert self.peer_key is not None
+        idx = self._batches[self._bidx]
+        peer_d = self._vector(msg.sections[0], self.peer_key, len(idx), "RESIDUAL")
+        d_enc = peer_d + _ints(self._d)  # [[d]]_peer
+        g = self.compute.matmul(np.ascontiguousarray(self._X[idx].T), d_enc)  # [[X^T d]]_peer, scale 2^(FX + FW)
+        bits = len(idx).bit_length() + 2 * SCORE_BOUND_BITS + _FX + _FW + STAT_BITS
+        self._grad_mask = _mask(self._k, bits)
+        out = (g + _ints(self._grad_mask)).rerandomize(statistical=True)
+        sections = [out.to_bytes()]
+        if self._want_loss:
+            own_sq = sum(v * v for v in self._d)
+            if self.role == "feature":
+                lam = secrets.randbits(2 * (SCORE_BOUND_BITS + _FW) + len(idx).bit_length() + STAT_BITS)
+                cross = _dot_big([2 * v for v in self._d], peer_d) + (own_sq + lam)
+                sections.append(cross.rerandomize(statistical=True).to_bytes())
+                self._loss_share += -lam
+            else:
+                self._loss_share += own_sq
+        self._state = "gradient"
+        return self._pack(MsgType.GRADIENT, sections)
+
+    def _on_gradient(self, data: bytes) -> bytes:
+        with_loss = self._want_loss and self.role == "label"
+        msg = self._msg(data, MsgType.GRADIENT, 2 if with_loss else 1)
+        m = len(self._batches[self._bidx])
+        ev = self._vector(msg.sections[0], self.public_key, self.peer_weights, "GRADIENT")
+        peer_grad = self._decrypt_signed(ev)  # my share of the peer's gradient
+        if with_loss:
+            self._loss_share += self._decrypt_signed(self._vector(msg.sections[1], self.public_key, 1, "loss"))[0]
+        own_grad = [-r for r in self._grad_mask]  # my share of my own gradient
+        self._grad_mask = []
+        self._own = self._update(self._own, own_grad, m, self.role == "label")
+        self._peer = self._update(self._peer, peer_grad, m, self.role == "feature")
+        self._bidx += 1
+        if self._bidx < len(self._batches):
+            return self._share()
+        if self._want_loss:
+            self._state = "epoch"
+            return self._pack(MsgType.EPOCH, [pack_signed([self._loss_share])])
+        self.history.append(float("nan"))
+        return self._next_epoch()
+
+    def _update(self, shares: list[int], grad: list[int], m: int, last_is_intercept: bool) -> list[int]:
+        """``w <- w - alpha (g / m + lambda w)`` on one party's shares (exact, floor division)."""
+        step = self._alpha / (m << _FX)
+        num, den = step.numerator, step.denominator
+        dn, dd = self._decay.numerator, self._decay.denominator
+        out = []
+        last = len(shares) - 1
+        for j, (w, g) in enumerate(zip(shares, grad)):
+            w = w - (g * num) // den
+            if dn and not (last_is_intercept and j == last):
+                w = w - (shares[j] * dn) // dd
+            out.append(w)
+        return out
+
+    def _on_epoch(self, data: bytes) -> bytes:
+        msg = unpack(data, MsgType.EPOCH)
+        if msg.epoch != self.epoch or len(msg.sections) != 1:
+            raise ProtocolError("EPOCH message for another epoch, or malformed")
+        (peer,) = unpack_signed(msg.sections[0], 1)
+        total = Fraction(self._loss_share + peer, self.n << (2 * _FW))  # mean d^2
+        if self.config.model == "linear":
+            loss = float(total / 2)
+        else:
+            loss = _LN2 - 0.5 + float(2 * total)
+        self.history.append(loss)
+        return self._next_epoch()
+
+    def _next_epoch(self) -> bytes:
+        self.epoch += 1
+        h = self.history
+        stop = len(h) >= self.config.max_epochs
+        if self._want_loss:
+            stop = stop or not math.isfinite(h[-1])
+            stop = stop or (len(h) >= 2 and abs(h[-1] - h[-2]) < self.config.amplitude)
+        if stop:
+            self._state = "final"
+            self._bidx = 0
+            return self._pack(MsgType.FINAL, [pack_signed(self._peer)])
+        self._start_epoch()
+        return self._share()
+
+    def _on_final(self, data: bytes) -> None:
+        msg = unpack(data, MsgType.FINAL)
+        if msg.epoch != self.epoch or len(msg.sections) != 1:
+            raise ProtocolError("FINAL message for another epoch, or malformed")
+        peer_share = unpack_signed(msg.sections[0], self._k)
+        self.weights = np.array([float(Fraction(a + b, 1 << _FW)) for a, b in zip(self._own, peer_share)])
+        self._peer = []
+        self._state = "done"
+        return None
+
+    # -- role specifics ---------------------------------------------------------------------------
+    def _residual_share(self, idx: np.ndarray, z: list[int]) -> list[int]:
+        raise NotImplementedError
+
+
+class SharedFeatureParty(_SharedParty):
+    """The party with feature columns only, in the secret-shared protocol.
+
+    Parameters
+    ----------
+    X : array (n, d)
+        This party's aligned feature rows.
+    config : TrainingConfig
+        ``mode="ss"``; must be the same at both parties (checked through its digest).
+    key_bits : int, default 2048
+        Size of this party's fresh Paillier key (ignored when ``keypair`` is given).
+    keypair : (PaillierPublicKey, PaillierPrivateKey), optional
+    compute : ComputeBackend, optional
+        Where this party's encryptions and multi-exponentiations run (public keys only; the
+        private key never leaves the party); default :func:`dtxfast.compute.default_compute`.
+    """
+
+    role = "feature"
+    _role_code = _ROLE_FEATURE
+
+    def _residual_share(self, idx: np.ndarray, z: list[int]) -> list[int]:
+        if self.config.model == "linear":
+            return z
+        return [v >> 2 for v in z]
+
+    def model_part(self) -> ModelPart:
+        """This party's trained part (its own weights, which it learns at the end, and standardization)."""
+        if not self.done:
+            raise StateError("the weights are known only when training has finished")
+        return ModelPart("feature", self.config.model, self.weights.copy(), self.standardizer.mean.copy(),
+                         self.standardizer.scale.copy(), meta={"epochs": self.epoch, "mode": "ss"})
+
+
+class SharedLabelParty(_SharedParty):
+    """The party with feature columns and the labels, in the secret-shared protocol; owns the intercept.
+
+    Parameters
+    ----------
+    X : array (n, d)
+    y : array (n,)
+        Labels: numbers (linear) or class values (logistic).
+    config : TrainingConfig
+    positive_class : label value, optional
+        Logistic only: which label value is the positive class (default the larger of two).
+    key_bits, keypair, compute : as :class:`SharedFeatureParty`.
+    threshold : float, default 0.5
+        Logistic only: probability threshold stored in the model part.
+    """
+
+    role = "label"
+    _role_code = _ROLE_LABEL
+
+    def __init__(self, X: Any, y: Any, config: TrainingConfig, *, positive_class: Any = None,
+                 threshold: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(X, config, **kwargs)
+        self.labels: LabelEncoding = encode_labels(y, config.model, positive_class)
+        if len(self.labels.target) != self.n:
+            raise ParameterError("labels and features have different numbers of rows")
+        if not 0.0 < threshold < 1.0:
+            raise ParameterError("threshold must lie in (0, 1)")
+        self.threshold = float(threshold)
+        t = self.labels.target
+        if config.model == "linear":
+            self._offset = [-int(v) for v in np.rint(np.ldexp(t, _FW)).astype(np.int64)]
+        else:
+            self._offset = [int(v) for v in np.rint(np.ldexp(0.5 - t, _FW)).astype(np.int64)]
+
+    def _residual_share(self, idx: np.ndarray, z: list[int]) -> list[int]:
+        off = self._offset
+        if self.config.model == "linear":
+            return [v + off[i] for v, i in zip(z, idx.tolist())]
+        return [(v >> 2) + off[i] for v, i in zip(z, idx.tolist())]
+
+    def model_part(self) -> ModelPart:
+        """This party's trained part: weights with intercept, standardizations, label encoding."""
+        if not self.done:
+            raise StateError("the weights are known only when training has finished")
+        lab = self.labels
+        return ModelPart("label", self.config.model, self.weights.copy(), self.standardizer.mean.copy(),
+                         self.standardizer.scale.copy(), y_mean=lab.y_mean, y_scale=lab.y_scale,
+                         positive_class=lab.positive_class, negative_class=lab.negative_class,
+                         threshold=self.threshold, meta={"epochs": self.epoch, "mode": "ss"})
