@@ -91,7 +91,7 @@ def test_federated_kfold_equals_plaintext_kfold():
     ref = ev.evaluate(VerticalLinearRegression(secure=False, **kw), parts, y, method="kfold", k=5, task_id="t")
     assert len(fed.folds) == 5
     for a, b in zip(fed.folds, ref.folds):
-        assert a["rmse"] == pytest.approx(b["rmse"], rel=1e-6)
+        assert a["rmse"] == pytest.approx(b["rmse"], rel=1e-5)  # secret-shared mode: 24-bit fixed point
     assert fed.mean["r2"] > 0.9
 
 
@@ -111,8 +111,8 @@ def test_loo_and_split_jobs_logistic():
 def test_validation_history_and_plot(tmp_path):
     parts, y = _reg_data(80, 1)
     tr, va = np.arange(60), np.arange(60, 80)
-    est = VerticalLinearRegression(alpha=0.2, max_epochs=6, batch_size=32, amplitude=0, key_bits=1024,
-                                   eval_every=2)
+    est = VerticalLinearRegression(mode="fast", alpha=0.2, max_epochs=6, batch_size=32, amplitude=1e-12,
+                                   key_bits=1024, eval_every=2)
     est.fit([p[tr] for p in parts], y[tr], validation=([p[va] for p in parts], y[va]), keypairs=keypairs())
     hist = est.history_
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5, 6]

@@ -1,4 +1,7 @@
-"""VFL model quality against centralized scikit-learn, on sklearn's datasets and PaddleDTX's samples."""
+"""VFL model quality against centralized scikit-learn, on sklearn's datasets and PaddleDTX's samples.
+
+The estimators run their default mode: secret-shared (``mode="ss"``).
+"""
 
 from __future__ import annotations
 

@@ -149,6 +149,9 @@ class _VerticalModel:
         self.history_: list[dict[str, Any]] = []
         val = None
         if validation is not None and self.eval_every:
+            if cfg.mode == "ss" and self.secure:
+                raise ParameterError("eval_every needs mode='fast': in secret-shared mode no party knows "
+                                     "the weights before training ends")
             vA, vB = self._blocks(validation[0])
             val = (vA, vB, np.asarray(validation[1]))
         every = int(self.eval_every)
@@ -160,7 +163,7 @@ class _VerticalModel:
 
             def on_epoch(epoch: int, loss: float, f: Any, b: Any) -> None:
                 rec: dict[str, Any] = {"epoch": epoch + 1, "loss": loss}
-                if val is not None and (epoch + 1) % every == 0 and cfg.mode == "fast":
+                if val is not None and (epoch + 1) % every == 0:
                     rec.update(self._val_metrics(f.model_part(), b.model_part(), val))
                 self.history_.append(rec)
 
