@@ -21,7 +21,7 @@ from dtxfast.protocols.vfl import (
     SharedLabelParty,
     TrainingConfig,
     feature_party,
-    plain_train,
+    plain_train_glm,
 )
 from dtxfast.protocols.vfl._messages import pack, unpack
 from dtxfast.vfl import VerticalLinearRegression, VerticalLogisticRegression
@@ -50,7 +50,7 @@ def test_shared_training_equals_the_central_algorithm(cfg):
     XA, XB = X[:, :4], X[:, 4:]
     fa, lb = _parties(XA, XB, y, cfg)
     run = train_in_process(fa, lb)
-    wa, wb, hist = plain_train(XA, XB, y, cfg)
+    wa, wb, hist = plain_train_glm(XA, XB, y, cfg)
     assert fa.done and lb.done and run.epochs == len(hist) == cfg.max_epochs
     # 24 fractional bits, one unit of error per truncation and update: ~1e-6 after a few epochs
     np.testing.assert_allclose(fa.weights, wa, atol=2e-5)
@@ -65,7 +65,7 @@ def test_loss_is_revealed_per_epoch_only_when_asked_and_stops_the_training():
     cfg = TrainingConfig(model="logistic", alpha=0.3, max_epochs=40, batch_size=128, amplitude=2e-3, seed=3)
     fa, lb = _parties(X[:, :12], X[:, 12:], y, cfg)
     run = train_in_process(fa, lb, record=True)
-    _, _, hist = plain_train(X[:, :12], X[:, 12:], y, cfg)
+    _, _, hist = plain_train_glm(X[:, :12], X[:, 12:], y, cfg)
     assert 2 <= run.epochs == len(hist) < cfg.max_epochs
     np.testing.assert_allclose(run.history, hist, atol=1e-5)
     assert fa.history == lb.history

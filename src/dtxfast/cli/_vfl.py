@@ -101,17 +101,20 @@ def train(
     label: str = typer.Option(..., "--label", help="Name of B's label column."),
     model: str = typer.Option("linear", "--model", help="linear or logistic."),
     positive_class: str | None = typer.Option(None, "--positive-class", help="Logistic: the positive label."),
+    mode: str = typer.Option("ss", "--mode", help="ss (secret-shared model, default) or fast (see the README)."),
     alpha: float = typer.Option(0.1, "--alpha", help="Learning rate."),
     epochs: int = typer.Option(100, "--epochs", help="Maximum number of epochs."),
     batch_size: int = typer.Option(1024, "--batch-size", help="Rows per mini-batch (0 = full batch)."),
     reg_mode: str = typer.Option("none", "--reg-mode", help="none, l1 or l2."),
     reg_param: float = typer.Option(0.0, "--reg-param", help="Regularization strength lambda."),
-    amplitude: float = typer.Option(1e-6, "--amplitude", help="Stop when the loss changes by less than this."),
+    amplitude: float = typer.Option(0.0, "--amplitude",
+                                    help="Stop when the loss changes by less than this (0: the loss is never revealed)."),
     accuracy: int = typer.Option(8, "--accuracy", help="Decimal digits of the encrypted gradient operands."),
     bits: int = typer.Option(2048, "--bits", help="Paillier key size of each party."),
     psi_bits: int = typer.Option(2048, "--psi-bits", help="RSA key size of the PSI alignment."),
     val_fraction: float = typer.Option(0.0, "--val-fraction", help="Hold out this fraction for validation."),
-    eval_every: int = typer.Option(1, "--eval-every", help="Evaluate on the validation rows every N epochs."),
+    eval_every: int = typer.Option(1, "--eval-every",
+                                   help="Evaluate on the validation rows every N epochs (--mode fast only)."),
     predict_a: Path | None = typer.Option(None, "--predict-a", help="A's rows to predict (CSV)."),
     predict_b: Path | None = typer.Option(None, "--predict-b", help="B's rows to predict (CSV)."),
     target: Path | None = typer.Option(None, "--target", help="True values of the predicted rows (CSV: ..., id, value)."),
@@ -139,13 +142,14 @@ def train(
     XA, XB, y = _psi_aligned(data_a, data_b, label, model, psi_bits, console, backend)
     est = _estimator(model, positive_class, y, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
                      reg_mode=reg_mode, reg_param=reg_param, amplitude=amplitude, accuracy=accuracy,
-                     key_bits=bits, progress=console, compute=backend)
+                     key_bits=bits, progress=console, compute=backend, mode=mode)
     validation = None
     if val_fraction > 0:
         tr, va = random_split(len(y), val_fraction, seed=seed_from_task(str(data_b), "validation"))
         validation = ([XA[va], XB[va]], y[va])
         XA, XB, y = XA[tr], XB[tr], y[tr]
-        est.set_params(eval_every=eval_every)
+        if mode == "fast":  # secret-shared weights are known only at the end
+            est.set_params(eval_every=eval_every)
     est.fit([XA, XB], y, validation=validation)
     console.print(f"trained {est.n_epochs_} epochs, final loss {est.history_[-1]['loss']:.6g}, "
                   f"{est.bytes_per_epoch_ / len(y):.0f} bytes per sample per epoch")
@@ -201,6 +205,7 @@ def evaluate_cmd(
     label: str = typer.Option(..., "--label", help="Name of B's label column."),
     model: str = typer.Option("linear", "--model", help="linear or logistic."),
     positive_class: str | None = typer.Option(None, "--positive-class", help="Logistic: the positive label."),
+    mode: str = typer.Option("ss", "--mode", help="ss (secret-shared model, default) or fast."),
     method: str = typer.Option("split", "--method", help="split, kfold or loo."),
     test_size: float = typer.Option(0.3, "--test-size", help="Held-out fraction (split)."),
     k: int = typer.Option(5, "--k", help="Number of folds (kfold)."),
@@ -223,7 +228,7 @@ def evaluate_cmd(
     backend = _backend(ctx, compute, private_keys)
     XA, XB, y = _psi_aligned(data_a, data_b, label, model, psi_bits, None, backend)
     est = _estimator(model, positive_class, y, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
-                     reg_mode=reg_mode, reg_param=reg_param, key_bits=bits, compute=backend)
+                     reg_mode=reg_mode, reg_param=reg_param, key_bits=bits, compute=backend, mode=mode)
     keys = (generate_keypair(bits), generate_keypair(bits))
     report = evaluate(est, [XA, XB], y, method=method, test_size=test_size, k=k, shuffle=shuffle,
                       task_id=task_id, keypairs=keys)

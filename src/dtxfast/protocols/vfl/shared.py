@@ -68,7 +68,7 @@ Examples
 --------
 >>> import numpy as np
 >>> from dtxfast.crypto.paillier import generate_keypair
->>> from dtxfast.protocols.vfl import SharedFeatureParty, SharedLabelParty, TrainingConfig
+>>> from dtxfast.protocols.vfl import SharedFeatureParty, SharedLabelParty, TrainingConfig, plain_train_glm
 >>> from dtxfast.vfl.runner import train_in_process
 >>> rng = np.random.default_rng(0)
 >>> XA, XB = rng.normal(size=(40, 2)), rng.normal(size=(40, 2))
@@ -76,7 +76,8 @@ Examples
 >>> cfg = TrainingConfig(alpha=0.3, max_epochs=20, batch_size=0)
 >>> a = SharedFeatureParty(XA, cfg, key_bits=1024); b = SharedLabelParty(XB, y, cfg, key_bits=1024)
 >>> run = train_in_process(a, b)
->>> bool(np.allclose(a.weights, [1.0, -1.0], atol=0.1))
+>>> wa, wb, _ = plain_train_glm(XA, XB, y, cfg)  # the same algorithm, centrally, in floats
+>>> bool(np.allclose(a.weights, wa, atol=1e-5) and np.allclose(b.weights, wb, atol=1e-5))
 True
 """
 
