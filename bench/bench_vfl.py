@@ -2,8 +2,11 @@
 
 * ``vfl.epoch`` (us/elem = microseconds per sample per epoch, both parties on this machine, 2048-bit
   keys, 20 + 20 features, mini-batches of 1024 rows):
-  ``dtxfast`` the protocol of :mod:`dtxfast.protocols.vfl` (batch encryption, Pippenger
-  ``X.T @ [[d]]``, masked decryption, messages serialized and counted);
+  ``dtxfast`` fast mode (``mode="fast"``) of :mod:`dtxfast.protocols.vfl` (batch encryption,
+  Pippenger ``X.T @ [[d]]``, masked decryption, messages serialized and counted);
+  ``dtxfast-ss`` the secret-shared-model mode (``mode="ss"``, the default;
+  :mod:`dtxfast.protocols.vfl.shared`): the same epoch with weights, residuals and gradients kept
+  as additive shares (ref: ``dtxfast``, so its ratio is the price of the secret-shared model);
   ``phe`` the same protocol written with python-paillier objects the way FATE-era code does it
   (one ``EncryptedNumber`` per value, gradients as sums of scalar products), one thread, on a
   sample of the rows (``sample`` in the row: its per-sample cost is compared with dtxfast's on the
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,6 +31,8 @@ from dtxfast.crypto.paillier import generate_keypair
 from dtxfast.protocols.vfl import (
     FeatureParty,
     LabelParty,
+    SharedFeatureParty,
+    SharedLabelParty,
     TrainingConfig,
     batch_schedule,
     plain_train_glm,
@@ -40,7 +46,8 @@ D_A = D_B = 20
 BATCH = 1024
 ROWS = sizes([100_000], [2048])
 PHE_SAMPLE = 20 if QUICK else 200  # rows the python-paillier baseline runs
-CFG = TrainingConfig(model="linear", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
+CFG = TrainingConfig(model="linear", mode="fast", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
+CFG_SS = TrainingConfig(model="linear", mode="ss", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
 
 
 @functools.cache
@@ -56,18 +63,22 @@ def _keys() -> tuple:
     ka, kb = generate_keypair(BITS), generate_keypair(BITS)
     for pk, _ in (ka, kb):
         pk.obfuscators(1)  # build the fixed-base tables outside the timed part
+        pk.statistical_obfuscators(1)
     return ka, kb
 
 
-def _ready_parties(n: int) -> tuple[FeatureParty, LabelParty, InMemoryNetwork, bytes, bytes]:
+def _ready_parties(n: int, ss: bool = False) -> tuple[Any, Any, InMemoryNetwork, bytes, bytes]:
     XA, XB, y = _data(n)
     ka, kb = _keys()
-    fa, lb = FeatureParty(XA, CFG, keypair=ka), LabelParty(XB, y, CFG, keypair=kb)
+    if ss:
+        fa, lb = SharedFeatureParty(XA, CFG_SS, keypair=ka), SharedLabelParty(XB, y, CFG_SS, keypair=kb)
+    else:
+        fa, lb = FeatureParty(XA, CFG, keypair=ka), LabelParty(XB, y, CFG, keypair=kb)
     net = InMemoryNetwork(["A", "B"])
     return fa, lb, net, fa.hello(), lb.hello()  # the hello messages are made outside the timed epoch
 
 
-def _epoch(fa: FeatureParty, lb: LabelParty, net: InMemoryNetwork, ha: bytes, hb: bytes) -> None:
+def _epoch(fa: Any, lb: Any, net: InMemoryNetwork, ha: bytes, hb: bytes) -> None:
     ca, cb = net.channel("A"), net.channel("B")
     ca.send("B", ha)
     cb.send("A", hb)
@@ -87,6 +98,14 @@ def _epoch(fa: FeatureParty, lb: LabelParty, net: InMemoryNetwork, ha: bytes, hb
 def test_epoch_dtxfast(benchmark, n, threads):
     measure(benchmark, _epoch, impl="dtxfast", size=n, per=n, rounds=1 if not QUICK else 2, bits=BITS,
             threads=threads, setup=lambda: (_ready_parties(n), {}))
+
+
+@pytest.mark.benchmark(group="vfl.epoch")
+@pytest.mark.parametrize("threads", thread_variants())
+@pytest.mark.parametrize("n", ROWS)
+def test_epoch_dtxfast_ss(benchmark, n, threads):
+    measure(benchmark, _epoch, impl="dtxfast-ss", size=n, per=n, rounds=1 if not QUICK else 2, bits=BITS,
+            threads=threads, setup=lambda: (_ready_parties(n, ss=True), {}))
 
 
 @pytest.mark.benchmark(group="vfl.epoch")
@@ -171,6 +190,15 @@ def test_bytes_dtxfast(benchmark):
     _epoch(fa, lb, net, ha, hb)
     value = (net.bytes_sent("A") + net.bytes_sent("B")) / n  # includes the two hello messages
     measure(benchmark, lambda: None, impl="dtxfast", size=n, unit="bytes/sample", value=value, bits=BITS)
+
+
+@pytest.mark.benchmark(group="vfl.epoch.bytes")
+def test_bytes_dtxfast_ss(benchmark):
+    n = 2 * BATCH
+    fa, lb, net, ha, hb = _ready_parties(n, ss=True)
+    _epoch(fa, lb, net, ha, hb)
+    value = (net.bytes_sent("A") + net.bytes_sent("B")) / n
+    measure(benchmark, lambda: None, impl="dtxfast-ss", size=n, unit="bytes/sample", value=value, bits=BITS)
 
 
 @pytest.mark.benchmark(group="vfl.epoch.bytes")

@@ -337,7 +337,8 @@ def test_vfl_training_on_ray_equals_local(ray_send, paillier_keys):
     keys = (paillier_keys, generate_keypair(1024))
     fits = []
     for cb in (LOCAL, ray_send):
-        est = VerticalLinearRegression(max_epochs=3, alpha=0.3, batch_size=0, key_bits=1024, compute=cb)
+        est = VerticalLinearRegression(mode="fast", max_epochs=3, alpha=0.3, batch_size=0, amplitude=1e-12,
+                                       key_bits=1024, compute=cb)
         fits.append(est.fit([X[:, :1], X[:, 1:]], y, keypairs=keys))
     assert fits[1].get_params()["compute"] is ray_send
     np.testing.assert_array_equal(fits[0].feature_part_.weights, fits[1].feature_part_.weights)
