@@ -321,3 +321,15 @@ def test_node_drops_deleted_expired_and_orphaned_replicas(tmp_path):
         _os.utime(p, (p.stat().st_mtime - 7200, p.stat().st_mtime - 7200))
     assert node.housekeeping() == 2
     assert node.store.list() == [ReplicaId(live, 0, 0)]
+
+
+def test_a_digest_computed_elsewhere_signs_the_same():
+    a, signer, v, _ = _pair()
+    body = b"replica bytes" * 1000
+    h = signer.headers("PUT", "/r", body, to="node-b", body_digest=hashlib.sha256(body).digest())
+    assert v.verify("PUT", "/r", h, body) == a.node_id
+    h = signer.headers("PUT", "/r", body, to="node-b", body_digest=hashlib.sha256(b"other").digest())
+    assert _refusal(v, "PUT", "/r", h, body) == (401, "bad signature")
+    h = signer.headers("PUT", "/r", body, to="node-b")  # the verifier's own digest must match a given one
+    with pytest.raises(AuthError, match="bad signature"):
+        v.verify("PUT", "/r", h, body, body_digest=hashlib.sha256(b"lie").digest())

@@ -299,7 +299,8 @@ class StorageMonitor:
         cipher = FileCipher(net.file_key(f), f.content_id)
         plain, _ = await net.fetch_slice(http, f, cipher, s, nodes, pool, skip=bad_nodes | ({old} if old else set()))
         index = max(r.index for r in s.replicas) + 1
-        data, root = await loop.run_in_executor(pool, net._encrypt, cipher, int(sid), index, plain, f.chunk_size)
+        data, root, digest = await loop.run_in_executor(pool, net._encrypt, cipher, int(sid), index, plain,
+                                                        f.chunk_size)
         tried: set[str] = set()
         while True:
             async with lock:  # pick the target and count it before the next repair picks
@@ -310,7 +311,7 @@ class StorageMonitor:
                 target = min(choices, key=lambda n: load.get(n.node_id, 0))
                 load[target.node_id] = load.get(target.node_id, 0) + 1
             try:
-                await http.put(target, f.content_id, int(sid), index, data)
+                await http.put(target, f.content_id, int(sid), index, data, digest)
                 break
             except ProtocolError as exc:
                 tried.add(target.node_id)

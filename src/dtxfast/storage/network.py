@@ -182,11 +182,12 @@ class _Http:
     async def close(self) -> None:
         await self.session.close()
 
-    async def request(self, node: NodeStatus, method: str, path: str, body: bytes | bytearray = b"") -> bytes:
+    async def request(self, node: NodeStatus, method: str, path: str, body: bytes | bytearray = b"",
+                      body_digest: bytes | None = None) -> bytes:
         """Send a signed request; the response body, or raise (ProtocolError / Unauthorized / NotFound)."""
         import aiohttp
 
-        headers = self.signer.headers(method, path, body, to=node.node_id)
+        headers = self.signer.headers(method, path, body, to=node.node_id, body_digest=body_digest)
         try:
             async with self.session.request(method, node.address + path, data=body or None, headers=headers) as resp:
                 data = await resp.read()
@@ -210,8 +211,9 @@ class _Http:
     def replica_path(self, content_id: bytes, slice_index: int, index: int) -> str:
         return f"/v1/replicas/{content_id.hex()}/{slice_index}/{index}"
 
-    async def put(self, node: NodeStatus, content_id: bytes, s: int, r: int, data: bytes | bytearray) -> None:
-        await self.request(node, "PUT", self.replica_path(content_id, s, r), data)
+    async def put(self, node: NodeStatus, content_id: bytes, s: int, r: int, data: bytes | bytearray,
+                  body_digest: bytes | None = None) -> None:
+        await self.request(node, "PUT", self.replica_path(content_id, s, r), data, body_digest)
 
     async def delete(self, node: NodeStatus, content_id: bytes, s: int, r: int) -> None:
         await self.request(node, "DELETE", self.replica_path(content_id, s, r))
@@ -366,9 +368,11 @@ class StorageNetwork:
             slice_size=slice_size, chunk_size=chunk_size, progress=progress))
 
     @staticmethod
-    def _encrypt(cipher: FileCipher, s: int, r: int, plain: bytes | bytearray, chunk_size: int) -> tuple[bytearray, bytes]:
+    def _encrypt(cipher: FileCipher, s: int, r: int, plain: bytes | bytearray, chunk_size: int
+                 ) -> tuple[bytearray, bytes, bytes]:
+        """(replica, Merkle root, SHA-256 for the request signature), in a worker thread (GIL released)."""
         data = cipher.encrypt(s, r, plain)
-        return data, MerkleTree.from_bytes(data, chunk_size, threads=1).root
+        return data, MerkleTree.from_bytes(data, chunk_size, threads=1).root, hashlib.sha256(data).digest()
 
     async def _upload(self, path: str, size: int, placement: list[list[str]], nodes: dict[str, NodeStatus], *,
                       name: str, namespace: str, expires_ms: int, description: str, slice_size: int,
@@ -402,13 +406,13 @@ class StorageNetwork:
                 encs = await asyncio.gather(*(loop.run_in_executor(pool, self._encrypt, cipher, s, r, plain, chunk_size)
                                               for r in range(len(placement[s]))))
                 del plain
-                roots[s] = [root for _, root in encs]
+                roots[s] = [root for _, root, _ in encs]
                 sizes[s] = len(encs[0][0])
 
                 async def put(r: int) -> None:
                     node = nodes[placement[s][r]]
                     stored.append((node.node_id, s, r))  # attempted: may be stored even if it fails here
-                    await http.put(node, cid, s, r, encs[r][0])
+                    await http.put(node, cid, s, r, encs[r][0], encs[r][2])
 
                 results = await asyncio.gather(*(put(r) for r in range(len(encs))), return_exceptions=True)
                 errors = [e for e in results if isinstance(e, BaseException)]

@@ -43,6 +43,7 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -82,6 +83,10 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
 def signing_message(method: str, path: str, body_digest: bytes, sender: str, to: str, ts_ms: int,
                     nonce: bytes) -> bytes:
     """The bytes a request's signature covers (domain tag, then the fields, newline-separated)."""
@@ -119,11 +124,15 @@ class RequestSigner:
         self.node_id: str = identity.node_id
 
     def headers(self, method: str, path: str, body: bytes | bytearray | memoryview = b"", *,
-                to: str) -> dict[str, str]:
-        """The headers that sign one request (``path`` with its query string)."""
+                to: str, body_digest: bytes | None = None) -> dict[str, str]:
+        """The headers that sign one request (``path`` with its query string).
+
+        ``body_digest`` is ``SHA-256(body)`` if the caller computed it already (e.g. in a worker
+        thread, off an event loop); otherwise it is computed here.
+        """
         ts = int(self._clock())
         nonce = bytes(self._rng(_NONCE_SIZE))
-        digest = hashlib.sha256(body).digest()
+        digest = hashlib.sha256(body).digest() if body_digest is None else bytes(body_digest)
         sig = self._identity.sign(signing_message(method, path, digest, self.node_id, to, ts, nonce))
         return {H_NODE: self.node_id, H_TO: to, H_TIME: str(ts), H_NONCE: nonce.hex(), H_SIG: sig.hex()}
 
@@ -190,8 +199,11 @@ class RequestVerifier:
         self.replay = replay if replay is not None else ReplayCache()
 
     def verify(self, method: str, path: str, headers: Mapping[str, str],
-               body: bytes | bytearray | memoryview) -> str:
-        """Return the sender's node id, or raise :class:`AuthError` with the status and reason."""
+               body: bytes | bytearray | memoryview, *, body_digest: bytes | None = None) -> str:
+        """Return the sender's node id, or raise :class:`AuthError` with the status and reason.
+
+        ``body_digest`` is ``SHA-256(body)`` when the caller computed it already.
+        """
         missing = [h for h in HEADERS if not headers.get(h)]
         if missing:
             raise AuthError(401, "unsigned request (missing " + ", ".join(missing) + ")")
@@ -217,7 +229,8 @@ class RequestVerifier:
             raise AuthError(401, f"unknown sender {sender} (not registered on the ledger)")
         try:
             Ed25519PublicKey(bytes(raw_key)).verify(
-                sig, signing_message(method, path, hashlib.sha256(body).digest(), sender, to, ts, nonce))
+                sig, signing_message(method, path, hashlib.sha256(body).digest() if body_digest is None
+                                     else bytes(body_digest), sender, to, ts, nonce))
         except (InvalidSignature, MalformedInput):
             raise AuthError(401, "bad signature") from None
         if not self.replay.check_and_add(sender, nonce, ts + self.skew_ms, now):
@@ -266,8 +279,11 @@ def auth_middleware(verifier: RequestVerifier, *, max_body: int = DEFAULT_MAX_BO
             return refuse(request, 400, f"could not read the body ({type(exc).__name__})")
         if len(body) > max_body:
             return refuse(request, 413, f"body exceeds the limit of {max_body} bytes")
+        digest = None
+        if len(body) >= 1 << 16:  # hash large bodies in a worker thread, not on the event loop
+            digest = await asyncio.get_running_loop().run_in_executor(None, _sha256, body)
         try:
-            sender = verifier.verify(request.method, request.path_qs, request.headers, body)
+            sender = verifier.verify(request.method, request.path_qs, request.headers, body, body_digest=digest)
         except AuthError as exc:
             return refuse(request, exc.status, exc.reason)
         request["dtx_sender"] = sender
