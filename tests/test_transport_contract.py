@@ -1,7 +1,8 @@
 """The Channel contract, one suite run against the in-memory network and the mutual-TLS channel.
 
 For ``tls`` the other party is a real second process on loopback (``PeerProcess``) that echoes
-every message back; for ``memory`` it is a thread doing the same over an ``InMemoryNetwork``.
+every message back; for ``memory`` it is a thread doing the same over an ``InMemoryNetwork``, for
+``stream`` a thread at the other end of a plain TCP connection (``StreamChannel``).
 Each backend's processes and threads are stopped by the fixture's finalizer.
 """
 
@@ -22,6 +23,7 @@ from dtxfast.errors import ParameterError, ProtocolError
 from dtxfast.transport._peer import PeerProcess
 from dtxfast.protocols.channel import Channel
 from dtxfast.transport.channel import InMemoryNetwork
+from dtxfast.transport.stream import StreamChannel, connect, listen_once
 from dtxfast.transport.tls import Peer, StaticDirectory, TlsNode
 
 _sessions = itertools.count()
@@ -48,14 +50,45 @@ def _memory_echo() -> tuple[Channel, Callable[[], None]]:
     return net.channel("A"), stop
 
 
-@pytest.fixture(scope="module", params=["memory", "tls"])
+def _stream_echo() -> tuple[Channel, Callable[[], None]]:
+    """The echo party on a thread of this process, over one plain TCP connection."""
+    box: dict = {}
+    ready = threading.Event()
+
+    def loop() -> None:
+        sock = listen_once("127.0.0.1:0", on_listening=lambda a: (box.update(address=a), ready.set()))
+        with StreamChannel(sock, "B", "A") as b:
+            while True:
+                try:
+                    msg = b.recv("A")
+                except ProtocolError:
+                    return
+                if msg == b"!stop":
+                    return
+                b.send("A", msg)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    assert ready.wait(30)
+    a = StreamChannel(connect(box["address"]), "A", "B")
+
+    def stop() -> None:
+        if not a.closed:
+            a.send("B", b"!stop")
+        a.close()
+        t.join(10)
+
+    return a, stop
+
+
+@pytest.fixture(scope="module", params=["memory", "stream", "tls"])
 def open_echo(request) -> Iterator[Callable[[], tuple[Channel, Callable[[], None]]]]:
     """A factory of fresh channels whose one peer, "B", echoes every message back."""
-    if request.param == "memory":
+    if request.param in ("memory", "stream"):
         stops: list[Callable[[], None]] = []
 
         def make() -> tuple[Channel, Callable[[], None]]:
-            ch, stop = _memory_echo()
+            ch, stop = (_memory_echo if request.param == "memory" else _stream_echo)()
             stops.append(stop)
             return ch, stop
 

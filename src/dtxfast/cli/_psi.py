@@ -9,14 +9,14 @@ Three ways to run it:
   and ``dtx psi --role requester --ids a.csv --connect 127.0.0.1:7000``.
 
 The requester writes the aligned ids (the intersection, in its own order) as a one-column CSV.
-The wire framing (a 4-byte length before each PSI message) is local to this module.
+The two-process roles run :mod:`dtxfast.protocols.psi_runner` over a
+:class:`~dtxfast.transport.stream.StreamChannel` (one TCP connection, 4-byte length framing).
 """
 
 from __future__ import annotations
 
 import csv
 import socket
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +26,9 @@ import typer
 
 from .._fs import atomic_output
 from ..errors import MalformedInput, ParameterError, ProtocolError
+from ..protocols.psi_runner import run_requester, run_signer
+from ..transport.stream import StreamChannel, listen_once
+from ..transport.stream import connect as connect_stream
 from . import app
 
 if TYPE_CHECKING:
@@ -33,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["psi", "read_id_column"]
 
-_FRAME = struct.Struct(">I")
 _MAX_FRAME = 28 + (1 << 16) * 1024
 _WINDOW = 2
 
@@ -61,37 +63,11 @@ def _load(path: Path, column: str):  # type: ignore[no-untyped-def]
     return IdBatch.from_strings(read_id_column(path, column))
 
 
-def _send(sock: socket.socket, data: bytes) -> None:
-    sock.sendall(_FRAME.pack(len(data)) + data)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(min(n - len(buf), 1 << 20))
-        if not chunk:
-            raise ProtocolError("peer closed the connection")
-        buf += chunk
-    return bytes(buf)
-
-
-def _recv(sock: socket.socket) -> bytes | None:
-    head = sock.recv(_FRAME.size, socket.MSG_WAITALL)
-    if not head:
-        return None
-    if len(head) < _FRAME.size:
-        head += _recv_exact(sock, _FRAME.size - len(head))
-    (size,) = _FRAME.unpack(head)
-    if size > _MAX_FRAME:
-        raise MalformedInput(f"frame of {size} bytes is larger than any PSI message")
-    return _recv_exact(sock, size)
-
-
-def _addr(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ParameterError(f"address must be HOST:PORT, not {text!r}")
-    return host, int(port)
+def _request(sock: socket.socket, requester, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    with StreamChannel(sock, "requester", "signer", max_message=_MAX_FRAME) as ch, _progress(quiet) as bar:
+        task = bar.add_task("psi", total=None)
+        run_requester(requester, ch, "signer", window=_WINDOW,
+                      on_progress=lambda d, t: bar.update(task, completed=d, total=t))
 
 
 def _signer_key(key: Optional[Path], bits: int, mode: str):  # type: ignore[no-untyped-def]
@@ -125,52 +101,6 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
 
     return Progress(TextColumn("psi"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=Console(stderr=True), transient=True, disable=quiet)
-
-
-def _serve(sock: socket.socket, signer) -> None:  # type: ignore[no-untyped-def]
-    _send(sock, signer.hello())
-    for msg in signer.signer_messages():
-        _send(sock, msg)
-    while True:
-        frame = _recv(sock)
-        if frame is None:
-            return
-        reply = signer.receive(frame)
-        if reply is not None:
-            _send(sock, reply)
-
-
-def _request(sock: socket.socket, requester, quiet: bool) -> None:  # type: ignore[no-untyped-def]
-    hello = _recv(sock)
-    if hello is None:
-        raise ProtocolError("signer closed the connection before HELLO")
-    requester.receive(hello)
-    while not requester.signer_values_complete:  # the signer sends its tags right after HELLO
-        frame = _recv(sock)
-        if frame is None:
-            raise ProtocolError("signer closed the connection early")
-        requester.receive(frame)
-    with _progress(quiet) as bar:
-        task = bar.add_task("psi", total=requester.progress[1])
-        it = requester.requests()
-        open_ = 0
-        more = True
-        while more or open_:
-            while more and open_ < _WINDOW:
-                try:
-                    _send(sock, next(it))
-                    open_ += 1
-                except StopIteration:
-                    more = False
-            if open_:
-                frame = _recv(sock)
-                if frame is None:
-                    raise ProtocolError("signer closed the connection early")
-                requester.receive(frame)
-                open_ -= 1
-                bar.advance(task)
-    if not requester.done:
-        raise ProtocolError("the run ended before the intersection was known")
 
 
 @app.command()
@@ -221,14 +151,11 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: Optional[s
     err = sys.stderr
 
     if role == "signer":
-        host, port = _addr(listen or "127.0.0.1:0")
         signer = PsiSigner(_load(ids, column), _signer_key(key, bits, mode), chunk_size=chunk, cache=cache,
                            compute=backend)
-        with socket.create_server((host, port)) as srv:
-            print(f"listening {srv.getsockname()[0]}:{srv.getsockname()[1]}", flush=True)
-            conn, _ = srv.accept()
-            with conn:
-                _serve(conn, signer)
+        sock = listen_once(listen or "127.0.0.1:0", on_listening=lambda a: print(f"listening {a}", flush=True))
+        with StreamChannel(sock, "signer", "requester", max_message=_MAX_FRAME) as ch:
+            run_signer(signer, ch, "requester")
         if not quiet:
             print(f"dtx psi: signed {signer.requests_served} blinded ids for the requester", file=err)
         return
@@ -237,8 +164,7 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: Optional[s
         if connect is None:
             raise ParameterError("--role requester needs --connect HOST:PORT")
         requester = PsiRequester(_load(ids, column), chunk_size=chunk, compute=backend)
-        with socket.create_connection(_addr(connect)) as sock:
-            _request(sock, requester, quiet)
+        _request(connect_stream(connect), requester, quiet)
         result = requester.intersection().to_list()
         _write(out, column, result)
         if not quiet:
@@ -278,8 +204,7 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: Optional[s
                 proc.wait(timeout=10)
                 msg = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
                 raise ProtocolError(f"the signer process did not start: {msg[-1] if msg else line}")
-            with socket.create_connection(_addr(line.split()[1]), timeout=600) as sock:
-                _request(sock, requester, quiet)
+            _request(connect_stream(line.split()[1]), requester, quiet)
             proc.wait(timeout=60)
         finally:
             if proc.poll() is None:

@@ -1,0 +1,98 @@
+"""Run one side of two-party PSI over any :class:`~dtxfast.protocols.channel.Channel`.
+
+:func:`run_signer` and :func:`run_requester` are the two halves of
+:func:`~dtxfast.protocols.psi.run_two_party` for parties in different processes: the signer sends
+its HELLO and its own tags, then answers each blinded chunk; the requester keeps ``window``
+requests in flight (so the signer's CPU never waits for a round trip), and when it knows the
+intersection it sends one empty message, which ends the signer's run. Every message is a PSI
+message of :mod:`dtxfast.protocols.psi` except that final empty one.
+
+Examples
+--------
+>>> import threading
+>>> from dtxfast.crypto.ecdh import ECDHMaskKey
+>>> from dtxfast.protocols.psi import PsiRequester, PsiSigner
+>>> from dtxfast.transport.channel import InMemoryNetwork
+>>> net = InMemoryNetwork(["r", "s"])
+>>> signer = PsiSigner(["u1", "u2", "u3"], ECDHMaskKey.generate())
+>>> t = threading.Thread(target=run_signer, args=(signer, net.channel("s"), "r"))
+>>> t.start()
+>>> requester = PsiRequester(["u3", "u9", "u1"])
+>>> run_requester(requester, net.channel("r"), "s")
+[b'u3', b'u1']
+>>> t.join()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import ParameterError, ProtocolError
+from .channel import Channel
+from .psi import PsiRequester, PsiSigner
+
+__all__ = ["run_requester", "run_signer"]
+
+_DONE = b""  # the requester's last message: it knows the intersection
+
+
+def run_signer(signer: PsiSigner, channel: Channel, peer: str, *, timeout: float | None = None) -> int:
+    """Serve one requester until it says it is done; returns the number of blinded ids signed.
+
+    Raises
+    ------
+    ProtocolError
+        The requester went away (or sent nothing for ``timeout`` seconds) before it was done, or
+        sent a malformed message.
+    """
+    channel.send(peer, signer.hello())
+    for msg in signer.signer_messages():
+        channel.send(peer, msg)
+    while True:
+        frame = channel.recv(peer, timeout=timeout)
+        if frame == _DONE:
+            return int(signer.requests_served)
+        reply = signer.receive(frame)
+        if reply is not None:
+            channel.send(peer, reply)
+
+
+def run_requester(requester: PsiRequester, channel: Channel, peer: str, *, window: int = 2,
+                  timeout: float | None = None,
+                  on_progress: Callable[[int, int], None] | None = None) -> list[bytes]:
+    """Run the requester against a signer on ``peer``; returns the intersection (requester's order).
+
+    Parameters
+    ----------
+    window : int, default 2
+        Blinded chunks in flight at once.
+    timeout : float, optional
+        Seconds to wait for any one message of the signer.
+    on_progress : callable, optional
+        ``on_progress(chunks_done, chunks_total)`` after each answered chunk.
+    """
+    if window < 1:
+        raise ParameterError("window must be at least 1")
+    requester.receive(channel.recv(peer, timeout=timeout))  # HELLO
+    while not requester.signer_values_complete:  # the signer's own tags follow its HELLO
+        requester.receive(channel.recv(peer, timeout=timeout))
+    total = requester.progress[1]
+    it = requester.requests()
+    open_, done, more = 0, 0, True
+    while more or open_:
+        while more and open_ < window:
+            try:
+                channel.send(peer, next(it))
+                open_ += 1
+            except StopIteration:
+                more = False
+        if open_:
+            requester.receive(channel.recv(peer, timeout=timeout))
+            open_ -= 1
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total)
+    if not requester.done:
+        raise ProtocolError("the run ended before the intersection was known")
+    channel.send(peer, _DONE)
+    return requester.intersection().to_list()
