@@ -258,3 +258,25 @@ def test_bad_arguments():
             n.open_channel("", "A", {"B": Peer(B.node_id, "127.0.0.1:1")})
     with pytest.raises(ParameterError):
         TlsNode(A, StaticDirectory(keys(A)), max_message=0)
+
+
+def _leave_an_openssl_error() -> int:
+    """Make libcrypto fail in this thread and leave its error queued (as a failed kernel call would)."""
+    import ctypes
+
+    with open("/proc/self/maps") as fh:
+        path = sorted({line.split()[-1] for line in fh if "libcrypto" in line and "/" in line})[0]
+    lib = ctypes.CDLL(path)
+    lib.EVP_PKEY_new_raw_public_key.restype = ctypes.c_void_p
+    assert lib.EVP_PKEY_new_raw_public_key(1034, None, b"\0" * 5, ctypes.c_size_t(5)) is None  # X25519, bad length
+    return int(lib.ERR_peek_error())
+
+
+def test_a_stale_openssl_error_in_the_dialling_thread_does_not_break_the_handshake(peer, node_a):
+    assert _leave_an_openssl_error() != 0
+    session, peers = _echo_session(peer)
+    ch = node_a.open_channel(session, "A", peers)
+    ch.send("B", b"still fine")
+    assert ch.recv("B", timeout=30) == b"still fine"
+    ch.send("B", b"!stop")
+    ch.close()
