@@ -344,3 +344,20 @@ def test_vfl_training_on_ray_equals_local(ray_send, paillier_keys):
     np.testing.assert_array_equal(fits[0].feature_part_.weights, fits[1].feature_part_.weights)
     np.testing.assert_array_equal(fits[0].label_part_.weights, fits[1].label_part_.weights)
     assert [h["loss"] for h in fits[0].history_] == [h["loss"] for h in fits[1].history_]
+
+
+def test_cli_psi_in_another_process_joins_the_cluster_by_address(cluster, tmp_path):
+    """A second driver process reaches the running cluster by its GCS address (``ray:HOST:PORT``)."""
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:")
+    a, b, out = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "out.csv"
+    a.write_text("id\n" + "".join(f"q{i}\n" for i in range(0, 200, 3)))
+    b.write_text("id\n" + "".join(f"q{i}\n" for i in range(0, 200, 4)))
+    proc = subprocess.run([sys.executable, "-m", "dtxfast", "psi", "--ids", str(a), "--other", str(b),
+                           "--bits", "1024", "-q", "-o", str(out), "--compute", f"ray:{address}",
+                           "--private-keys", "send"],
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.read_text().split() == ["id"] + [f"q{i}" for i in range(0, 200, 12)]

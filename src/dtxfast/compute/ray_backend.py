@@ -333,8 +333,9 @@ class RayCompute(ComputeBackend):
 
     # -- inspection -----------------------------------------------------------------------------
     def worker_reports(self, count: int | None = None) -> list[dict[str, Any]]:
-        """Ask up to ``count`` (default: the cluster's CPUs) workers for their pid and the kinds
-        of keys they hold (a test of the private-key policy; Ray picks which workers answer)."""
+        """Ask ``count`` tasks (default: one per CPU of the cluster) for their worker's pid and the
+        keys it holds, as ``(class name, fingerprint hex)``: an audit of the private-key policy
+        (Ray picks which workers answer)."""
         fn = _remote(self._ray, "worker_report", 0)
         refs = [fn.remote() for _ in range(count or self.cpus)]
         return list(self._ray.get(refs))
