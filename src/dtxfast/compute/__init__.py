@@ -57,9 +57,9 @@ stays here; the public-key operations still run on the cluster), or ``send`` (th
 cluster's object store and to each worker that runs a chunk; the worker keeps it in memory for the
 next chunks). Public keys always travel. Every key sent is listed in ``RayCompute.shipped``.
 
-Ray itself: Ray 2.60 authenticates the connections of a cluster with a token (``~/.ray``), but the
-object store and the task payloads are not encrypted on the wire: run a party's cluster inside
-that party's own network. Workers must have the same dtxfast installed (``pip install
+Ray itself: Ray 2.60 authenticates the connections of a cluster with a token (``~/.ray``), but
+without its TLS (``RAY_USE_TLS``) the object store and the task payloads cross the network in the
+clear: run a party's cluster inside that party's own network. Workers must have the same dtxfast installed (``pip install
 'dtxfast[ray]'`` on every node).
 
 Layering: a backend executes L1 operations and nothing else; the L2 protocol objects (PSI
