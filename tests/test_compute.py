@@ -40,9 +40,11 @@ LOCAL = LocalCompute()
 @pytest.fixture(scope="session")
 def cluster():
     """A real single-machine Ray cluster for the session (this process is its driver)."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # bind and advertise 127.0.0.1 only
+    import ray  # imported before the backend starts the cluster, as a user's program may
+
     rc = RayCompute("local", num_cpus=2, object_store_memory=256 * 2**20, private_keys="send")
     try:
+        assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]  # loopback only
         yield rc
     finally:
         rc.close()
@@ -220,18 +222,25 @@ def test_private_keys_stay_home_unless_sent(cluster):
 
 
 def _busy_worker_pids() -> list[int]:
-    """Ray workers of this machine that are running a chunk right now (their process title)."""
-    pids = []
+    """Workers of *this session's* cluster (descendants of this process: the raylet that
+    ``ray.init`` started, and its workers) that are running a chunk right now (their process
+    title). Other Ray clusters on the machine are never touched."""
+    parent: dict[int, int] = {}
+    title: dict[int, bytes] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmd = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_text()
+            title[int(entry.name)] = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if cmd.startswith(b"ray::run_chunk"):
-            pids.append(int(entry.name))
-    return pids
+        parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    mine, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, pp in parent.items() if pp in frontier and pid not in mine}
+        mine |= frontier
+    return [pid for pid in sorted(mine) if title.get(pid, b"").startswith(b"ray::run_chunk")]
 
 
 def test_worker_killed_mid_run_gives_the_right_result(cluster, rsa_signer):

@@ -140,10 +140,15 @@ class RayCompute(ComputeBackend):
             raise ParameterError("max_retries must be a non-negative int")
         self.chunk_size = chunk_size
         self.max_retries = max_retries
-        if address == "local":
-            # a cluster started here binds and advertises the loopback address only
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray = _import_ray()
+        if address == "local" and not ray.is_initialized():
+            # a cluster started here binds and advertises the loopback address only: Ray's
+            # single-machine mode (its processes read the variable; this process reads the
+            # constant, fixed when Ray was imported)
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+            from ray._private import ray_constants
+
+            ray_constants.ENABLE_RAY_CLUSTER = False
         self._ray = ray
         self._owns = False
         if not ray.is_initialized():
