@@ -126,17 +126,3 @@ def test_psi_sign(benchmark, backends, signer, impl):
     _record(benchmark, "scale.psi_sign", impl)
     assert np.array_equal(out[:16], signer.sign_blinded(blinded[:16]))
 
-
-@pytest.mark.benchmark(group="scale.task")
-def test_ray_task_overhead(benchmark, backends):
-    """Ray's own cost per task (submit, schedule, run an empty function, fetch its result): the floor
-    under every chunk, against which chunk sizes are chosen."""
-    n = 200 if QUICK else 2000
-    noop = ray.remote(num_cpus=1)(_noop)
-    ray.get([noop.remote(0) for _ in range(4 * CORES)])  # workers up
-    measure(benchmark, lambda: ray.get([noop.remote(i) for i in range(n)]), impl="floor-ray", size=n,
-            unit="us/elem", rounds=3, threads=CORES, note="per empty task, 2 workers")
-
-
-def _noop(x: int) -> int:
-    return x
