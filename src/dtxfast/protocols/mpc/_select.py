@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -37,13 +38,27 @@ def kernels() -> ModuleType:
     return module
 
 
+_DEFAULT: dict[str | None, int] = {}
+
+
+def _threads() -> int:
+    """:func:`dtxfast.num_threads`, with the default (CPU affinity) looked up once per setting of
+    ``OMP_NUM_THREADS`` rather than on every operation."""
+    if _backend._num_threads is not None:
+        return _backend._num_threads
+    env = os.environ.get("OMP_NUM_THREADS")
+    if env not in _DEFAULT:
+        _DEFAULT[env] = _backend.num_threads()
+    return _DEFAULT[env]
+
+
 def set_numba_threads() -> None:
     """Apply :func:`dtxfast.num_threads` to Numba's pool (no-op without Numba)."""
     try:
         import numba
     except ImportError:  # pragma: no cover
         return
-    want = max(1, min(_backend.num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    want = max(1, min(_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     if numba.get_num_threads() != want:
         numba.set_num_threads(want)
 
@@ -70,7 +85,7 @@ def blas_threads(n: int | None = None) -> Iterator[None]:
     Small products run on one thread: a BLAS thread team costs more than it saves there, and
     much more when the cores are shared with other work.
     """
-    want = max(1, _backend.num_threads() if n is None else n)
+    want = max(1, _threads() if n is None else n)
     ctls = _blas_controllers()
     before = [c.get_num_threads() for c in ctls]
     for c, b in zip(ctls, before):

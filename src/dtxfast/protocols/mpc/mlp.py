@@ -220,17 +220,24 @@ def train_program(
                 out = yield from p.sigmoid(out)
             delta = out - Ys[idx]
             step = lr / len(idx)
+            updates = []
             for i in range(L - 1, -1, -1):
                 gw = yield from p.matmul(acts[i].T, delta)
                 gb = delta.sum(axis=0)
                 if i > 0:
                     back = yield from p.matmul(delta, W[i].T)
                     delta = yield from p.mul(back, masks[i - 1], fixed=False)
-                new_w = W[i] - (yield from p.mul_public(gw, step))
+                updates.append((i, gw, gb))
+            # every layer's step (and weight decay) in one truncation round: W[i] changes only
+            # here, after the backward pass has used the old weights, as before
+            terms = [t for i, gw, gb in updates for t in ((gw, step), (gb, step))
+                     + (((W[i], lr * sched.alpha),) if sched.alpha else ())]
+            scaled = iter((yield from p.mul_public_many(terms)))
+            for i, _, _ in updates:
+                W[i] = W[i] - next(scaled)
+                Bs[i] = Bs[i] - next(scaled)
                 if sched.alpha:
-                    new_w = new_w - (yield from p.mul_public(W[i], lr * sched.alpha))
-                W[i] = new_w
-                Bs[i] = Bs[i] - (yield from p.mul_public(gb, step))
+                    W[i] = W[i] - next(scaled)
     return W, Bs
 
 

@@ -416,6 +416,32 @@ class MPCParty:
             return scaled
         return (yield from self.trunc(scaled, e))
 
+    def mul_public_many(self, terms: Sequence[tuple[ArithShare, float]]) -> Proto:
+        """``[x * c for x, c in terms]`` for public reals ``c``, with one truncation (one round) for all.
+
+        The factors share one fixed-point scale, the one :meth:`mul_public` would choose for the
+        largest ``|c|`` (~15 significant bits for it; a much smaller factor keeps fewer).
+        """
+        if any(not math.isfinite(c) for _, c in terms):
+            raise ParameterError("public factors must be finite")
+        big = max((abs(c) for _, c in terms), default=0.0)
+        if big == 0:
+            return [ArithShare(np.zeros_like(x.a), np.zeros_like(x.b)) for x, _ in terms]
+        e = int(min(40, max(0, 15 - math.floor(math.log2(big)))))
+        scaled = []
+        for x, c in terms:
+            ci = np.array(round(c * (1 << e)), dtype=np.int64).view(np.uint64)
+            scaled.append(ArithShare(_flat(x.a) * ci, _flat(x.b) * ci))
+        a, b = _cat(scaled)
+        both = ArithShare(a, b)
+        if e:
+            both = yield from self.trunc(both, e)
+        out, at = [], 0
+        for x, _ in terms:
+            out.append(both[at:at + x.size].reshape(x.shape))
+            at += x.size
+        return out
+
     # -- boolean circuits -----------------------------------------------------------------------
     def and_(self, x: BoolShare, y: BoolShare) -> Proto:
         """Bitwise AND of two boolean sharings (one round)."""
