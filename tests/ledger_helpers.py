@@ -87,13 +87,16 @@ def _etcd_get(led: Any, key: bytes) -> bytes:
 
 
 def force_block(led: Ledger, stxs: list) -> None:
-    """Append a well-formed, signed block without running the contract (a dishonest writer)."""
+    """Append a well-formed, signed block without running the contract (a dishonest writer; its
+    header commits to the state as it is, which the block leaves unchanged)."""
     from dtxfast.ledger.block import Block, BlockHeader, Entry, tx_root
+    from dtxfast.ledger.statehash import STATE_KEY, STATE_KIND, StateHash
 
     with led._write() as w:
         h, prev = w.tip()
         raws = [s.encode() for s in stxs]
-        header = BlockHeader(h + 1, prev, led.now_ms(), tx_root(raws), len(raws))
+        root = StateHash.from_bytes(w.get(STATE_KIND, STATE_KEY)).root()
+        header = BlockHeader(h + 1, prev, led.now_ms(), tx_root(raws), len(raws), state_root=root)
         entries = [Entry(h + 1, i, s.tx_id, s.unsigned()) for i, s in enumerate(stxs)]
         w.add_block(Block(header, header.hash(), raws), entries)
 

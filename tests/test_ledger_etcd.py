@@ -276,3 +276,22 @@ def test_paused_member_does_not_stop_the_majority(cluster):
     assert back.verify_chain(replay=True).entries == 11
     back.close()
     led.close()
+
+
+def test_state_changed_in_etcd_is_caught_at_every_member(etcd_cluster):
+    chain = _chain("tamper")
+    led = EtcdLedger(etcd_cluster.url(chain), create=True)
+    node = ident("tamper-node")
+    led.submit(node, RegisterNode(role="storage", address="127.0.0.1:9"))
+    from ledger_helpers import tamper_record
+
+    from dtxfast.ledger.records import encode_record
+
+    rec = led.get_node(node.node_id)
+    rec.address = "10.6.6.6:1"  # written into etcd directly, not through the ledger
+    tamper_record(led, "node", node.node_id, encode_record(rec))
+    led.close()
+    for i in range(3):  # each member serves its own copy of the records; each is checked
+        r = dtx("ledger", "verify", "-L", etcd_cluster.member_url(i, chain))
+        assert r.returncode != 0 and "state root" in r.stderr, r.stdout + r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

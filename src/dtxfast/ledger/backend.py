@@ -6,8 +6,8 @@ replicated one) subclasses :class:`~dtxfast.ledger.Ledger` and provides
 * ``_write()``: a context manager opening one atomic write transaction, yielding a
   :class:`WriteTxn` (state reads and writes for the contract, the chain tip, replay lookup,
   adding a block); leaving it with an exception rolls everything back;
-* the read hooks of :class:`LedgerReader`: ``_r_get``, ``_r_keys``, ``_r_all`` (records and
-  index lookups), ``_r_height``, ``_r_blocks`` (the chain) and optionally ``_wait(height,
+* the read hooks of :class:`LedgerReader`: ``_r_get``, ``_r_keys``, ``_r_all``, ``_r_records``
+  (records and index lookups), ``_r_height``, ``_r_blocks`` (the chain) and optionally ``_wait(height,
   timeout)`` (block until the chain is taller than ``height``; polling by default).
 
 :class:`MemoryState` and :class:`MemoryTxn` keep a ledger's state in dictionaries: the in-memory
@@ -79,6 +79,10 @@ class LedgerReader(abc.ABC):
     @abc.abstractmethod
     def _r_height(self) -> int:
         """Height of the last block (-1 if there is no genesis yet)."""
+
+    @abc.abstractmethod
+    def _r_records(self) -> Iterator[tuple[str, str, bytes]]:
+        """Every stored record as ``(kind, key, value)``, any order (for the state hash)."""
 
     @abc.abstractmethod
     def _r_blocks(self, start: int, stop: int) -> Iterator[Block]:

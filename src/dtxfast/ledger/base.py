@@ -64,6 +64,7 @@ from .block import (
 from .health import LedgerHealth
 from .records import RECORD_TYPES
 from .sigcheck import SignatureChecker
+from .statehash import EMPTY_ROOT, STATE_KEY, STATE_KIND, StateHash, StateTracker
 from .subscription import LedgerSubscriptions, Subscription
 from .tx import SignedTx, TxBody, UnsignedTx, sign_tx, signing_message
 
@@ -118,7 +119,7 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
     # --- chain --------------------------------------------------------------------------
 
     def _make_genesis(self, w: WriteTxn) -> None:
-        w.add_block(make_genesis(self._clock()), [])
+        w.add_block(make_genesis(self._clock(), EMPTY_ROOT), [])
 
     @property
     def chain_id(self) -> bytes:
@@ -216,14 +217,19 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
         seen: set[bytes] = set()
         with self._write() as w:
             height, prev = w.tip()
+            acc = StateHash.from_bytes(w.get(STATE_KIND, STATE_KEY))
+            tracked = StateTracker(w, acc)
             for a in admitted:
                 if a.tx_id in seen or w.has_tx(a.tx_id):
                     raise DuplicateTransaction(
                         f"transaction {a.tx_id.hex()[:16]}… is already on the ledger")
                 seen.add(a.tx_id)
-                contract.apply(w, a.tx, a.tx_id)
+                contract.apply(tracked, a.tx, a.tx_id)
+            tracked.apply()  # the state hash follows the records this block changed
+            w.put(STATE_KIND, STATE_KEY, acc.to_bytes(), ())
             raws = [a.raw for a in admitted]
-            header = BlockHeader(height + 1, prev, self._clock(), tx_root(raws), len(raws))
+            header = BlockHeader(height + 1, prev, self._clock(), tx_root(raws), len(raws),
+                                 state_root=acc.root())
             bhash = header.hash()
             entries = [Entry(height + 1, i, a.tx_id, a.tx) for i, a in enumerate(admitted)]
             w.add_block(Block(header, bhash, raws), entries)
@@ -234,7 +240,9 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
 
     def verify_chain(self, *, start: int = 0, batch: int = 1024, replay: bool = False,
                      workers: int = 1) -> ChainReport:
-        """Re-check every block hash, link and signature from genesis.
+        """Re-check every block hash, link and signature from genesis, and the records served
+        against the tip's state root (so a record changed behind the ledger's back is caught
+        without a replay, in the time of one pass over the records).
 
         Parameters
         ----------
@@ -243,9 +251,10 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
         batch : int
             Signatures checked per call of the batch verifier.
         replay : bool
-            Also re-run the contract over every entry from genesis (each must be accepted again)
-            and compare the resulting state with the backend's records, so a record changed
-            behind the ledger's back is found too. Needs ``start=0``.
+            Also re-run the contract over every entry from genesis (each must be accepted again),
+            check each block's state root against the replayed state, and compare that state
+            with the backend's records record by record (naming the one that differs). Needs
+            ``start=0``.
         workers : int
             Processes that check signatures in parallel (1: all in this process). Worth it from
             some ten thousand entries on; the result, and the first bad height, are the same.
@@ -275,21 +284,32 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
             raise ChainCorrupted(0, "no genesis block")
         sigs = SignatureChecker(workers)
         try:
-            blocks, entries, last, store = self._verify_blocks(start, tip, batch, replay, sigs)
+            blocks, entries, last, store, root = self._verify_blocks(start, tip, batch, replay, sigs)
             sigs.drain()
         finally:
             sigs.close()
         if store is not None:
             self._compare_state(store, tip)
+        if root and not hmac.compare_digest(self.state_hash().root(), root):
+            raise ChainCorrupted(tip, "the records served do not match the tip's state root "
+                                      "(state changed behind the ledger's back)")
         return ChainReport(blocks, entries, last.hex(), time.perf_counter() - t0)
 
+    def state_hash(self) -> StateHash:
+        """The hash of the records this backend serves, recomputed from all of them (what the
+        tip's ``state_root`` must match; see :mod:`~dtxfast.ledger.statehash`)."""
+        return StateHash.from_records(r for r in self._r_records() if r[0] != STATE_KIND)
+
     def _verify_blocks(self, start: int, tip: int, batch: int, replay: bool,
-                       sigs: SignatureChecker) -> tuple[int, int, bytes, MemoryState | None]:
+                       sigs: SignatureChecker
+                       ) -> tuple[int, int, bytes, MemoryState | None, bytes]:
         def bad(height: int, reason: str) -> ChainCorrupted:
             sigs.drain()  # a bad signature at a lower height is reported first
             return ChainCorrupted(height, reason)
 
         store = MemoryState() if replay else None
+        acc = StateHash()
+        root = b""  # the state root of the last block that has one
         replay_ids: set[bytes] = set()
         chain = None if start == 0 else self.chain_id
         expect_prev = None
@@ -323,14 +343,22 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
                 if store is not None:
                     tid = stx.tx_id
                     txn = MemoryTxn(store)
+                    tracked = StateTracker(txn, acc)
                     try:
                         if tid in replay_ids:
                             raise DuplicateTransaction("the same transaction appears twice")
-                        contract.apply(txn, t, tid)
+                        contract.apply(tracked, t, tid)
                     except DtxError as exc:
                         raise bad(h, f"the contract refuses an entry ({exc})") from None
+                    tracked.apply()
                     txn.commit()
                     replay_ids.add(tid)
+            if b.header.state_root:
+                root = b.header.state_root
+                if store is not None and not hmac.compare_digest(acc.root(), root):
+                    raise bad(h, "the state root does not match the replayed state")
+            elif root:
+                raise bad(h, "the block has no state root (earlier blocks have one)")
             n_entries += len(b.txs)
             if sigs.pending_count() >= batch:
                 sigs.submit()
@@ -338,7 +366,7 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
             last = b.hash
         if expected_height != tip + 1:
             raise bad(expected_height, f"block {expected_height} is missing")
-        return expected_height - start, n_entries, last, store
+        return expected_height - start, n_entries, last, store, root
 
     def _compare_state(self, store: MemoryState, tip: int) -> None:
         for kind in RECORD_TYPES:

@@ -65,7 +65,9 @@ class DuplicateTransaction(StateError):
 
 
 class BlockHeader(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    """What a block's hash covers: height, previous hash, time, the hash of its entries."""
+    """What a block's hash covers: height, previous hash, time, the hash of its entries, and
+    ``state_root``, the hash of the whole contract state after the block
+    (:mod:`~dtxfast.ledger.statehash`; empty in blocks written before headers carried it)."""
 
     height: int
     prev_hash: bytes
@@ -73,9 +75,14 @@ class BlockHeader(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_f
     tx_root: bytes
     n: int
     extra: bytes = b""
+    state_root: bytes = b""
 
     def encode(self) -> bytes:
-        """Canonical bytes."""
+        """Canonical bytes (a header without a state root encodes as it did before the field
+        existed, so older chains keep their hashes)."""
+        if not self.state_root:
+            return _hdr_encoder.encode((self.height, self.prev_hash, self.time_ms, self.tx_root,
+                                        self.n, self.extra))
         return _hdr_encoder.encode(self)
 
     @classmethod
@@ -121,9 +128,11 @@ class Block(msgspec.Struct, frozen=True):
         return out
 
 
-def make_genesis(time_ms: int) -> Block:
-    """A fresh genesis block stamped ``time_ms`` (its random tag makes the chain id unique)."""
-    header = BlockHeader(0, GENESIS_PREV, time_ms, tx_root([]), 0, GENESIS_TAG + os.urandom(16))
+def make_genesis(time_ms: int, state_root: bytes = b"") -> Block:
+    """A fresh genesis block stamped ``time_ms`` (its random tag makes the chain id unique),
+    committing to ``state_root`` (that of the empty state)."""
+    header = BlockHeader(0, GENESIS_PREV, time_ms, tx_root([]), 0, GENESIS_TAG + os.urandom(16),
+                         state_root)
     return Block(header, header.hash(), [])
 
 

@@ -527,6 +527,13 @@ class EtcdLedger(Ledger):
         kvs = self._c.range(p, _prefix_end(p), keys_only=True).get("kvs") or []
         return sorted(_unb64(kv["key"])[len(p):].decode() for kv in kvs)
 
+    def _r_records(self) -> Iterator[tuple[str, str, bytes]]:
+        p = self._po
+        kvs = self._c.range(p, _prefix_end(p)).get("kvs") or []
+        for kv in kvs:
+            kind, _, key = _unb64(kv["key"])[len(p):].decode().partition("\x00")
+            yield kind, key, _obj_dec.decode(_unb64(kv.get("value")))[0]
+
     def _r_height(self) -> int:
         kvs = self._c.range(self._pb, _prefix_end(self._pb), limit=1, sort_order="DESCEND",
                             sort_target="KEY", keys_only=True).get("kvs") or []

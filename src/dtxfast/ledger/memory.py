@@ -61,6 +61,11 @@ class MemoryLedger(Ledger):
         with self._lock:
             return sorted(self._s.terms.get((kind, attr, value), ()))
 
+    def _r_records(self) -> Iterator[tuple[str, str, bytes]]:
+        with self._lock:
+            items = [(k, key, v) for (k, key), v in self._s.objects.items()]
+        return iter(items)
+
     def _r_all(self, kind: str) -> list[str]:
         with self._lock:
             return sorted(self._s.by_kind.get(kind, ()))

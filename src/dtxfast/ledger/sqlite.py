@@ -297,6 +297,11 @@ class SQLiteLedger(Ledger):
         with _db_errors(self.path):
             return _SqlTxn(self._conn()).keys(kind, attr, value)
 
+    def _r_records(self) -> Iterator[tuple[str, str, bytes]]:
+        with _db_errors(self.path):
+            rows = self._conn().execute("SELECT kind, key, value FROM objects").fetchall()
+        return iter(rows)
+
     def _r_all(self, kind: str) -> list[str]:
         with _db_errors(self.path):
             rows = self._conn().execute("SELECT key FROM objects WHERE kind=? ORDER BY key",
