@@ -7,8 +7,14 @@
   INSERT of the signed bytes in its own transaction, same file settings (WAL,
   synchronous=NORMAL); ``floor-sqlite-sign-verify`` adds the signature check a ledger cannot skip.
   Appending is sequential (one SQLite writer): every row runs on one thread.
+  ``dtxfast-etcd`` / ``dtxfast-etcd-block100``: the same appends on :class:`EtcdLedger` over a
+  3-member etcd cluster on loopback; floor ``floor-etcd``: the etcd transaction one append sends
+  (same key shapes, value bytes and create-if-absent guards) sent raw through the same HTTP client,
+  no signing, no contract. The etcd members run on the same cores as the client.
+* ``ledger.failover``: a 3-member cluster's leader is SIGKILLed; seconds until the next append is
+  acknowledged (election plus the client moving to a live member).
 * ``ledger.verify``: :meth:`Ledger.verify_chain` from genesis (every block hash, link and
-  signature), in this process (1 thread) and with one worker process per core (``threads``
+  signature, and the records against the tip's state root), in this process (1 thread) and with one worker process per core (``threads``
   column, spawn included). Floors: ``floor-verify`` is raw Ed25519 verification of the same
   signatures in one process; on more than one core, ``floor-verify`` on all cores splits them over
   as many threads (OpenSSL's verify releases the GIL), the same-thread floor of the parallel row.
@@ -16,6 +22,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import tempfile
@@ -196,3 +203,146 @@ def test_verify_floor(benchmark, n, threads):
     finally:
         if pool is not None:
             pool.shutdown()
+
+
+# --- the replicated ledger: a 3-member etcd cluster on loopback ----------------------------------
+
+ETCD_SIZES = sizes([500], [50])
+ETCD_BATCH_SIZES = sizes([3000], [300])
+
+
+@pytest.fixture(scope="module")
+def etcd3():
+    """A 3-member etcd cluster on loopback for this module's etcd rows (stopped at the end)."""
+    from dtxfast.ledger.etcd_local import LocalEtcdCluster, etcd_binary
+
+    if etcd_binary() is None:
+        pytest.skip("etcd is not installed (apt-get install etcd-server)")
+    cluster = LocalEtcdCluster(3)
+    yield cluster
+    cluster.stop()
+
+
+def _new_etcd(cluster):
+    from dtxfast.ledger.etcd import EtcdLedger
+
+    _counter[0] += 1
+    led = EtcdLedger(cluster.url(f"bench{os.getpid()}x{_counter[0]}"), create=True, max_skew_ms=None)
+    led.submit(NODE, RegisterNode(role="storage", address="127.0.0.1:1"))
+    return led
+
+
+@pytest.mark.benchmark(group="ledger.append")
+@pytest.mark.parametrize("n", ETCD_SIZES)
+def test_append_etcd(benchmark, etcd3, n):
+    measure(benchmark, _append_loop, impl="dtxfast-etcd", size=n, unit="entries/s", per=n,
+            threads=1, setup=lambda: ((_new_etcd(etcd3), n), {}),
+            note="3 etcd members on loopback, one append per block, one client thread")
+
+
+@pytest.mark.benchmark(group="ledger.append")
+@pytest.mark.parametrize("n", ETCD_BATCH_SIZES)
+def test_append_etcd_batched(benchmark, etcd3, n):
+    def run(led):
+        for i in range(0, n, 100):
+            led.append_many([led.sign(NODE, Heartbeat()) for _ in range(min(100, n - i))])
+        led.close()
+
+    measure(benchmark, run, impl="dtxfast-etcd-block100", size=n, unit="entries/s", per=n,
+            threads=1, setup=lambda: ((_new_etcd(etcd3),), {}),
+            note="append_many, 100 entries per block, 3 etcd members")
+
+
+@pytest.mark.benchmark(group="ledger.append")
+@pytest.mark.parametrize("n", ETCD_SIZES)
+def test_append_etcd_floor(benchmark, etcd3, n):
+    """The etcd transaction one append sends (same keys' shapes, same value bytes, the same
+    create-if-absent guards), sent raw through the same HTTP client: no signing, no contract."""
+    from dtxfast.ledger import etcd as etcd_mod
+
+    led = _new_etcd(etcd3)
+    sent: list[dict] = []
+    orig = etcd_mod._Client.call
+
+    def spy(self, path, body, **kw):
+        if path == "/v3/kv/txn":
+            sent.append(body)
+        return orig(self, path, body, **kw)
+
+    etcd_mod._Client.call = spy
+    try:
+        led.submit(NODE, Heartbeat())
+    finally:
+        etcd_mod._Client.call = orig
+    template = sent[-1]
+    client = led._c
+
+    def fresh(key: str, i: int) -> str:
+        return etcd_mod._b64(etcd_mod._unb64(key) + f"/floor{i}".encode())
+
+    bodies = []
+    for i in range(n):
+        bodies.append({
+            "compare": [{**c, "key": fresh(c["key"], i)} for c in template["compare"]],
+            "success": [{k: {**op, "key": fresh(op["key"], i)} for k, op in o.items()}
+                        for o in template["success"]],
+        })
+
+    def run():
+        for body in bodies:
+            if not client.call("/v3/kv/txn", body).get("succeeded"):
+                raise AssertionError("floor transaction refused")
+
+    counter = [0]
+
+    def setup():  # fresh keys each round, so every guard passes as in the real appends
+        counter[0] += 1
+        for b in bodies:
+            for c in b["compare"]:
+                c["key"] = etcd_mod._b64(etcd_mod._unb64(c["key"]) + b"r")
+            for o in b["success"]:
+                for op in o.values():
+                    op["key"] = etcd_mod._b64(etcd_mod._unb64(op["key"]) + b"r")
+        return (), {}
+
+    size = len(json.dumps(template))
+    measure(benchmark, run, impl="floor-etcd", size=n, unit="entries/s", per=n, threads=1,
+            ref="dtxfast-etcd",
+            setup=setup, note=f"raw etcd txns of one append's shape ({size} B as JSON), same client")
+
+
+@pytest.mark.benchmark(group="ledger.failover")
+def test_etcd_failover(benchmark):
+    """SIGKILL the leader of a 3-member cluster, then time until the next append is acknowledged
+    (election, the client moving to a live member, the append); the member is restarted between
+    rounds."""
+    from dtxfast.ledger.etcd import EtcdLedger
+    from dtxfast.ledger.etcd_local import LocalEtcdCluster, etcd_binary
+
+    if etcd_binary() is None:
+        pytest.skip("etcd is not installed (apt-get install etcd-server)")
+    cluster = LocalEtcdCluster(3)
+    try:
+        led = EtcdLedger(cluster.url("failover"), create=True, max_skew_ms=None)
+        led.submit(NODE, RegisterNode(role="storage"))
+        dead: list[int] = []
+
+        def setup():
+            for i in dead:
+                cluster.restart(i)
+            dead.clear()
+            for _ in range(20):
+                led.submit(NODE, Heartbeat())
+            return (cluster.leader(),), {}
+
+        def run(leader):
+            cluster.kill(leader)
+            dead.append(leader)
+            led.submit(NODE, Heartbeat())
+
+        measure(benchmark, run, impl="dtxfast-etcd", size=1, unit="s", rounds=5, threads=1,
+                setup=setup, note="leader SIGKILL -> next acknowledged append (3 members, "
+                                  "election timeout 500 ms, request timeout 1 s)")
+        led.close()
+    finally:
+        cluster.stop()

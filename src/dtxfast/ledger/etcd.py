@@ -271,7 +271,7 @@ class _EtcdTxn(WriteTxn):
         self.objects[(kind, key)] = (bytes(value), sorted(set(terms)))
 
     def keys(self, kind: str, attr: str, value: str) -> list[str]:
-        found = set(self.led._r_keys(kind, attr, value))
+        found = set(self.led._r_keys(kind, attr, value, linear=True))
         for (k, key), (_, terms) in self.objects.items():
             if k == kind:
                 if (attr, value) in terms:
@@ -517,9 +517,9 @@ class EtcdLedger(Ledger):
         kvs = self._c.range(self._okey(kind, key)).get("kvs") or []
         return _obj_dec.decode(_unb64(kvs[0].get("value")))[0] if kvs else None
 
-    def _r_keys(self, kind: str, attr: str, value: str) -> list[str]:
+    def _r_keys(self, kind: str, attr: str, value: str, linear: bool = False) -> list[str]:
         p = self._tkey(kind, attr, value)
-        kvs = self._c.range(p, _prefix_end(p), keys_only=True).get("kvs") or []
+        kvs = self._c.range(p, _prefix_end(p), keys_only=True, linear=linear).get("kvs") or []
         return sorted(_unb64(kv["key"])[len(p):].decode() for kv in kvs)
 
     def _r_all(self, kind: str) -> list[str]:
