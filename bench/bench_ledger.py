@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from dtxfast._backend import num_threads
-from dtxfast.crypto.signatures import verify_batch
+from dtxfast.crypto.signatures import check_signatures
 from dtxfast.ledger import Heartbeat, MemoryLedger, NodeIdentity, RegisterNode, SQLiteLedger
 from dtxfast.ledger.tx import SignedTx, sign_tx, signing_message
 
@@ -115,7 +115,7 @@ def test_append_floor(benchmark, n, with_verify):
         for p in payloads:
             msg = signing_message(p)
             sig = NODE.sign(msg)
-            if with_verify and not verify_batch(pk, [sig], [msg])[0]:
+            if with_verify and not check_signatures(pk, [sig], [msg])[0]:
                 raise AssertionError("signature does not verify")
             raw = SignedTx(p, sig).encode()
             conn.execute("BEGIN IMMEDIATE")
@@ -193,9 +193,9 @@ def test_verify_floor(benchmark, n, threads):
 
     def run():
         if pool is None:
-            assert all(verify_batch(keys, sigs, msgs))
+            assert all(check_signatures(keys, sigs, msgs))
         else:
-            assert all(all(ok) for ok in pool.map(lambda s: verify_batch(keys[s], sigs[s], msgs[s]), parts))
+            assert all(all(ok) for ok in pool.map(lambda s: check_signatures(keys[s], sigs[s], msgs[s]), parts))
 
     try:
         measure(benchmark, run, impl="floor-verify", size=n, unit="entries/s", per=len(txs), threads=threads,

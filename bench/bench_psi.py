@@ -39,7 +39,7 @@ import dtxfast.crypto.ecdh as ecdh_mod
 from dtxfast.crypto import _psi_py
 from dtxfast.crypto.blind_rsa import BlindRSASigner, IdBatch
 from dtxfast.crypto.ecdh import ECDHMaskKey, ecdh_tags
-from dtxfast.protocols.psi import PsiRequester, PsiSigner, SignerTagCache, run_two_party
+from dtxfast.protocols.psi import PSIRequester, PSISigner, SignerTagCache, run_two_party
 
 from . import _openssl_floor
 from ._util import QUICK, measure, sizes, thread_variants
@@ -275,7 +275,7 @@ def _total(key_factory, n: int, data):  # type: ignore[no-untyped-def]
     key = key_factory()
 
     def setup():
-        return (PsiRequester(a), PsiSigner(b, key, cache=SignerTagCache())), {}
+        return (PSIRequester(a), PSISigner(b, key, cache=SignerTagCache())), {}
 
     def check(result: list[bytes]) -> None:
         assert len(result) == n // 2

@@ -14,7 +14,7 @@ Groups (``dtx bench storage``):
   on the leaf hash of each chunk), ``floor-sha256`` (only hashing every revealed chunk once).
 * ``storage.verify`` (answers/s): a proof-of-storage round, ``size`` replicas of 4 MiB + tag in
   4 KiB chunks, one default challenge (k = 44) each, all answers checked with
-  ``verify_answers``. Rows: ``dtxfast`` (all threads and 1), ``dtxfast-python``,
+  ``check_answers``. Rows: ``dtxfast`` (all threads and 1), ``dtxfast-python``,
   ``floor-sha256`` (hashing the revealed chunks once, one thread).
 * ``storage.encrypt`` (MiB/s of plaintext): ``DataOwner.upload`` of a ``size`` MiB file into
   4 MiB slices × 3 replicas (AES-256-GCM + a Merkle root per replica), replicas dropped.
@@ -40,9 +40,9 @@ import pytest
 from Crypto.Cipher import AES
 
 from dtxfast.crypto import merkle
-from dtxfast.crypto.merkle import MerkleBuilder, MerkleTree, verify_multiproofs
+from dtxfast.crypto.merkle import MerkleBuilder, MerkleTree, check_multiproofs
 from dtxfast.crypto.signatures import Ed25519PrivateKey
-from dtxfast.protocols.storage import ReplicaId, StorageProver, StorageVerifier, verify_answers
+from dtxfast.protocols.storage import ReplicaId, StorageProver, StorageVerifier, check_answers
 from dtxfast.storage import DataOwner
 
 from ._util import measure, sizes, thread_variants
@@ -152,9 +152,9 @@ def test_merkle_verify(benchmark: Any, impl: str, threads: int, case: tuple[int,
         if impl == "dtxfast-python":
             def fn() -> list[bool]:
                 with twin_kernel():
-                    return verify_multiproofs(items)
+                    return check_multiproofs(items)
         else:
-            fn = lambda: verify_multiproofs(items)
+            fn = lambda: check_multiproofs(items)
         assert all(fn())
     elif impl == "pymerkle":
         if pymerkle is None:
@@ -194,11 +194,11 @@ def test_storage_verify(benchmark: Any, impl: str, threads: int, replicas: int) 
     challenges = verifier.challenge_all()
     items = [(p.commitment(), c, p.answer(c)) for p, c in zip(provers, challenges)]
     if impl == "dtxfast":
-        fn = lambda: verify_answers(items)
+        fn = lambda: check_answers(items)
     elif impl == "dtxfast-python":
         def fn() -> Any:
             with twin_kernel():
-                return verify_answers(items)
+                return check_answers(items)
     else:
         joined = b"".join(c for _, _, a in items for c in a.chunks)
         fn = lambda: hashlib.sha256(joined).digest()

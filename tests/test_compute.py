@@ -30,7 +30,7 @@ from dtxfast.errors import (
     ParameterError,
     Unauthorized,
 )
-from dtxfast.protocols.psi import PsiRequester, PsiSigner, run_two_party
+from dtxfast.protocols.psi import PSIRequester, PSISigner, run_two_party
 
 pytestmark = pytest.mark.integration
 
@@ -176,8 +176,8 @@ def test_blind_refuses_a_custom_rng(ray_send, rsa_signer):
 def test_psi_protocol_on_ray(ray_send, rsa_signer):
     a = [f"u{i}" for i in range(0, 400, 2)]
     b = [f"u{i}" for i in range(0, 400, 3)]
-    signer = PsiSigner(b, rsa_signer, chunk_size=64, compute=ray_send, cache=None)
-    requester = PsiRequester(a, chunk_size=64, compute=ray_send)
+    signer = PSISigner(b, rsa_signer, chunk_size=64, compute=ray_send, cache=None)
+    requester = PSIRequester(a, chunk_size=64, compute=ray_send)
     got = run_two_party(requester, signer)
     assert [x.decode() for x in got] == [f"u{i}" for i in range(0, 400, 6)]
 

@@ -197,4 +197,4 @@ def test_ledger_works_without_the_openssl_accelerator(monkeypatch):
         led.append(SignedTx(stx.payload, stx.signature[:-1] + bytes([stx.signature[-1] ^ 1])))
     led.append(stx)
     assert led.verify_chain().entries == 2
-    assert signatures.verify_batch([b"\x00" * 31], [bytes(64)], [b""]) == [False]
+    assert signatures.check_signatures([b"\x00" * 31], [bytes(64)], [b""]) == [False]

@@ -25,9 +25,9 @@ from dtxfast.protocols.psi import (
     MAX_COUNT,
     Mode,
     MsgType,
-    PsiMessage,
-    PsiRequester,
-    PsiSigner,
+    PSIMessage,
+    PSIRequester,
+    PSISigner,
     SignerTagCache,
     match_tags,
     run_three_party,
@@ -50,8 +50,8 @@ def _key(mode: str):
 
 
 def _run(req_ids, sig_ids, mode="rsa", chunk=7, verify="batch", cache=None):
-    r = PsiRequester(req_ids, chunk_size=chunk, verify=verify)
-    s = PsiSigner(sig_ids, _key(mode), chunk_size=chunk, cache=cache or SignerTagCache())
+    r = PSIRequester(req_ids, chunk_size=chunk, verify=verify)
+    s = PSISigner(sig_ids, _key(mode), chunk_size=chunk, cache=cache or SignerTagCache())
     return [x.decode() for x in run_two_party(r, s)], r, s
 
 
@@ -100,8 +100,8 @@ def test_three_party_leakage_shape():
     """B never takes C's tags; what B gets from A is exactly |A ∩ C| tags."""
     key = rsa_key()
     a, b, c = ["1", "2", "3", "4"], ["2", "3", "9"], ["3", "4", "2", "8"]
-    signer = PsiSigner(c, key, cache=SignerTagCache())
-    ra, rb = PsiRequester(a), PsiRequester(b, expect_signer_tags=False)
+    signer = PSISigner(c, key, cache=SignerTagCache())
+    ra, rb = PSIRequester(a), PSIRequester(b, expect_signer_tags=False)
     hello = signer.hello()
     ra.receive(hello)
     rb.receive(hello)
@@ -113,7 +113,7 @@ def test_three_party_leakage_shape():
     for party in (ra, rb):
         for req in party.requests():
             party.receive(signer.receive(req))
-    relay = PsiMessage.decode(ra.relay())
+    relay = PSIMessage.decode(ra.relay())
     assert relay.type == MsgType.RELAY and relay.count == 3  # {2, 3, 4}
     rb.receive(ra.relay())
     assert sorted(rb.intersection().to_list()) == [b"2", b"3"]
@@ -137,8 +137,8 @@ def test_same_id_blinded_twice_differs():
     # and two runs of the protocol send different requests for the same ids
     reqs = []
     for _ in range(2):
-        r = PsiRequester(["same"])
-        r.receive(PsiSigner(["x"], rsa_key(), cache=SignerTagCache()).hello())
+        r = PSIRequester(["same"])
+        r.receive(PSISigner(["x"], rsa_key(), cache=SignerTagCache()).hello())
         reqs.append(next(r.requests()))
     assert reqs[0] != reqs[1]
 
@@ -148,8 +148,8 @@ def test_signer_view_has_no_unblinded_hash():
     key = rsa_key()
     pub = key.public_key()
     ids = [f"user{i}" for i in range(50)]
-    r = PsiRequester(ids, chunk_size=16)
-    s = PsiSigner(["user3", "other"], key, cache=SignerTagCache())
+    r = PSIRequester(ids, chunk_size=16)
+    s = PSISigner(["user3", "other"], key, cache=SignerTagCache())
     r.receive(s.hello())
     seen = b"".join(r.requests())
     fdh = pub.hash_ids(IdBatch.from_strings(ids))
@@ -178,22 +178,22 @@ def test_deterministic_with_injected_rng():
 
 def _started(mode="rsa", ids=("a", "b", "c")):
     key = _key(mode)
-    s = PsiSigner(["b", "c", "z"], key, chunk_size=2, cache=SignerTagCache())
-    r = PsiRequester(list(ids), chunk_size=2)
+    s = PSISigner(["b", "c", "z"], key, chunk_size=2, cache=SignerTagCache())
+    r = PSIRequester(list(ids), chunk_size=2)
     r.receive(s.hello())
     return s, r
 
 
 def test_wrong_key_is_refused():
     s, r = _started()
-    other = PsiSigner(["b"], rsa_key(1), cache=SignerTagCache())
+    other = PSISigner(["b"], rsa_key(1), cache=SignerTagCache())
     req = next(r.requests())
     with pytest.raises(KeyMismatch):
         other.receive(req)
     # a response made with another key, relabelled with the announced key id, fails verification
-    msg = PsiMessage.decode(req)
+    msg = PSIMessage.decode(req)
     forged = rsa_key(1).sign_blinded(np.zeros((msg.count, msg.width), np.uint8) + 1)
-    forged_msg = PsiMessage(MsgType.RESPONSE, Mode.RSA, s.key_id, msg.seq, msg.count, msg.width,
+    forged_msg = PSIMessage(MsgType.RESPONSE, Mode.RSA, s.key_id, msg.seq, msg.count, msg.width,
                             msg.last, forged.tobytes()).encode()
     with pytest.raises(InvalidSignature):
         r.receive(forged_msg)
@@ -207,8 +207,8 @@ def test_wrong_key_is_refused():
 @pytest.mark.parametrize("verify", ["batch", "each"])
 def test_tampered_response_is_refused(verify):
     key = rsa_key()
-    s = PsiSigner(["b"], key, cache=SignerTagCache())
-    r = PsiRequester([f"id{i}" for i in range(10)], verify=verify)
+    s = PSISigner(["b"], key, cache=SignerTagCache())
+    r = PSIRequester([f"id{i}" for i in range(10)], verify=verify)
     r.receive(s.hello())
     reply = bytearray(s.receive(next(r.requests())))
     reply[HEADER_SIZE + 5 * key.public_key().k + 17] ^= 0x40
@@ -246,10 +246,10 @@ def test_malformed_messages(mode):
     head = bytearray(req[:HEADER_SIZE])
     struct.pack_into(">I", head, 20, MAX_COUNT + 1)
     with pytest.raises(MalformedInput):
-        PsiMessage.decode(bytes(head) + b"\x00" * 64)
+        PSIMessage.decode(bytes(head) + b"\x00" * 64)
     # a width that does not fit the key
-    msg = PsiMessage.decode(req)
-    bad = PsiMessage(msg.type, msg.mode, msg.key_id, msg.seq, msg.count, msg.width - 1, msg.last,
+    msg = PSIMessage.decode(req)
+    bad = PSIMessage(msg.type, msg.mode, msg.key_id, msg.seq, msg.count, msg.width - 1, msg.last,
                      msg.body[: msg.count * (msg.width - 1)]).encode()
     with pytest.raises(MalformedInput):
         s.receive(bad)
@@ -270,13 +270,13 @@ def test_out_of_order_and_wrong_kind():
     tags = list(s.signer_messages())
     with pytest.raises(ProtocolError):
         r.receive(tags[-1]) if len(tags) > 1 else r.receive(
-            PsiMessage(MsgType.TAGS, Mode.RSA, s.key_id, 5, 0, 16, True, b"").encode())
-    fresh = PsiRequester(["a"])
+            PSIMessage(MsgType.TAGS, Mode.RSA, s.key_id, 5, 0, 16, True, b"").encode())
+    fresh = PSIRequester(["a"])
     with pytest.raises(ProtocolError):
         fresh.receive(reply)  # before HELLO
     with pytest.raises(StateError):
         fresh.intersection()
-    ecdh_hello = PsiSigner(["a"], ECDHMaskKey.generate(), cache=SignerTagCache()).hello()
+    ecdh_hello = PSISigner(["a"], ECDHMaskKey.generate(), cache=SignerTagCache()).hello()
     with pytest.raises(ProtocolError):
         s.receive(ecdh_hello)
 
@@ -286,13 +286,13 @@ def test_hello_key_tampered():
     hello = bytearray(s.hello())
     hello[HEADER_SIZE + 12 + 40] ^= 1  # a byte of n
     with pytest.raises((KeyMismatch, MalformedInput)):
-        PsiRequester(["a"]).receive(bytes(hello))
+        PSIRequester(["a"]).receive(bytes(hello))
 
 
 def test_max_requests():
     key = rsa_key()
-    s = PsiSigner(["a"], key, max_requests=3, cache=SignerTagCache())
-    r = PsiRequester(["a", "b", "c", "d"], chunk_size=2)
+    s = PSISigner(["a"], key, max_requests=3, cache=SignerTagCache())
+    r = PSIRequester(["a", "b", "c", "d"], chunk_size=2)
     r.receive(s.hello())
     it = r.requests()
     r.receive(s.receive(next(it)))
@@ -316,25 +316,25 @@ def test_signer_cache_hits_and_invalidates(tmp_path):
     cache = SignerTagCache(tmp_path)
     key = rsa_key()
     ids = ["a", "b", "c"]
-    s1 = PsiSigner(ids, key, cache=cache)
+    s1 = PSISigner(ids, key, cache=cache)
     v1 = s1.own_values()
     assert s1.cache_hit is False
-    s2 = PsiSigner(ids, key, cache=cache)
+    s2 = PSISigner(ids, key, cache=cache)
     np.testing.assert_array_equal(s2.own_values(), v1)
     assert s2.cache_hit is True
-    s3 = PsiSigner(ids + ["d"], key, cache=cache)  # ids changed
+    s3 = PSISigner(ids + ["d"], key, cache=cache)  # ids changed
     s3.own_values()
     assert s3.cache_hit is False
-    s4 = PsiSigner(ids, rsa_key(1), cache=cache)  # key changed
+    s4 = PSISigner(ids, rsa_key(1), cache=cache)  # key changed
     s4.own_values()
     assert s4.cache_hit is False
     # a new process would find the entry on disk
-    s5 = PsiSigner(ids, key, cache=SignerTagCache(tmp_path))
+    s5 = PSISigner(ids, key, cache=SignerTagCache(tmp_path))
     np.testing.assert_array_equal(s5.own_values(), v1)
     assert s5.cache_hit is True
     assert len(list(tmp_path.glob("*.npy"))) == 3
     # and the cached run still gives the right intersection
-    r = PsiRequester(["c", "q", "a"])
+    r = PSIRequester(["c", "q", "a"])
     assert run_two_party(r, s5) == [b"c", b"a"]
 
 

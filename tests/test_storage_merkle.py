@@ -22,7 +22,7 @@ from dtxfast.crypto.merkle import (
     MerkleTree,
     leaf_hash,
     node_hash,
-    verify_multiproofs,
+    check_multiproofs,
 )
 from dtxfast.errors import InvalidProof, ParameterError
 
@@ -187,12 +187,12 @@ def test_batch_verify_mixes_good_bad_and_malformed() -> None:
     ]
     items += malformed
     expect += [False] * len(malformed)
-    assert verify_multiproofs(items) == expect
+    assert check_multiproofs(items) == expect
     # numpy ints and bytearrays take the slow path and give the same verdicts
     odd = [(bytearray(tree.root), MerkleProof(np.int64(4), np.int64(50), tree.prove(4).path), chunks[4]),
            (tree.root, MerkleProof(True, 50, tree.prove(1).path), chunks[1]),  # a bool is not an index
            (tree.root, MerkleProof(5, 50, tree.prove(5).path), "text")]        # a str is not a chunk
-    assert verify_multiproofs(items + odd) == expect + [True, False, False]
+    assert check_multiproofs(items + odd) == expect + [True, False, False]
 
 
 @fixture_ok
@@ -257,7 +257,7 @@ def test_batch_verify_accepts_bytes_like_proof_hashes() -> None:
     good = (tree.root, tree.prove(4), chunks[4])
     items = [(tree.root, as_bytearray, chunks[3]), good, (tree.root, one_short, chunks[3]),
              (tree.root, as_subclass, chunks[3]), (tree.root, as_arrays, chunks[3]), good]
-    assert verify_multiproofs(items) == [True, True, False, True, True, True]
+    assert check_multiproofs(items) == [True, True, False, True, True, True]
 
 
 def test_threads_setting_is_respected() -> None:
@@ -285,8 +285,8 @@ def test_bad_parameters() -> None:
     with pytest.raises(ParameterError):
         tree.prove_many([])
     with pytest.raises(ParameterError):
-        verify_multiproofs([(tree.root, "not a proof", b"abcd")])  # type: ignore[list-item]
-    assert np.asarray(verify_multiproofs([])).size == 0
+        check_multiproofs([(tree.root, "not a proof", b"abcd")])  # type: ignore[list-item]
+    assert np.asarray(check_multiproofs([])).size == 0
     assert merkle.merkle_root(b"abcdefgh", 4) == tree.root
 
 

@@ -64,7 +64,7 @@ def test_prover_from_a_stream_and_store() -> None:
     verifier = StorageVerifier(meta.commitments())
     provers = {r: StorageProver(r, store.open(r), meta.chunk_size) for r in meta.replica_ids()}
     answers = [provers[c.replica].answer(c) for c in verifier.challenge_all()]
-    assert verifier.verify_many(answers) == {r: None for r in meta.replica_ids()}
+    assert verifier.check_many(answers) == {r: None for r in meta.replica_ids()}
     # a replica is k ≥ n chunks here: every chunk is asked
     assert len(answers[0].indices) == meta.commitments()[0].leaf_count == 9
 
@@ -121,7 +121,7 @@ def test_old_answer_cannot_be_replayed() -> None:
     with pytest.raises(InvalidProof, match="nonce"):
         verifier.verify(old)  # pending challenge has a fresh nonce
     with pytest.raises(ProtocolError):
-        verifier.verify_many([old])
+        verifier.check_many([old])
 
 
 def test_prover_rejects_foreign_challenges() -> None:
@@ -145,7 +145,7 @@ def test_batch_verification_reports_each_answer() -> None:
         a = answers[j]
         answers[j] = dataclasses.replace(a, chunks=(flip(a.chunks[0], j),) + a.chunks[1:])
     answers[10] = dataclasses.replace(answers[10], chunks=answers[10].chunks[:-1])  # wrong count
-    result = verifier.verify_many(answers)
+    result = verifier.check_many(answers)
     failed = {r.slice_index for r, err in result.items() if err is not None}
     assert failed == bad | {10}
     assert all(isinstance(err, InvalidProof) for err in result.values() if err is not None)

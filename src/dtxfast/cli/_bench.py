@@ -105,9 +105,9 @@ def rows_from_pytest_benchmark(data: dict[str, Any]) -> list[dict[str, Any]]:
             "value": round(_value(b["stats"], extra), 6),
             "threads": extra.get("threads"),
         }
-        for key in ("sample", "ref", "note"):
-            if key in extra:
-                row[key] = extra[key]
+        for name in ("sample", "ref", "note"):
+            if name in extra:
+                row[name] = extra[name]
         key = (row["group"], row["size"], row["impl"], row["threads"])
         if key in seen:
             raise ParameterError(f"two benchmark rows are {row['impl']} on {row['threads']} threads in "

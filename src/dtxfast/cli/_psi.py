@@ -139,7 +139,7 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: Optional[s
          transport: str, listen: Optional[str], connect: Optional[str], mode: str, key: Optional[Path],
          bits: int, chunk: int, cache_dir: Optional[Path], out: Optional[Path], quiet: bool,
          backend: ComputeBackend, compute: Optional[str], private_keys: Optional[str]) -> None:
-    from ..protocols.psi import PsiRequester, PsiSigner, SignerTagCache, run_two_party
+    from ..protocols.psi import PSIRequester, PSISigner, SignerTagCache, run_two_party
 
     if mode not in ("rsa", "ecdh"):
         raise ParameterError("--mode must be rsa or ecdh")
@@ -151,7 +151,7 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: Optional[s
     err = sys.stderr
 
     if role == "signer":
-        signer = PsiSigner(_load(ids, column), _signer_key(key, bits, mode), chunk_size=chunk, cache=cache,
+        signer = PSISigner(_load(ids, column), _signer_key(key, bits, mode), chunk_size=chunk, cache=cache,
                            compute=backend)
         sock = listen_once(listen or "127.0.0.1:0", on_listening=lambda a: print(f"listening {a}", flush=True))
         with StreamChannel(sock, "signer", "requester", max_message=_MAX_FRAME) as ch:
@@ -163,7 +163,7 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: Optional[s
     if role == "requester":
         if connect is None:
             raise ParameterError("--role requester needs --connect HOST:PORT")
-        requester = PsiRequester(_load(ids, column), chunk_size=chunk, compute=backend)
+        requester = PSIRequester(_load(ids, column), chunk_size=chunk, compute=backend)
         _request(connect_stream(connect), requester, quiet)
         result = requester.intersection().to_list()
         _write(out, column, result)
@@ -176,9 +176,9 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: Optional[s
     if other is None:
         raise ParameterError("the demo needs --other (the second party's CSV)")
     ocol = other_column or column
-    requester = PsiRequester(_load(ids, column), chunk_size=chunk, compute=backend)
+    requester = PSIRequester(_load(ids, column), chunk_size=chunk, compute=backend)
     if transport == "embedded":
-        signer = PsiSigner(_load(other, ocol), _signer_key(key, bits, mode), chunk_size=chunk, cache=cache,
+        signer = PSISigner(_load(other, ocol), _signer_key(key, bits, mode), chunk_size=chunk, cache=cache,
                            compute=backend)
         with _progress(quiet) as bar:
             task = bar.add_task("psi", total=None)

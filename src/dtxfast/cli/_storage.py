@@ -109,7 +109,7 @@ def audit(
                 answers.append(StorageProver(challenge.replica, f, metadata.chunk_size).answer(challenge))
         except (DtxError, OSError) as exc:  # a missing or damaged replica must not stop the audit
             missing.append((challenge.replica, f"cannot answer: {exc}"))
-    results = verifier.verify_many(answers)
+    results = verifier.check_many(answers)
     table = Table(title=f"audit of {metadata.file_id_hex} ({metadata.name})")
     for col in ("slice", "replica", "result"):
         table.add_column(col)

@@ -4,7 +4,7 @@ A storage node proves that it still holds a replica by revealing a few chunks an
 proofs that tie them to the replica's root, recorded in the signed file metadata. Trees are
 built streamed (:class:`MerkleBuilder` takes the data piece by piece) by a compiled kernel
 that hashes with OpenSSL's SHA-256 outside the GIL, and proofs of many replicas are verified
-in one parallel batch (:func:`verify_multiproofs`).
+in one parallel batch (:func:`check_multiproofs`).
 
 Tree shape and domain separation
 --------------------------------
@@ -63,6 +63,7 @@ from typing import IO, Any
 import numpy as np
 
 from .._backend import load_kernel, num_threads
+from .._deprecated import renamed as _renamed
 from ..errors import InvalidProof, ParameterError
 
 _kernel, _info = load_kernel("_merkle", "dtxfast.crypto._merkle_py")
@@ -77,10 +78,10 @@ __all__ = [
     "MerkleMultiProof",
     "MerkleProof",
     "MerkleTree",
+    "check_multiproofs",
     "leaf_hash",
     "merkle_root",
     "node_hash",
-    "verify_multiproofs",
 ]
 
 HASH_SIZE = 32
@@ -345,13 +346,13 @@ class MerkleMultiProof:
 
     def verify(self, root: bytes, chunks: Sequence[bytes]) -> None:
         """Return None if ``chunks`` (in index order) and this proof give ``root``, else raise InvalidProof."""
-        ok = verify_multiproofs([(root, self, chunks)])
+        ok = check_multiproofs([(root, self, chunks)])
         if not ok[0]:
             raise InvalidProof(_explain(root, self, chunks))
 
     def is_valid(self, root: bytes, chunks: Sequence[bytes]) -> bool:
         """True if :meth:`verify` would pass."""
-        return bool(verify_multiproofs([(root, self, chunks)])[0])
+        return bool(check_multiproofs([(root, self, chunks)])[0])
 
 
 @dataclass(frozen=True)
@@ -416,7 +417,7 @@ def _explain(root: Any, proof: MerkleMultiProof, chunks: Sequence[Any]) -> str:
     return _structure_error(root, proof, chunks) or "the chunks and proof do not hash to the root"
 
 
-def verify_multiproofs(items: Sequence[_Item]) -> list[bool]:
+def check_multiproofs(items: Sequence[_Item]) -> list[bool]:
     """Verify many Merkle proofs in one compiled, parallel batch.
 
     Parameters
@@ -535,5 +536,9 @@ def _verify_slow(items: Sequence[_Item]) -> list[bool]:
             continue
         clean = MerkleMultiProof(tuple(int(i) for i in multi.indices), int(multi.leaf_count),
                                  tuple(bytes(h) for h in multi.hashes))
-        verdict.append(verify_multiproofs([(bytes(root), clean, [bytes(c) for c in chunks])])[0])
+        verdict.append(check_multiproofs([(bytes(root), clean, [bytes(c) for c in chunks])])[0])
     return verdict
+
+
+# names before the house rename (issue 14): importable with a DeprecationWarning
+__getattr__ = _renamed("dtxfast.crypto.merkle", {'verify_multiproofs': 'check_multiproofs'}, globals())

@@ -22,6 +22,7 @@ from typing import Any
 from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
 
+from .._deprecated import renamed as _renamed
 from ..errors import InvalidSignature, MalformedInput
 
 __all__ = [
@@ -29,8 +30,8 @@ __all__ = [
     "SIGNATURE_SIZE",
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
+    "check_signatures",
     "node_id_of",
-    "verify_batch",
 ]
 
 SIGNATURE_SIZE = 64
@@ -163,7 +164,7 @@ def _openssl_verifier() -> object | None:
     return _OSSL[0]
 
 
-def verify_batch(
+def check_signatures(
     public_keys: list[bytes] | tuple[bytes, ...],
     signatures: list[bytes] | tuple[bytes, ...],
     messages: list[bytes] | tuple[bytes, ...],
@@ -177,11 +178,11 @@ def verify_batch(
     --------
     >>> sk = Ed25519PrivateKey.generate()
     >>> pk = sk.public_key().to_bytes()
-    >>> verify_batch([pk, pk], [sk.sign(b"a"), sk.sign(b"a")], [b"a", b"b"])
+    >>> check_signatures([pk, pk], [sk.sign(b"a"), sk.sign(b"a")], [b"a", b"b"])
     [True, False]
     """
     if not (len(public_keys) == len(signatures) == len(messages)):
-        raise MalformedInput("verify_batch needs as many keys, signatures and messages")
+        raise MalformedInput("check_signatures needs as many keys, signatures and messages")
     fast = _openssl_verifier()
     out: list[bool] = []
     if fast is None:  # pragma: no cover - optional accelerator
@@ -214,3 +215,7 @@ def verify_batch(
         except bad:
             out.append(False)
     return out
+
+
+# names before the house rename (issue 14): importable with a DeprecationWarning
+__getattr__ = _renamed("dtxfast.crypto.signatures", {'verify_batch': 'check_signatures'}, globals())

@@ -37,7 +37,7 @@ from typing import Any, ContextManager
 
 import msgspec
 
-from ..crypto.signatures import verify_batch
+from ..crypto.signatures import check_signatures
 from ..errors import (
     DtxError,
     InvalidSignature,
@@ -173,7 +173,7 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
             if not isinstance(s, SignedTx):
                 raise ParameterError("append takes SignedTx objects or their bytes")
             txs.append(s.unsigned())
-        ok = verify_batch([t.sender for t in txs], [s.signature for s in signed],
+        ok = check_signatures([t.sender for t in txs], [s.signature for s in signed],
                           [signing_message(s.payload) for s in signed])
         chain = self.chain_id
         now = self._clock()

@@ -1,7 +1,7 @@
 """Batched signature checks for chain verification, here or in a pool of worker processes.
 
 :class:`SignatureChecker` collects ``(height, public key, signature, message)`` quadruples, checks
-them in batches with :func:`dtxfast.crypto.signatures.verify_batch` (in this process, or spread
+them in batches with :func:`dtxfast.crypto.signatures.check_signatures` (in this process, or spread
 over ``workers`` spawned processes, at most ``2 * workers`` batches in flight), and raises
 :class:`~dtxfast.ledger.block.ChainCorrupted` at the lowest height whose signature fails, whatever
 the order the workers finish in.
@@ -26,14 +26,14 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from ..crypto.signatures import verify_batch
+from ..crypto.signatures import check_signatures
 from .block import ChainCorrupted
 
 __all__ = ["SignatureChecker"]
 
 
 def _verify_chunk(keys: list[bytes], sigs: list[bytes], msgs: list[bytes]) -> list[bool]:
-    return verify_batch(keys, sigs, msgs)
+    return check_signatures(keys, sigs, msgs)
 
 
 class SignatureChecker:
@@ -84,7 +84,7 @@ class SignatureChecker:
         heights, keys, sigs, msgs = self.heights, self.keys, self.sigs, self.msgs
         self.heights, self.keys, self.sigs, self.msgs = [], [], [], []
         if self.pool is None:
-            self._check(heights, verify_batch(keys, sigs, msgs))
+            self._check(heights, check_signatures(keys, sigs, msgs))
             return
         self.inflight.append((heights, self.pool.submit(_verify_chunk, keys, sigs, msgs)))
         while len(self.inflight) > 2 * self.workers:  # bound memory; check the oldest first

@@ -75,8 +75,8 @@ Examples
 --------
 >>> from dtxfast.crypto.blind_rsa import BlindRSASigner
 >>> key = BlindRSASigner.generate(1024)
->>> s = PsiSigner(["a", "b", "c"], key)
->>> r = PsiRequester(["b", "c", "d"])
+>>> s = PSISigner(["a", "b", "c"], key)
+>>> r = PSIRequester(["b", "c", "d"])
 >>> [x.decode() for x in run_two_party(r, s)]
 ['b', 'c']
 """
@@ -95,6 +95,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Union
 
 import numpy as np
 
+from .._deprecated import renamed as _renamed
 from ..crypto.blind_rsa import (
     TAG_SIZE,
     BlindedBatch,
@@ -116,19 +117,19 @@ if TYPE_CHECKING:
     from ..compute import ComputeBackend
 
 __all__ = [
-    "PROTOCOL_VERSION",
-    "MAX_COUNT",
     "DEFAULT_CHUNK",
-    "MsgType",
+    "MAX_COUNT",
+    "PROTOCOL_VERSION",
     "Mode",
-    "PsiMessage",
+    "MsgType",
+    "PSIMessage",
+    "PSIRequester",
+    "PSISigner",
     "SignerTagCache",
-    "PsiSigner",
-    "PsiRequester",
-    "run_two_party",
-    "run_three_party",
     "ThreePartyResult",
     "match_tags",
+    "run_three_party",
+    "run_two_party",
 ]
 
 PROTOCOL_VERSION = 1
@@ -165,7 +166,7 @@ class Mode(enum.IntEnum):
 
 
 @dataclass(frozen=True)
-class PsiMessage:
+class PSIMessage:
     """One decoded PSI message; :meth:`encode` / :meth:`decode` are the wire form."""
 
     type: MsgType
@@ -187,7 +188,7 @@ class PsiMessage:
         return head + self.body
 
     @classmethod
-    def decode(cls, data: bytes | bytearray | memoryview, *, max_count: int = MAX_COUNT) -> PsiMessage:
+    def decode(cls, data: bytes | bytearray | memoryview, *, max_count: int = MAX_COUNT) -> PSIMessage:
         """Parse and length-check a message.
 
         Raises
@@ -226,7 +227,7 @@ class PsiMessage:
 def _msg(mtype: MsgType, mode: Mode, key_id: bytes, seq: int, values: np.ndarray, last: bool) -> bytes:
     values = np.ascontiguousarray(values, dtype=np.uint8)
     count, width = values.shape
-    return PsiMessage(mtype, mode, key_id, seq, count, width, last, values.tobytes()).encode()
+    return PSIMessage(mtype, mode, key_id, seq, count, width, last, values.tobytes()).encode()
 
 
 def _as_batch(ids: IdsLike) -> IdBatch:
@@ -345,7 +346,7 @@ def _check_chunk(chunk_size: int) -> int:
     return chunk_size
 
 
-class PsiSigner:
+class PSISigner:
     """The key-holding side (RSA signer, or the first masker in ECDH mode).
 
     Parameters
@@ -395,7 +396,7 @@ class PsiSigner:
         """The first message: mode, public key (RSA), number of own ids, chunk size."""
         keybytes = self.key.public_key().to_bytes() if isinstance(self.key, BlindRSASigner) else b""
         body = _HELLO.pack(len(self.ids), self.chunk_size) + keybytes
-        return PsiMessage(MsgType.HELLO, self.mode, self.key_id, 0, 1, len(body), True, body).encode()
+        return PSIMessage(MsgType.HELLO, self.mode, self.key_id, 0, 1, len(body), True, body).encode()
 
     def own_per_id(self) -> np.ndarray:
         """RSA tags (or X25519-masked points) of the signer's ids, one row per id, in id order.
@@ -450,7 +451,7 @@ class PsiSigner:
         ------
         MalformedInput, KeyMismatch, ProtocolError
         """
-        msg = PsiMessage.decode(data)
+        msg = PSIMessage.decode(data)
         if msg.mode != self.mode:
             raise ProtocolError(f"peer speaks {msg.mode.name} PSI, this signer {self.mode.name}")
         if msg.key_id != self.key_id:
@@ -482,7 +483,7 @@ class PsiSigner:
         raise ProtocolError(f"a signer does not expect a {msg.type.name} message")
 
 
-class PsiRequester:
+class PSIRequester:
     """The side that learns the intersection (RSA requester, or the second masker in ECDH mode).
 
     Parameters
@@ -604,7 +605,7 @@ class PsiRequester:
         ------
         MalformedInput, KeyMismatch, ProtocolError, InvalidSignature
         """
-        msg = PsiMessage.decode(data)
+        msg = PSIMessage.decode(data)
         if msg.type == MsgType.HELLO:
             self._on_hello(msg)
             return
@@ -629,7 +630,7 @@ class PsiRequester:
             raise ProtocolError(f"a requester does not expect a {msg.type.name} message")
         self._maybe_finish()
 
-    def _on_hello(self, msg: PsiMessage) -> None:
+    def _on_hello(self, msg: PSIMessage) -> None:
         if self.mode is not None:
             raise ProtocolError("second HELLO")
         if msg.count != 1 or msg.width < _HELLO.size:
@@ -650,7 +651,7 @@ class PsiRequester:
         self.signer_count = count
         self.signer_chunk = chunk
 
-    def _on_response(self, msg: PsiMessage) -> None:
+    def _on_response(self, msg: PSIMessage) -> None:
         pending = self._pending.pop(msg.seq, None)
         if pending is None:
             raise ProtocolError(f"RESPONSE {msg.seq} answers no open request")
@@ -668,7 +669,7 @@ class PsiRequester:
         self._tags[lo : lo + msg.count] = tags
         self._answered += 1
 
-    def _on_theirs(self, msg: PsiMessage, width: int) -> None:
+    def _on_theirs(self, msg: PSIMessage, width: int) -> None:
         if self._theirs_done:
             raise ProtocolError("tags after the last chunk")
         if msg.seq != self._theirs_seq:
@@ -683,7 +684,7 @@ class PsiRequester:
         self._theirs_seq += 1
         self._theirs_done = msg.last
 
-    def _on_result(self, msg: PsiMessage) -> None:
+    def _on_result(self, msg: PSIMessage) -> None:
         if self._result is None:
             raise ProtocolError("RESULT before this party's own intersection")
         if msg.width != TAG_SIZE and msg.count:
@@ -720,7 +721,7 @@ class PsiRequester:
         return self._tags
 
 
-def run_two_party(requester: PsiRequester, signer: PsiSigner, *,
+def run_two_party(requester: PSIRequester, signer: PSISigner, *,
                   on_progress: Progress | None = None) -> list[bytes]:
     """Drive a requester and a signer in-process; returns the intersection (requester's order)."""
     requester.receive(signer.hello())
@@ -754,9 +755,9 @@ def run_three_party(ids_a: IdsLike, ids_b: IdsLike, ids_c: IdsLike, key: BlindRS
     """The three-party protocol in-process (C = signer, A = leader); see the module docstring."""
     if not isinstance(key, BlindRSASigner):
         raise ParameterError("three-party PSI runs in RSA mode (key must be a BlindRSASigner)")
-    c = PsiSigner(ids_c, key, chunk_size=chunk_size, cache=cache)
-    a = PsiRequester(ids_a, chunk_size=chunk_size)
-    b = PsiRequester(ids_b, chunk_size=chunk_size, expect_signer_tags=False)
+    c = PSISigner(ids_c, key, chunk_size=chunk_size, cache=cache)
+    a = PSIRequester(ids_a, chunk_size=chunk_size)
+    b = PSIRequester(ids_b, chunk_size=chunk_size, expect_signer_tags=False)
     hello = c.hello()
     a.receive(hello)
     b.receive(hello)
@@ -779,3 +780,7 @@ def run_three_party(ids_a: IdsLike, ids_b: IdsLike, ids_c: IdsLike, key: BlindRS
         c=c.final.to_list(),
         a_and_c=a_and_c,
     )
+
+
+# names before the house rename (issue 14): importable with a DeprecationWarning
+__getattr__ = _renamed("dtxfast.protocols.psi", {'PsiSigner': 'PSISigner', 'PsiRequester': 'PSIRequester', 'PsiMessage': 'PSIMessage'}, globals())

@@ -11,13 +11,13 @@ Examples
 --------
 >>> import threading
 >>> from dtxfast.crypto.ecdh import ECDHMaskKey
->>> from dtxfast.protocols.psi import PsiRequester, PsiSigner
+>>> from dtxfast.protocols.psi import PSIRequester, PSISigner
 >>> from dtxfast.transport.channel import InMemoryNetwork
 >>> net = InMemoryNetwork(["r", "s"])
->>> signer = PsiSigner(["u1", "u2", "u3"], ECDHMaskKey.generate())
+>>> signer = PSISigner(["u1", "u2", "u3"], ECDHMaskKey.generate())
 >>> t = threading.Thread(target=run_signer, args=(signer, net.channel("s"), "r"))
 >>> t.start()
->>> requester = PsiRequester(["u3", "u9", "u1"])
+>>> requester = PSIRequester(["u3", "u9", "u1"])
 >>> run_requester(requester, net.channel("r"), "s")
 [b'u3', b'u1']
 >>> t.join()
@@ -29,14 +29,14 @@ from collections.abc import Callable
 
 from ..errors import ParameterError, ProtocolError
 from .channel import Channel
-from .psi import PsiRequester, PsiSigner
+from .psi import PSIRequester, PSISigner
 
 __all__ = ["run_requester", "run_signer"]
 
 _DONE = b""  # the requester's last message: it knows the intersection
 
 
-def run_signer(signer: PsiSigner, channel: Channel, peer: str, *, timeout: float | None = None) -> int:
+def run_signer(signer: PSISigner, channel: Channel, peer: str, *, timeout: float | None = None) -> int:
     """Serve one requester until it says it is done; returns the number of blinded ids signed.
 
     Raises
@@ -57,7 +57,7 @@ def run_signer(signer: PsiSigner, channel: Channel, peer: str, *, timeout: float
             channel.send(peer, reply)
 
 
-def run_requester(requester: PsiRequester, channel: Channel, peer: str, *, window: int = 2,
+def run_requester(requester: PSIRequester, channel: Channel, peer: str, *, window: int = 2,
                   timeout: float | None = None,
                   on_progress: Callable[[int, int], None] | None = None) -> list[bytes]:
     """Run the requester against a signer on ``peer``; returns the intersection (requester's order).

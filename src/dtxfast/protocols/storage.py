@@ -58,18 +58,20 @@ import hashlib
 import math
 import os
 import struct
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 import msgspec
 
+from .._deprecated import renamed as _renamed
 from ..crypto.merkle import (
     HASH_SIZE,
     MAX_CHUNK_SIZE,
     MerkleMultiProof,
     MerkleTree,
-    verify_multiproofs,
+    check_multiproofs,
 )
 from ..errors import InvalidProof, MalformedInput, ParameterError, ProtocolError
 
@@ -84,11 +86,11 @@ __all__ = [
     "StorageProver",
     "StorageVerifier",
     "challenge_size_for",
+    "check_answers",
     "derive_indices",
     "detection_probability",
     "pass_probability",
     "verify_answer",
-    "verify_answers",
 ]
 
 NONCE_SIZE = 32
@@ -382,14 +384,14 @@ def _precheck(commitment: ReplicaCommitment, challenge: Challenge, answer: Answe
         return "a chunk has the wrong length"
     if last >= 0 and len(answer.chunks[last]) != commitment.chunk_length(answer.indices[last]):
         return f"chunk {answer.indices[last]} has the wrong length"
-    # proof hashes that are not 32 bytes are caught (vectorised) by verify_multiproofs
+    # proof hashes that are not 32 bytes are caught (vectorised) by check_multiproofs
     return None
 
 
 _Item = tuple[ReplicaCommitment, Challenge, Answer]
 
 
-def verify_answers(items: Sequence[_Item]) -> list[InvalidProof | None]:
+def check_answers(items: Sequence[_Item]) -> list[InvalidProof | None]:
     """Verify many answers at once (one compiled, parallel Merkle batch).
 
     Returns one entry per item: None if the answer passes, else the :class:`InvalidProof`
@@ -407,7 +409,7 @@ def verify_answers(items: Sequence[_Item]) -> list[InvalidProof | None]:
         batch.append((commitment.root, proof, answer.chunks))
         where.append(slot)
     if batch:
-        for slot, ok in zip(where, verify_multiproofs(batch)):
+        for slot, ok in zip(where, check_multiproofs(batch)):
             if not ok:
                 results[slot] = InvalidProof("the chunks and proof do not match the recorded Merkle root")
     return results
@@ -415,7 +417,7 @@ def verify_answers(items: Sequence[_Item]) -> list[InvalidProof | None]:
 
 def verify_answer(commitment: ReplicaCommitment, challenge: Challenge, answer: Answer) -> None:
     """Return None if ``answer`` passes ``challenge`` for ``commitment``; else raise InvalidProof."""
-    err = verify_answers([(commitment, challenge, answer)])[0]
+    err = check_answers([(commitment, challenge, answer)])[0]
     if err is not None:
         raise err
 
@@ -479,7 +481,7 @@ class StorageVerifier:
         commitment, challenge = self._take(answer)
         verify_answer(commitment, challenge, answer)
 
-    def verify_many(self, answers: Iterable[Answer]) -> dict[ReplicaId, InvalidProof | None]:
+    def check_many(self, answers: Iterable[Answer]) -> dict[ReplicaId, InvalidProof | None]:
         """Check many answers in one batch; maps each replica to None (pass) or its InvalidProof.
 
         Answers without a pending challenge raise :class:`~dtxfast.errors.ProtocolError`
@@ -492,7 +494,12 @@ class StorageVerifier:
                 raise ProtocolError("an answer has no pending challenge (unsolicited, duplicate or replayed)")
             seen.add(a.replica)
         items = [self._take(a) + (a,) for a in answers]
-        return {a.replica: err for a, err in zip(answers, verify_answers(items))}
+        return {a.replica: err for a, err in zip(answers, check_answers(items))}
+
+    def verify_many(self, answers: Iterable[Answer]) -> dict[ReplicaId, InvalidProof | None]:
+        """Deprecated name of :meth:`check_many` (a batch verdict, not ``verify_*``: it does not raise)."""
+        warnings.warn("StorageVerifier.verify_many is renamed check_many", DeprecationWarning, stacklevel=2)
+        return self.check_many(answers)
 
 
 _Source = bytes | bytearray | memoryview | IO[bytes]
@@ -553,3 +560,7 @@ class StorageProver:
         idx = challenge.indices
         proof = self.tree.prove_many(idx)
         return Answer(self.replica, challenge.nonce, idx, tuple(self._chunk(i) for i in idx), proof.hashes)
+
+
+# names before the house rename (issue 14): importable with a DeprecationWarning
+__getattr__ = _renamed("dtxfast.protocols.storage", {'verify_answers': 'check_answers'}, globals())

@@ -13,6 +13,7 @@ Submodules: :mod:`~dtxfast.storage.owner`, :mod:`~dtxfast.storage.metadata`,
 
 from __future__ import annotations
 
+from .._deprecated import renamed as _renamed
 from ..protocols.storage import (
     DEFAULT_CHALLENGE_SIZE,
     Answer,
@@ -21,10 +22,10 @@ from ..protocols.storage import (
     ReplicaId,
     StorageProver,
     StorageVerifier,
+    check_answers,
     detection_probability,
     pass_probability,
     verify_answer,
-    verify_answers,
 )
 from .metadata import FileMetadata
 from .owner import (
@@ -55,11 +56,15 @@ __all__ = [
     "ReplicaStore",
     "StorageProver",
     "StorageVerifier",
+    "check_answers",
     "decrypt_file",
     "decrypt_replica",
     "detection_probability",
     "open_replica_store",
     "pass_probability",
     "verify_answer",
-    "verify_answers",
 ]
+
+
+# names before the house rename (issue 14): importable with a DeprecationWarning
+__getattr__ = _renamed("dtxfast.storage", {'verify_answers': 'check_answers'}, globals())

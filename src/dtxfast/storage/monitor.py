@@ -7,7 +7,7 @@ storage network:
    :class:`~dtxfast.protocols.storage.Challenge` (a random 32-byte nonce from which the node and
    the monitor both derive the chunk indices); the challenges of one node go in one signed
    request, all nodes at once. The answers of all nodes are verified in one batch by the
-   compiled Merkle verifier (:func:`~dtxfast.protocols.storage.verify_answers`).
+   compiled Merkle verifier (:func:`~dtxfast.protocols.storage.check_answers`).
 2. **Record.** Each challenge and its outcome go on the ledger
    (:class:`~dtxfast.ledger.IssueChallenge` then :class:`~dtxfast.ledger.ResolveChallenge`,
    the reason of a failure as evidence), so node health is computed from them. A replica on a
@@ -59,7 +59,7 @@ from ..protocols.storage import (
     Challenge,
     ReplicaCommitment,
     ReplicaId,
-    verify_answers,
+    check_answers,
 )
 from .network import _RANK, NodeStatus, NodeUnreachable, StorageNetwork, _Http, replica_load
 
@@ -194,7 +194,7 @@ class StorageMonitor:
                         to_verify.append((item, res))
                     else:
                         outcomes.append((item, res))
-            checks = verify_answers([
+            checks = check_answers([
                 (ReplicaCommitment(it.challenge.replica, it.info.root, it.info.size, it.f.chunk_size), it.challenge, a)
                 for it, a in to_verify])
             for (it, _), err in zip(to_verify, checks):

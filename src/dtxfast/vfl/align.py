@@ -4,8 +4,8 @@ Vertical federated learning needs both parties' rows of the same samples, in the
 :func:`psi_align` runs RSA blind-signature PSI (:mod:`dtxfast.protocols.psi`; B signs, A requests
 and learns the intersection, then tells B, since both need the common rows) with both parties in
 this process, and returns each party's row positions of the common ids, sorted by id. Across
-processes, run :class:`~dtxfast.protocols.psi.PsiRequester` and
-:class:`~dtxfast.protocols.psi.PsiSigner` over a channel instead.
+processes, run :class:`~dtxfast.protocols.psi.PSIRequester` and
+:class:`~dtxfast.protocols.psi.PSISigner` over a channel instead.
 
 Examples
 --------
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..crypto.blind_rsa import BlindRSASigner
-from ..protocols.psi import PsiRequester, PsiSigner, run_two_party
+from ..protocols.psi import PSIRequester, PSISigner, run_two_party
 
 __all__ = ["psi_align"]
 
@@ -49,8 +49,8 @@ def psi_align(ids_a: list[str], ids_b: list[str], *, rsa_bits: int = 2048,
         sorted common ids, and those ids.
     """
     key = BlindRSASigner.generate(rsa_bits)
-    common = sorted(x.decode() for x in run_two_party(PsiRequester(ids_a, compute=compute),
-                                                           PsiSigner(ids_b, key, compute=compute)))
+    common = sorted(x.decode() for x in run_two_party(PSIRequester(ids_a, compute=compute),
+                                                           PSISigner(ids_b, key, compute=compute)))
     # A learned the intersection; it sends it to B, since both need the common rows in one order.
     pos_a = {v: i for i, v in enumerate(ids_a)}
     pos_b = {v: i for i, v in enumerate(ids_b)}

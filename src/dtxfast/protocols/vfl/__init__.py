@@ -63,7 +63,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._messages import MsgType, VflMessage
+from ._messages import MsgType, VFLMessage
 from .config import DEFAULT_BATCH_SIZE, Standardizer, TrainingConfig, batch_schedule
 from .model import ModelPart
 from .prediction import FeaturePredictor, LabelPredictor, Prediction, finish_prediction
@@ -98,7 +98,7 @@ __all__ = [
     "Prediction",
     "Standardizer",
     "TrainingConfig",
-    "VflMessage",
+    "VFLMessage",
     "batch_schedule",
     "encode_labels",
     "feature_party",

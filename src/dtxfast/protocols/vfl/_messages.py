@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ...errors import MalformedInput, ProtocolError
 
-__all__ = ["MsgType", "VflMessage", "pack", "pack_ints", "pack_signed", "unpack", "unpack_ints", "unpack_signed"]
+__all__ = ["MsgType", "VFLMessage", "pack", "pack_ints", "pack_signed", "unpack", "unpack_ints", "unpack_signed"]
 
 MAGIC = b"DVFL"
 VERSION = 2  # 2: secret-shared mode; fast mode with a masked loss and a public exponent
@@ -37,7 +37,7 @@ class MsgType(enum.IntEnum):
 
 
 @dataclass(frozen=True)
-class VflMessage:
+class VFLMessage:
     """A decoded message: its type, epoch and batch index, and its byte sections."""
 
     type: MsgType
@@ -55,7 +55,7 @@ def pack(mtype: MsgType, epoch: int, batch: int, sections: list[bytes]) -> bytes
     return b"".join(parts)
 
 
-def unpack(data: bytes, expect: MsgType | None = None) -> VflMessage:
+def unpack(data: bytes, expect: MsgType | None = None) -> VFLMessage:
     """Parse one message; raises MalformedInput on a bad frame, ProtocolError on a wrong type."""
     data = bytes(data)
     if len(data) < _HEADER.size:
@@ -86,7 +86,7 @@ def unpack(data: bytes, expect: MsgType | None = None) -> VflMessage:
         raise MalformedInput("trailing bytes after the VFL message")
     if expect is not None and mt != expect:
         raise ProtocolError(f"expected a {expect.name} message, got {mt.name}")
-    return VflMessage(mt, epoch, batch, tuple(sections))
+    return VFLMessage(mt, epoch, batch, tuple(sections))
 
 
 def pack_ints(values: list[int], width: int) -> bytes:
