@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import errors
+from .._backend import num_threads
 from ..crypto import paillier
 from ..crypto.blind_rsa import BlindedBatch, BlindRSAPublicKey, BlindRSASigner, IdBatch
 
@@ -84,7 +85,7 @@ def _decrypt(sk: paillier.PaillierPrivateKey, c: np.ndarray, exponent: int, is_f
 def _matmul(pk: paillier.PaillierPublicKey, xabs: np.ndarray, xneg: np.ndarray | None, c: np.ndarray,
             cinv: np.ndarray | None, bits: int, window: int) -> np.ndarray:
     return pk._ctx.matmul(np.ascontiguousarray(xabs), None if xneg is None else np.ascontiguousarray(xneg),
-                          c, cinv, max(bits, 1), window, paillier._threads())
+                          c, cinv, max(bits, 1), window, num_threads())
 
 
 def _blind(pub: BlindRSAPublicKey, buffer: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -113,10 +113,6 @@ def _check_chunk_size(chunk_size: int) -> int:
     return chunk_size
 
 
-def _leaf_count(size: int, chunk_size: int) -> int:
-    return -(-size // chunk_size)
-
-
 class MerkleBuilder:
     """Build a :class:`MerkleTree` from data given piece by piece (never all in memory).
 

@@ -138,10 +138,6 @@ _VEC_HEADER = struct.Struct("<16siBIH")  # fingerprint, exponent, flags, count, 
 _MAX_EXPONENT = 1 << 15
 
 
-def _threads() -> int:
-    return num_threads()
-
-
 def _u64(buf: bytes, rows: int, cols: int) -> np.ndarray:
     return np.frombuffer(buf, dtype="<u8").astype(np.uint64, copy=False).reshape(rows, cols)
 
@@ -298,7 +294,7 @@ class PaillierPublicKey:
             return
         with self._lock:
             if not self._ctx.has_table:
-                self._ctx.build_table(self._djn_base(), self._djn_limbs * 64, DJN_TABLE_WINDOW, _threads())
+                self._ctx.build_table(self._djn_base(), self._djn_limbs * 64, DJN_TABLE_WINDOW, num_threads())
 
     def _fresh_obfuscators(self, count: int, randfunc: RandFunc | None) -> np.ndarray:
         rand = randfunc or os.urandom
@@ -310,10 +306,10 @@ class PaillierPublicKey:
             extra = we * 64 - self.n_bits // 2
             if extra:
                 exps[:, -1] &= np.uint64((1 << (64 - extra)) - 1)
-            return self._ctx.obf_djn(exps, _threads())
+            return self._ctx.obf_djn(exps, num_threads())
         wr = self._ctx.wn + 1  # 64 extra bits: r mod n is within 2^-64 of uniform
         r = _u64(rand(count * wr * 8), count, wr)
-        return self._ctx.obf_standard(np.ascontiguousarray(r), _threads())
+        return self._ctx.obf_standard(np.ascontiguousarray(r), num_threads())
 
     def statistical_obfuscators(self, count: int, *, randfunc: RandFunc | None = None) -> np.ndarray:
         """``count`` obfuscators that are statistically hiding even to the key holder (limb rows).
@@ -329,10 +325,10 @@ class PaillierPublicKey:
             ctx = getattr(self, "_stat_ctx", None)
             if ctx is None:
                 ctx = _kernel.PublicContext(self.n)
-                ctx.build_table(self._djn_base(), we * 64, STATISTICAL_TABLE_WINDOW, _threads())
+                ctx.build_table(self._djn_base(), we * 64, STATISTICAL_TABLE_WINDOW, num_threads())
                 self._stat_ctx = ctx
         exps = _u64(rand(count * we * 8), count, we).copy()
-        return ctx.obf_djn(exps, _threads())
+        return ctx.obf_djn(exps, num_threads())
 
     def obfuscators(self, count: int, *, randfunc: RandFunc | None = None) -> np.ndarray:
         """``count`` obfuscators ``r^n mod n^2`` (limb rows), from the precomputed pool first.
@@ -408,7 +404,7 @@ class PaillierPublicKey:
         arr = _as_array(values)
         if arr.dtype.kind == "f":
             frac = DEFAULT_FRAC_BITS if frac_bits is None else _check_frac(frac_bits)
-            limbs, bad = self._ctx.encode_f64(np.ascontiguousarray(arr, dtype=np.float64), frac, _threads())
+            limbs, bad = self._ctx.encode_f64(np.ascontiguousarray(arr, dtype=np.float64), frac, num_threads())
             if bad >= 0:
                 v = arr[bad]
                 if not math.isfinite(float(v)):
@@ -418,7 +414,7 @@ class PaillierPublicKey:
                 )
             return limbs, frac, True
         if arr.dtype.kind in "iub" and (arr.dtype.kind != "u" or arr.dtype.itemsize < 8):
-            limbs, bad = self._ctx.encode_i64(np.ascontiguousarray(arr, dtype=np.int64), 0, _threads())
+            limbs, bad = self._ctx.encode_i64(np.ascontiguousarray(arr, dtype=np.int64), 0, num_threads())
             if bad >= 0:
                 raise EncodingOverflowError(f"value {arr[bad]} at index {bad} overflows the plaintext space")
             return limbs, 0, False
@@ -472,7 +468,7 @@ class PaillierPublicKey:
         """
         limbs, exponent, is_float = self.encode(values, frac_bits=frac_bits)
         obf = self.obfuscators(limbs.shape[0], randfunc=randfunc)
-        c = self._ctx.encrypt(limbs, obf, _threads())
+        c = self._ctx.encrypt(limbs, obf, num_threads())
         return EncryptedVector(self, c, exponent, is_float, obfuscated=True,
                                bits=_value_bits(_as_array(values), exponent))
 
@@ -486,7 +482,7 @@ class PaillierPublicKey:
             raise ParameterError("raw plaintexts must lie in [0, n)")
         limbs = _pack_ints(ints, self._ctx.wn)
         obf = self.obfuscators(len(ints)) if obfuscate else None
-        return EncryptedVector(self, self._ctx.encrypt(limbs, obf, _threads()), 0, False, obfuscated=obfuscate)
+        return EncryptedVector(self, self._ctx.encrypt(limbs, obf, num_threads()), 0, False, obfuscated=obfuscate)
 
 
 class PaillierPrivateKey:
@@ -561,7 +557,7 @@ class PaillierPrivateKey:
     def raw_decrypt(self, ev: EncryptedVector) -> list[int]:
         """Hazmat: the residues in ``[0, n)``, with no decoding."""
         self._check(ev)
-        m = self._ctx.decrypt(ev._c, _threads())
+        m = self._ctx.decrypt(ev._c, num_threads())
         return [_limbs_to_int(row) for row in m]
 
     def decrypt(self, ev: EncryptedVector) -> np.ndarray:
@@ -583,13 +579,13 @@ class PaillierPrivateKey:
         """
         self._check(ev)
         pctx = self.public_key._ctx
-        m = self._ctx.decrypt(ev._c, _threads())
+        m = self._ctx.decrypt(ev._c, num_threads())
         if ev.is_float or ev.exponent:
-            out, bad = pctx.decode_f64(m, ev.exponent, _threads())
+            out, bad = pctx.decode_f64(m, ev.exponent, num_threads())
             if bad >= 0:
                 raise EncodingOverflowError(f"element {bad} overflowed the plaintext space")
             return out
-        vals, status = pctx.decode_i64(m, _threads())
+        vals, status = pctx.decode_i64(m, num_threads())
         if not status.any():
             return vals
         if (status == 2).any():
@@ -714,7 +710,7 @@ class EncryptedVector:
         if d < 0:
             raise ParameterError("cannot lower a vector's exponent")
         e = _pack_ints([1 << d], (d + 64) // 64)
-        c, _ = self.public_key._ctx.pow(self._c, e, np.zeros(1, np.uint8), _threads())
+        c, _ = self.public_key._ctx.pow(self._c, e, np.zeros(1, np.uint8), num_threads())
         return self._like(c, exponent=exponent, grow=d)
 
     def _check_peer(self, other: EncryptedVector) -> None:
@@ -734,7 +730,7 @@ class EncryptedVector:
             if len(a) == 1 and len(b) > 1:
                 a, b = b, a
             bits = None if a._bits is None or b._bits is None else max(a._bits, b._bits) + 1
-            return EncryptedVector(self.public_key, ctx.mul(a._c, b._c, _threads()), exp,
+            return EncryptedVector(self.public_key, ctx.mul(a._c, b._c, num_threads()), exp,
                                    self.is_float or other.is_float, bits=bits)
         arr = _as_array(other)
         if len(arr) != len(self) and len(arr) != 1 and len(self) != 1:
@@ -752,13 +748,13 @@ class EncryptedVector:
             c = np.ascontiguousarray(np.broadcast_to(c, (limbs.shape[0], c.shape[1])))
         plain_bits = _value_bits(arr, base.exponent)
         bits = None if base._bits is None else max(base._bits, plain_bits) + 1
-        return EncryptedVector(self.public_key, ctx.add_plain(c, limbs, _threads()), base.exponent,
+        return EncryptedVector(self.public_key, ctx.add_plain(c, limbs, num_threads()), base.exponent,
                                base.is_float, bits=bits)
 
     __radd__ = __add__
 
     def __neg__(self) -> EncryptedVector:
-        c, bad = self.public_key._ctx.invert(self._c, _threads())
+        c, bad = self.public_key._ctx.invert(self._c, num_threads())
         if bad >= 0:
             raise MalformedInput(f"ciphertext {bad} is not invertible mod n^2")
         return self._like(c)
@@ -780,7 +776,7 @@ class EncryptedVector:
         mags, neg, frac, is_float = _encode_operand(arr, PLAINTEXT_BITS)
         if self._bits is not None:
             _bounded(self.public_key, self._bits + _mag_bits(mags))
-        c, bad = self.public_key._ctx.pow(self._c, mags, neg, _threads())
+        c, bad = self.public_key._ctx.pow(self._c, mags, neg, num_threads())
         if bad >= 0:
             raise MalformedInput(f"ciphertext {bad} is not invertible mod n^2")
         return self._like(c, exponent=self.exponent + frac, is_float=self.is_float or is_float,
@@ -804,7 +800,7 @@ class EncryptedVector:
 
     def sum(self) -> EncryptedVector:
         """Homomorphic sum of all elements (a length-1 vector)."""
-        return self._like(self.public_key._ctx.prod(self._c, _threads()), grow=max(len(self) - 1, 0).bit_length())
+        return self._like(self.public_key._ctx.prod(self._c, num_threads()), grow=max(len(self) - 1, 0).bit_length())
 
     def rerandomize(self, *, statistical: bool = False, randfunc: RandFunc | None = None) -> EncryptedVector:
         """The same plaintexts under fresh randomness (multiplies in fresh obfuscators).
@@ -817,7 +813,7 @@ class EncryptedVector:
             obf = self.public_key.statistical_obfuscators(len(self), randfunc=randfunc)
         else:
             obf = self.public_key.obfuscators(len(self), randfunc=randfunc)
-        c = self.public_key._ctx.mul(self._c, obf, _threads()) if len(self) else self._c.copy()
+        c = self.public_key._ctx.mul(self._c, obf, num_threads()) if len(self) else self._c.copy()
         out = self._like(c)
         out._obfuscated = True
         return out
@@ -928,7 +924,7 @@ def matmul(X: Any, ev: EncryptedVector, *, plaintext_bits: int = PLAINTEXT_BITS)
     A = _matmul_check(X, ev, plaintext_bits)
     plan = _matmul_plan(A, ev, plaintext_bits)
     c = ev.public_key._ctx.matmul(plan.xabs, plan.xneg, ev._c, plan.cinv, max(plan.bits, 1), plan.window,
-                                  _threads())
+                                  num_threads())
     return plan.result(ev, c)
 
 
@@ -965,7 +961,7 @@ def _matmul_plan(A: np.ndarray, ev: EncryptedVector, plaintext_bits: int) -> _Ma
     if xneg is not None and xneg.any():
         cols = np.flatnonzero(xneg.any(axis=0))
         cinv = ev._c.copy()
-        inv, bad = ctx.invert(np.ascontiguousarray(ev._c[cols]), _threads())
+        inv, bad = ctx.invert(np.ascontiguousarray(ev._c[cols]), num_threads())
         if bad >= 0:
             raise MalformedInput(f"ciphertext {int(cols[bad])} is not invertible mod n^2")
         cinv[cols] = inv
@@ -1087,7 +1083,7 @@ def _negate_plain(arr: np.ndarray) -> np.ndarray:
 def _encode_int_scaled(pk: PaillierPublicKey, arr: np.ndarray, shift: int) -> np.ndarray:
     """Integers times 2^shift as residues mod n (exact)."""
     if arr.dtype.kind in "iu" and (arr.dtype.kind == "i" or arr.dtype.itemsize < 8):
-        limbs, bad = pk._ctx.encode_i64(np.ascontiguousarray(arr, dtype=np.int64), shift, _threads())
+        limbs, bad = pk._ctx.encode_i64(np.ascontiguousarray(arr, dtype=np.int64), shift, num_threads())
         if bad >= 0:
             raise EncodingOverflowError(f"value {arr[bad]} at index {bad} overflows the plaintext space")
         return limbs

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..errors import ProtocolError
 from ..protocols.channel import Channel
 from ..protocols.vfl import (
@@ -173,8 +171,3 @@ def load_model_part(path: str) -> ModelPart:
     """Read a model part written by :func:`save_model_part` (checks version and checksum)."""
     with open(path, "rb") as f:
         return ModelPart.from_bytes(f.read())
-
-
-def _as_matrix(X: Any) -> np.ndarray:
-    A = np.asarray(X, dtype=np.float64)
-    return A.reshape(-1, 1) if A.ndim == 1 else A
