@@ -20,13 +20,13 @@ Run: ``dtx bench paillier`` (``--quick`` for the smallest sizes, ``--json`` for 
 
 from __future__ import annotations
 
-import importlib
 import os
 
 import gmpy2
 import numpy as np
 import pytest
 
+from dtxfast._backend import use_backend
 from dtxfast.crypto import paillier
 from dtxfast.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
 
@@ -59,13 +59,9 @@ def keys():
 def py_keys(keys):
     """The same key on the pure-Python twin."""
     pk, sk = keys
-    saved = paillier._kernel
-    paillier._kernel = importlib.import_module("dtxfast.crypto._paillier_py")
-    try:
+    with use_backend("python", ["_paillier"]):
         ppk = PaillierPublicKey(pk.n)
         psk = PaillierPrivateKey(ppk, sk.p, sk.q)
-    finally:
-        paillier._kernel = saved
     ppk.encrypt([0])
     return ppk, psk
 

@@ -34,9 +34,7 @@ import os
 import gmpy2
 import pytest
 
-import dtxfast.crypto.blind_rsa as blind_rsa
-import dtxfast.crypto.ecdh as ecdh_mod
-from dtxfast.crypto import _psi_py
+from dtxfast._backend import use_backend
 from dtxfast.crypto.blind_rsa import BlindRSASigner, IdBatch
 from dtxfast.crypto.ecdh import ECDHMaskKey, ecdh_tags
 from dtxfast.protocols.psi import PSIRequester, PSISigner, SignerTagCache, run_two_party
@@ -78,15 +76,9 @@ class _FixedRng:
         return self.buf[:n]
 
 
-class _twin:
+def _twin():
     """Context: use the pure-Python kernel."""
-
-    def __enter__(self) -> None:
-        self.saved = (blind_rsa._kernel, ecdh_mod._kernel)
-        blind_rsa._kernel = ecdh_mod._kernel = _psi_py
-
-    def __exit__(self, *exc: object) -> None:
-        blind_rsa._kernel, ecdh_mod._kernel = self.saved
+    return use_backend("python", ["_psi"])
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,8 @@ Groups (``dtx bench storage``):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
 import io
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,7 +36,7 @@ import numpy as np
 import pytest
 from Crypto.Cipher import AES
 
-from dtxfast.crypto import merkle
+from dtxfast._backend import use_backend
 from dtxfast.crypto.merkle import MerkleBuilder, MerkleTree, check_multiproofs
 from dtxfast.crypto.signatures import Ed25519PrivateKey
 from dtxfast.protocols.storage import ReplicaId, StorageProver, StorageVerifier, check_answers
@@ -56,17 +53,9 @@ try:
 except ImportError:  # pragma: no cover - optional baseline
     pymerkle = None
 
-TWIN = importlib.import_module("dtxfast.crypto._merkle_py")
-
-
-@contextlib.contextmanager
-def twin_kernel() -> Iterator[None]:
-    saved = merkle._kernel
-    merkle._kernel = TWIN
-    try:
-        yield
-    finally:
-        merkle._kernel = saved
+def twin_kernel() -> Any:
+    """Context: use the pure-Python Merkle twin."""
+    return use_backend("python", ["_merkle"])
 
 
 _buffers: dict[int, bytes] = {}

@@ -18,6 +18,46 @@ settings.register_profile("dev", deadline=None, max_examples=50, suppress_health
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
+# -- kernel backends ---------------------------------------------------------------------------
+@pytest.fixture(params=["compiled", "python"])
+def backend(request: pytest.FixtureRequest):
+    """Run the test with the compiled C kernels and with their pure-Python twins (``use_backend``)."""
+    from backends import C_KERNELS, compiled_or_skip
+
+    from dtxfast._backend import use_backend
+
+    if request.param == "compiled":
+        for name in C_KERNELS:
+            compiled_or_skip(name)
+    with use_backend(request.param, C_KERNELS):
+        yield request.param
+
+
+# -- Paillier keys (1024-bit primes made once; each backend builds its own key objects) --------
+@pytest.fixture(scope="session")
+def primes_1024() -> tuple[int, int]:
+    from dtxfast.crypto.paillier import generate_keypair
+
+    _, sk = generate_keypair(1024)
+    return sk.p, sk.q
+
+
+@pytest.fixture(scope="session", params=["compiled", "compiled-gmp", "python"])
+def keys(request: pytest.FixtureRequest, primes_1024: tuple[int, int]):
+    """Paillier keys on each backend ("compiled-gmp": the compiled kernel off its IFMA path)."""
+    from paillier_helpers import build_keys
+
+    return build_keys(request.param, *primes_1024)
+
+
+@pytest.fixture(scope="session", params=["compiled", "compiled-gmp"])
+def both_keys(request: pytest.FixtureRequest, primes_1024: tuple[int, int]):
+    """A compiled path and the pure-Python reference on the same modulus."""
+    from paillier_helpers import build_keys
+
+    return build_keys(request.param, *primes_1024), build_keys("python", *primes_1024)
+
+
 @pytest.fixture(scope="session")
 def etcd_cluster():
     """A 3-member etcd cluster on loopback for the whole session (the ledger contract suite gives

@@ -1,4 +1,4 @@
-"""Shared fixtures of the Paillier tests: keys per backend (compiled kernel and pure-Python twin).
+"""Helpers of the Paillier tests: key objects per backend (the fixtures are in conftest.py).
 
 Primes are generated once per session; each backend builds its own key objects from them, so
 every property runs against both kernels with the same modulus.
@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
+from backends import compiled_or_skip
 
-from dtxfast.crypto import paillier
-from dtxfast.crypto.paillier import PaillierPrivateKey, PaillierPublicKey, generate_keypair
+from dtxfast._backend import use_backend
+from dtxfast.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 
 # "compiled" uses the AVX-512 IFMA path where the CPU has it; "compiled-gmp" forces the GMP path.
 BACKENDS = ["compiled", "compiled-gmp", "python"]
@@ -23,12 +23,7 @@ BACKENDS = ["compiled", "compiled-gmp", "python"]
 def kernel_module(backend: str):
     if backend == "python":
         return importlib.import_module("dtxfast.crypto._paillier_py")
-    try:
-        return importlib.import_module("dtxfast._kernels._paillier")
-    except ImportError:
-        if os.environ.get("DTX_REQUIRE_EXTENSIONS"):
-            raise
-        pytest.skip("compiled Paillier kernel not built")
+    return compiled_or_skip("_paillier")
 
 
 @dataclass
@@ -41,16 +36,14 @@ class Keys:
 
 def build_keys(backend: str, p: int, q: int, obfuscation: str = "djn") -> Keys:
     module = kernel_module("python" if backend == "python" else "compiled")
-    saved = paillier._kernel
     saved_env = os.environ.get("DTXFAST_SIMD")
-    paillier._kernel = module
     if backend == "compiled-gmp":
         os.environ["DTXFAST_SIMD"] = "0"  # read when the kernel contexts are created
     try:
-        pk = PaillierPublicKey(p * q, obfuscation=obfuscation)  # type: ignore[arg-type]
-        sk = PaillierPrivateKey(pk, p, q)
+        with use_backend("python" if backend == "python" else "compiled", ["_paillier"]):
+            pk = PaillierPublicKey(p * q, obfuscation=obfuscation)  # type: ignore[arg-type]
+            sk = PaillierPrivateKey(pk, p, q)
     finally:
-        paillier._kernel = saved
         if saved_env is None:
             os.environ.pop("DTXFAST_SIMD", None)
         else:
@@ -70,23 +63,6 @@ class CountingRand:
 
     def __call__(self, k: int) -> bytes:
         return self._shake.read(k)
-
-
-@pytest.fixture(scope="session")
-def primes_1024() -> tuple[int, int]:
-    _, sk = generate_keypair(1024)
-    return sk.p, sk.q
-
-
-@pytest.fixture(scope="session", params=BACKENDS)
-def keys(request, primes_1024) -> Keys:
-    return build_keys(request.param, *primes_1024)
-
-
-@pytest.fixture(scope="session", params=["compiled", "compiled-gmp"])
-def both_keys(request, primes_1024) -> tuple[Keys, Keys]:
-    """A compiled path and the pure-Python reference on the same modulus."""
-    return build_keys(request.param, *primes_1024), build_keys("python", *primes_1024)
 
 
 def rel_close(a: np.ndarray, b: np.ndarray, rel: float = 2.0**-40, abs_: float = 2.0**-60) -> bool:

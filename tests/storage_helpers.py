@@ -1,29 +1,17 @@
-"""Shared fixtures of the storage tests: the Merkle backend switch and an independent reference."""
+"""Helpers of the storage tests: an independent Merkle reference (the ``backend`` fixture is in conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Iterator
 
-import pytest
-
-from dtxfast.crypto import merkle
-
-BACKENDS = ["compiled", "python"]
+from backends import compiled_or_skip
 
 
 def kernel_module(name: str):
     if name == "python":
         return importlib.import_module("dtxfast.crypto._merkle_py")
-    return pytest.importorskip("dtxfast._kernels._merkle", reason="compiled _merkle kernel not built")
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Run the test once with the compiled kernel and once with the pure-Python twin."""
-    monkeypatch.setattr(merkle, "_kernel", kernel_module(request.param))
-    yield request.param
+    return compiled_or_skip("_merkle")
 
 
 def reference_root(data: bytes, chunk_size: int) -> bytes:

@@ -189,3 +189,47 @@ def test_read_paddledtx_dnn_rejects_misaligned_files(tmp_path) -> None:
     (tmp_path / "train_dataB.csv").write_text("\n".join(lines[:-1]))  # B lost a row
     with pytest.raises(MalformedInput):
         read_paddledtx_dnn(tmp_path)
+
+
+# -- an oracle that shares nothing with the trainer: finite differences of the loss -------------
+def _oracle_loss(flat: np.ndarray, shapes: list, X: np.ndarray, Y: np.ndarray, task: str) -> float:
+    """The mean loss of an MLP (ReLU hidden layers), written from its definition."""
+    params, at = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        params.append(flat[at:at + size].reshape(shape))
+        at += size
+    h = X
+    for i in range(0, len(params), 2):
+        h = h @ params[i] + params[i + 1]
+        if i < len(params) - 2:
+            h = np.where(h > 0, h, 0.0)
+    if task == "regression":
+        return float(0.5 * np.sum((h - Y) ** 2) / len(X))
+    p = 1.0 / (1.0 + np.exp(-h))
+    return float(-np.sum(Y * np.log(p) + (1 - Y) * np.log(1 - p)) / len(X))
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_plain_trainer_takes_the_gradient_step_of_the_loss(task: str) -> None:
+    """One full-batch step of the plaintext reference equals ``w - lr * (dL/dw + alpha * w)`` with
+    dL/dw from central finite differences of the loss (no backpropagation code shared)."""
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(12, 4))
+    Y = (rng.random((12, 1)) < 0.5).astype(float) if task == "classification" else rng.normal(size=(12, 1))
+    init = [(rng.normal(size=(4, 5)), rng.normal(size=5) * 0.1), (rng.normal(size=(5, 1)), rng.normal(size=1) * 0.1)]
+    lr, alpha = 0.1, 0.01
+    sched = MLPSchedule((4, 5, 1), task, lr, 12, 1, alpha, 0.0, 0, init)  # one batch of every row: order-free
+    after = plain_train_mlp(X, Y, sched)
+
+    flat = np.concatenate([a.ravel() for wb in init for a in wb])
+    shapes = [a.shape for wb in init for a in wb]
+    grad = np.zeros_like(flat)
+    for j in range(flat.size):
+        e = np.zeros_like(flat)
+        e[j] = 1e-6
+        grad[j] = (_oracle_loss(flat + e, shapes, X, Y, task) - _oracle_loss(flat - e, shapes, X, Y, task)) / 2e-6
+    decay = np.concatenate([np.r_[w.ravel() * alpha, np.zeros(b.size)] for w, b in init])
+    expect = flat - lr * (grad + decay)
+    got = np.concatenate([a.ravel() for wb in after for a in wb])
+    np.testing.assert_allclose(got, expect, rtol=1e-6, atol=1e-7)

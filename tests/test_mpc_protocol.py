@@ -11,7 +11,6 @@ from mpc_helpers import BACKENDS, NAMES, kernel_module, run3, u64
 
 from dtxfast.errors import EncodingOverflowError, ParameterError, ProtocolError
 from dtxfast.protocols.mpc import (
-    ArithShare,
     MPCParty,
     PRFStream,
     _kernels_ref,
@@ -281,19 +280,6 @@ def test_wrong_message_length_is_a_protocol_error() -> None:
     assert next(gen) == "P2"
     with pytest.raises(ProtocolError):
         gen.send(b"short")
-    assert isinstance(ArithShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64)), ArithShare)
-
-
-@pytest.mark.parametrize("module", [
-    "dtxfast.transport.channel", "dtxfast.protocols.mpc.party", "dtxfast.protocols.mpc.prf",
-    "dtxfast.protocols.mpc.fixedpoint", "dtxfast.vfl.dnn",
-])
-def test_docstring_examples(module: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 0
 
 
 @given(st.lists(st.integers(0, 40000), min_size=1, max_size=12))

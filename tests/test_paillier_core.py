@@ -19,7 +19,7 @@ from dtxfast.crypto.paillier import (
 )
 from dtxfast.errors import DtxError, EncodingOverflowError, KeyMismatch, ParameterError
 
-from paillier_helpers import CountingRand, build_keys, both_keys, keys, primes_1024, rel_close  # noqa: F401
+from paillier_helpers import CountingRand, build_keys, rel_close
 
 i64 = st.integers(min_value=-(2**62), max_value=2**62)
 floats20 = st.floats(min_value=-(2.0**20), max_value=2.0**20, allow_nan=False, allow_infinity=False)

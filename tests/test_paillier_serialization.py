@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from dtxfast.crypto.paillier import EncryptedVector, PaillierPrivateKey, PaillierPublicKey, generate_keypair
 from dtxfast.errors import DtxError, KeyMismatch, MalformedInput
 
-from paillier_helpers import both_keys, build_keys, keys, primes_1024  # noqa: F401
+from paillier_helpers import build_keys
 
 
 def test_key_round_trips(keys):

@@ -17,7 +17,8 @@ from dtxfast.crypto.blind_rsa import IdBatch
 from psi_helpers import compiled_kernel, rsa_key
 
 K = compiled_kernel()
-needs_compiled = pytest.mark.skipif(K is None, reason="compiled PSI kernel not built")
+needs_compiled = pytest.mark.skipif(K is None, reason="compiled PSI kernel not built")  # K is None: never under
+# DTX_REQUIRE_EXTENSIONS, where compiled_kernel() raises instead
 
 ids_strategy = st.lists(st.binary(max_size=300), max_size=150)
 
@@ -107,12 +108,24 @@ def test_unblind_detects_bad_signature(mod):
     assert m.unblind_tag(signed, batch.rinv, batch.blinded, pub._n_be, pub.e, pub._tag_prefix, tags, 2, False) == 64
 
 
-@needs_compiled
+def _x25519_module(name: str):
+    if name == "python":
+        return _psi_py
+    if K is None:
+        if os.environ.get("DTX_REQUIRE_EXTENSIONS"):
+            raise AssertionError("DTX_REQUIRE_EXTENSIONS is set but the compiled PSI kernel is missing")
+        pytest.skip("compiled PSI kernel not built")
+    return K
+
+
+@pytest.mark.parametrize("mod", ["compiled", "python"])
 @given(st.lists(st.binary(min_size=32, max_size=32), max_size=40), st.binary(min_size=32, max_size=32))
-def test_x25519_matches_cryptography(points, scalar):
+def test_x25519_matches_cryptography(mod, points, scalar):
+    """The kernel and the twin (which wraps pyca/cryptography: scalar and point buffers, clamping
+    left to X25519, the index of the first small-order point) agree with pyca/cryptography."""
     pts = np.frombuffer(b"".join(points), np.uint8).reshape(len(points), 32)
     out = np.zeros_like(pts)
-    bad = K.x25519(np.frombuffer(scalar, np.uint8), pts, out, 2)
+    bad = _x25519_module(mod).x25519(np.frombuffer(scalar, np.uint8), pts, out, 2)
     sk = X25519PrivateKey.from_private_bytes(scalar)
     for i, p in enumerate(points):
         try:
@@ -122,6 +135,17 @@ def test_x25519_matches_cryptography(points, scalar):
             return
         assert out[i].tobytes() == ref
     assert bad == -1
+
+
+@pytest.mark.parametrize("mod", ["compiled", "python"])
+def test_x25519_rfc7748_vector(mod):
+    """RFC 7748, section 5.2, first test vector: independent of both implementations."""
+    scalar = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
+    u = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
+    out = np.zeros((1, 32), np.uint8)
+    assert _x25519_module(mod).x25519(np.frombuffer(scalar, np.uint8), np.frombuffer(u, np.uint8).reshape(1, 32),
+                                       out, 1) == -1
+    assert out[0].tobytes().hex() == "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
 
 
 @needs_compiled

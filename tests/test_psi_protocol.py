@@ -34,7 +34,11 @@ from dtxfast.protocols.psi import (
     run_two_party,
 )
 
-from psi_helpers import backend, rsa_key  # noqa: F401  (fixture)
+from psi_helpers import rsa_key
+
+# the whole protocol suite (tampering, malformed input, three parties, ...) runs on the compiled
+# kernel and on the pure-Python twin
+pytestmark = pytest.mark.usefixtures("backend")
 
 # ids: short ascii from a small alphabet (so sets overlap), unicode, and very long ones
 id_text = st.one_of(

@@ -1,28 +1,6 @@
-"""The examples in the storage area's docstrings run (numpy-style Examples sections)."""
+"""The storage area's documented rules are in its docstrings (the examples run in test_docstrings)."""
 
 from __future__ import annotations
-
-import doctest
-import importlib
-
-import pytest
-
-MODULES = [
-    "dtxfast.crypto.merkle",
-    "dtxfast.crypto.aead",
-    "dtxfast.protocols.storage",
-    "dtxfast.storage",
-    "dtxfast.storage.owner",
-    "dtxfast.storage.metadata",
-    "dtxfast.storage.store",
-]
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name: str) -> None:
-    module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
 
 
 def test_documented_rules_are_in_the_docstrings() -> None:

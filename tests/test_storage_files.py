@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from storage_helpers import backend, flip, reference_root  # noqa: F401
+from storage_helpers import flip, reference_root
 
 import dtxfast
 from dtxfast.crypto.aead import TAG_SIZE, FileCipher, ReplicaCipher

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from storage_helpers import backend, flip, kernel_module, reference_root  # noqa: F401
+from storage_helpers import flip, kernel_module, reference_root
 
 import dtxfast
 from dtxfast.crypto import merkle
@@ -260,14 +261,35 @@ def test_batch_verify_accepts_bytes_like_proof_hashes() -> None:
     assert check_multiproofs(items) == [True, True, False, True, True, True]
 
 
-def test_threads_setting_is_respected() -> None:
-    data = os.urandom(1 << 20)
-    dtxfast.set_num_threads(1)
-    try:
-        one = MerkleTree.from_bytes(data, 1024).root
-    finally:
-        dtxfast.set_num_threads(None)
-    assert one == MerkleTree.from_bytes(data, 1024).root
+def test_threads_setting_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels get the thread count of ``dtxfast.set_num_threads``, and the root does not depend on it."""
+    real, seen = merkle._kernel, []
+
+    class Recording:  # the real kernel, noting the thread count of each parallel call
+        def __getattr__(self, name: str) -> Any:
+            fn = getattr(real, name)
+            if name not in ("hash_leaves", "hash_level"):
+                return fn
+
+            def call(*args: Any) -> Any:
+                seen.append((name, args[-1]))
+                return fn(*args)
+
+            return call
+
+    monkeypatch.setattr(merkle, "_kernel", Recording())
+    data = os.urandom(1 << 20)  # 1024 leaves: the leaves and the wide levels run in parallel
+    roots = {}
+    for n in (1, 3):
+        seen.clear()
+        dtxfast.set_num_threads(n)
+        try:
+            roots[n] = MerkleTree.from_bytes(data, 1024).root
+        finally:
+            dtxfast.set_num_threads(None)
+        assert ("hash_leaves", n) in seen and ("hash_level", n) in seen
+        assert {t for _, t in seen} <= {1, n}  # narrow levels run on one thread
+    assert roots[1] == roots[3] == reference_root(data, 1024)
 
 
 def test_bad_parameters() -> None:

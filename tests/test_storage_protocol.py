@@ -12,7 +12,7 @@ from itertools import combinations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from storage_helpers import backend, flip  # noqa: F401
+from storage_helpers import flip
 
 from dtxfast.crypto.merkle import MerkleTree
 from dtxfast.crypto.signatures import Ed25519PrivateKey

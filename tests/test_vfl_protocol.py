@@ -279,3 +279,38 @@ def test_model_part_round_trip_and_checksum():
         ModelPart.from_bytes(part.to_bytes().replace(b'"version": 1', b'"version": 9'))
     with pytest.raises(ParameterError):
         ModelPart("feature", "linear", np.zeros(3), np.zeros(2), np.ones(2))
+
+
+# -- an oracle that shares nothing with the trainer: finite differences of the documented loss ---
+@pytest.mark.parametrize("model", ["linear", "logistic"])
+def test_plain_reference_is_gradient_descent_on_the_documented_loss(model: str) -> None:
+    """Two full-batch epochs of the plaintext reference equal gradient descent on the loss as the
+    docs define it (per-block standardization, intercept in the label party's block, L2 without
+    the intercept; logistic: the second-order Taylor loss), with gradients by finite differences."""
+    rng = np.random.default_rng(5)
+    XA, XB = rng.normal(size=(30, 3)) * [1.0, 3.0, 0.5] + 2, rng.normal(size=(30, 2)) - 1
+    y = XA @ [1.0, -2.0, 0.5] + XB @ [0.3, 1.0] + rng.normal(size=30)
+    if model == "logistic":
+        y = (y > np.median(y)).astype(int)
+    cfg = TrainingConfig(model=model, alpha=0.2, max_epochs=2, batch_size=0, amplitude=0, reg_mode="l2",
+                         reg_param=0.1)
+    wa, wb, hist = plain_train_glm(XA, XB, y, cfg, positive_class=1 if model == "logistic" else None)
+
+    A = (XA - XA.mean(0)) / XA.std(0)
+    B = np.hstack([(XB - XB.mean(0)) / XB.std(0), np.ones((30, 1))])
+    t = (y - y.mean()) / y.std() if model == "linear" else (y == 1).astype(float)
+    M = np.hstack([A, B])
+
+    def loss(w: np.ndarray) -> float:
+        z = M @ w
+        data = 0.5 * np.sum((z - t) ** 2) / 30 if model == "linear" else \
+            np.log(2) - (t - 0.5) @ z / 30 + z @ z / (8 * 30)
+        return float(data + 0.5 * 0.1 * (w[:-1] @ w[:-1]))  # the intercept (last) is not regularized
+
+    w, losses = np.zeros(M.shape[1]), []
+    for _ in range(2):
+        losses.append(loss(w))
+        grad = np.array([(loss(w + e) - loss(w - e)) / 2e-6 for e in np.eye(w.size) * 1e-6])
+        w = w - 0.2 * grad
+    np.testing.assert_allclose(np.r_[wa, wb], w, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(hist, losses, rtol=1e-9)

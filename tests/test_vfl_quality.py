@@ -25,8 +25,16 @@ def test_linear_diabetes_r2_reaches_sklearn():
     r2_fed = est.score(parts(te), y[te])
     r2_sk = r2_score(y[te], LinearRegression().fit(X[tr], y[tr]).predict(X[te]))
     assert r2_fed >= r2_sk - 0.01, (r2_fed, r2_sk)
-    # and the coefficients head for the least-squares ones (same algorithm, not yet converged)
     assert est.bytes_per_epoch_ > 0 and est.n_epochs_ == 50
+    # the coefficients are the plaintext run's (the same algorithm, under encryption) ...
+    plain = VerticalLinearRegression(alpha=0.3, max_epochs=50, batch_size=0, amplitude=0, secure=False)
+    plain.fit(parts(tr), y[tr])
+    np.testing.assert_allclose(est.coef_, plain.coef_, rtol=1e-6, atol=1e-6)
+    # ... and head for the least-squares ones (not yet converged: s1/s2 are nearly collinear):
+    # much closer to them than the starting point (zero), and pointing the same way
+    ls = LinearRegression().fit(X[tr], y[tr]).coef_
+    assert np.linalg.norm(est.coef_ - ls) < 0.7 * np.linalg.norm(ls)
+    assert est.coef_ @ ls / (np.linalg.norm(est.coef_) * np.linalg.norm(ls)) > 0.75
 
 
 def test_logistic_breast_cancer_auc_reaches_sklearn_cross_validated():

@@ -6,20 +6,30 @@ the pure-Python reference of that kernel, which passes the same tests.
 
 The environment variable ``DTXFAST_BACKEND`` forces a choice: ``python`` always uses the
 references; ``compiled`` raises :class:`~dtxfast.errors.BackendUnavailable` instead of falling
-back.
+back. :func:`use_backend` switches for a block of code (the one switch tests and benchmarks use).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import BackendUnavailable, ParameterError
 
-__all__ = ["BackendInfo", "backend_info", "load_kernel", "num_threads", "set_num_threads"]
+__all__ = [
+    "BackendInfo",
+    "backend_info",
+    "compiled_kernel",
+    "load_kernel",
+    "num_threads",
+    "set_num_threads",
+    "use_backend",
+]
 
 # Primitive modules whose import loads a kernel; backend_info() imports them to report.
 _PRIMITIVES = ("dtxfast.crypto.paillier", "dtxfast.crypto.merkle", "dtxfast.protocols.mpc",
@@ -143,3 +153,86 @@ def set_num_threads(n: int | None) -> None:
     if n is not None and (not isinstance(n, int) or n < 1):
         raise ParameterError(f"number of threads must be a positive int, not {n!r}")
     _num_threads = n
+
+
+#: kernel -> (pure-Python twin, compiled module, the (module, attribute) pairs that hold it)
+_SWITCHES: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
+    "_paillier": ("dtxfast.crypto._paillier_py", "dtxfast._kernels._paillier",
+                  (("dtxfast.crypto.paillier", "_kernel"),)),
+    "_merkle": ("dtxfast.crypto._merkle_py", "dtxfast._kernels._merkle", (("dtxfast.crypto.merkle", "_kernel"),)),
+    "_psi": ("dtxfast.crypto._psi_py", "dtxfast._kernels._psi",
+             (("dtxfast.crypto.blind_rsa", "_kernel"), ("dtxfast.crypto.ecdh", "_kernel"))),
+    "_mpc": ("dtxfast.protocols.mpc._kernels_ref", "dtxfast.protocols.mpc._kernels", ()),
+}
+
+
+def compiled_kernel(name: str) -> ModuleType:
+    """The compiled module of kernel ``name`` (``"_paillier"``, ``"_merkle"``, ``"_psi"``, ``"_mpc"``).
+
+    Raises
+    ------
+    BackendUnavailable
+        If it was not built (or Numba is missing, for ``"_mpc"``).
+    """
+    try:
+        return importlib.import_module(_SWITCHES[name][1])
+    except KeyError:
+        raise ParameterError(f"no kernel named {name!r}; known: {', '.join(_SWITCHES)}") from None
+    except ImportError as exc:
+        raise BackendUnavailable(f"compiled kernel {name} is not available ({exc})") from exc
+
+
+@contextlib.contextmanager
+def use_backend(backend: Literal["compiled", "python"], kernels: Iterable[str] | None = None) -> Iterator[None]:
+    """Run a block with the compiled kernels or with their pure-Python twins, then switch back.
+
+    One switch for tests and benchmarks (a test runs the same code on both backends; a benchmark
+    times the twin beside the kernel). Objects built inside the block keep the kernel they were
+    built with where they bind one (Paillier keys); module-level calls use it while the block runs.
+    Not thread-safe: it swaps module globals.
+
+    Parameters
+    ----------
+    backend : {"compiled", "python"}
+    kernels : iterable of str, optional
+        Only these kernels (default: all of ``_paillier``, ``_merkle``, ``_psi``, ``_mpc``).
+
+    Raises
+    ------
+    BackendUnavailable
+        ``"compiled"`` for a kernel that was not built; nothing is switched then.
+
+    Examples
+    --------
+    >>> from dtxfast.crypto import merkle
+    >>> before = merkle._kernel
+    >>> with use_backend("python", ["_merkle"]):
+    ...     merkle._kernel.__name__
+    'dtxfast.crypto._merkle_py'
+    >>> merkle._kernel is before
+    True
+    """
+    if backend not in ("compiled", "python"):
+        raise ParameterError(f"backend must be 'compiled' or 'python', not {backend!r}")
+    names = list(_SWITCHES) if kernels is None else list(kernels)
+    unknown = [n for n in names if n not in _SWITCHES]
+    if unknown:
+        raise ParameterError(f"no kernel named {unknown[0]!r}; known: {', '.join(_SWITCHES)}")
+    wanted = {n: (compiled_kernel(n) if backend == "compiled" else importlib.import_module(_SWITCHES[n][0]))
+              for n in names}
+    saved: list[tuple[Any, str, Any]] = []
+    saved_loaded = dict(_loaded)
+    try:
+        for n, module in wanted.items():
+            for mod_name, attr in _SWITCHES[n][2]:
+                holder = importlib.import_module(mod_name)
+                saved.append((holder, attr, getattr(holder, attr)))
+                setattr(holder, attr, module)
+            if n == "_mpc":  # MPCParty asks protocols.mpc._select.kernels(), which reads _loaded
+                _loaded[n] = (module, BackendInfo(n, backend, "use_backend()"))
+        yield
+    finally:
+        for holder, attr, old in reversed(saved):
+            setattr(holder, attr, old)
+        _loaded.clear()
+        _loaded.update(saved_loaded)
