@@ -20,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "DtxError",
     "ParameterError",
+    "WrongType",
     "EncodingOverflowError",
     "MalformedInput",
     "KeyMismatch",
@@ -42,6 +43,12 @@ class DtxError(Exception):
 
 class ParameterError(DtxError, ValueError):
     """An argument is out of range or of the wrong kind (a caller's mistake)."""
+
+    exit_code = 2
+
+
+class WrongType(DtxError, TypeError):
+    """An argument has a type the call does not accept (a caller's mistake)."""
 
     exit_code = 2
 
