@@ -15,6 +15,13 @@ python-paillier and the encrypt floor compute the full-length ``r^n``, so their 
 ``naive-gmpy2`` (one powmod per entry, one mulmod per addition: not a floor, dtxfast's multi-
 exponentiation does less) and ``phe`` run a sample of the rows (``sample`` in the row).
 
+``paillier.compat`` runs python-paillier's idiomatic per-number loop (encrypt two lists, add,
+multiply by scalars, decrypt) with ``phe`` and, unchanged but for the import, with
+``dtxfast.compat.phe`` (``dtxfast``: its default DJN obfuscation; ``dtxfast-standard``: full-length
+``r^n``, the row ``phe`` is compared with); ``paillier.compat.batch`` does the same work with the
+drop-in's batch helpers (``encrypt_many``, ``to_vector`` / ``from_vector``, ``decrypt_many``)
+against the same ``phe`` loop. ``us/elem`` there is the cost of the whole script per element.
+
 Run: ``dtx bench paillier`` (``--quick`` for the smallest sizes, ``--json`` for the JSON rows).
 """
 
@@ -360,3 +367,89 @@ def test_dot_heu(benchmark, heu_kit, data):
     X = heu_kit.array(data["X"][:rows], hphe.FloatEncoderParams())
     measure(benchmark, lambda: ev.matmul(X, v), impl="heu", size=DOT_M * DOT_K, sample=rows * DOT_K,
             bits=BITS, rounds=1, threads=CORES, note=f"{rows} of {DOT_M} rows; heu scalars ~20 bits")
+
+
+# ---------------------------------------------------------------------------- compat
+#
+# python-paillier's idiomatic per-number loop -- encrypt two lists, add them, multiply by
+# scalars, decrypt -- run unchanged with ``phe`` and with ``dtxfast.compat.phe`` (only the
+# import differs), and the same work through the drop-in's batch helpers. Same key, same data.
+# The drop-in's keys are fresh: a DJN key builds its table during the warm-up round (after
+# ``TABLE_AFTER`` obfuscators), as it would early in a long-running program.
+
+N_COMPAT = sizes([128], [16])[0]
+
+
+@pytest.fixture(scope="module")
+def compat_data():
+    rng = np.random.default_rng(20261130)
+    return {k: rng.normal(0, s, N_COMPAT).tolist() for k, s in (("x", 100), ("y", 100), ("k", 1))}
+
+
+def _per_number_script(pk, sk, xs, ys, ks):
+    ex = [pk.encrypt(x) for x in xs]
+    ey = [pk.encrypt(y) for y in ys]
+    s = [a + b for a, b in zip(ex, ey)]
+    p = [c * k for c, k in zip(s, ks)]
+    return [sk.decrypt(c) for c in p]
+
+
+def _batch_script(pk, sk, xs, ys, ks):
+    from dtxfast.compat.phe.paillier import from_vector, to_vector
+
+    v = (to_vector(pk.encrypt_many(xs)) + to_vector(pk.encrypt_many(ys))) * np.asarray(ks)
+    return sk.decrypt_many(from_vector(v, pk))
+
+
+def _compat_keys(keys, obfuscation):
+    from dtxfast.compat.phe import paillier as cpaillier
+
+    pk, sk = keys
+    cpk = cpaillier.PaillierPublicKey(pk.n, obfuscation=obfuscation)
+    return cpk, cpaillier.PaillierPrivateKey(cpk, sk.p, sk.q)
+
+
+def _check_compat(out, d):
+    want = [(x + y) * k for x, y, k in zip(d["x"], d["y"], d["k"])]
+    assert np.allclose(out, want, rtol=1e-9, atol=1e-9)
+
+
+_COMPAT_IMPLS = _dtx_variants() + _dtx_variants("dtxfast-standard")
+
+
+@pytest.mark.benchmark(group="paillier.compat")
+def test_compat_phe(benchmark, phe_keys, compat_data):
+    d = compat_data
+    out = measure(benchmark, lambda: _per_number_script(*phe_keys, d["x"], d["y"], d["k"]), impl="phe",
+                  size=N_COMPAT, bits=BITS, rounds=1, threads=1, ref="dtxfast-standard",
+                  note="per-number loop")
+    _check_compat(out, d)
+
+
+@pytest.mark.benchmark(group="paillier.compat")
+@pytest.mark.parametrize("impl,threads", _COMPAT_IMPLS)
+def test_compat_dtxfast(benchmark, keys, compat_data, impl, threads):
+    d = compat_data
+    ck = _compat_keys(keys, "standard" if impl == "dtxfast-standard" else "djn")
+    out = measure(benchmark, lambda: _per_number_script(*ck, d["x"], d["y"], d["k"]), impl=impl,
+                  size=N_COMPAT, bits=BITS, threads=threads, note="same loop, import changed")
+    _check_compat(out, d)
+
+
+@pytest.mark.benchmark(group="paillier.compat.batch")
+def test_compat_batch_phe(benchmark, phe_keys, compat_data):
+    d = compat_data
+    out = measure(benchmark, lambda: _per_number_script(*phe_keys, d["x"], d["y"], d["k"]), impl="phe",
+                  size=N_COMPAT, bits=BITS, rounds=1, threads=1, ref="dtxfast-standard",
+                  note="per-number loop")
+    _check_compat(out, d)
+
+
+@pytest.mark.benchmark(group="paillier.compat.batch")
+@pytest.mark.parametrize("impl,threads", _COMPAT_IMPLS)
+def test_compat_batch_dtxfast(benchmark, keys, compat_data, impl, threads):
+    d = compat_data
+    ck = _compat_keys(keys, "standard" if impl == "dtxfast-standard" else "djn")
+    out = measure(benchmark, lambda: _batch_script(*ck, d["x"], d["y"], d["k"]), impl=impl,
+                  size=N_COMPAT, bits=BITS, threads=threads, note="encrypt_many, to_vector, decrypt_many")
+    _check_compat(out, d)

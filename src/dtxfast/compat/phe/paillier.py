@@ -15,8 +15,9 @@ What is faster, and how
   :data:`TABLE_AFTER` obfuscators the kernel builds its fixed-base table (about 1 s and 67 MB at
   2048 bits), after which an obfuscator costs about ``n_bits / 20`` multiplications.
   ``obfuscation="standard"`` (or :data:`DEFAULT_OBFUSCATION` ``= "standard"``) draws
-  python-paillier's ``r^n`` for a uniform ``r`` instead, and ``encrypt(x, r_value=r)`` gives
-  exactly python-paillier's ciphertext for that ``r``.
+  python-paillier's ``r^n`` for a uniform ``r`` in ``[1, n)`` instead (the kernel's batch
+  exponentiation; the exponent is the public ``n``), and ``encrypt(x, r_value=r)`` gives exactly
+  python-paillier's ciphertext for that ``r``.
 * Decryption (CRT, constants precomputed) and exponentiation by plaintexts run in the kernel;
   sums are gmpy2 multiplications; the fixed-point encoding is exact integer arithmetic instead of
   :class:`fractions.Fraction`.
@@ -210,6 +211,7 @@ class PaillierPublicKey:
         self._pool: list[Any] = []
         self._drawn = 0
         self._hs_row: np.ndarray | None = None
+        self._n_row: np.ndarray | None = None
         self._lock = threading.RLock()
 
     @classmethod
@@ -309,6 +311,15 @@ class PaillierPublicKey:
             if extra:
                 exps[:, -1] &= np.uint64((1 << (64 - extra)) - 1)
             rows, _ = dk._ctx.pow(self._hs_row, exps, np.zeros(count, np.uint8), _threads())
+            return rows
+        if self.obfuscation == "standard":
+            # python-paillier's r^n for uniform r in [1, n), by the kernel's batch exponentiation:
+            # the exponent is the public n, so which table entries are read does not depend on r
+            n = self.n
+            rs = _dtx._pack_ints([1 + secrets.randbelow(n - 1) for _ in range(count)], dk._ctx.w)
+            if self._n_row is None:
+                self._n_row = _dtx._pack_ints([n], dk._ctx.wn)
+            rows, _ = dk._ctx.pow(rs, self._n_row, _POS, _threads())
             return rows
         return dk._fresh_obfuscators(count, None)  # builds the DJN table on first use
 
