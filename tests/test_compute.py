@@ -346,13 +346,15 @@ def test_vfl_training_on_ray_equals_local(ray_send, paillier_keys):
     keys = (paillier_keys, generate_keypair(1024))
     fits = []
     for cb in (LOCAL, ray_send):
-        est = VerticalLinearRegression(mode="fast", max_epochs=3, alpha=0.3, batch_size=0, amplitude=1e-12,
+        est = VerticalLinearRegression(max_epochs=3, alpha=0.3, batch_size=0, amplitude=1e-12,
                                        key_bits=1024, compute=cb)
         fits.append(est.fit([X[:, :1], X[:, 1:]], y, keypairs=keys))
     assert fits[1].get_params()["compute"] is ray_send
-    np.testing.assert_array_equal(fits[0].feature_part_.weights, fits[1].feature_part_.weights)
-    np.testing.assert_array_equal(fits[0].label_part_.weights, fits[1].label_part_.weights)
-    assert [h["loss"] for h in fits[0].history_] == [h["loss"] for h in fits[1].history_]
+    # secret-shared mode: fresh masks each run, equal up to the last fixed-point bits
+    np.testing.assert_allclose(fits[0].feature_part_.weights, fits[1].feature_part_.weights, atol=1e-5)
+    np.testing.assert_allclose(fits[0].label_part_.weights, fits[1].label_part_.weights, atol=1e-5)
+    np.testing.assert_allclose([h["loss"] for h in fits[0].history_], [h["loss"] for h in fits[1].history_],
+                               atol=1e-6)
 
 
 def test_cli_psi_in_another_process_joins_the_cluster_by_address(cluster, tmp_path):

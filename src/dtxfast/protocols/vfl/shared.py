@@ -125,8 +125,12 @@ def _ints(values: Any) -> np.ndarray:
     return np.array([int(v) for v in values], dtype=object)
 
 
+#: source of the masks (the OS CSPRNG; tests of the transcript's distribution fix it to a seeded PRNG)
+_randbits = secrets.randbits
+
+
 def _mask(count: int, bits: int) -> list[int]:
-    return [secrets.randbits(bits) for _ in range(count)]
+    return [_randbits(bits) for _ in range(count)]
 
 
 def _signed_list(res: list[int], n: int) -> list[int]:
@@ -336,7 +340,7 @@ class _SharedParty:
         if self._want_loss:
             own_sq = sum(v * v for v in self._d)
             if self.role == "feature":
-                lam = secrets.randbits(2 * (SCORE_BOUND_BITS + _FW) + len(idx).bit_length() + STAT_BITS)
+                lam = _mask(1, 2 * (SCORE_BOUND_BITS + _FW) + len(idx).bit_length() + STAT_BITS)[0]
                 cross = _dot_big([2 * v for v in self._d], peer_d) + (own_sq + lam)
                 sections.append(cross.rerandomize(statistical=True).to_bytes())
                 self._loss_share += -lam

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...crypto.paillier import (
+    DEFAULT_FRAC_BITS,
     EncryptedVector,
     PaillierPrivateKey,
     PaillierPublicKey,
@@ -23,8 +24,8 @@ from ...crypto.paillier import (
     generate_keypair,
 )
 from ...errors import MalformedInput, ParameterError, ProtocolError, StateError
-from ._messages import MsgType, pack, pack_ints, unpack, unpack_ints
-from .config import Standardizer, TrainingConfig, batch_schedule, reg_gradient, reg_loss
+from ._messages import MsgType, pack, pack_ints, pack_signed, unpack, unpack_ints, unpack_signed
+from .config import FEATURE_FRAC_BITS, Standardizer, TrainingConfig, batch_schedule, reg_gradient, reg_loss
 from .model import ModelPart
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class _Party:
         key_bits: int = 2048,
         keypair: tuple[PaillierPublicKey, PaillierPrivateKey] | None = None,
         compute: ComputeBackend | None = None,
+        initial_weights: Any = None,
     ) -> None:
         if config.mode != "fast":
             raise ParameterError("FeatureParty and LabelParty run mode='fast'; for mode='ss' use "
@@ -149,8 +151,24 @@ class _Party:
         if self.role == "label":
             Z = np.hstack([Z, np.ones((len(Z), 1))])
         self._Z = Z
+        if Z.size and float(np.max(np.abs(Z))) >= float(1 << 40):
+            raise ParameterError("a standardized feature exceeds 2^40 (a column is almost constant with outliers)")
+        # public per-run fixed point: the exponent of every vector sent is a constant, never the
+        # magnitude of a batch
+        self._X = np.rint(np.ldexp(Z, FEATURE_FRAC_BITS)).astype(np.int64)
         self.n = len(Z)
-        self.weights = np.zeros(Z.shape[1])
+        if initial_weights is None:
+            # random, private initial weights: the first residual is not the labels (-t or 1/2 - t)
+            rng = np.random.default_rng(secrets.randbits(128))
+            initial_weights = rng.normal(scale=1.0 / math.sqrt(2.0 * Z.shape[1]), size=Z.shape[1])
+        w0 = np.asarray(initial_weights, dtype=np.float64)
+        if w0.shape != (Z.shape[1],) or not np.all(np.isfinite(w0)):
+            raise ParameterError(f"initial_weights must be {Z.shape[1]} finite numbers")
+        #: this party's initial weights (random unless given; private to this party)
+        self.initial_weights = w0.copy()
+        self.weights = w0.copy()
+        self._want_loss = config.amplitude > 0
+        self._loss_share = 0
         self.public_key, self._sk = keypair if keypair is not None else generate_keypair(key_bits)
         _shared_key(self.public_key)
         self.peer_key: PaillierPublicKey | None = None
@@ -193,6 +211,8 @@ class _Party:
             return self._on_masked(data)
         if self._state == "unmasked":
             return self._on_unmasked(data)
+        if self._state == "loss":
+            return self._on_loss(data)
         raise StateError(f"no message expected in state {self._state!r}")
 
     # -- steps ------------------------------------------------------------------------------------
@@ -219,6 +239,13 @@ class _Party:
         if self.peer_key == self.public_key:
             raise ProtocolError("the peer uses this party's own public key")
         self.peer_weights = weights
+        widest = max(len(self.weights), weights)
+        smallest = min(len(b) for b in batch_schedule(self.n, self.config, 0))
+        if smallest <= widest:
+            raise ParameterError(
+                f"fast mode needs every batch larger than both parties' column counts: a batch of {smallest} rows "
+                f"and {widest} columns would let the feature party solve its gradient for the residuals (the "
+                f"labels); use a batch size whose batches all exceed {widest} rows, or mode='ss'")
         self._start_epoch()
         return self._partial()
 
@@ -226,6 +253,7 @@ class _Party:
         self._batches = batch_schedule(self.n, self.config, self.epoch)
         self._bidx = 0
         self._epoch_loss = 0.0
+        self._loss_share = 0
 
     def _partial(self) -> bytes:
         idx = self._batches[self._bidx]
@@ -245,25 +273,33 @@ class _Party:
         peer_enc = EncryptedVector.from_bytes(msg.sections[0], self.peer_key)
         if len(peer_enc) != len(idx):
             raise ProtocolError(f"PARTIAL has {len(peer_enc)} values, the batch has {len(idx)} rows")
+        if peer_enc.exponent != DEFAULT_FRAC_BITS:
+            raise ProtocolError(f"PARTIAL must carry the public exponent {DEFAULT_FRAC_BITS}, not {peer_enc.exponent}")
         # [[d]]_peer: the residual of this batch under the peer's key
         d_enc = peer_enc + self._own_term
-        rows = self._Z[idx].T
-        if self.role == "feature":
-            rows = np.vstack([rows, self._u[None, :]])
-        G = self.compute.matmul(rows, d_enc, plaintext_bits=self.config.plaintext_bits)
+        rows = self._X[idx].T
+        with_loss = self.role == "feature" and self._want_loss
+        if with_loss:
+            u_int = np.rint(np.ldexp(self._u, FEATURE_FRAC_BITS)).astype(np.int64)
+            rows = np.vstack([rows, u_int[None, :]])
+        G = self.compute.matmul(np.ascontiguousarray(rows), d_enc)  # exponent: the public constant
         k = len(self.weights)
         n_peer = self.peer_key.n
+        nsq = n_peer * n_peer
         self._mask = [secrets.randbelow(n_peer) for _ in range(k)]
         self._mask_exp = G.exponent
-        nsq = n_peer * n_peer
-        mask = EncryptedVector.from_ciphertexts(
-            self.peer_key, [(1 + r * n_peer) % nsq for r in self._mask], G.exponent, True
-        )
-        out = G[:k] + mask
-        if self.role == "feature":
+        masks = list(self._mask)
+        if with_loss:
+            # the loss term S_A = u_A . d - (a/2)|u_A|^2 + m reg(w_A), masked: the label party gets
+            # S_A + lam (uniform mod n), this party keeps -lam; only the epoch's sum is revealed
             m = len(idx)
             corr = -0.5 * self.config.slope * float(self._u @ self._u) + m * reg_loss(self.weights, self.config)
-            out = concatenate([out, G[k:] + np.array([corr])])
+            G = concatenate([G[:k], G[k:] + np.array([corr * float(1 << FEATURE_FRAC_BITS)])])
+            lam = secrets.randbelow(n_peer)
+            masks.append(lam)
+            self._loss_share = (self._loss_share - lam) % n_peer
+        mask = EncryptedVector.from_ciphertexts(self.peer_key, [(1 + r * n_peer) % nsq for r in masks], G.exponent, True)
+        out = (G + mask).rerandomize(statistical=True)  # the key holder decrypts it
         self._state = "masked"
         return pack(MsgType.MASKED, self.epoch, self._bidx, [out.to_bytes()])
 
@@ -273,18 +309,21 @@ class _Party:
         if len(msg.sections) != 1:
             raise MalformedInput("malformed MASKED")
         ev = EncryptedVector.from_bytes(msg.sections[0], self.public_key)
-        expect = self.peer_weights + (1 if self.role == "label" else 0)
+        with_loss = self.role == "label" and self._want_loss
+        expect = self.peer_weights + (1 if with_loss else 0)
         if len(ev) != expect:
             raise ProtocolError(f"MASKED has {len(ev)} values, expected {expect}")
+        if ev.exponent != DEFAULT_FRAC_BITS:
+            raise ProtocolError(f"MASKED must carry the public exponent {DEFAULT_FRAC_BITS}, not {ev.exponent}")
         res = self._sk.raw_decrypt(ev)
         width = (self.public_key.n.bit_length() + 7) // 8
-        sections = [pack_ints(res[: self.peer_weights], width)]
-        if self.role == "label":
-            s_peer = _signed(res[-1], self.public_key.n) / (1 << ev.exponent)
-            self._batch_loss = self._loss(s_peer)
-            sections.append(_F64.pack(self._batch_loss))
+        if with_loss:
+            # this party's share of the batch loss sum, at scale 2^(exponent + FEATURE_FRAC_BITS)
+            n = self.public_key.n
+            own = self._own_loss_sum() * float(1 << (FEATURE_FRAC_BITS + ev.exponent))
+            self._loss_share = (self._loss_share + res[-1] + int(own)) % n
         self._state = "unmasked"
-        return pack(MsgType.UNMASKED, self.epoch, self._bidx, sections)
+        return pack(MsgType.UNMASKED, self.epoch, self._bidx, [pack_ints(res[: self.peer_weights], width)])
 
     def _on_unmasked(self, data: bytes) -> bytes | None:
         msg = unpack(data, MsgType.UNMASKED)
@@ -292,34 +331,47 @@ class _Party:
         assert self.peer_key is not None
         n_peer = self.peer_key.n
         k = len(self.weights)
-        want = 2 if self.role == "feature" else 1
-        if len(msg.sections) != want:
+        if len(msg.sections) != 1:
             raise MalformedInput("malformed UNMASKED")
         width = (n_peer.bit_length() + 7) // 8
         vals = unpack_ints(msg.sections[0], width, k)
-        scale = 1 << self._mask_exp
+        scale = float(1 << (self._mask_exp + FEATURE_FRAC_BITS))
         G = np.array([_signed((v - r) % n_peer, n_peer) / scale for v, r in zip(vals, self._mask)])
         self._mask = []
-        if self.role == "feature":
-            if len(msg.sections[1]) != _F64.size:
-                raise MalformedInput("malformed loss in UNMASKED")
-            (loss,) = _F64.unpack(msg.sections[1])
-        else:
-            assert self._batch_loss is not None
-            loss = self._batch_loss
         m = len(self._batches[self._bidx])
-        self._epoch_loss += loss * m / self.n
         self.weights = self.weights - self.config.alpha * (G / m + self._reg_grad())
         self._bidx += 1
         if self._bidx < len(self._batches):
             return self._partial()
-        self.history.append(self._epoch_loss)
+        if self._want_loss:
+            self._state = "loss"
+            return pack(MsgType.LOSS, self.epoch, self._bidx, [pack_signed([self._loss_share])])
+        self.history.append(float("nan"))
+        return self._next_epoch()
+
+    def _on_loss(self, data: bytes) -> bytes | None:
+        msg = unpack(data, MsgType.LOSS)
+        if msg.epoch != self.epoch or len(msg.sections) != 1:
+            raise ProtocolError("LOSS message for another epoch, or malformed")
+        (peer,) = unpack_signed(msg.sections[0], 1)
+        assert self.peer_key is not None
+        n = self.public_key.n if self.role == "label" else self.peer_key.n  # the loss is under B's key
+        if not 0 <= peer < n:
+            raise MalformedInput("loss share out of range")
+        total = _signed((self._loss_share + peer) % n, n)
+        self.history.append(total / float(1 << (DEFAULT_FRAC_BITS + FEATURE_FRAC_BITS)) / self.n)
+        return self._next_epoch()
+
+    def _next_epoch(self) -> bytes | None:
         self.epoch += 1
         if _should_stop(self.history, self.config):
             self._state = "done"
             return None
         self._start_epoch()
         return self._partial()
+
+    def _own_loss_sum(self) -> float:
+        raise NotImplementedError
 
     # -- role specifics ---------------------------------------------------------------------------
     def _residual_term(self, idx: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -328,25 +380,25 @@ class _Party:
     def _reg_grad(self) -> np.ndarray:
         return reg_gradient(self.weights, self.config)
 
-    def _loss(self, s_peer: float) -> float:
-        raise NotImplementedError
 
 
 class FeatureParty(_Party):
-    """The party with feature columns only (PaddleDTX's party A).
+    """The party with feature columns only (PaddleDTX's party A), fast mode.
 
     Parameters
     ----------
     X : array (n, d)
         This party's aligned feature rows.
     config : TrainingConfig
-        Must be the same at both parties (checked through its digest).
+        ``mode="fast"``; must be the same at both parties (checked through its digest).
     key_bits : int, default 2048
         Size of this party's fresh Paillier key (ignored when ``keypair`` is given).
     keypair : (PaillierPublicKey, PaillierPrivateKey), optional
     compute : ComputeBackend, optional
         Where this party's encryptions and ``X.T @ [[d]]`` run (public keys only: the private key
         never leaves the party); default :func:`dtxfast.compute.default_compute`.
+    initial_weights : array, optional
+        Default: random (normal, standard deviation ``1 / sqrt(2 d)``), drawn privately.
     """
 
     role = "feature"
@@ -401,7 +453,8 @@ class LabelParty(_Party):
         g[-1] = 0.0
         return g
 
-    def _loss(self, s_peer: float) -> float:
+    def _own_loss_sum(self) -> float:
+        """This party's part of the batch's loss sum: ``S_B + m reg(w_B)``."""
         idx = self._batches[self._bidx]
         m = len(idx)
         u = self._u
@@ -410,7 +463,7 @@ class LabelParty(_Party):
         else:
             t = self.labels.target[idx]
             s_own = m * _LN2 - float((t - 0.5) @ u) + float(u @ u) / 8.0
-        return (s_peer + s_own) / m + reg_loss(self.weights[:-1], self.config)
+        return s_own + m * reg_loss(self.weights[:-1], self.config)
 
     def model_part(self) -> ModelPart:
         """This party's trained part: weights with intercept, standardizations, label encoding."""
@@ -424,7 +477,9 @@ class LabelParty(_Party):
 def _should_stop(history: list[float], cfg: TrainingConfig) -> bool:
     if len(history) >= cfg.max_epochs:
         return True
-    if cfg.amplitude > 0 and len(history) >= 2 and abs(history[-1] - history[-2]) < cfg.amplitude:
+    if cfg.amplitude <= 0:
+        return False  # the loss is not computed (NaN)
+    if len(history) >= 2 and abs(history[-1] - history[-2]) < cfg.amplitude:
         return True
     return not math.isfinite(history[-1])
 
@@ -433,8 +488,12 @@ def _should_stop(history: list[float], cfg: TrainingConfig) -> bool:
 def plain_train_glm(
     X_feature: Any, X_label: Any, y: Any, config: TrainingConfig, *, positive_class: Any = None,
     on_epoch: Callable[[int, float, np.ndarray, np.ndarray], None] | None = None,
+    initial: tuple[Any, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """The same algorithm in plain numpy, centrally: what the federated run must reproduce.
+
+    ``initial``: (feature party's, label party's) initial weights (fast mode draws random ones:
+    pass ``(fa.initial_weights, lb.initial_weights)``); default zeros (secret-shared mode).
 
     Same standardization (each block with its own statistics), same label encoding, same batch
     schedule, same Taylor approximation, same regularization and stop rule.
@@ -452,6 +511,8 @@ def plain_train_glm(
     t = encode_labels(y, cfg.model, positive_class).target
     n = len(A)
     wa, wb = np.zeros(A.shape[1]), np.zeros(B.shape[1])
+    if initial is not None:
+        wa, wb = np.array(initial[0], dtype=np.float64), np.array(initial[1], dtype=np.float64)
     history: list[float] = []
     for epoch in range(cfg.max_epochs):
         total = 0.0
