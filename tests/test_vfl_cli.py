@@ -14,7 +14,7 @@ def test_cli_train_predict_evaluate_plot(tmp_path, capsys):
     d = DATA / "logic_iris_plants"
     png = tmp_path / "curve.png"
     rc = main(["vfl", "train", "--data-a", str(d / "train_dataA.csv"), "--data-b", str(d / "train_dataB.csv"),
-               "--label", "Label", "--model", "logistic", "--positive-class", "Iris-setosa", "--alpha", "0.1",
+               "--label", "Label", "--model", "logistic", "--positive-class", "Iris-setosa", "--alpha", "0.5",
                "--mode", "fast", "--amplitude", "1e-9",
                "--epochs", "12", "--batch-size", "0", "--bits", "1024", "--psi-bits", "1024",
                "--val-fraction", "0.2", "--eval-every", "4",
