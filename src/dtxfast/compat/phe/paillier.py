@@ -54,6 +54,7 @@ from typing import Any, Literal
 import gmpy2
 import numpy as np
 
+from ..._backend import num_threads
 from ...crypto import paillier as _dtx
 from ...errors import KeyMismatch, MalformedInput, NotFound, ParameterError, WrongType
 from . import util
@@ -89,7 +90,7 @@ _frexp = math.frexp
 
 
 def _threads() -> int:
-    return _dtx._threads()
+    return num_threads()
 
 
 def _is_int(x: Any) -> bool:
