@@ -29,6 +29,7 @@ LAYERS = {
     "transport": 3,
     "vfl": 3,
     "cli": 4,
+    "_benchsuite": 4,  # bench/, installed beside the CLI that runs it (`dtx bench`); absent in editable installs
 }
 
 
