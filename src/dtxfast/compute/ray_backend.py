@@ -40,9 +40,9 @@ import numpy as np
 
 from .. import errors
 from ..crypto import paillier
-from ..crypto.blind_rsa import BlindedBatch, BlindRSAPublicKey, BlindRSASigner, IdBatch, Rng
+from ..crypto.blind_rsa import BlindedBatch, BlindRSAPublicKey, BlindRSASigner, IdBatch, Rng, _check_signed
 from ..crypto.paillier import PLAINTEXT_BITS, EncryptedVector, PaillierPrivateKey, PaillierPublicKey
-from ..errors import BackendUnavailable, KeyMismatch, MalformedInput, ParameterError, Unauthorized
+from ..errors import BackendUnavailable, MalformedInput, ParameterError, Unauthorized
 from . import _worker
 from .base import ComputeBackend, PrivateKeyPolicy, check_policy
 
@@ -321,13 +321,7 @@ class RayCompute(ComputeBackend):
 
     def finalize(self, pub: BlindRSAPublicKey, batch: BlindedBatch, signed: np.ndarray, *,
                  verify: Literal["batch", "each"] = "batch") -> np.ndarray:
-        if batch.key_id != pub.key_id:
-            raise KeyMismatch("the batch was blinded under another key")
-        if verify not in ("batch", "each"):
-            raise ParameterError("verify must be 'batch' or 'each'")
-        signed = np.ascontiguousarray(signed, dtype=np.uint8)
-        if signed.shape != batch.blinded.shape:
-            raise MalformedInput(f"expected {batch.blinded.shape} signed values, got {signed.shape}")
+        signed = _check_signed(pub.key_id, batch, signed, verify)
         n = len(batch)
         if n == 0:
             return pub.finalize(batch, signed, verify=verify)

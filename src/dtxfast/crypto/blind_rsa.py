@@ -39,7 +39,7 @@ import os
 import struct
 from array import array
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import numpy as np
 
@@ -197,6 +197,18 @@ class BlindedBatch:
         return int(self.blinded.shape[0])
 
 
+def _check_signed(key_id: bytes, batch: BlindedBatch, signed: Any, verify: str) -> np.ndarray:
+    """Validate the signer's answers to ``batch`` (as ``finalize`` takes them); returns them as uint8."""
+    if batch.key_id != key_id:
+        raise KeyMismatch("the batch was blinded under another key")
+    if verify not in ("batch", "each"):
+        raise ParameterError("verify must be 'batch' or 'each'")
+    signed = np.ascontiguousarray(signed, dtype=np.uint8)
+    if signed.shape != batch.blinded.shape:
+        raise MalformedInput(f"expected {batch.blinded.shape} signed values, got {signed.shape}")
+    return signed
+
+
 def _be(x: int, length: int | None = None) -> bytes:
     return int(x).to_bytes(length if length is not None else max(1, (int(x).bit_length() + 7) // 8), "big")
 
@@ -317,13 +329,7 @@ class BlindRSAPublicKey:
         InvalidSignature
             An answer is not the signature of its blinded value.
         """
-        if batch.key_id != self.key_id:
-            raise KeyMismatch("the batch was blinded under another key")
-        if verify not in ("batch", "each"):
-            raise ParameterError("verify must be 'batch' or 'each'")
-        signed = np.ascontiguousarray(signed, dtype=np.uint8)
-        if signed.shape != batch.blinded.shape:
-            raise MalformedInput(f"expected {batch.blinded.shape} signed values, got {signed.shape}")
+        signed = _check_signed(self.key_id, batch, signed, verify)
         tags = np.zeros((len(batch), TAG_SIZE), dtype=np.uint8)
         if len(batch):
             bad = _kernel.unblind_tag(signed, batch.rinv, batch.blinded, self._n_be, self.e,
