@@ -42,13 +42,12 @@ Examples
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +60,7 @@ from ..ledger import Heartbeat, Ledger, NodeIdentity, RegisterNode, open_ledger
 from ..ledger.records import ApplicationStatus, FileRecord, FileStatus
 from ..protocols.storage import Challenge, ReplicaId, StorageProver
 from ..storage.store import DirectoryReplicaStore
+from ._config import NodeConfig, parse_listen
 from ..transport.http_auth import (
     DEFAULT_MAX_BODY,
     DEFAULT_SKEW_MS,
@@ -76,15 +76,8 @@ _MAX_CHALLENGES = 4096
 _DAY_MS = 86_400_000
 
 
-def _parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ParameterError(f"--listen must be HOST:PORT, got {listen!r}")
-    return host.strip("[]"), int(port)
-
-
 @dataclass
-class StorageNodeConfig:
+class StorageNodeConfig(NodeConfig):
     """How a storage node runs.
 
     Attributes
@@ -123,51 +116,10 @@ class StorageNodeConfig:
     orphan_hours: float = 24.0
     name: str = ""
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None,
-             **flags: Any) -> StorageNodeConfig:
-        """Defaults, then the TOML file (its ``[storage]`` table or top level), then ``DTX_<FIELD>``
-        environment variables, then ``flags`` that are not None: the later wins."""
-        values: dict[str, Any] = {}
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        if path:
-            try:
-                import tomllib
-            except ImportError:  # pragma: no cover - Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            with open(path, "rb") as fh:
-                try:
-                    doc = tomllib.load(fh)
-                except tomllib.TOMLDecodeError as exc:
-                    raise ParameterError(f"{path}: not valid TOML ({exc})") from None
-            table = doc.get("storage", doc)
-            for k, v in table.items():
-                name = k.replace("-", "_")
-                if name not in fields:
-                    raise ParameterError(f"{path}: unknown setting {k!r}")
-                values[name] = v
-        env = os.environ if env is None else env
-        for name in fields:
-            v = env.get("DTX_" + name.upper())
-            if v is not None and v != "":
-                values[name] = v
-        values.update({k: v for k, v in flags.items() if v is not None})
-        unknown = set(values) - set(fields)
-        if unknown:
-            raise ParameterError(f"unknown storage node settings: {', '.join(sorted(unknown))}")
-        out: dict[str, Any] = {}
-        for name, v in values.items():
-            kind = fields[name].type
-            try:
-                out[name] = (float(v) if kind in ("float", float) else int(v) if kind in ("int", int) else str(v))
-            except (TypeError, ValueError):
-                raise ParameterError(f"setting {name} = {v!r} is not a {kind}") from None
-        cfg = cls(**out)
-        cfg.validate()
-        return cfg
+    SECTION = "storage"
 
     def validate(self) -> None:
-        _parse_listen(self.listen)
+        parse_listen(self.listen)
         if not self.heartbeat > 0 or not self.skew > 0 or self.retention_days < 0:
             raise ParameterError("heartbeat and skew must be positive, retention_days at least 0")
         if not 1 <= self.max_body <= 1 << 34:
@@ -489,7 +441,7 @@ class StorageNode:
         """Listen, register on the ledger, start the heartbeats; returns ``http://HOST:PORT``."""
         from aiohttp import web
 
-        host, port = _parse_listen(self.config.listen)
+        host, port = parse_listen(self.config.listen)
         self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, shutdown_timeout=5.0)
