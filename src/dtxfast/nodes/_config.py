@@ -62,7 +62,9 @@ def _convert(name: str, kind: Any, v: Any) -> Any:
             raise ValueError
         return str(v)
     except (TypeError, ValueError):
-        raise ParameterError(f"setting {name} = {v!r} is not a {getattr(kind, "__name__", kind)}{" (finite)" if kind in ("float", float) else ""}") from None
+        what = getattr(kind, "__name__", kind)
+        finite = " (finite)" if kind in ("float", float) else ""
+        raise ParameterError(f"setting {name} = {v!r} is not a {what}{finite}") from None
 
 
 class NodeConfig:
