@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from mpc_helpers import BACKENDS, NAMES, kernel_module, run3, u64
@@ -37,8 +37,10 @@ def test_numba_kernels_equal_numpy_reference(n: int, seed: int, d: int) -> None:
     f2, g2 = u64(rng, 2 * n), u64(rng, 2 * n)
     s = d % 32 + 1
     assert np.array_equal(k.ks_level(a, b, c, e, s, f2, g2), _kernels_ref.ks_level(a, b, c, e, s, f2, g2))
-    assert np.array_equal(k.trunc_floor(a, d), _kernels_ref.trunc_floor(a, d))
-    assert np.array_equal(k.trunc_ceil_sub(a, b, c, d), _kernels_ref.trunc_ceil_sub(a, b, c, d))
+    for got, want in zip(k.trunc_lo(a, d), _kernels_ref.trunc_lo(a, d)):
+        assert np.array_equal(got, want)
+    for got, want in zip(k.trunc_hi(a, b, d), _kernels_ref.trunc_hi(a, b, d)):
+        assert np.array_equal(got, want)
 
 
 @given(n=st.integers(1, 40), kk=st.integers(1, 300), m=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
@@ -165,6 +167,62 @@ def test_truncation_is_unbiased() -> None:
     z = decode(out[0])
     assert set(np.unique(z)) == {0.0, ULP}
     assert abs(z.mean() - exact) < 0.02 * ULP
+
+
+def _old_truncation_failures(x: np.ndarray, d: int, rng: np.random.Generator) -> int:
+    """How many of ``x`` SecureML / ABY3's probabilistic truncation (floor of one uniform
+    additive part plus ceiling of the other, read signed) gets wrong by ``2^(64-d)``."""
+    z0 = rng.integers(0, 2**64, size=x.size, dtype=np.uint64)
+    w = x.view(np.uint64) - z0
+    floor0 = (z0.view(np.int64) >> d).view(np.uint64)
+    ceil1 = np.uint64(0) - ((np.uint64(0) - w).view(np.int64) >> d).view(np.uint64)
+    return int(np.sum(floor0 + ceil1 - (x >> d).view(np.uint64) > 1))  # neither floor nor ceiling
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("d", [1, 16, 40])
+def test_truncation_is_exact_where_probabilistic_truncation_fails(backend: str, d: int) -> None:
+    """The attack on the truncation: values whose size makes the probabilistic truncation fail on
+    about one element in eight (|x| near 2^61, failure probability |x| / 2^64); the exact one
+    must be right on every element, up to the rounding unit, for every |x| < 2^62."""
+    rng = np.random.default_rng(d)
+    n = 20000
+    x = rng.integers(-(2**62) + 1, 2**62, size=n, dtype=np.int64)
+    x[:4] = [2**62 - 1, -(2**62) + 1, 0, -1]
+    assert _old_truncation_failures(x, d, rng) > n // 20  # the inputs do break the old protocol
+
+    def fn(p: MPCParty):
+        s = yield from p.share_input(1, x.view(np.uint64) if p.index == 1 else None, x.shape)
+        t = yield from p.trunc(s, d)
+        return (yield from p.reveal(t))
+
+    out, _ = run3(fn, backend=backend, seed=d)
+    diff = out[0].view(np.int64) - (x >> d)
+    assert set(np.unique(diff)) <= {0, 1}  # floor or ceiling, nothing else
+
+
+@settings(max_examples=30, deadline=None)
+@given(vals=st.lists(st.integers(-(2**62) + 1, 2**62 - 1), min_size=1, max_size=50),
+       d=st.integers(0, 60), seed=st.integers(0, 1000))
+def test_truncation_is_floor_or_ceiling(vals: list, d: int, seed: int) -> None:
+    x = np.array(vals, dtype=np.int64)
+
+    def fn(p: MPCParty):
+        s = yield from p.share_input(2, x.view(np.uint64) if p.index == 2 else None, x.shape)
+        return (yield from p.reveal((yield from p.trunc(s, d))))
+
+    out, _ = run3(fn, seed=seed)
+    assert set(np.unique(out[0].view(np.int64) - (x >> d))) <= {0, 1}
+    assert all(np.array_equal(o, out[0]) for o in out)
+
+
+def test_truncation_shift_out_of_range_is_refused() -> None:
+    def fn(p: MPCParty):
+        s = yield from p.share_input(0, encode([1.0]) if p.index == 0 else None, (1,))
+        yield from p.trunc(s, 61)
+
+    with pytest.raises(ParameterError):
+        run3(fn)
 
 
 encoded_edges = st.sampled_from([0, 1, -1, 2**16, -(2**16), 2**39 - 1, -(2**39)])

@@ -34,7 +34,10 @@ True
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +57,26 @@ __all__ = [
 ]
 
 PARTY_NAMES = ("A", "B", "C")
+
+_FIXED_SEED: ContextVar[int | None] = ContextVar("dtxfast_dnn_fixed_seed", default=None)
+
+
+@contextmanager
+def _insecure_fixed_seeds(seed: int) -> Iterator[None]:
+    """Tests only: derive the pairwise PRF seeds of every estimator run inside from ``seed``.
+
+    Whoever knows ``seed`` can recompute every pairwise seed and hence every share of every
+    party: it removes all privacy. It is private, named for what it does, and refused outside a
+    pytest test (``PYTEST_CURRENT_TEST`` unset), so no production run can be made deterministic
+    with it; the estimators have no seed parameter for their secret randomness.
+    """
+    if "PYTEST_CURRENT_TEST" not in os.environ:
+        raise ParameterError("fixed MPC seeds make every share public; they exist only for tests")
+    token = _FIXED_SEED.set(int(seed))
+    try:
+        yield
+    finally:
+        _FIXED_SEED.reset(token)
 
 
 # -- PaddleDTX's three-party sample files -----------------------------------------------------
@@ -141,7 +164,7 @@ class _VerticalMLP:
         secure: bool = True,
         frac_bits: int = DEFAULT_FRAC_BITS,
         random_state: int = 0,
-        mpc_seed: int | None = None,
+        standardize: bool = True,
     ) -> None:
         self.hidden_layer_sizes = tuple(int(h) for h in hidden_layer_sizes)
         self.learning_rate = learning_rate
@@ -153,12 +176,12 @@ class _VerticalMLP:
         self.secure = secure
         self.frac_bits = frac_bits
         self.random_state = random_state
-        self.mpc_seed = mpc_seed
+        self.standardize = standardize
 
     # sklearn-style parameter access
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         keys = ("hidden_layer_sizes", "learning_rate", "batch_size", "epochs", "alpha", "lr_decay",
-                "label_party", "secure", "frac_bits", "random_state", "mpc_seed")
+                "label_party", "secure", "frac_bits", "random_state", "standardize")
         return {k: getattr(self, k) for k in keys}
 
     def set_params(self, **params: Any) -> _VerticalMLP:
@@ -169,10 +192,16 @@ class _VerticalMLP:
         return self
 
     def _check(self, parts: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int], int]:
-        if len(parts) != 3:
+        """Validate the three blocks as :meth:`fit` and every prediction need them (one-line errors)."""
+        if isinstance(parts, np.ndarray) or len(parts) != 3:
             raise ParameterError("vertical training needs the feature blocks of exactly three parties")
-        arrs = [np.asarray(x, dtype=np.float64) for x in parts]
-        arrs = [a.reshape(-1, 1) if a.ndim == 1 else a for a in arrs]
+        arrs = []
+        for k, x in enumerate(parts):
+            try:
+                a = np.asarray(x, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ParameterError(f"party {k}'s features are not numeric") from None
+            arrs.append(a.reshape(-1, 1) if a.ndim == 1 else a)
         n = arrs[0].shape[0]
         if any(a.ndim != 2 or a.shape[0] != n for a in arrs) or n == 0:
             raise ParameterError("every party's block must be a 2-D array with the same number of rows")
@@ -180,13 +209,43 @@ class _VerticalMLP:
         if sum(cols) == 0:
             raise ParameterError("no feature columns")
         if hasattr(self, "cols_") and cols != self.cols_:
-            raise ParameterError(f"column split {cols} differs from the one fitted {self.cols_}")
+            k = next(i for i in range(3) if cols[i] != self.cols_[i])
+            raise ParameterError(f"party {k} has {cols[k]} feature columns, the model was fitted on {self.cols_[k]}")
+        for k, a in enumerate(arrs):
+            bad = int(np.count_nonzero(~np.isfinite(a)))
+            if bad:
+                raise ParameterError(f"party {k}'s features hold {bad} NaN or infinite value(s)")
         return arrs, cols, n
 
+    def _scale(self, arrs: list[np.ndarray], fit: bool) -> list[np.ndarray]:
+        """Each party's own standardisation of its columns (its training mean and deviation).
+
+        Every party computes it locally on its own block and keeps it: nothing of it is sent.
+        The scaled features must fit the fixed-point format (``|x| < 2^(40 - frac_bits)``).
+        """
+        if fit:
+            self.scalers_: list[tuple[np.ndarray, np.ndarray]] | None = None
+            if self.standardize:
+                self.scalers_ = []
+                for a in arrs:
+                    sd = a.std(axis=0)
+                    sd[sd == 0] = 1.0
+                    self.scalers_.append((a.mean(axis=0), sd))
+        if self.scalers_ is not None:
+            arrs = [(a - mu) / sd for a, (mu, sd) in zip(arrs, self.scalers_)]
+        limit = 2.0 ** (40 - self.frac_bits)
+        for k, a in enumerate(arrs):
+            if a.size and np.abs(a).max() >= limit:
+                what = "standardised features" if self.scalers_ is not None else "features"
+                raise ParameterError(f"party {k}'s {what} reach {np.abs(a).max():.3g}; "
+                                     f"the fixed-point format holds |x| < 2^{40 - self.frac_bits}")
+        return arrs
+
     def _seed(self, tag: str, party: int) -> bytes | None:
-        if self.mpc_seed is None:
+        seed = _FIXED_SEED.get()
+        if seed is None:
             return None
-        return hashlib.sha256(f"{self.mpc_seed}/{tag}/{party}".encode()).digest()[:16]
+        return hashlib.sha256(f"{seed}/{tag}/{party}".encode()).digest()[:16]
 
     def _validate(self) -> None:
         if self.label_party not in (0, 1, 2):
@@ -205,6 +264,9 @@ class _VerticalMLP:
         arrs, cols, n = self._check(parts)
         if Y.shape[0] != n:
             raise ParameterError("targets and features have different numbers of rows")
+        if not np.all(np.isfinite(Y)):
+            raise ParameterError("the targets hold NaN or infinite values")
+        arrs = self._scale(arrs, fit=True)
         sizes = (sum(cols), *self.hidden_layer_sizes, Y.shape[1])
         sched = MLPSchedule(sizes, self._task, float(self.learning_rate), int(self.batch_size),
                             int(self.epochs), float(self.alpha), float(self.lr_decay),
@@ -233,6 +295,7 @@ class _VerticalMLP:
         if not hasattr(self, "schedule_"):
             raise StateError("the model is not fitted yet")
         arrs, cols, n = self._check(parts)
+        arrs = self._scale(arrs, fit=False)
         if not self.secure:
             return plain_forward(np.concatenate(arrs, axis=1), self.params_)
         net = InMemoryNetwork(PARTY_NAMES)
@@ -282,25 +345,49 @@ class VerticalMLPRegressor(_VerticalMLP):
     frac_bits : int, default 16
         Fixed-point fractional bits.
     random_state : int, default 0
-        Seed of the public schedule: initial weights and batch order.
-    mpc_seed : int, optional
-        Makes the PRF seeds (hence the stochastic rounding) reproducible; default fresh.
+        Seed of the public schedule: initial weights and batch order. The secret randomness
+        (pairwise PRF seeds, hence shares and stochastic rounding) is always fresh
+        (``os.urandom``); no parameter makes it reproducible.
+    standardize : bool, default True
+        Each party standardises its own columns locally (mean 0 and deviation 1 on its training
+        rows; the same transform on the rows it predicts); the mean and deviation stay with that
+        party (:attr:`scalers_`, one pair per party). ``False`` uses the blocks as given.
+
+    Raises
+    ------
+    ParameterError
+        From :meth:`fit` and :meth:`predict` alike: not three blocks, blocks of different
+        lengths, a column split other than the fitted one, NaN or infinite values, or (scaled)
+        features outside the fixed-point range ``|x| < 2^(40 - frac_bits)``.
 
     Notes
     -----
     The defaults were chosen by 5-fold cross-validation of the plaintext network on the 404
     training rows of PaddleDTX's three-party Boston sample (not on its prediction rows).
     The label party standardises the targets locally before sharing them and undoes it on the
-    predictions it receives; the feature blocks are used as given (each party should scale its
-    own columns).
+    predictions it receives.
+
+    Truncation cannot fail: the secure truncation (:meth:`MPCParty.trunc`) is exact, up to
+    the stochastic rounding of the last bit, for every value below ``2^62`` at the doubled
+    scale, i.e. every real product below ``2^(62 - 2 * frac_bits)`` (``2^30`` at 16 bits). The
+    probabilistic truncation it replaced failed with probability ``|x| / 2^64`` per element:
+    about ``2^-32`` for a product near 1 at 16 bits, and one training in three on unscaled
+    Boston features. What remains is the range of the ring itself: a training that diverges
+    past ``2^(62 - 2 * frac_bits)`` (its plaintext twin diverges too) overflows; standardised
+    inputs and the default steps stay many orders of magnitude below it.
     """
 
     _task = "regression"
 
     def fit(self, parts: Sequence[np.ndarray], y: np.ndarray) -> VerticalMLPRegressor:
         """Train on the three parties' feature blocks ``parts`` and the label party's ``y``."""
-        Y = np.asarray(y, dtype=np.float64)
+        try:
+            Y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError("the targets are not numeric") from None
         Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
+        if Y.size and not np.all(np.isfinite(Y)):
+            raise ParameterError("the targets hold NaN or infinite values")
         self.y_mean_ = Y.mean(axis=0)
         self.y_scale_ = Y.std(axis=0)
         self.y_scale_[self.y_scale_ == 0] = 1.0

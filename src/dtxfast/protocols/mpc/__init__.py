@@ -3,7 +3,7 @@
 ABY3-style (Araki et al. 2016; Mohassel & Rindal 2018) arithmetic and boolean sharing between
 three parties with an honest majority, semi-honest security: sharing and reconstruction, local
 addition, multiplication and matrix multiplication with correlated randomness from pairwise
-AES-CTR seeds, fixed-point numbers with probabilistic truncation, exact comparison by bit
+AES-CTR seeds, fixed-point numbers with exact truncation (stochastic rounding of the last bit), exact comparison by bit
 decomposition, ReLU and a piecewise-linear sigmoid. See :mod:`.party` for the protocol and its
 security notes; :mod:`.mlp` holds the per-party programs that train a neural network with it (the estimators are
 in :mod:`dtxfast.vfl.dnn`).

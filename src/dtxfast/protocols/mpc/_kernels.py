@@ -16,9 +16,9 @@ from typing import Any
 from numba import njit, prange
 
 from . import _ring
-from ._kernels_ref import matmul_terms
+from ._kernels_ref import TRUNC_OFFSET, matmul_terms
 
-__all__ = ["RING_MATMUL", "and_local", "ks_level", "matmul_local", "mul_local", "trunc_ceil_sub", "trunc_floor"]
+__all__ = ["RING_MATMUL", "and_local", "ks_level", "matmul_local", "mul_local", "trunc_hi", "trunc_lo"]
 
 _RB = 8    # rows of the result per task (the register block)
 #: multiply-adds from which a share matmul runs on all threads (smaller ones run on one thread:
@@ -147,23 +147,32 @@ def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray,
     return c
 
 
-def _trunc_floor(z: np.ndarray, d: int) -> np.ndarray:  # pragma: no cover - compiled
-    """floor(z / 2^d) with z read as a signed 64-bit integer."""
+def _trunc_lo(z: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """With v = z + 2^62 read unsigned: (floor(v / 2^d), 1[v < 2^63])."""
     n = z.shape[0]
-    out = np.empty(n, dtype=np.uint64)
+    q = np.empty(n, dtype=np.uint64)
+    bit = np.empty(n, dtype=np.uint64)
+    off = np.uint64(TRUNC_OFFSET)
+    one = np.uint64(1)
     for k in prange(n):
-        out[k] = np.uint64(np.int64(z[k]) >> d)
-    return out
+        v = z[k] + off
+        q[k] = v >> np.uint64(d)
+        bit[k] = (v >> np.uint64(63)) ^ one
+    return q, bit
 
 
-def _trunc_ceil_sub(z1: np.ndarray, z2: np.ndarray, r: np.ndarray, d: int) -> np.ndarray:  # pragma: no cover - compiled
-    """ceil((z1 + z2) / 2^d) - r with z1 + z2 read as a signed 64-bit integer."""
+def _trunc_hi(z1: np.ndarray, z2: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """With w = z1 + z2 read unsigned: (ceil(w / 2^d), 1[w < 2^63])."""
     n = z1.shape[0]
-    out = np.empty(n, dtype=np.uint64)
+    q = np.empty(n, dtype=np.uint64)
+    bit = np.empty(n, dtype=np.uint64)
+    one = np.uint64(1)
+    mask = (one << np.uint64(d)) - one
     for k in prange(n):
-        t = np.int64(np.uint64(0) - (z1[k] + z2[k])) >> d
-        out[k] = np.uint64(0) - np.uint64(t) - r[k]
-    return out
+        w = z1[k] + z2[k]
+        q[k] = (w >> np.uint64(d)) + (one if (w & mask) != np.uint64(0) else np.uint64(0))
+        bit[k] = (w >> np.uint64(63)) ^ one
+    return q, bit
 
 
 #: elements from which an element-wise kernel runs on all threads (a parallel region's wake-up
@@ -185,8 +194,8 @@ def _compiled(fn: Callable[..., Any], size_arg: int = 0) -> tuple[Any, Any]:
 _MUL = _compiled(_mul_local)
 _AND = _compiled(_and_local)
 _KS = _compiled(_ks_level)
-_TFLOOR = _compiled(_trunc_floor)
-_TCEIL = _compiled(_trunc_ceil_sub)
+_TLO = _compiled(_trunc_lo)
+_THI = _compiled(_trunc_hi)
 
 
 def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
@@ -204,11 +213,13 @@ def ks_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, s: 
     return _KS[ga.shape[0] < PARALLEL_ELEMS](ga, gb, pa, pb, s, rn, rp)  # type: ignore[no-any-return]
 
 
-def trunc_floor(z: np.ndarray, d: int) -> np.ndarray:
-    """floor(z / 2^d) with z read as a signed 64-bit integer."""
-    return _TFLOOR[z.shape[0] < PARALLEL_ELEMS](z, d)  # type: ignore[no-any-return]
+def trunc_lo(z: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Party 0's part of the exact truncation: with ``v = z + 2^62`` read unsigned,
+    ``(floor(v / 2^d), 1[v < 2^63])``."""
+    return _TLO[z.shape[0] < PARALLEL_ELEMS](z, d)  # type: ignore[no-any-return]
 
 
-def trunc_ceil_sub(z1: np.ndarray, z2: np.ndarray, r: np.ndarray, d: int) -> np.ndarray:
-    """ceil((z1 + z2) / 2^d) - r with z1 + z2 read as a signed 64-bit integer."""
-    return _TCEIL[z1.shape[0] < PARALLEL_ELEMS](z1, z2, r, d)  # type: ignore[no-any-return]
+def trunc_hi(z1: np.ndarray, z2: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Party 1's part of the exact truncation: with ``w = z1 + z2`` read unsigned,
+    ``(ceil(w / 2^d), 1[w < 2^63])``."""
+    return _THI[z1.shape[0] < PARALLEL_ELEMS](z1, z2, d)  # type: ignore[no-any-return]

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _ring_ref
 
-__all__ = ["RING_MATMUL", "and_local", "ks_level", "matmul_local", "matmul_terms", "mul_local", "trunc_ceil_sub", "trunc_floor"]
+__all__ = ["RING_MATMUL", "and_local", "ks_level", "matmul_local", "matmul_terms", "mul_local", "trunc_hi", "trunc_lo"]
 
 
 def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
@@ -63,12 +63,20 @@ def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray,
     return z
 
 
-def trunc_floor(z: np.ndarray, d: int) -> np.ndarray:
-    """floor(z / 2^d) with z read as a signed 64-bit integer."""
-    return (z.view(np.int64) >> np.int64(d)).view(np.uint64)
+#: offset every exact truncation adds first: ``x + 2^62`` is non-negative for ``|x| < 2^62``
+TRUNC_OFFSET = 1 << 62
 
 
-def trunc_ceil_sub(z1: np.ndarray, z2: np.ndarray, r: np.ndarray, d: int) -> np.ndarray:
-    """ceil((z1 + z2) / 2^d) - r with z1 + z2 read as a signed 64-bit integer."""
-    neg = (np.uint64(0) - (z1 + z2)).view(np.int64) >> np.int64(d)
-    return np.uint64(0) - neg.view(np.uint64) - r
+def trunc_lo(z: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Party 0's part of the exact truncation: with ``v = z + 2^62`` read unsigned,
+    ``(floor(v / 2^d), 1[v < 2^63])``."""
+    v = z + np.uint64(TRUNC_OFFSET)
+    return v >> np.uint64(d), (v >> np.uint64(63)) ^ np.uint64(1)
+
+
+def trunc_hi(z1: np.ndarray, z2: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Party 1's part of the exact truncation: with ``w = z1 + z2`` read unsigned,
+    ``(ceil(w / 2^d), 1[w < 2^63])``."""
+    w = z1 + z2
+    low = w & np.uint64((1 << d) - 1)
+    return (w >> np.uint64(d)) + (low != 0).astype(np.uint64), (w >> np.uint64(63)) ^ np.uint64(1)

@@ -26,7 +26,7 @@ def encode(x: np.ndarray | float, frac_bits: int = DEFAULT_FRAC_BITS) -> np.ndar
     ------
     EncodingOverflowError
         If a value is not finite or ``|x| >= 2**(40 - frac_bits)``: larger values would leave too
-        little headroom for products and make probabilistic truncation unreliable.
+        little headroom for products (truncation is exact below ``2^62`` at the doubled scale).
 
     Examples
     --------

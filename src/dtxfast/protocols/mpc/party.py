@@ -18,9 +18,12 @@ learn everything. Each pair of parties shares an AES-CTR seed, exchanged once in
 (over the channel, which a deployment must authenticate and encrypt). Every message a party
 receives is masked by a PRF stream the receiver does not hold, so it is uniform on Z_2^64
 whatever the inputs; only :meth:`MPCParty.reveal` opens a value, to the parties it names.
-Probabilistic truncation (SecureML's floor/ceil pair, ABY3's first method) is off by at most one
-unit in the last place and fails with probability about ``|x| / 2^64`` for a value ``x`` at the
-doubled scale; :func:`~dtxfast.protocols.mpc.fixedpoint.encode` bounds inputs to keep that small.
+Truncation (:meth:`MPCParty.trunc`) is exact up to the stochastic rounding of the last bit for
+every value below ``2^62`` at the doubled scale: SecureML / ABY3's probabilistic truncation alone
+fails with probability ``|x| / 2^64`` per element (about 2^-32 for a product near 1 at 16
+fractional bits, far above 2^-40 over a training); here the one wrap it can make is computed from
+two local bits with a multiplication triple dealt by party 2 and subtracted (see
+:meth:`MPCParty._trunc3`).
 
 Examples
 --------
@@ -63,6 +66,9 @@ Proto = Generator[str, bytes, Any]
 
 _U64 = np.uint64
 _ONE = np.uint64(1)
+_MASK64 = (1 << 64) - 1
+#: the exact truncation handles every ``|x| < 2^62`` (at the scale before the shift)
+TRUNC_BOUND_BITS = 62
 
 #: below this many elements an operation uses the numpy twin instead of the selected kernels
 #: (the compiled element-wise kernels run serially below ``_kernels.PARALLEL_ELEMS``, so they
@@ -230,9 +236,9 @@ class MPCParty:
     def _send(self, j: int, arr: np.ndarray) -> None:
         self.channel.send(self.parties[j], np.ascontiguousarray(arr, dtype=np.uint64).data)
 
-    def _recv(self, j: int, n: int) -> Proto:
+    def _recv(self, j: int, n: int, *, new_round: bool = True) -> Proto:
         data = yield self.parties[j]
-        self.rounds += 1
+        self.rounds += new_round
         if len(data) != 8 * n:
             raise ProtocolError(
                 f"party {self.index}: expected {8 * n} bytes from {self.parties[j]}, got {len(data)}"
@@ -336,40 +342,78 @@ class MPCParty:
         return ArithShare(z.reshape(shape), zn.reshape(shape))
 
     def _trunc3(self, z: np.ndarray, shape: tuple[int, ...], shift: int) -> Proto:
-        """Replicated sharing of ``z / 2^shift`` from a 3-out-of-3 share ``z`` (ABY3 trunc 1).
+        """Replicated sharing of ``x / 2^shift`` from a 3-out-of-3 share ``z`` of ``x``; exact.
 
-        Party 0 floors its component, party 1 takes the ceiling of the other two (party 2 sends
-        it ``z2``), so the result is ``x / 2^shift`` rounded up with probability equal to the
-        dropped fraction (unbiased) unless the components wrap, which has probability about
-        ``|x| / 2^64``. The new components are re-masked with the seeds of pairs (0, 1) and
-        (1, 2), so both messages that carry them are uniform on the whole ring.
+        Party 2 sends its component to party 1, so parties 0 and 1 hold ``x`` as two additive
+        parts ``v = z0 + 2^62`` and ``w = z1 + z2`` of ``u = x + 2^62``. Party 0 floors
+        ``v / 2^shift``, party 1 takes the ceiling of ``w / 2^shift``: their sum is ``u / 2^shift``
+        rounded up with probability equal to the dropped fraction (unbiased), plus
+        ``wrap * 2^(64 - shift)`` where ``wrap = 1[v + w >= 2^64]`` as integers. For
+        ``|x| < 2^62`` (so ``0 <= u < 2^63``), ``v + w`` does not wrap exactly when both parts are
+        below ``2^63``: ``wrap = 1 - alpha * beta`` with party 0's bit ``alpha = 1[v < 2^63]`` and
+        party 1's bit ``beta = 1[w < 2^63]``. The product ``alpha * beta`` is computed with a
+        multiplication triple that party 2 deals (``r0 * r1``; ``r0`` from the seed of parties
+        2 and 0, ``r1`` from the seed of parties 1 and 2), and the wrap is subtracted. So the
+        result is never off by more than one unit in the last place for any ``|x| < 2^62``: the
+        probabilistic truncation of SecureML / ABY3 (floor and ceiling alone) is off by
+        ``2^(64 - shift)`` with probability ``|x| / 2^64`` per element, which at 16 fractional
+        bits and activations near 1 is about 2^-32 per element and, over the millions of
+        elements a training truncates, far above 2^-40 per training.
+
+        Every message is masked by a PRF stream its receiver does not hold: party 1 gets
+        ``z2`` (masked by the zero sharing), ``alpha - r0`` and ``r0 * r1 - m`` (``m`` from the
+        seed of parties 2 and 0); party 0 gets ``beta - r1`` and its new component (masked by
+        ``r``); party 2 gets party 0's new component (masked by ``m'`` of parties 0 and 1).
+        Three hops (2 -> 1, 1 -> 0, 0 -> 2); each party waits for messages once.
         """
         n = z.size
         k = self._kern(n)
         z = _flat(z)
         nxt, prv = self._prfs()
+        hi = _U64((1 << (64 - shift)) & _MASK64)  # 2^(64 - s) in the ring (0 for s = 0)
+        const = _U64((-(1 << (64 - shift)) - (1 << (62 - shift))) & _MASK64)  # undo the offset
         if self.index == 0:
-            y0 = k.trunc_floor(z, shift) - nxt.draw(n)  # mask m from the seed of parties 0, 1
+            y0, alpha = k.trunc_lo(z, shift)
+            r0 = prv.draw(n)  # seed of parties 2 and 0
+            m = prv.draw(n)
+            self._send(1, alpha - r0)
+            got = yield from self._recv(1, 2 * n)
+            y1, e1 = got[:n], got[n:]
+            k0 = alpha * e1 + m  # party 0's additive part of alpha * beta
+            y0 = y0 + k0 * hi + const - nxt.draw(n)  # mask m' from the seed of parties 0, 1
             self._send(2, y0)
-            y1 = yield from self._recv(1, n)
             a, b = y0, y1
         elif self.index == 1:
-            z2 = yield from self._recv(2, n)
-            r = nxt.draw(n)  # seed of parties 1 and 2
-            m = prv.draw(n)  # seed of parties 0 and 1
-            y1 = k.trunc_ceil_sub(z, z2, r - m, shift)  # ceil((z1 + z2) / 2^s) - r + m
-            self._send(0, y1)
+            got = yield from self._recv(2, 2 * n)
+            e0 = yield from self._recv(0, n, new_round=False)  # sent in the same round
+            z2, cm = got[:n], got[n:]
+            y1, beta = k.trunc_hi(z, z2, shift)
+            r1 = nxt.draw(n)  # seed of parties 1 and 2
+            r = nxt.draw(n)
+            mp = prv.draw(n)  # seed of parties 0 and 1
+            k1 = e0 * r1 + cm  # party 1's additive part of alpha * beta
+            y1 = y1 + k1 * hi - r + mp
+            self._send(0, np.concatenate([y1, beta - r1]))
             a, b = y1, r
         else:
-            self._send(1, z)
+            r0 = nxt.draw(n)  # seed of parties 2 and 0
+            m = nxt.draw(n)
+            r1 = prv.draw(n)  # seed of parties 1 and 2
+            self._send(1, np.concatenate([z, r0 * r1 - m]))
             r = prv.draw(n)
             y0 = yield from self._recv(0, n)
             a, b = r, y0
         return ArithShare(a.reshape(shape), b.reshape(shape))
 
     def trunc(self, x: ArithShare, shift: int | None = None) -> Proto:
-        """Divide a sharing by ``2^shift`` (default: ``frac_bits``) with probabilistic rounding."""
+        """Divide a sharing by ``2^shift`` (default: ``frac_bits``), rounding stochastically.
+
+        The result is ``floor(x / 2^shift)`` or that plus one, the latter with probability equal
+        to the dropped fraction (unbiased), for every ``|x| < 2^62``; never anything else.
+        """
         s = self.frac_bits if shift is None else int(shift)
+        if not 0 <= s <= 60:
+            raise ParameterError(f"a truncation shift must be in 0..60, not {s}")
         z = _flat(x.a) + self._zero_arith(x.size)  # 3-out-of-3, re-randomised
         return (yield from self._trunc3(z, x.shape, s))
 
