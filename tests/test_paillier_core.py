@@ -376,3 +376,46 @@ def test_raw_encrypt_and_decrypt(keys):
     with pytest.raises(ParameterError):
         pk.raw_encrypt([pk.n])
 
+
+
+# -- slot packing (several masked integers per plaintext) ----------------------------------------
+@given(vals=st.lists(st.integers(0, 2**20 - 1), min_size=0, max_size=40), bits=st.integers(20, 64),
+       per=st.integers(1, 9))
+def test_pack_ints_and_unpack_slots_round_trip(vals, bits, per):
+    from dtxfast.crypto.paillier import pack_ints, unpack_slots
+
+    packed = pack_ints(vals, bits, per)
+    assert len(packed) == -(-len(vals) // per)
+    assert all(0 <= int(v) < 1 << (bits * per) for v in packed)
+    assert unpack_slots(packed, bits, per, len(vals)) == vals
+
+
+@given(u=st.lists(st.integers(-(2**98) + 1, 2**98 - 1), min_size=1, max_size=12), data=st.data())
+def test_packed_products_decrypt_to_every_masked_slot(keys, u, data):
+    """``X_packed @ [[w 2^(s j)]]`` plus packed masks decrypts to ``X w + mask`` slot by slot, for
+    every value inside the slot's range (|v| < 2^(s-2), mask 2^(s-2) + U, U < 2^(s-1)), the
+    extremes included; slots never borrow from each other."""
+    from dtxfast.crypto.paillier import concatenate, pack_ints, unpack_slots
+
+    pk, sk = keys.pk, keys.sk
+    s = 100
+    per = pk.slots(s)
+    assert per == (pk.n_bits - 1) // s and per * s < pk.n_bits
+    masks = [(1 << (s - 2)) + data.draw(st.integers(0, 2**(s - 1) - 1)) for _ in u]
+    ev = pk.encrypt(np.array(u, dtype=object))  # the "weights": one value per row here
+    rows = len(u)
+    X = np.zeros((-(-rows // per), per * rows), dtype=np.int64)  # row g: the `per` rows side by side
+    for i in range(rows):
+        X[i // per, (i % per) * rows + i] = 1
+    shifted = concatenate([ev * (1 << (s * j)) for j in range(per)])
+    packed = (X @ shifted + pack_ints(masks, s, per)).rerandomize(statistical=True)
+    assert len(packed) == -(-rows // per)
+    assert unpack_slots(sk.raw_decrypt(packed), s, per, rows) == [v + m for v, m in zip(u, masks)]
+
+
+def test_slots_refuses_what_does_not_fit(keys):
+    pk = keys.pk
+    with pytest.raises(ParameterError):
+        pk.slots(pk.n_bits)
+    with pytest.raises(ParameterError):
+        pk.slots(0)

@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import ks_2samp
 from vfl_helpers import keypairs
 
-from dtxfast.crypto.paillier import EncryptedVector
+from dtxfast.crypto.paillier import EncryptedVector, unpack_slots
 from dtxfast.errors import ParameterError
 from dtxfast.protocols.vfl import (
     FeatureParty,
@@ -23,6 +23,7 @@ from dtxfast.protocols.vfl import (
     SharedLabelParty,
     TrainingConfig,
 )
+from dtxfast.protocols.vfl.shared import SCORE_SLOT_BITS
 from dtxfast.protocols.vfl._messages import unpack
 from dtxfast.vfl.runner import FEATURE, LABEL, train_in_process
 
@@ -42,11 +43,22 @@ def _ss_run(XA, XB, y, cfg):
     return fa, lb, [(s, unpack(p)) for s, _, p in run.network.transcript]
 
 
-def _feature_party_plaintexts(transcript, sk, pk) -> np.ndarray:
+def _scores(section: bytes, sk, pk, rows: int) -> list[int]:
+    """The masked partial scores a SCORE message carries (``pk.slots`` of them per ciphertext)."""
+    per = pk.slots(SCORE_SLOT_BITS)
+    ev = EncryptedVector.from_bytes(section, pk)
+    assert len(ev) == -(-rows // per)  # packed: one ciphertext per `per` rows
+    return unpack_slots(sk.raw_decrypt(ev), SCORE_SLOT_BITS, per, rows)
+
+
+def _feature_party_plaintexts(transcript, sk, pk, rows: int = 16) -> np.ndarray:
     """Everything the feature party decrypts during training, scaled by its mask range (public)."""
     out = []
     for sender, m in transcript:
         if sender != LABEL or m.type not in (MsgType.SCORE, MsgType.GRADIENT):
+            continue
+        if m.type == MsgType.SCORE:
+            out.extend(_scores(m.sections[0], sk, pk, rows))
             continue
         ev = EncryptedVector.from_bytes(m.sections[0], pk)
         vals = [v - pk.n if v > pk.n // 2 else v for v in sk.raw_decrypt(ev)]
@@ -105,7 +117,7 @@ def test_secret_shared_partial_scores_are_hidden_from_the_label_party():
     fa, lb, tr = _ss_run(XA, XB, y, cfg)
     _, kb = keypairs()
     scores = [m for s, m in tr if s == FEATURE and m.type == MsgType.SCORE]
-    got = np.array([float(v) for v in kb[1].raw_decrypt(EncryptedVector.from_bytes(scores[-1].sections[0], kb[0]))])
+    got = np.array([float(v) for v in _scores(scores[-1].sections[0], kb[1], kb[0], N)])
     true_u = ((XA - XA.mean(0)) / XA.std(0)) @ fa.weights
     assert abs(np.corrcoef(got, true_u)[0, 1]) < 0.5  # 48 samples: |r| < 0.5 unless related
     # and no loss term crosses the wire without amplitude

@@ -109,6 +109,8 @@ __all__ = [
     "concatenate",
     "generate_keypair",
     "matmul",
+    "pack_ints",
+    "unpack_slots",
 ]
 
 _kernel, _INFO = load_kernel("_paillier", "dtxfast.crypto._paillier_py")
@@ -242,6 +244,25 @@ class PaillierPublicKey:
         self._pool_count = 0
         self.fingerprint = hashlib.sha256(b"dtxfast/paillier-pk/v1" + self._n_bytes()).digest()[:16]
         self._stat_ctx: Any = None
+
+    def slots(self, slot_bits: int) -> int:
+        """How many ``slot_bits``-bit slots fit one plaintext: ``(n_bits - 1) // slot_bits``.
+
+        A packed integer ``sum_j v_j 2^(slot_bits j)`` with every ``v_j`` in ``[0, 2^slot_bits)``
+        then stays below ``2^(n_bits - 1) <= n``, so it decrypts exactly (see :func:`pack_ints`).
+
+        Examples
+        --------
+        >>> pk, _ = generate_keypair(1024)
+        >>> pk.slots(133), pk.slots(64)
+        (7, 15)
+        """
+        if isinstance(slot_bits, bool) or not isinstance(slot_bits, (int, np.integer)) or slot_bits < 1:
+            raise ParameterError(f"slot_bits must be a positive int, not {slot_bits!r}")
+        per = (self.n_bits - 1) // int(slot_bits)
+        if per < 1:
+            raise ParameterError(f"a {slot_bits}-bit slot does not fit a {self.n_bits}-bit key")
+        return per
 
     # -- identity and serialization ---------------------------------------------------
 
@@ -872,6 +893,57 @@ class EncryptedVector:
     def concatenate(vectors: Sequence[EncryptedVector]) -> EncryptedVector:
         """See :func:`concatenate`."""
         return concatenate(vectors)
+
+
+def pack_ints(values: Sequence[int], slot_bits: int, per: int) -> np.ndarray:
+    """Pack ``per`` integers per group into slots: ``sum_j v[g * per + j] * 2^(slot_bits * j)``.
+
+    Returns an object array of Python ints, one per group. Packing is linear, so it also packs
+    under encryption: ``X_packed @ [[w]]`` with row ``g`` of ``X_packed`` the rows
+    ``g * per .. g * per + per - 1`` of ``X`` side by side, against ``[[w]], [[w 2^s]], ...``,
+    encrypts ``pack_ints(X @ w)``; adding ``pack_ints(masks)`` masks every slot. One decryption
+    then yields ``per`` values (:func:`unpack_slots`), exactly when every slot's final value lies
+    in ``[0, 2^slot_bits)`` (a negative one borrows from the next slot).
+
+    Examples
+    --------
+    >>> [int(v) for v in pack_ints([1, 2, 3], 8, 2)]
+    [513, 3]
+    >>> pk, sk = generate_keypair(1024)
+    >>> per = pk.slots(100)
+    >>> ev = pk.encrypt([5, -3, 7])
+    >>> shifted = concatenate([ev * (1 << (100 * j)) for j in range(per)])
+    >>> X = np.array([[1, 0, 0] + [0, 1, 0] + [0, 0, 1] + [0, 0, 0] * (per - 3)])  # 3 rows in one group
+    >>> packed = X @ shifted + pack_ints([10, 10, 10], 100, per)  # +10 keeps every slot >= 0
+    >>> unpack_slots(sk.raw_decrypt(packed), 100, per, 3)
+    [15, 7, 17]
+    """
+    vals = [int(v) for v in values]
+    out = []
+    for g in range(0, len(vals), per):
+        acc = 0
+        for v in reversed(vals[g:g + per]):
+            acc = (acc << slot_bits) + v
+        out.append(acc)
+    return np.array(out, dtype=object)
+
+
+def unpack_slots(values: Sequence[int], slot_bits: int, per: int, count: int) -> list[int]:
+    """The first ``count`` slots of decrypted packed integers, ``per`` slots in each.
+
+    The inverse of :func:`pack_ints` (and, after decryption, of :meth:`EncryptedVector.pack`).
+
+    Examples
+    --------
+    >>> unpack_slots([513, 3], 8, 2, 3)
+    [1, 2, 3]
+    """
+    mask = (1 << slot_bits) - 1
+    out: list[int] = []
+    for v in values:
+        v = int(v)
+        out.extend((v >> (slot_bits * j)) & mask for j in range(per))
+    return out[:count]
 
 
 def concatenate(vectors: Sequence[EncryptedVector]) -> EncryptedVector:

@@ -28,10 +28,18 @@ initial weights are public zeros). ``[[v]]_P`` is ``v`` under P's key. Roles are
 for the labels, so only A's side is written out.
 
 1. ``SHARE``: A sends ``[[b_A]]_A`` (its share of the *peer's* weights, under its own key).
-2. ``SCORE``: A computes ``[[w_A]]_B = [[a_B]]_B + a_A`` and ``[[u_A]]_B = X_A [[w_A]]_B``
-   (Pippenger over ``m`` rows) and sends ``[[u_A + rho]]_B`` for a fresh mask ``rho``, re-randomized
-   with statistically hiding randomness. B decrypts ``u_A + rho``: its share of ``u_A`` (A keeps
-   ``-rho``). Now ``z = u_A + u_B`` is shared; each party truncates its share by ``2^20``.
+2. ``SCORE``: A computes ``[[w_A]]_B = [[a_B]]_B + a_A`` and the masked partial scores
+   ``[[u_A + rho]]_B`` (``u_A = X_A w_A``, fresh mask ``rho`` per row), *packed*: slot ``j`` of a
+   ciphertext holds row ``j`` of a group of ``per = (n_bits - 1) // SCORE_SLOT_BITS`` rows (15 at
+   2048-bit keys, 7 at 1024), so the message has ``ceil(m / per)`` ciphertexts. A gets them from
+   one Pippenger multi-exponentiation per group, of the group's rows side by side against
+   ``[[w_A]], [[w_A 2^k]], ..., [[w_A 2^(k (per - 1))]]`` (``k = SCORE_SLOT_BITS``), adds the packed
+   masks and re-randomizes with statistically hiding randomness. B decrypts and cuts the slots:
+   ``u_A + rho`` per row, its share of ``u_A`` (A keeps ``-rho``). Each ``rho`` is
+   ``2^(k-2) + U`` with ``U`` uniform of ``k - 1`` bits, 64 bits more than the bound of ``u_A``,
+   so a slot is hidden exactly as an unpacked value was (within ``2^-64``) and stays in
+   ``[0, 2^k)`` for every ``|u_A| < 2^(k-2)``: packing changes the message's length, not what B
+   learns. Now ``z = u_A + u_B`` is shared; each party truncates its share by ``2^20``.
 3. ``RESIDUAL``: each party forms its share of the residual from its share of ``z`` (linear:
    ``d = z - t``, B subtracts the labels; logistic, Taylor: ``d = z/4 + 1/2 - t``) and sends it
    under its own key: A sends ``[[d_A]]_A``.
@@ -60,9 +68,10 @@ first batch too; the label party never learns a partial score or a loss term of 
 party. Semi-honest parties are assumed. Prediction (:mod:`dtxfast.protocols.vfl.prediction`) is
 unchanged: the label party learns the scores of the rows it predicts (the output it asked for).
 
-Cost per batch and party: ``d + 1`` encryptions (step 1), an ``m x d`` multi-exponentiation
-(step 2), ``m`` statistically hiding re-randomizations and ``m`` decryptions (step 2), ``m``
-encryptions (step 3), a ``d x m`` multi-exponentiation and ``d`` decryptions (step 4).
+Cost per batch and party: ``d + 1`` encryptions (step 1), ``d (per - 1)`` powers by ``2^k`` and an
+``m / per x d per`` multi-exponentiation (step 2), ``m / per`` statistically hiding
+re-randomizations and ``m / per`` decryptions (step 2), ``m`` encryptions (step 3), a ``d x m``
+multi-exponentiation and ``d`` decryptions (step 4).
 
 Examples
 --------
@@ -90,7 +99,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...crypto.paillier import EncryptedVector, PaillierPrivateKey, PaillierPublicKey, generate_keypair, matmul
+from ...crypto.paillier import (
+    EncryptedVector,
+    PaillierPrivateKey,
+    PaillierPublicKey,
+    concatenate,
+    generate_keypair,
+    matmul,
+    pack_ints,
+    unpack_slots,
+)
 from ...errors import MalformedInput, ParameterError, ProtocolError, StateError
 from ._messages import MsgType, pack, pack_signed, unpack, unpack_signed
 from .config import FEATURE_FRAC_BITS, Standardizer, TrainingConfig, batch_schedule
@@ -102,6 +120,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCORE_BOUND_BITS",
+    "SCORE_SLOT_BITS",
     "STAT_BITS",
     "WEIGHT_FRAC_BITS",
     "SharedFeatureParty",
@@ -119,6 +138,10 @@ _FW = WEIGHT_FRAC_BITS
 #: largest standardized feature magnitude accepted (keeps ``X_int`` within 64 bits)
 _MAX_FEATURE = float(1 << 40)
 _LN2 = math.log(2.0)
+#: bits of the uniform part of a partial score's mask (the score's bound, both scales, STAT_BITS)
+_SCORE_MASK_BITS = SCORE_BOUND_BITS + _FX + _FW + STAT_BITS
+#: width of one slot of a packed ``SCORE`` ciphertext (the masked score plus one bit of offset)
+SCORE_SLOT_BITS = _SCORE_MASK_BITS + 1
 
 
 def _ints(values: Any) -> np.ndarray:
@@ -308,18 +331,31 @@ class _SharedParty:
         peer_share = self._vector(msg.sections[0], self.peer_key, self._k, "SHARE")
         w_enc = peer_share + _ints(self._own)  # [[w_own]]_peer
         idx = self._batches[self._bidx]
-        u = self.compute.matmul(self._X[idx], w_enc)  # [[X w_own]]_peer, scale 2^(FX + FW)
-        bits = SCORE_BOUND_BITS + _FX + _FW + STAT_BITS
-        self._score_mask = _mask(len(idx), bits)
-        out = (u + _ints(self._score_mask)).rerandomize(statistical=True)
+        # [[X w_own]]_peer (scale 2^(FX + FW)), ``per`` rows packed per ciphertext: row j of a group
+        # goes to slot j, i.e. it multiplies [[w_own * 2^(k j)]]; one multi-exponentiation per group
+        k = SCORE_SLOT_BITS
+        per = self.peer_key.slots(k)
+        rows = self._X[idx]
+        groups = -(-len(idx) // per)
+        grouped = np.zeros((groups * per, rows.shape[1]), dtype=np.int64)
+        grouped[: len(idx)] = rows
+        shifted = [w_enc]
+        for _ in range(per - 1):
+            shifted.append(shifted[-1] * (1 << k))
+        u = self.compute.matmul(grouped.reshape(groups, per * rows.shape[1]), concatenate(shifted))
+        # each slot carries u + 2^(k-2) + U with U uniform of k-1 bits: in [0, 2^k) for |u| < 2^(k-2)
+        self._score_mask = [(1 << (k - 2)) + r for r in _mask(len(idx), _SCORE_MASK_BITS)]
+        out = (u + pack_ints(self._score_mask, k, per)).rerandomize(statistical=True)
         self._state = "score"
         return self._pack(MsgType.SCORE, [out.to_bytes()])
 
     def _on_score(self, data: bytes) -> bytes:
         msg = self._msg(data, MsgType.SCORE, 1)
         idx = self._batches[self._bidx]
-        ev = self._vector(msg.sections[0], self.public_key, len(idx), "SCORE")
-        got = self._decrypt_signed(ev)  # the peer's partial scores plus its masks: my share of them
+        k = SCORE_SLOT_BITS
+        per = self.public_key.slots(k)
+        ev = self._vector(msg.sections[0], self.public_key, -(-len(idx) // per), "SCORE")
+        got = unpack_slots(self._sk.raw_decrypt(ev), k, per, len(idx))  # the peer's masked partial scores
         z = [(g - r) >> _FX for g, r in zip(got, self._score_mask)]  # my share of z, scale 2^FW
         self._score_mask = []
         self._d = self._residual_share(idx, z)
