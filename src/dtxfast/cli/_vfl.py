@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import typer
 
-from .._fs import atomic_output
-from ..errors import ParameterError
 from . import app
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 __all__ = ["vfl_app"]
 
 vfl_app = typer.Typer(help="Vertical federated linear and logistic regression (two parties, Paillier).",
                       no_args_is_help=True)
 app.add_typer(vfl_app, name="vfl")
-
-
-def _read_csv(path: Path, label: str | None = None) -> tuple[list[str], list[str], np.ndarray, np.ndarray | None]:
-    """(ids, feature names, features, labels) of a PaddleDTX-style CSV: first column the id."""
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
-    if len(rows) < 2:
-        raise ParameterError(f"{path}: needs a header and at least one row")
-    head = rows[0]
-    li = None
-    if label is not None:
-        if label not in head:
-            raise ParameterError(f"{path}: no label column {label!r} (columns: {', '.join(head)})")
-        li = head.index(label)
-    cols = [i for i in range(1, len(head)) if i != li]
-    try:
-        X = np.array([[float(r[i]) for i in cols] for r in rows[1:]])
-    except (ValueError, IndexError) as exc:
-        raise ParameterError(f"{path}: feature values must be numbers ({exc})") from None
-    y = None
-    if li is not None:
-        raw = [r[li] for r in rows[1:]]
-        try:
-            y = np.array([float(v) for v in raw])
-        except ValueError:
-            y = np.array(raw)
-    return [r[0] for r in rows[1:]], [head[i] for i in cols], X, y
 
 
 _COMPUTE_HELP = ("Where the batch kernels run: local, ray, ray:auto, ray:local, ray:HOST:PORT or "
@@ -63,34 +29,6 @@ def _backend(ctx: typer.Context, compute: str | None, private_keys: str | None) 
     backend = get_compute(compute, private_keys=private_keys)
     ctx.call_on_close(backend.close)
     return backend
-
-
-def _psi_aligned(data_a: Path, data_b: Path, label: str, model: str, psi_bits: int,
-                 console: Console | None, compute: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read both parties' CSV files and keep their PSI-aligned rows, in the same order."""
-    from ..vfl.align import psi_align
-
-    if model not in ("linear", "logistic"):
-        raise ParameterError("--model must be linear or logistic")
-    ids_a, _, XA, _ = _read_csv(data_a)
-    ids_b, _, XB, y = _read_csv(data_b, label)
-    assert y is not None
-    ia, ib, common = psi_align(ids_a, ids_b, rsa_bits=psi_bits, compute=compute)
-    if console is not None:
-        console.print(f"PSI: {len(common)} common rows (A {len(ids_a)}, B {len(ids_b)})")
-    if not common:
-        raise ParameterError("the parties share no ids")
-    return XA[ia], XB[ib], y[ib]
-
-
-def _estimator(model: str, positive_class: str | None, y: np.ndarray, **params: Any) -> Any:
-    """The estimator for ``--model``; a numeric label column makes ``--positive-class`` a number."""
-    from ..vfl import VerticalLinearRegression, VerticalLogisticRegression
-
-    if model == "logistic":
-        pc: Any = float(positive_class) if positive_class is not None and y.dtype.kind == "f" else positive_class
-        return VerticalLogisticRegression(positive_class=pc, **params)
-    return VerticalLinearRegression(**params)
 
 
 @vfl_app.command("train")
@@ -127,74 +65,26 @@ def train(
     """Align A's and B's rows by PSI, train federatedly, optionally predict, evaluate and plot."""
     from rich.console import Console
 
-    from ..vfl import save_model_part
-    from ..vfl.align import psi_align
-    from ..vfl.evaluation import (
-        classification_metrics,
-        plot_history,
-        random_split,
-        regression_metrics,
-        seed_from_task,
-    )
+    from ..vfl.jobs import train_job
 
     console = Console(stderr=True)
-    backend = _backend(ctx, compute, private_keys)
-    XA, XB, y = _psi_aligned(data_a, data_b, label, model, psi_bits, console, backend)
-    est = _estimator(model, positive_class, y, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
-                     reg_mode=reg_mode, reg_param=reg_param, amplitude=amplitude, accuracy=accuracy,
-                     key_bits=bits, progress=console, compute=backend, mode=mode)
-    validation = None
-    if val_fraction > 0:
-        tr, va = random_split(len(y), val_fraction, seed=seed_from_task(str(data_b), "validation"))
-        validation = ([XA[va], XB[va]], y[va])
-        XA, XB, y = XA[tr], XB[tr], y[tr]
-        if mode == "fast":  # secret-shared weights are known only at the end
-            est.set_params(eval_every=eval_every)
-    est.fit([XA, XB], y, validation=validation)
-    console.print(f"trained {est.n_epochs_} epochs, final loss {est.history_[-1]['loss']:.6g}, "
-                  f"{est.bytes_per_epoch_ / len(y):.0f} bytes per sample per epoch")
-    if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
-        save_model_part(est.feature_part_, str(save_dir / "model_a.json"))
-        save_model_part(est.label_part_, str(save_dir / "model_b.json"))
-        console.print(f"model parts written to {save_dir}/model_a.json and model_b.json")
-    if plot is not None:
-        plot_history(est.history_, str(plot), title=f"federated {model} regression")
-        console.print(f"training curve written to {plot}")
-    if (predict_a is None) != (predict_b is None):
-        raise ParameterError("give both --predict-a and --predict-b")
-    if predict_a is None or predict_b is None:
+    report = train_job(data_a, data_b, label=label, model=model, positive_class=positive_class, psi_bits=psi_bits,
+                       val_fraction=val_fraction, eval_every=eval_every, predict_a=predict_a, predict_b=predict_b,
+                       target=target, save_dir=save_dir, plot=plot, compute=_backend(ctx, compute, private_keys),
+                       log=console.print, progress=console, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
+                       reg_mode=reg_mode, reg_param=reg_param, amplitude=amplitude, accuracy=accuracy,
+                       key_bits=bits, mode=mode)
+    pred = report.prediction
+    if pred is None:
         return
-    pids_a, _, PA, _ = _read_csv(predict_a)
-    pids_b, _, PB, _ = _read_csv(predict_b)
-    ja, jb, pcommon = psi_align(pids_a, pids_b, rsa_bits=psi_bits, compute=backend)
-    PA, PB = PA[ja], PB[jb]
-    pred = est.predict([PA, PB])
     if out is not None:
-        with atomic_output(out, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "prediction"])
-            for i, p in zip(pcommon, pred):
-                w.writerow([i, p])
+        pred.to_csv(out)
     if target is not None:
-        with open(target, newline="") as f:
-            rows = [r for r in csv.reader(f) if r]
-        truth = {r[-2]: r[-1] for r in rows[1:]}
-        missing = [i for i in pcommon if i not in truth]
-        if missing:
-            raise ParameterError(f"{target}: no true value for ids {missing[:5]}")
-        yt_raw = [truth[i] for i in pcommon]
-        if model == "linear":
-            m = regression_metrics(np.array([float(v) for v in yt_raw]), pred)
-        else:
-            lab = est.label_part_.positive_class
-            ytv = np.array([float(v) for v in yt_raw]) if isinstance(lab, float) else np.array(yt_raw)
-            m = classification_metrics(ytv == lab, est.predict_proba([PA, PB])[:, 1], est.threshold)
-        for k, v in m.items():
+        for k, v in report.metrics.items():
             typer.echo(f"{k}\t{v:.6g}")
     elif out is None:
-        for i, p in zip(pcommon, pred):
-            typer.echo(f"{i}\t{p}")
+        for row in pred.rows():
+            typer.echo("\t".join(row))
 
 
 @vfl_app.command("evaluate")
@@ -222,17 +112,13 @@ def evaluate_cmd(
     private_keys: str | None = typer.Option(None, "--private-keys", help=_KEYS_HELP),
 ) -> None:
     """Federated evaluation job: random split, k-fold or leave-one-out; prints the mean metrics."""
-    from ..crypto.paillier import generate_keypair
-    from ..vfl.evaluation import evaluate
+    from ..vfl.jobs import evaluate_job
 
-    backend = _backend(ctx, compute, private_keys)
-    XA, XB, y = _psi_aligned(data_a, data_b, label, model, psi_bits, None, backend)
-    est = _estimator(model, positive_class, y, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
-                     reg_mode=reg_mode, reg_param=reg_param, key_bits=bits, compute=backend, mode=mode)
-    keys = (generate_keypair(bits), generate_keypair(bits))
-    report = evaluate(est, [XA, XB], y, method=method, test_size=test_size, k=k, shuffle=shuffle,
-                      task_id=task_id, keypairs=keys)
-    for name, v in report.mean.items():
+    mean = evaluate_job(data_a, data_b, label=label, model=model, positive_class=positive_class, method=method,
+                        test_size=test_size, k=k, shuffle=shuffle, task_id=task_id, psi_bits=psi_bits,
+                        compute=_backend(ctx, compute, private_keys), alpha=alpha, max_epochs=epochs,
+                        batch_size=batch_size, reg_mode=reg_mode, reg_param=reg_param, key_bits=bits, mode=mode)
+    for name, v in mean.items():
         typer.echo(f"{name}\t{v:.6g}")
 
 
@@ -247,25 +133,12 @@ def predict_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write the predictions here (CSV) instead of stdout."),
 ) -> None:
     """Predict with two saved model parts (A sends its partial scores, B combines and decodes)."""
-    from ..vfl import load_model_part, predict_in_process
-    from ..vfl.align import psi_align
+    from ..vfl.jobs import predict_job
 
-    pa, pb = load_model_part(str(model_a)), load_model_part(str(model_b))
-    if pa.role != "feature" or pb.role != "label" or pa.model != pb.model:
-        raise ParameterError("--model-a must be the feature party's part and --model-b the label party's, same model")
-    ids_a, _, XA, _ = _read_csv(data_a)
-    ids_b, _, XB, _ = _read_csv(data_b)
-    ia, ib, common = psi_align(ids_a, ids_b, rsa_bits=psi_bits)
-    pred = predict_in_process(pa, XA[ia], pb, XB[ib], threshold=threshold)
-    rows = [[i, v] + ([f"{p:.6g}"] if pred.proba is not None else []) for i, v, p in
-            zip(common, pred.values, pred.proba if pred.proba is not None else pred.scores)]
-    head = ["id", "prediction"] + (["probability"] if pred.proba is not None else [])
+    pred = predict_job(model_a, model_b, data_a, data_b, threshold=threshold, psi_bits=psi_bits)
     if out is not None:
-        with atomic_output(out, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(head)
-            w.writerows(rows)
+        pred.to_csv(out, digits=6)
     else:
-        typer.echo("\t".join(head))
-        for r in rows:
-            typer.echo("\t".join(str(x) for x in r))
+        typer.echo("\t".join(pred.header()))
+        for row in pred.rows(digits=6):
+            typer.echo("\t".join(row))

@@ -71,10 +71,8 @@ dtxfast.errors.ParameterError: a dnn task has 3 parties, not 2
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import hmac
-import io
 import json
 import math
 import os
@@ -84,7 +82,6 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import atomic_output
 from ..crypto.blind_rsa import BlindRSASigner
 from ..crypto.paillier import generate_keypair
 from ..errors import DtxError, MalformedInput, ParameterError, ProtocolError
@@ -112,6 +109,7 @@ from ..vfl.evaluation import (
     regression_metrics,
     seed_from_task,
 )
+from ..vfl.jobs import PartyTable, PredictOutcome, read_table
 
 __all__ = [
     "ALGORITHMS",
@@ -425,44 +423,6 @@ def parse_assignments(items: Sequence[str]) -> dict[str, str]:
 # ================================================================================================
 # A party's sample file
 # ================================================================================================
-@dataclass
-class PartyTable:
-    """One party's sample file, read and validated.
-
-    Attributes
-    ----------
-    ids : list of str
-        Row ids (unique), in file order.
-    columns : list of str
-        Feature column names (neither the id nor the label column), in file order.
-    X : ndarray of float64, shape (rows, columns)
-    y : ndarray or None
-        The label column (float64 when every value is a number, else text), if the file has it.
-    """
-
-    ids: list[str]
-    columns: list[str]
-    X: np.ndarray
-    y: np.ndarray | None = None
-
-    @property
-    def has_label(self) -> bool:
-        return self.y is not None
-
-
-def _read_text(path: Any) -> str:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise ParameterError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ParameterError(f"{path}: not UTF-8 text (line {line}, byte {exc.start})") from None
-
-
 def read_party_csv(path: Any, spec: TaskSpec) -> PartyTable:
     """Read one party's CSV file: the id column and the label column by name, the rest features.
 
@@ -496,86 +456,7 @@ def read_party_csv(path: Any, spec: TaskSpec) -> PartyTable:
     ...
     dtxfast.errors.ParameterError: ...b.csv, line 3 (id 'u1'): column 'AGE' is not a number: 'old'
     """
-    text = _read_text(path)
-    rows: list[list[str]] = []
-    lines: list[int] = []  # the line each record starts on (the header is line 1)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    prev = 0
-    try:
-        for rec in reader:
-            if rec:
-                rows.append(rec)
-                lines.append(prev + 1)
-            prev = reader.line_num
-    except csv.Error as exc:
-        raise ParameterError(f"{path}, line {prev + 1}: not CSV ({exc})") from None
-    if not rows:
-        raise ParameterError(f"{path}: the file is empty")
-    head = [h.strip() for h in rows[0]]
-    if spec.id_column not in head:
-        raise ParameterError(f"{path}: no id column {spec.id_column!r} (columns: {', '.join(head)})")
-    if len(set(head)) != len(head):
-        dup = next(h for h in head if head.count(h) > 1)
-        raise ParameterError(f"{path}: column {dup!r} appears twice in the header")
-    if len(rows) < 2:
-        raise ParameterError(f"{path}: no data rows after the header")
-    ii = head.index(spec.id_column)
-    li = head.index(spec.label) if spec.label in head else None
-    cols = [j for j in range(len(head)) if j not in (ii, li)]
-    ids: list[str] = []
-    seen: dict[str, int] = {}
-    body = rows[1:]
-    lines = lines[1:]
-    for k, r in enumerate(body):
-        if len(r) != len(head):
-            raise ParameterError(f"{path}, line {lines[k]}: {len(r)} fields, the header has {len(head)}")
-        rid = r[ii].strip()
-        if not rid:
-            raise ParameterError(f"{path}, line {lines[k]}: empty id")
-        if rid in seen:
-            raise ParameterError(f"{path}, line {lines[k]}: id {rid!r} already on line {lines[seen[rid]]}")
-        seen[rid] = k
-        ids.append(rid)
-    strings = np.array([[r[j] for j in cols] for r in body], dtype=str).reshape(len(body), len(cols))
-    try:
-        X = strings.astype(np.float64)
-        bad = ~np.isfinite(X)
-    except ValueError:
-        bad = None
-        X = np.empty(0)
-    if bad is None or bad.any():
-        values = []
-        for k, r in enumerate(body):
-            for j in cols:
-                try:
-                    v = float(r[j])
-                except ValueError:
-                    raise ParameterError(f"{path}, line {lines[k]} (id {ids[k]!r}): column {head[j]!r} "
-                                         f"is not a number: {r[j]!r}") from None
-                if not math.isfinite(v):
-                    raise ParameterError(f"{path}, line {lines[k]} (id {ids[k]!r}): column {head[j]!r} "
-                                         f"is not a finite number: {r[j]!r}")
-                values.append(v)
-        X = np.array(values, dtype=np.float64).reshape(len(body), len(cols))
-    y = None
-    if li is not None:
-        raw = [r[li].strip() for r in body]
-        try:
-            y = np.array([float(v) for v in raw])
-            if not np.isfinite(y).all():
-                raise ValueError
-        except ValueError:
-            if not spec.classifies:
-                for k, v in enumerate(raw):
-                    try:
-                        ok = math.isfinite(float(v))
-                    except ValueError:
-                        ok = False
-                    if not ok:
-                        raise ParameterError(f"{path}, line {lines[k]} (id {ids[k]!r}): label {spec.label!r} "
-                                             f"is not a finite number: {v!r}") from None
-            y = np.array(raw)
-    return PartyTable(ids, [head[j] for j in cols], X, y)
+    return read_table(path, id_column=spec.id_column, label=spec.label, numeric_label=not spec.classifies)
 
 
 # ================================================================================================
@@ -602,38 +483,6 @@ class TrainOutcome:
     rows: int
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[float] = field(default_factory=list)
-
-
-@dataclass
-class PredictOutcome:
-    """What the label party obtains from a prediction task.
-
-    Examples
-    --------
-    >>> import pathlib, tempfile
-    >>> out = PredictOutcome(["u1", "u2"], np.array([1.5, 2.25]), None)
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "pred.csv"
-    >>> out.to_csv(p); print(p.read_text().strip())
-    id,prediction
-    u1,1.5
-    u2,2.25
-    """
-
-    ids: list[str]
-    values: np.ndarray
-    proba: np.ndarray | None = None
-
-    def to_csv(self, path: Any) -> None:
-        """Write ``id,prediction[,probability]`` (all or nothing, mode 0600)."""
-        with atomic_output(path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["id", "prediction"] + (["probability"] if self.proba is not None else []))
-            for k, rid in enumerate(self.ids):
-                v = self.values[k]
-                row = [rid, repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)]
-                if self.proba is not None:
-                    row.append(repr(float(self.proba[k])))
-                w.writerow(row)
 
 
 # ================================================================================================
@@ -1153,7 +1002,8 @@ def _train_dnn(run: _Run, mpc_seed: int | None) -> TrainOutcome:
     state: tuple[Any, ...] = ()
     for k, (tr, te) in enumerate(splits):
         state = _dnn_fit(run, X[tr], None if y is None else y[tr], cols, n_out, lab, classes, mpc_seed, f"fit{k}")
-        out = _dnn_predict_rows(run, state, X[te], cols, run.index, lab, mpc_seed, f"predict{k}")
+        out = _dnn_predict_rows(run, state, X[te], cols, run.index, lab, mpc_seed, f"predict{k}",
+                                int(spec.params["fracBits"]))
         if out is not None:
             assert y is not None
             values, proba = _dnn_decode(out, state[3], state[4], classes, threshold)
@@ -1212,10 +1062,11 @@ def _dnn_fit(run: _Run, X: np.ndarray, y: np.ndarray | None, cols: list[int], n_
 
 
 def _dnn_predict_rows(run: _Run, state: tuple[Any, ...], X: np.ndarray, cols: list[int], mpc_index: int,
-                      owner: int, mpc_seed: int | None, tag: str, names: Sequence[str] | None = None) -> Any:
+                      owner: int, mpc_seed: int | None, tag: str, frac_bits: int,
+                      names: Sequence[str] | None = None) -> Any:
     W, Bs, std = state[0], state[1], state[2]
     run.stage("predict")
-    p = MPCParty(mpc_index, run.ch, list(names or run.names), frac_bits=int(run.spec.params["fracBits"]))
+    p = MPCParty(mpc_index, run.ch, list(names or run.names), frac_bits=frac_bits)
     prog = predict_program(p, std.transform(X), cols, len(X), W, Bs, owner, _mpc_seed(mpc_seed, tag, mpc_index))
     return run_blocking(prog, run.ch, timeout=run.ch.timeout)
 
@@ -1258,9 +1109,6 @@ def _predict_dnn(run: _Run, model: bytes, mpc_seed: int | None) -> PredictOutcom
     if list(m.get("columns", [])) != list(table.columns):
         raise ParameterError(f"the model was trained on columns {', '.join(map(str, m.get('columns', [])))}; "
                              f"this file has {', '.join(table.columns)}")
-    if frac != int(spec.params["fracBits"]):
-        spec = TaskSpec(spec.algorithm, spec.kind, spec.label, spec.id_column, {**spec.params, "fracBits": frac})
-        run.spec = spec
     hellos = run.handshake({"role": m.get("role"), "modelId": str(m.get("modelId", "")), "modelIndex": mi})
     _check_model_ids(hellos)
     order = [h.get("modelIndex") for h in hellos]
@@ -1272,7 +1120,7 @@ def _predict_dnn(run: _Run, model: bytes, mpc_seed: int | None) -> PredictOutcom
     common, pos = run.align(signer=label_task)
     mpc_names = [run.names[order.index(k)] for k in range(3)]
     run.report("predict", 0, 1)
-    out = _dnn_predict_rows(run, (W, Bs, std), table.X[pos], cols, mi, lab, mpc_seed, "predict", mpc_names)
+    out = _dnn_predict_rows(run, (W, Bs, std), table.X[pos], cols, mi, lab, mpc_seed, "predict", frac, mpc_names)
     run.report("predict", 1, 1)
     if out is None:
         return None
