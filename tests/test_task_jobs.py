@@ -44,10 +44,10 @@ def _keys():
     return KEYS["a"], KEYS["b"]
 
 
-def run_parties(fns, names=None, join=60.0):
+def run_parties(fns, names=None, join=60.0, net=None):
     """Run ``fns[i](channel_i, names)`` in one thread each; return results (or raised exceptions)."""
     names = names or [f"P{i}" for i in range(len(fns))]
-    net = InMemoryNetwork(names)
+    net = net or InMemoryNetwork(names)
     out: list = [None] * len(fns)
 
     def body(i):
@@ -256,6 +256,22 @@ def test_dnn_classification_with_kfold_metrics() -> None:
     np.testing.assert_array_equal(out[2].values, est.predict(blocks))
     z = est.decision_function(blocks)[:, 0]
     np.testing.assert_array_equal(out[2].proba, 1 / (1 + np.exp(-z)))
+
+
+def test_what_crosses_the_channel_names_no_column_and_no_id_outside_the_intersection() -> None:
+    """The handshake carries counts, not column names; PSI reveals only the common ids (2 and 3 parties)."""
+    rng = np.random.default_rng(12)
+    for algorithm, n in (("linear", 2), ("dnn", 3)):
+        tables, ids, _, _ = _tables(rng, 16, (2,) * n, label_at=n - 1, extra=(3,) * 2)
+        tables = [PartyTable(t.ids, [f"secretcol{i}{j}" for j in range(2)], t.X, t.y) for i, t in enumerate(tables)]
+        extra = dict(keyBits=1024, batchSize=0) if n == 2 else {}
+        s = spec(algorithm, epochs=1, psiBits=1024, **extra)
+        net = InMemoryNetwork([f"P{i}" for i in range(n)], record=True)
+        ok(run_parties([lambda ch, nm, i=i: run_train_party(s, i, tables[i], ch, nm, timeout=30) for i in range(n)],
+                       net=net))
+        wire = b"".join(m for _, _, m in net.transcript)
+        assert b"secretcol" not in wire and b"only" not in wire  # no column name, no non-common id
+        assert all(c.encode() not in wire for c in ids)  # the common ids travel only as blinded values or tags
 
 
 # -- failures ---------------------------------------------------------------------------------------
