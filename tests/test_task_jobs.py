@@ -345,6 +345,18 @@ def test_other_tasks_parameters_are_refused_in_the_handshake() -> None:
     assert all(isinstance(r, ProtocolError) and "another task" in str(r) for r in res)
 
 
+def test_a_party_that_cannot_run_stops_every_party_at_the_handshake() -> None:
+    rng = np.random.default_rng(5)
+    tables, *_ = _tables(rng, 12, (1, 1), label_at=1, classes=("no", "yes"))
+    s = spec("logistic", epochs=1, keyBits=1024, psiBits=1024, positiveClass="maybe")
+    t0 = time.monotonic()
+    res = run_parties([lambda ch, nm, i=i: run_train_party(s, i, tables[i], ch, nm, timeout=60) for i in range(2)])
+    assert time.monotonic() - t0 < 10  # nobody waited for the 60 s timeout
+    assert isinstance(res[1], ParameterError) and "positive class 'maybe' does not occur" in str(res[1])
+    assert isinstance(res[0], ParameterError) and "party P1 cannot run this task" in str(res[0])
+    assert "maybe" not in str(res[0])  # the reason stays with the party it concerns
+
+
 @pytest.fixture(scope="module")
 def trained_linear():
     rng = np.random.default_rng(6)
@@ -374,6 +386,11 @@ def test_predict_refuses_a_model_that_is_not_this_partys(trained_linear) -> None
     assert edited != runs[0][0].model
     with pytest.raises(ParameterError, match="checksum"):
         run_predict_party(ps, 0, tables[0], edited, InMemoryNetwork(["P0", "P1"]).channel("P0"), ["P0", "P1"])
+    # one party's part does not fit its file: both stop at the handshake
+    res = run_parties([lambda ch, nm: run_predict_party(ps, 0, other_cols, runs[0][0].model, ch, nm, timeout=60),
+                       lambda ch, nm: run_predict_party(ps, 1, tables[1], runs[0][1].model, ch, nm, timeout=60)])
+    assert isinstance(res[0], ParameterError) and "trained on columns" in str(res[0])
+    assert isinstance(res[1], ParameterError) and "party P0 cannot run this task" in str(res[1])
     # parts of two different trainings
     res = run_parties([lambda ch, nm: run_predict_party(ps, 0, tables[0], runs[0][0].model, ch, nm, timeout=5),
                        lambda ch, nm: run_predict_party(ps, 1, tables[1], runs[1][1].model, ch, nm, timeout=5)])

@@ -97,6 +97,7 @@ from ..protocols.vfl import (
     ModelPart,
     Standardizer,
     TrainingConfig,
+    encode_labels,
     feature_party,
     finish_prediction,
     label_party,
@@ -569,15 +570,30 @@ class _Run:
             self._progress(stage, done, total, loss)
 
     # -- handshake ----------------------------------------------------------------------------
-    def handshake(self, extra: dict[str, Any]) -> list[dict[str, Any]]:
-        """Send this party's public facts to every peer; return every party's (by index)."""
+    def handshake(self, prepare: Callable[[], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Send this party's public facts to every peer; return every party's (by index).
+
+        ``prepare()`` runs this party's local checks first and returns the extra facts to send.
+        A party whose checks fail still sends its hello, marked not ready (the reason stays
+        local: it may name columns or labels), so every party stops at once with a
+        :class:`ParameterError` instead of waiting for a peer that will never answer.
+        """
         self.stage("handshake")
+        extra: dict[str, Any] = {}
+        problem: ParameterError | None = None
+        if prepare is not None:
+            try:
+                extra = prepare()
+            except ParameterError as exc:
+                problem = exc
         mine = {"format": _HELLO_FORMAT, "version": 1, "task": self.spec.digest(self.task_id),
                 "label": self.table.has_label, "ncols": len(self.table.columns),
-                "nonce": os.urandom(16).hex(), **extra}
+                "nonce": os.urandom(16).hex(), "ready": problem is None, **extra}
         data = json.dumps(mine, sort_keys=True).encode()
         for peer in self.peers:
             self.ch.send(peer, data)
+        if problem is not None:
+            raise problem  # the peers stop on the not-ready hello
         hellos: list[dict[str, Any]] = []
         for i, name in enumerate(self.names):
             if i == self.index:
@@ -595,6 +611,10 @@ class _Run:
             if not hmac.compare_digest(str(h.get("task")), mine["task"]):
                 raise ProtocolError(f"handshake: {name} runs another task or other parameters")
             hellos.append(h)
+        for name, h in zip(self.names, hellos):
+            if h.get("ready") is not True:
+                raise ParameterError(f"party {name} cannot run this task (its file or model part is unfit; "
+                                     "its own log says why)")
         return hellos
 
     def transcript_id(self, hellos: list[dict[str, Any]]) -> str:
@@ -805,14 +825,21 @@ def _glm_predict(run: _Run, part: ModelPart, X: np.ndarray, peer: str) -> Any:
 
 def _train_glm(run: _Run, keypair: Any) -> TrainOutcome:
     spec, table = run.spec, run.table
-    hellos = run.handshake({})
+    pos_class: Any = None
+
+    def prepare() -> dict[str, Any]:
+        nonlocal pos_class
+        if table.y is not None and spec.algorithm == "logistic":  # on the whole column, before any work
+            pos_class = encode_labels(table.y, "logistic", _positive_class(spec, table.y)).positive_class
+        return {}
+
+    hellos = run.handshake(prepare)
     lab = _label_index(hellos, spec)
     is_label = run.index == lab
     peer = run.names[1 - run.index]
     common, pos = run.align(signer=lab)
     X = table.X[pos]
     y = table.y[pos] if is_label and table.y is not None else None
-    pos_class = _positive_class(spec, y) if is_label and y is not None else None
     if keypair is None:
         keypair = generate_keypair(int(spec.params["keyBits"]))
     n = len(common)
@@ -858,8 +885,14 @@ def _load_glm(spec: TaskSpec, table: PartyTable, model: bytes) -> ModelPart:
 
 def _predict_glm(run: _Run, model: bytes) -> PredictOutcome | None:
     spec = run.spec
-    part = _load_glm(spec, run.table, model)
-    hellos = run.handshake({"role": part.role, "modelId": str(part.meta.get("modelId", ""))})
+    loaded: list[ModelPart] = []
+
+    def prepare() -> dict[str, Any]:
+        loaded.append(_load_glm(spec, run.table, model))
+        return {"role": loaded[0].role, "modelId": str(loaded[0].meta.get("modelId", ""))}
+
+    hellos = run.handshake(prepare)
+    part = loaded[0]
     _check_model_ids(hellos)
     lab = _label_index(hellos, spec, key="role")
     common, pos = run.align(signer=lab)
@@ -984,12 +1017,16 @@ def _dnn_hello_checks(hellos: list[dict[str, Any]], lab: int) -> tuple[list[int]
 
 def _train_dnn(run: _Run, mpc_seed: int | None) -> TrainOutcome:
     spec, table = run.spec, run.table
-    extra: dict[str, Any] = {}
-    classes = None
-    if table.y is not None:
+    classes: list[Any] | None = None
+
+    def prepare() -> dict[str, Any]:
+        nonlocal classes
+        if table.y is None:
+            return {}
         n_out, classes = _dnn_outputs(spec, table.y)
-        extra["outputs"] = n_out
-    hellos = run.handshake(extra)
+        return {"outputs": n_out}
+
+    hellos = run.handshake(prepare)
     lab = _label_index(hellos, spec)
     cols, n_out = _dnn_hello_checks(hellos, lab)
     common, pos = run.align(signer=lab)
@@ -1078,7 +1115,7 @@ def _dnn_to_bytes(payload: dict[str, Any]) -> bytes:
     return json.dumps(doc).encode()
 
 
-def _dnn_from_bytes(spec: TaskSpec, data: bytes) -> dict[str, Any]:
+def _dnn_from_bytes(data: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(bytes(data).decode())
     except (UnicodeDecodeError, json.JSONDecodeError, TypeError):
@@ -1094,9 +1131,9 @@ def _dnn_from_bytes(spec: TaskSpec, data: bytes) -> dict[str, Any]:
     return json.loads(body)  # type: ignore[no-any-return]
 
 
-def _predict_dnn(run: _Run, model: bytes, mpc_seed: int | None) -> PredictOutcome | None:
-    spec, table = run.spec, run.table
-    m = _dnn_from_bytes(spec, model)
+def _load_dnn(model: bytes, table: PartyTable) -> tuple[Any, ...]:
+    """(payload, cols, model index, label index, weights, biases, standardizer, frac bits) of a part."""
+    m = _dnn_from_bytes(model)
     try:
         cols = [int(c) for c in m["cols"]]
         mi, lab = int(m["index"]), int(m["labelParty"])
@@ -1109,7 +1146,20 @@ def _predict_dnn(run: _Run, model: bytes, mpc_seed: int | None) -> PredictOutcom
     if list(m.get("columns", [])) != list(table.columns):
         raise ParameterError(f"the model was trained on columns {', '.join(map(str, m.get('columns', [])))}; "
                              f"this file has {', '.join(table.columns)}")
-    hellos = run.handshake({"role": m.get("role"), "modelId": str(m.get("modelId", "")), "modelIndex": mi})
+    return m, cols, mi, lab, W, Bs, std, frac
+
+
+def _predict_dnn(run: _Run, model: bytes, mpc_seed: int | None) -> PredictOutcome | None:
+    spec, table = run.spec, run.table
+    loaded: list[tuple[Any, ...]] = []
+
+    def prepare() -> dict[str, Any]:
+        loaded.append(_load_dnn(model, table))
+        m, mi = loaded[0][0], loaded[0][2]
+        return {"role": m.get("role"), "modelId": str(m.get("modelId", "")), "modelIndex": mi}
+
+    hellos = run.handshake(prepare)
+    m, cols, mi, lab, W, Bs, std, frac = loaded[0]
     _check_model_ids(hellos)
     order = [h.get("modelIndex") for h in hellos]
     if sorted(o for o in order if isinstance(o, int)) != [0, 1, 2]:
