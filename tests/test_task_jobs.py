@@ -525,3 +525,55 @@ def test_party_file_reads_ids_label_and_columns_by_name(tmp_path) -> None:
         read_party_csv(p, other)
     p.write_text("id,f1\nu1,2\n")
     assert read_party_csv(p, other).y is None
+
+
+# -- the same jobs, one OS process per party, over the mutual-TLS channel ---------------------------------
+def _tls_party(index: int, name: str, ch, job) -> list:
+    from dtxfast.nodes.jobs import TaskSpec, read_party_csv, run_predict_party, run_train_party
+
+    train_params, predict_params, train_file, predict_file = job
+    s = TaskSpec.from_params("linear", "train", label="y", id_column="id", params=train_params, parties=2)
+    ps = TaskSpec.from_params("linear", "predict", label="y", id_column="id", params=predict_params, parties=2)
+    out = run_train_party(s, index, read_party_csv(train_file, s), ch, ["A", "B"], timeout=60, task_id="t-1")
+    pred = run_predict_party(ps, index, read_party_csv(predict_file, ps), out.model, ch, ["A", "B"], timeout=60,
+                             task_id="t-2")
+    return [out.model, out.rows, None if pred is None else (pred.ids, pred.values.tolist())]
+
+
+def test_linear_task_across_two_processes_over_tls(tmp_path) -> None:
+    from dtxfast.ledger import SQLiteLedger
+    from transport_helpers import run_ledger_parties
+
+    path = str(tmp_path / "ledger.db")
+    SQLiteLedger(path, create=True).close()
+    rng = np.random.default_rng(21)
+    tables, ids, _, _ = _tables(rng, 30, (2, 2), label_at=1)
+    files = []
+    for i, t in enumerate(tables):
+        for kind, rows in (("train", slice(None)), ("predict", slice(5, 25))):
+            f = tmp_path / f"{kind}{i}.csv"
+            head = ["id"] + t.columns + (["y"] if t.y is not None and kind == "train" else [])
+            lines = [",".join(head)]
+            for k in range(len(t.ids))[rows]:
+                vals = [t.ids[k]] + [repr(float(v)) for v in t.X[k]]
+                if t.y is not None and kind == "train":
+                    vals.append(repr(float(t.y[k])))
+                lines.append(",".join(vals))
+            f.write_text("\n".join(lines) + "\n")
+        files.append((tmp_path / f"train{i}.csv", tmp_path / f"predict{i}.csv"))
+    params = {"alpha": 0.2, "epochs": 2, "batchSize": 0, "keyBits": 1024, "psiBits": 1024, "seed": 3}
+    got = run_ledger_parties(path, _tls_party, ["A", "B"],
+                             [(params, {"psiBits": 1024}, files[i][0], files[i][1]) for i in range(2)])
+    assert got[0][1] == got[1][1] == 30 and got[0][2] is None
+    pids, values = got[1][2]
+    fa, lb = ModelPart.from_bytes(got[0][0]), ModelPart.from_bytes(got[1][0])
+    common = sorted(ids)
+    ia, ib = _aligned(tables, common)
+    est = VerticalLinearRegression(alpha=0.2, max_epochs=2, batch_size=0, key_bits=1024, random_state=3)
+    est.fit([tables[0].X[ia], tables[1].X[ib]], tables[1].y[ib])
+    np.testing.assert_allclose(fa.weights, est.feature_part_.weights, atol=2e-5)
+    np.testing.assert_allclose(lb.weights, est.label_part_.weights, atol=2e-5)
+    want_ids = sorted(set(tables[0].ids[5:25]) & set(tables[1].ids[5:25]))
+    assert pids == want_ids
+    ja, jb = _aligned(tables, want_ids)
+    np.testing.assert_allclose(values, est.predict([tables[0].X[ja], tables[1].X[jb]]), atol=1e-3)
