@@ -307,6 +307,9 @@ class TaskSpec:
     id_column: str
     params: Mapping[str, Any] = field(default_factory=dict)
 
+    def __hash__(self) -> int:  # params is a dict: hash the canonical form
+        return hash(self.digest())
+
     @property
     def parties(self) -> int:
         """Number of parties the algorithm runs with (2, or 3 for ``dnn``)."""
