@@ -5,7 +5,8 @@ Each networked run is compared with the in-process estimator on the same aligned
 - linear / logistic (secret-shared mode): not bit-for-bit deterministic (fresh masks make the
   fixed-point shares round differently), so the weights agree within 2e-5 and the predictions
   within a matching tolerance;
-- dnn: deterministic once the PRF seeds are fixed (``mpc_seed``, as the estimator's): exact equality.
+- dnn: deterministic once the PRF seeds are fixed (the tests-only ``_insecure_fixed_seeds``, entered in
+  every party's thread and around the estimator): exact equality.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from dtxfast.nodes.jobs import (
     run_predict_party,
     run_train_party,
 )
-from dtxfast.protocols.vfl import ModelPart, Standardizer
+from dtxfast.protocols.vfl import ModelPart
 from dtxfast.transport.channel import InMemoryNetwork
 from dtxfast.vfl import VerticalLinearRegression, VerticalLogisticRegression
-from dtxfast.vfl.dnn import VerticalMLPClassifier, VerticalMLPRegressor
+from dtxfast.vfl.dnn import VerticalMLPClassifier, VerticalMLPRegressor, _insecure_fixed_seeds
 from dtxfast.vfl.evaluation import classification_metrics, random_split
 
 KEYS = {}
@@ -198,13 +199,21 @@ def test_logistic_with_text_labels_split_evaluation_and_label_at_party_0(tmp_pat
 
 
 # -- dnn ------------------------------------------------------------------------------------------------
+def _seeded(seed, fn):
+    """``fn`` under the tests-only fixed PRF seeds (a context variable: entered in the party's thread)."""
+    def run(*args):
+        with _insecure_fixed_seeds(seed):
+            return fn(*args)
+    return run
+
+
 def _dnn_estimator(cls, tables, common, lab, train_y, **kw):
+    """The in-process estimator on the aligned raw blocks (it standardizes each party's columns, as the job)."""
     idx = _aligned(tables, common)
-    blocks = [t.X[i] for t, i in zip(tables, idx)]
-    stds = [Standardizer.fit(b) for b in blocks]
     est = cls(**kw, label_party=lab)
-    est.fit([s.transform(b) for s, b in zip(stds, blocks)], train_y(idx[lab]))
-    return est, stds
+    with _insecure_fixed_seeds(42):
+        est.fit([t.X[i] for t, i in zip(tables, idx)], train_y(idx[lab]))
+    return est
 
 
 def test_dnn_three_parties_equal_the_estimator_exactly_and_predict_in_any_task_order() -> None:
@@ -212,27 +221,28 @@ def test_dnn_three_parties_equal_the_estimator_exactly_and_predict_in_any_task_o
     tables, ids, _, _ = _tables(rng, 48, (2, 1, 2), label_at=1, extra=(2, 3))
     # a third party's extra ids
     s = spec("dnn", hiddenLayers="4", epochs=2, batchSize=16, learningRate=0.1, psiBits=1024, seed=9)
-    res = ok(run_parties([lambda ch, nm, i=i: run_train_party(s, i, tables[i], ch, nm, mpc_seed=42, timeout=30)
+    res = ok(run_parties([_seeded(42, lambda ch, nm, i=i: run_train_party(s, i, tables[i], ch, nm, timeout=30))
                           for i in range(3)]))
     assert [r.rows for r in res] == [48, 48, 48]
     common = sorted(ids)
-    est, stds = _dnn_estimator(VerticalMLPRegressor, tables, common, 1, lambda i: tables[1].y[i],
-                               hidden_layer_sizes=(4,), epochs=2, batch_size=16, learning_rate=0.1, alpha=0.01,
-                               lr_decay=0.02, random_state=9, mpc_seed=42)
+    est = _dnn_estimator(VerticalMLPRegressor, tables, common, 1, lambda i: tables[1].y[i],
+                         hidden_layer_sizes=(4,), epochs=2, batch_size=16, learning_rate=0.1, alpha=0.01,
+                         lr_decay=0.02, random_state=9)
     # predict with the parties in another task order: party i of the training runs as task party perm[i]
     perm = [2, 0, 1]
     inv = [perm.index(k) for k in range(3)]
     ps = spec("dnn", "predict", psiBits=1024)
     ptables = [PartyTable(t.ids[:40], t.columns, t.X[:40], None) for t in tables]
-    out = ok(run_parties([lambda ch, nm, k=k: run_predict_party(ps, k, ptables[inv[k]], res[inv[k]].model, ch, nm,
-                                                                mpc_seed=42, timeout=30)
+    out = ok(run_parties([_seeded(42, lambda ch, nm, k=k: run_predict_party(ps, k, ptables[inv[k]], res[inv[k]].model,
+                                                                            ch, nm, timeout=30))
                           for k in range(3)]))
     got = [o for o in out if o is not None]
     assert len(got) == 1 and out[perm[1]] is got[0]  # only the label party learns the outputs
     pcommon = sorted(set(ptables[0].ids) & set(ptables[1].ids) & set(ptables[2].ids))
     assert got[0].ids == pcommon
     idx = _aligned(ptables, pcommon)
-    want = est.predict([st.transform(t.X[i]) for st, t, i in zip(stds, ptables, idx)])
+    with _insecure_fixed_seeds(42):
+        want = est.predict([t.X[i] for t, i in zip(ptables, idx)])
     np.testing.assert_array_equal(got[0].values, want)  # same seeds: the same shares, bit for bit
 
 
@@ -241,20 +251,21 @@ def test_dnn_classification_with_kfold_metrics() -> None:
     tables, ids, _, _ = _tables(rng, 36, (1, 2, 1), label_at=2, classes=("a", "b"), extra=(1, 1))
     s = spec("dnn", hiddenLayers="4", epochs=2, batchSize=12, objective="classification", evalMethod="kfold",
              folds=2, psiBits=1024, seed=1)
-    res = ok(run_parties([lambda ch, nm, i=i: run_train_party(s, i, tables[i], ch, nm, mpc_seed=3, timeout=30)
+    res = ok(run_parties([_seeded(42, lambda ch, nm, i=i: run_train_party(s, i, tables[i], ch, nm, timeout=30))
                           for i in range(3)]))
     assert set(res[2].metrics) == {"accuracy", "precision", "recall", "f1", "auc", "ks"}
     assert res[0].metrics == res[1].metrics == {}
-    est, stds = _dnn_estimator(VerticalMLPClassifier, tables, sorted(ids), 2, lambda i: tables[2].y[i],
-                               hidden_layer_sizes=(4,), epochs=2, batch_size=12, learning_rate=0.1, alpha=0.01,
-                               lr_decay=0.02, random_state=1, mpc_seed=3)
+    est = _dnn_estimator(VerticalMLPClassifier, tables, sorted(ids), 2, lambda i: tables[2].y[i],
+                         hidden_layer_sizes=(4,), epochs=2, batch_size=12, learning_rate=0.1, alpha=0.01,
+                         lr_decay=0.02, random_state=1)
     ps = spec("dnn", "predict", psiBits=1024)
-    out = ok(run_parties([lambda ch, nm, i=i: run_predict_party(ps, i, tables[i], res[i].model, ch, nm,
-                                                                mpc_seed=3, timeout=30) for i in range(3)]))
+    out = ok(run_parties([_seeded(42, lambda ch, nm, i=i: run_predict_party(ps, i, tables[i], res[i].model, ch, nm,
+                                                                            timeout=30)) for i in range(3)]))
     idx = _aligned(tables, sorted(ids))
-    blocks = [st.transform(t.X[i]) for st, t, i in zip(stds, tables, idx)]
-    np.testing.assert_array_equal(out[2].values, est.predict(blocks))
-    z = est.decision_function(blocks)[:, 0]
+    blocks = [t.X[i] for t, i in zip(tables, idx)]
+    with _insecure_fixed_seeds(42):
+        np.testing.assert_array_equal(out[2].values, est.predict(blocks))
+        z = est.decision_function(blocks)[:, 0]
     np.testing.assert_array_equal(out[2].proba, 1 / (1 + np.exp(-z)))
 
 

@@ -110,6 +110,7 @@ from ..vfl.evaluation import (
     regression_metrics,
     seed_from_task,
 )
+from ..vfl.dnn import _FIXED_SEED
 from ..vfl.jobs import PartyTable, PredictOutcome, read_table
 
 __all__ = [
@@ -922,11 +923,12 @@ _DNN_FORMAT = "dtxfast-task-dnn-model"
 _DNN_VERSION = 1
 
 
-def _mpc_seed(mpc_seed: int | None, tag: str, party: int) -> bytes | None:
-    # the derivation of VerticalMLPRegressor(mpc_seed=...), so a test can reproduce a run exactly
-    if mpc_seed is None:
+def _mpc_seed(tag: str, party: int) -> bytes | None:
+    """Fresh PRF seeds (None), except inside the estimators' tests-only ``_insecure_fixed_seeds``."""
+    seed = _FIXED_SEED.get()
+    if seed is None:
         return None
-    return hashlib.sha256(f"{mpc_seed}/{tag}/{party}".encode()).digest()[:16]
+    return hashlib.sha256(f"{seed}/{tag}/{party}".encode()).digest()[:16]
 
 
 def _u64(a: np.ndarray) -> dict[str, Any]:
@@ -1018,7 +1020,7 @@ def _dnn_hello_checks(hellos: list[dict[str, Any]], lab: int) -> tuple[list[int]
     return cols, n_out
 
 
-def _train_dnn(run: _Run, mpc_seed: int | None) -> TrainOutcome:
+def _train_dnn(run: _Run) -> TrainOutcome:
     spec, table = run.spec, run.table
     classes: list[Any] | None = None
 
@@ -1041,8 +1043,8 @@ def _train_dnn(run: _Run, mpc_seed: int | None) -> TrainOutcome:
     folds: list[tuple[Any, Any]] = []
     state: tuple[Any, ...] = ()
     for k, (tr, te) in enumerate(splits):
-        state = _dnn_fit(run, X[tr], None if y is None else y[tr], cols, n_out, lab, classes, mpc_seed, f"fit{k}")
-        out = _dnn_predict_rows(run, state, X[te], cols, run.index, lab, mpc_seed, f"predict{k}",
+        state = _dnn_fit(run, X[tr], None if y is None else y[tr], cols, n_out, lab, classes, f"fit{k}")
+        out = _dnn_predict_rows(run, state, X[te], cols, run.index, lab, f"predict{k}",
                                 int(spec.params["fracBits"]))
         if out is not None:
             assert y is not None
@@ -1056,7 +1058,7 @@ def _train_dnn(run: _Run, mpc_seed: int | None) -> TrainOutcome:
         run.stage("evaluate")
         run.report("evaluate", k + 1, len(splits))
     if spec.params["evalMethod"] != "split":
-        state = _dnn_fit(run, X, y, cols, n_out, lab, classes, mpc_seed, "fit")
+        state = _dnn_fit(run, X, y, cols, n_out, lab, classes, "fit")
     W, Bs, std, y_mean, y_scale, sched = state
     metrics: dict[str, float] = {}
     if folds:
@@ -1081,7 +1083,7 @@ def _train_dnn(run: _Run, mpc_seed: int | None) -> TrainOutcome:
 
 
 def _dnn_fit(run: _Run, X: np.ndarray, y: np.ndarray | None, cols: list[int], n_out: int, lab: int,
-             classes: list[Any] | None, mpc_seed: int | None, tag: str) -> tuple[Any, ...]:
+             classes: list[Any] | None, tag: str) -> tuple[Any, ...]:
     spec = run.spec
     std = Standardizer.fit(X)
     Xs = std.transform(X)
@@ -1096,18 +1098,18 @@ def _dnn_fit(run: _Run, X: np.ndarray, y: np.ndarray | None, cols: list[int], n_
     run.stage("train")
     run.report("train", 0, int(base.epochs))
     p = MPCParty(run.index, run.ch, run.names, frac_bits=int(spec.params["fracBits"]))
-    prog = train_program(p, Xs, cols, len(X), lab, Y, sched, _mpc_seed(mpc_seed, tag, run.index))
+    prog = train_program(p, Xs, cols, len(X), lab, Y, sched, _mpc_seed(tag, run.index))
     W, Bs = run_blocking(prog, run.ch, timeout=run.ch.timeout)
     return W, Bs, std, y_mean, y_scale, base
 
 
 def _dnn_predict_rows(run: _Run, state: tuple[Any, ...], X: np.ndarray, cols: list[int], mpc_index: int,
-                      owner: int, mpc_seed: int | None, tag: str, frac_bits: int,
+                      owner: int, tag: str, frac_bits: int,
                       names: Sequence[str] | None = None) -> Any:
     W, Bs, std = state[0], state[1], state[2]
     run.stage("predict")
     p = MPCParty(mpc_index, run.ch, list(names or run.names), frac_bits=frac_bits)
-    prog = predict_program(p, std.transform(X), cols, len(X), W, Bs, owner, _mpc_seed(mpc_seed, tag, mpc_index))
+    prog = predict_program(p, std.transform(X), cols, len(X), W, Bs, owner, _mpc_seed(tag, mpc_index))
     return run_blocking(prog, run.ch, timeout=run.ch.timeout)
 
 
@@ -1152,7 +1154,7 @@ def _load_dnn(model: bytes, table: PartyTable) -> tuple[Any, ...]:
     return m, cols, mi, lab, W, Bs, std, frac
 
 
-def _predict_dnn(run: _Run, model: bytes, mpc_seed: int | None) -> PredictOutcome | None:
+def _predict_dnn(run: _Run, model: bytes) -> PredictOutcome | None:
     spec, table = run.spec, run.table
     loaded: list[tuple[Any, ...]] = []
 
@@ -1173,7 +1175,7 @@ def _predict_dnn(run: _Run, model: bytes, mpc_seed: int | None) -> PredictOutcom
     common, pos = run.align(signer=label_task)
     mpc_names = [run.names[order.index(k)] for k in range(3)]
     run.report("predict", 0, 1)
-    out = _dnn_predict_rows(run, (W, Bs, std), table.X[pos], cols, mi, lab, mpc_seed, "predict", frac, mpc_names)
+    out = _dnn_predict_rows(run, (W, Bs, std), table.X[pos], cols, mi, lab, "predict", frac, mpc_names)
     run.report("predict", 1, 1)
     if out is None:
         return None
@@ -1189,7 +1191,7 @@ def _predict_dnn(run: _Run, model: bytes, mpc_seed: int | None) -> PredictOutcom
 # ================================================================================================
 def run_train_party(spec: TaskSpec, index: int, table: PartyTable, channel: Channel, names: Sequence[str], *,
                     progress: Progress | None = None, timeout: float = 120.0, task_id: str | None = None,
-                    keypair: Any = None, mpc_seed: int | None = None) -> TrainOutcome:
+                    keypair: Any = None) -> TrainOutcome:
     """Run party ``index`` of a training task to the end (see the module docstring for the steps).
 
     Parameters
@@ -1215,9 +1217,6 @@ def run_train_party(spec: TaskSpec, index: int, table: PartyTable, channel: Chan
         the default seed of splits and batches.
     keypair : (PaillierPublicKey, PaillierPrivateKey), optional
         Linear / logistic: this party's Paillier key pair (default: a fresh one of ``keyBits``).
-    mpc_seed : int, optional
-        ``dnn`` only, for tests: reproducible PRF seeds (those of
-        ``VerticalMLPRegressor(mpc_seed=...)``); by default fresh randomness. Never in production.
 
     Returns
     -------
@@ -1234,7 +1233,7 @@ def run_train_party(spec: TaskSpec, index: int, table: PartyTable, channel: Chan
     run = _Run(spec, index, table, channel, names, progress, timeout, task_id)
     try:
         if spec.algorithm == "dnn":
-            return _train_dnn(run, mpc_seed)
+            return _train_dnn(run)
         return _train_glm(run, keypair)
     except (DtxError, ValueError) as exc:
         _reraise(exc, run)
@@ -1243,7 +1242,7 @@ def run_train_party(spec: TaskSpec, index: int, table: PartyTable, channel: Chan
 
 def run_predict_party(spec: TaskSpec, index: int, table: PartyTable, model: bytes, channel: Channel,
                       names: Sequence[str], *, progress: Progress | None = None, timeout: float = 120.0,
-                      task_id: str | None = None, mpc_seed: int | None = None) -> PredictOutcome | None:
+                      task_id: str | None = None) -> PredictOutcome | None:
     """Run party ``index`` of a prediction task with its model part from :func:`run_train_party`.
 
     PSI aligns the prediction rows (the party holding the label part signs), then the prediction
@@ -1266,7 +1265,7 @@ def run_predict_party(spec: TaskSpec, index: int, table: PartyTable, model: byte
     run = _Run(spec, index, table, channel, names, progress, timeout, task_id)
     try:
         if spec.algorithm == "dnn":
-            return _predict_dnn(run, model, mpc_seed)
+            return _predict_dnn(run, model)
         return _predict_glm(run, model)
     except (DtxError, ValueError) as exc:
         _reraise(exc, run)
