@@ -198,6 +198,40 @@ def test_logistic_with_text_labels_split_evaluation_and_label_at_party_0(tmp_pat
     assert lines[0] == "id,prediction,probability" and len(lines) == 51 and lines[1].startswith(common[0] + ",")
 
 
+def test_each_partys_batch_work_runs_on_the_compute_backend_it_is_given() -> None:
+    from dtxfast.compute.base import LocalCompute
+
+    class Counting(LocalCompute):  # the real local kernels, counting what each party sends through
+        def __init__(self):
+            super().__init__()
+            self.calls: dict[str, int] = {}
+
+        def _count(self, name):
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+        def sign_own(self, *a, **k):
+            self._count("sign_own")
+            return super().sign_own(*a, **k)
+
+        def blind(self, *a, **k):
+            self._count("blind")
+            return super().blind(*a, **k)
+
+        def matmul(self, *a, **k):
+            self._count("matmul")
+            return super().matmul(*a, **k)
+
+    rng = np.random.default_rng(13)
+    tables, *_ = _tables(rng, 12, (1, 1), label_at=1)
+    s = spec("linear", epochs=1, batchSize=0, keyBits=1024, psiBits=1024)
+    cb = [Counting(), Counting()]
+    ka, kb = _keys()
+    ok(run_parties([lambda ch, nm: run_train_party(s, 0, tables[0], ch, nm, keypair=ka, compute=cb[0], timeout=30),
+                    lambda ch, nm: run_train_party(s, 1, tables[1], ch, nm, keypair=kb, compute=cb[1], timeout=30)]))
+    assert cb[0].calls.get("blind") and cb[1].calls.get("sign_own")  # PSI: A requests, B (label) signs
+    assert cb[0].calls.get("matmul") and cb[1].calls.get("matmul")  # the gradient's X.T @ [[d]] at both
+
+
 # -- dnn ------------------------------------------------------------------------------------------------
 def _seeded(seed, fn):
     """``fn`` under the tests-only fixed PRF seeds (a context variable: entered in the party's thread)."""

@@ -538,7 +538,8 @@ class _Run:
     """One party's run of a task: validated arguments, channel, progress, handshake, PSI."""
 
     def __init__(self, spec: TaskSpec, index: int, table: PartyTable, channel: Channel,
-                 names: Sequence[str], progress: Progress | None, timeout: float, task_id: str | None) -> None:
+                 names: Sequence[str], progress: Progress | None, timeout: float, task_id: str | None,
+                 compute: Any = None) -> None:
         if not isinstance(spec, TaskSpec):
             raise ParameterError("spec must be a TaskSpec")
         names = [str(n) for n in names]
@@ -561,6 +562,7 @@ class _Run:
         self.ch = _TaskChannel(channel, float(timeout))
         self._progress = progress
         self.task_id = task_id
+        self.compute = compute
         seed = spec.params.get("seed")
         if seed is None:
             seed = seed_from_task(task_id) if task_id is not None else 0
@@ -637,14 +639,14 @@ class _Run:
         if len(names) == 2:
             other = names[1 - signer]
             if self.index == signer:
-                s = PSISigner(ids, BlindRSASigner.generate(bits))
+                s = PSISigner(ids, BlindRSASigner.generate(bits), compute=self.compute)
                 run_signer(s, self.ch, other, timeout=self.ch.timeout)
                 s.receive(self.ch.recv(other))  # the requester's RESULT: the intersection's tags
                 if s.final is None:
                     raise ProtocolError("psi: the peer sent no result")
                 common = [x.decode() for x in s.final.to_list()]
             else:
-                r = PSIRequester(ids)
+                r = PSIRequester(ids, compute=self.compute)
                 run_requester(r, self.ch, names[signer], timeout=self.ch.timeout,
                               on_progress=lambda d, t: self.report("psi", d, t))
                 self.ch.send(names[signer], r.result_message())
@@ -665,7 +667,7 @@ class _Run:
         c, a, b = names[signer], names[lead], names[second]
         ids = self.table.ids
         if self.index == signer:
-            s = PSISigner(ids, BlindRSASigner.generate(bits))
+            s = PSISigner(ids, BlindRSASigner.generate(bits), compute=self.compute)
             self.ch.send(b, s.hello())  # B gets the HELLO only (no tags); its requests wait for A's turn
             run_signer(s, self.ch, a, timeout=self.ch.timeout)  # HELLO and own tags to A; serves A
             _serve(s, self.ch, b)
@@ -674,14 +676,14 @@ class _Run:
                 raise ProtocolError("psi: no result from the second requester")
             return [x.decode() for x in s.final.to_list()]
         if self.index == lead:
-            r = PSIRequester(ids)
+            r = PSIRequester(ids, compute=self.compute)
             run_requester(r, self.ch, c, timeout=self.ch.timeout, on_progress=lambda d, t: self.report("psi", d, t))
             self.ch.send(b, r.relay())
             r.receive(self.ch.recv(b))  # B's RESULT
             if r.final_index is None:
                 raise ProtocolError("psi: no result from the second requester")
             return [ids[i] for i in r.final_index]
-        r = PSIRequester(ids, expect_signer_tags=False)
+        r = PSIRequester(ids, expect_signer_tags=False, compute=self.compute)
         r.receive(self.ch.recv(c))  # HELLO
         _request_all(r, self.ch, c, lambda d, t: self.report("psi", d, t))
         r.receive(self.ch.recv(a))  # A's RELAY
@@ -799,9 +801,9 @@ def _glm_fit(run: _Run, is_label: bool, X: np.ndarray, y: np.ndarray | None, key
         kw: dict[str, Any] = {}
         if run.spec.algorithm == "logistic":
             kw = {"positive_class": pos_class, "threshold": float(run.spec.params.get("threshold", 0.5))}
-        party: Any = label_party(X, y, cfg, key_bits=bits, keypair=keypair, **kw)
+        party: Any = label_party(X, y, cfg, key_bits=bits, keypair=keypair, compute=run.compute, **kw)
     else:
-        party = feature_party(X, cfg, key_bits=bits, keypair=keypair)
+        party = feature_party(X, cfg, key_bits=bits, keypair=keypair, compute=run.compute)
     run.stage("train")
     epochs = cfg.max_epochs
     run.report("train", 0, epochs)
@@ -1191,7 +1193,7 @@ def _predict_dnn(run: _Run, model: bytes) -> PredictOutcome | None:
 # ================================================================================================
 def run_train_party(spec: TaskSpec, index: int, table: PartyTable, channel: Channel, names: Sequence[str], *,
                     progress: Progress | None = None, timeout: float = 120.0, task_id: str | None = None,
-                    keypair: Any = None) -> TrainOutcome:
+                    keypair: Any = None, compute: Any = None) -> TrainOutcome:
     """Run party ``index`` of a training task to the end (see the module docstring for the steps).
 
     Parameters
@@ -1217,6 +1219,9 @@ def run_train_party(spec: TaskSpec, index: int, table: PartyTable, channel: Chan
         the default seed of splits and batches.
     keypair : (PaillierPublicKey, PaillierPrivateKey), optional
         Linear / logistic: this party's Paillier key pair (default: a fresh one of ``keyBits``).
+    compute : ComputeBackend, optional
+        Where this party's batch work runs (PSI's RSA work, Paillier encryptions and ``X.T @ [[d]]``;
+        :mod:`dtxfast.compute`); default ``DTXFAST_COMPUTE``, else the local kernels.
 
     Returns
     -------
@@ -1230,7 +1235,7 @@ def run_train_party(spec: TaskSpec, index: int, table: PartyTable, channel: Chan
     ProtocolError
         A peer sent something malformed, ran another task, or sent nothing for ``timeout`` seconds.
     """
-    run = _Run(spec, index, table, channel, names, progress, timeout, task_id)
+    run = _Run(spec, index, table, channel, names, progress, timeout, task_id, compute)
     try:
         if spec.algorithm == "dnn":
             return _train_dnn(run)
@@ -1242,7 +1247,7 @@ def run_train_party(spec: TaskSpec, index: int, table: PartyTable, channel: Chan
 
 def run_predict_party(spec: TaskSpec, index: int, table: PartyTable, model: bytes, channel: Channel,
                       names: Sequence[str], *, progress: Progress | None = None, timeout: float = 120.0,
-                      task_id: str | None = None) -> PredictOutcome | None:
+                      task_id: str | None = None, compute: Any = None) -> PredictOutcome | None:
     """Run party ``index`` of a prediction task with its model part from :func:`run_train_party`.
 
     PSI aligns the prediction rows (the party holding the label part signs), then the prediction
@@ -1250,6 +1255,8 @@ def run_predict_party(spec: TaskSpec, index: int, table: PartyTable, model: byte
     party combines them (and de-standardizes a linear model's output); ``dnn``, the network runs
     on secret shares and only the label party reconstructs the outputs. The three ``dnn``
     parties may sit in any task order: each model part knows its position in the training.
+
+    Parameters are those of :func:`run_train_party` (``compute`` serves PSI's RSA work here).
 
     Returns
     -------
@@ -1262,7 +1269,7 @@ def run_predict_party(spec: TaskSpec, index: int, table: PartyTable, model: byte
     ProtocolError
         The parties' model parts are not of one training, or a peer misbehaved or went away.
     """
-    run = _Run(spec, index, table, channel, names, progress, timeout, task_id)
+    run = _Run(spec, index, table, channel, names, progress, timeout, task_id, compute)
     try:
         if spec.algorithm == "dnn":
             return _predict_dnn(run, model)
