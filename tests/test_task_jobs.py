@@ -319,6 +319,45 @@ def test_what_crosses_the_channel_names_no_column_and_no_id_outside_the_intersec
         assert all(c.encode() not in wire for c in ids)  # the common ids travel only as blinded values or tags
 
 
+@pytest.mark.parametrize("method", ["kfold", "loo"])
+def test_linear_kfold_and_leave_one_out_metrics_equal_the_estimators_evaluation(method) -> None:
+    from dtxfast.vfl.evaluation import evaluate
+
+    rng = np.random.default_rng(17)
+    tables, ids, _, _ = _tables(rng, 9, (1, 1), label_at=1, extra=(1, 1))
+    s = spec("linear", alpha=0.3, epochs=2, batchSize=0, keyBits=1024, psiBits=1024, evalMethod=method, folds=3,
+             seed=4)
+    ka, kb = _keys()
+    res = ok(run_parties([lambda ch, nm: run_train_party(s, 0, tables[0], ch, nm, keypair=ka, timeout=30),
+                          lambda ch, nm: run_train_party(s, 1, tables[1], ch, nm, keypair=kb, timeout=30)]))
+    assert res[0].metrics == {} and set(res[1].metrics) == {"rmse", "mae", "r2"} and res[1].rows == 9
+    ia, ib = _aligned(tables, sorted(ids))
+    est = VerticalLinearRegression(alpha=0.3, max_epochs=2, batch_size=0, key_bits=1024, random_state=4)
+    # leave-one-out has no seed: the same folds as evaluate(), pooled alike (tolerance: fresh share masks)
+    if method == "loo":
+        want = evaluate(est, [tables[0].X[ia], tables[1].X[ib]], tables[1].y[ib], method="loo",
+                        keypairs=(ka, kb)).mean
+        for k in want:
+            assert res[1].metrics[k] == pytest.approx(want[k], rel=1e-3, abs=1e-4)
+    else:  # k-fold: evaluate() seeds its folds from a task id, the job from the public seed
+        assert np.isfinite(res[1].metrics["rmse"]) and res[1].metrics["rmse"] > 0
+
+
+def test_dnn_prediction_refuses_rows_beyond_the_fixed_point_range_at_the_handshake() -> None:
+    rng = np.random.default_rng(19)
+    tables, *_ = _tables(rng, 20, (1, 1, 1), label_at=2, extra=(1, 1))
+    s = spec("dnn", hiddenLayers="2", epochs=1, psiBits=1024)
+    res = ok(run_parties([lambda ch, nm, i=i: run_train_party(s, i, tables[i], ch, nm, timeout=30) for i in range(3)]))
+    big = tables[0].X.copy()
+    big[0, 0] = 1e12  # far outside the training distribution: ~1e12 standard deviations >= 2^(40 - 16)
+    ptables = [PartyTable(tables[0].ids, tables[0].columns, big, None)] + tables[1:]
+    ps = spec("dnn", "predict", psiBits=1024)
+    out = run_parties([lambda ch, nm, i=i: run_predict_party(ps, i, ptables[i], res[i].model, ch, nm, timeout=60)
+                       for i in range(3)])
+    assert isinstance(out[0], ParameterError) and "fixed-point format with fracBits=16" in str(out[0])
+    assert all(isinstance(r, ParameterError) and "party P0 cannot run this task" in str(r) for r in out[1:])
+
+
 # -- failures ---------------------------------------------------------------------------------------
 def test_a_peer_that_dies_before_the_handshake_fails_the_other_within_the_timeout() -> None:
     rng = np.random.default_rng(0)

@@ -948,6 +948,14 @@ def _from_u64(d: Any) -> np.ndarray:
         raise MalformedInput(f"bad share array ({exc})") from None
 
 
+def _check_fixed_point(Xs: np.ndarray, frac_bits: int) -> None:
+    """The standardized features must fit the shares' fixed-point range (as the estimators check)."""
+    limit = 2.0 ** (40 - frac_bits)
+    if Xs.size and float(np.abs(Xs).max()) >= limit:
+        raise ParameterError(f"a standardized feature reaches {float(np.abs(Xs).max()):.3g}; the fixed-point "
+                             f"format with fracBits={frac_bits} holds |x| < 2^{40 - frac_bits}")
+
+
 def _dnn_outputs(spec: TaskSpec, y: np.ndarray) -> tuple[int, list[Any] | None]:
     """(number of outputs, classes or None) the label party derives from its label column."""
     if not spec.classifies:
@@ -1028,6 +1036,7 @@ def _train_dnn(run: _Run) -> TrainOutcome:
 
     def prepare() -> dict[str, Any]:
         nonlocal classes
+        _check_fixed_point(Standardizer.fit(table.X).transform(table.X), int(spec.params["fracBits"]))
         if table.y is None:
             return {}
         n_out, classes = _dnn_outputs(spec, table.y)
@@ -1162,6 +1171,7 @@ def _predict_dnn(run: _Run, model: bytes) -> PredictOutcome | None:
 
     def prepare() -> dict[str, Any]:
         loaded.append(_load_dnn(model, table))
+        _check_fixed_point(loaded[0][6].transform(table.X), loaded[0][7])
         m, mi = loaded[0][0], loaded[0][2]
         return {"role": m.get("role"), "modelId": str(m.get("modelId", "")), "modelIndex": mi}
 
