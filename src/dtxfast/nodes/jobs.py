@@ -270,7 +270,7 @@ def _coerce(name: str, p: _Param, value: Any) -> Any:
 def _ledger_value(v: Any) -> str | int | float | bool:
     if isinstance(v, tuple):
         return ",".join(str(x) for x in v)
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 @dataclass(frozen=True)
@@ -998,7 +998,7 @@ class _ReportingSchedule(MLPSchedule):
         epochs = super().batches(n)
         cb = self.on_epoch
 
-        class _Epochs(list):  # type: ignore[type-arg]
+        class _Epochs(list):
             def __iter__(self) -> Iterator[list[np.ndarray]]:
                 for e, b in enumerate(epochs):
                     yield b
@@ -1102,9 +1102,8 @@ def _dnn_fit(run: _Run, X: np.ndarray, y: np.ndarray | None, cols: list[int], n_
     if y is not None:
         Y, y_mean, y_scale = _dnn_targets(spec, y, classes)
     base = _dnn_schedule(spec, cols, n_out, run.seed)
-    sched = _ReportingSchedule(*(getattr(base, f) for f in ("layer_sizes", "task", "learning_rate", "batch_size",
-                                                             "epochs", "alpha", "lr_decay", "random_state",
-                                                             "init")),
+    sched = _ReportingSchedule(base.layer_sizes, base.task, base.learning_rate, base.batch_size, base.epochs,
+                               base.alpha, base.lr_decay, base.random_state, base.init,
                                on_epoch=lambda e, t: run.report("train", e, t, None))
     run.stage("train")
     run.report("train", 0, int(base.epochs))
@@ -1144,7 +1143,7 @@ def _dnn_from_bytes(data: bytes) -> dict[str, Any]:
     if not isinstance(body, str) or not isinstance(doc.get("sha256"), str) or not hmac.compare_digest(
             hashlib.sha256(body.encode()).hexdigest(), doc["sha256"]):
         raise ParameterError("the dnn model part's checksum does not match (corrupted or edited)")
-    return json.loads(body)  # type: ignore[no-any-return]
+    return json.loads(body)
 
 
 def _load_dnn(model: bytes, table: PartyTable) -> tuple[Any, ...]:

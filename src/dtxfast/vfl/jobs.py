@@ -161,7 +161,7 @@ def read_table(path: Any, *, id_column: str | None = None, label: str | None = N
         bad = ~np.isfinite(X)
     except ValueError:
         bad = None
-        X = np.empty(0)
+        X = np.empty((0, 0))
     if bad is None or bad.any():
         values = []
         for k, r in enumerate(body):
@@ -185,14 +185,14 @@ def read_table(path: Any, *, id_column: str | None = None, label: str | None = N
                 raise ValueError
         except ValueError:
             if numeric_label:
-                for k, v in enumerate(raw):
+                for k, text in enumerate(raw):
                     try:
-                        ok = math.isfinite(float(v))
+                        ok = math.isfinite(float(text))
                     except ValueError:
                         ok = False
                     if not ok:
                         raise ParameterError(f"{path}, line {lines[k]} (id {ids[k]!r}): label {label!r} "
-                                             f"is not a finite number: {v!r}") from None
+                                             f"is not a finite number: {text!r}") from None
             y = np.array(raw)
     return PartyTable(ids, [head[j] for j in cols], X, y)
 
