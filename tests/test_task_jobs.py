@@ -661,3 +661,50 @@ def test_linear_task_across_two_processes_over_tls(tmp_path) -> None:
     assert pids == want_ids
     ja, jb = _aligned(tables, want_ids)
     np.testing.assert_allclose(values, est.predict([tables[0].X[ja], tables[1].X[jb]]), atol=1e-3)
+
+
+# -- PaddleDTX's own sample files as tasks ----------------------------------------------------------------
+def test_paddledtx_sample_files_as_a_linear_task_and_a_three_party_dnn_task() -> None:
+    from vfl_helpers import DATA
+
+    from dtxfast.vfl.jobs import read_table
+
+    d = DATA / "linear_boston_housing"
+    s = TaskSpec.from_params("linear", "train", label="MEDV", id_column="id", parties=2,
+                             params={"alpha": 0.3, "epochs": 8, "batchSize": 0, "keyBits": 1024, "psiBits": 1024,
+                                     "evalMethod": "split", "testSize": 0.2, "seed": 1})
+    tabs = [read_party_csv(d / f"train_data{p}.csv", s) for p in "AB"]
+    res = ok(run_parties([lambda ch, nm, i=i: run_train_party(s, i, tabs[i], ch, nm, timeout=60) for i in range(2)]))
+    assert res[1].rows == round(456 * 0.8) and res[1].metrics["r2"] > 0.5
+    ps = TaskSpec.from_params("linear", "predict", label="MEDV", id_column="id", parties=2, params={"psiBits": 1024})
+    ptabs = [read_party_csv(d / f"predict_data{p}.csv", ps) for p in "AB"]
+    out = ok(run_parties([lambda ch, nm, i=i: run_predict_party(ps, i, ptabs[i], res[i].model, ch, nm, timeout=60)
+                          for i in range(2)]))[1]
+    truth = read_table(d / "targetValues.csv", id_column="id", label="MEDV")
+    want = dict(zip(truth.ids, truth.y))
+    err = np.array([v - want[i] for i, v in zip(out.ids, out.values)])
+    assert len(out.ids) == 50 and np.sqrt(np.mean(err**2)) < np.std(list(want.values()))
+
+    d = DATA.parent / "dnn_paddlefl"
+    s = TaskSpec.from_params("dnn", "train", label="MEDV", id_column="id", parties=3,
+                             params={"hiddenLayers": "16", "epochs": 4, "batchSize": 32, "psiBits": 1024, "seed": 2})
+    tabs = [read_party_csv(d / f"train_data{p}.csv", s) for p in "ABC"]
+    res = ok(run_parties([lambda ch, nm, i=i: run_train_party(s, i, tabs[i], ch, nm, timeout=60) for i in range(3)]))
+    assert [r.rows for r in res] == [404] * 3
+    ps = TaskSpec.from_params("dnn", "predict", label="MEDV", id_column="id", parties=3, params={"psiBits": 1024})
+    ptabs = [read_party_csv(d / f"predict_data{p}.csv", ps) for p in "ABC"]
+    out = ok(run_parties([lambda ch, nm, i=i: run_predict_party(ps, i, ptabs[i], res[i].model, ch, nm, timeout=60)
+                          for i in range(3)]))[2]
+    truth = read_table(d / "targetValues.csv", id_column="originId", label="MEDV")  # its own key
+    want = dict(zip(truth.ids, truth.y))
+    err = np.array([v - want[i] for i, v in zip(out.ids, out.values)])
+    assert len(out.ids) == 102
+    # the plaintext reference of the same network, schedule and standardization, on the same rows
+    ref = VerticalMLPRegressor(hidden_layer_sizes=(16,), epochs=4, batch_size=32, random_state=2, label_party=2,
+                               secure=False)
+    idx = _aligned(tabs, sorted(tabs[0].ids))
+    ref.fit([t.X[i] for t, i in zip(tabs, idx)], tabs[2].y[idx[2]])
+    pidx = _aligned(ptabs, out.ids)
+    ref_err = ref.predict([t.X[i] for t, i in zip(ptabs, pidx)]) - np.array([want[i] for i in out.ids])
+    rmse, ref_rmse = np.sqrt(np.mean(err**2)), np.sqrt(np.mean(ref_err**2))
+    assert abs(rmse - ref_rmse) < 0.02 * ref_rmse, (rmse, ref_rmse)  # 4 epochs: the point is the match
