@@ -358,6 +358,31 @@ def test_dnn_prediction_refuses_rows_beyond_the_fixed_point_range_at_the_handsha
     assert all(isinstance(r, ParameterError) and "party P0 cannot run this task" in str(r) for r in out[1:])
 
 
+def test_dnn_three_classes_predicts_as_the_estimator_with_split_accuracy() -> None:
+    rng = np.random.default_rng(23)
+    tables, ids, blocks, _ = _tables(rng, 45, (1, 1, 2), label_at=0, extra=(1, 2))
+    # labels: three bands of party 0's own column (the label party holds them)
+    band = np.digitize(tables[0].X[:, 0], np.quantile(tables[0].X[:, 0], [1 / 3, 2 / 3]))
+    y = np.array(["lo", "mid", "hi"])[band]
+    tables[0] = PartyTable(tables[0].ids, tables[0].columns, tables[0].X, y)
+    s = spec("dnn", hiddenLayers="4", epochs=2, batchSize=15, objective="classification", evalMethod="split",
+             psiBits=1024, seed=6)
+    res = ok(run_parties([_seeded(42, lambda ch, nm, i=i: run_train_party(s, i, tables[i], ch, nm, timeout=30))
+                          for i in range(3)]))
+    assert set(res[0].metrics) == {"accuracy"} and 0 <= res[0].metrics["accuracy"] <= 1
+    common = sorted(ids)
+    tr, te = random_split(45, 0.3, seed=6)
+    idx = _aligned(tables, common)
+    est = VerticalMLPClassifier(hidden_layer_sizes=(4,), epochs=2, batch_size=15, learning_rate=0.1, alpha=0.01,
+                                lr_decay=0.02, random_state=6, label_party=0)
+    with _insecure_fixed_seeds(42):
+        est.fit([t.X[i][tr] for t, i in zip(tables, idx)], y[idx[0]][tr])
+        want_test = est.predict([t.X[i][te] for t, i in zip(tables, idx)])
+    # the job's fold runs under other PRF seeds than the estimator's fit: allow one row's difference
+    assert res[0].metrics["accuracy"] == pytest.approx(np.mean(want_test == y[idx[0]][te]), abs=1.01 / len(te))
+    assert res[0].rows == len(tr)
+
+
 # -- failures ---------------------------------------------------------------------------------------
 def test_a_peer_that_dies_before_the_handshake_fails_the_other_within_the_timeout() -> None:
     rng = np.random.default_rng(0)
