@@ -1,9 +1,10 @@
 """Fixtures that run real node processes on loopback (registered in ``conftest.py``).
 
-A node command must print ``listening on http://HOST:PORT`` on stdout when it is ready (every
-``dtx <role> start`` does). :class:`NodeProcess` starts one, waits for that line (bounded),
-keeps draining its stdout, sends its stderr to a log file, and can be SIGKILLed, stopped with
-SIGTERM, and restarted with the same command. The ``node_launcher`` (per test) and
+A node command must print ``listening on URL`` on stdout when it is ready (every ``dtx <role>
+start`` does: ``http://HOST:PORT`` for a server, ``dtx://dataowner/ID`` for a node without one).
+:class:`NodeProcess` starts one, waits for that line (bounded), keeps draining its stdout, sends
+its stderr to a log file, and can be SIGKILLed, stopped with SIGTERM, and restarted with the same
+command. The ``node_launcher`` (per test) and
 ``session_node_launcher`` (per session, for tests that only read) fixtures stop every process
 they started in their finalizers, also when the test failed.
 
@@ -29,7 +30,7 @@ import pytest
 
 __all__ = ["NodeLauncher", "NodeProcess", "free_port", "node_launcher", "session_node_launcher"]
 
-_READY = re.compile(r"listening on (http://\S+)")
+_READY = re.compile(r"listening on (\S+://\S+)")
 
 
 def free_port() -> int:

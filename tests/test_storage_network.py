@@ -27,6 +27,7 @@ from dtxfast.ledger import (
     RegisterNode,
     SetNamespaceReplicas,
 )
+from dtxfast.storage.applications import revoke_application
 from dtxfast.storage.monitor import StorageMonitor
 from dtxfast.transport.http_auth import RequestSigner
 
@@ -182,6 +183,12 @@ def test_unauthorized_key_gets_403_and_an_approved_executor_reads(net5, tmp_path
     status, _ = _signed(net5, ex, node, "GET", f"/v1/files/{fid}/0/{s0.replicas[0].index}")
     assert status == 200
     assert _download(net5, fid, tmp_path, ex) == data
+    # a revoked approval: the storage nodes refuse the executor again and its client has no key
+    revoke_application(net, app_id, "study over")
+    status, body = _signed(net5, ex, node, "GET", f"/v1/files/{fid}/0/{s0.replicas[0].index}")
+    assert status == 403 and b"approved executor" in body
+    with pytest.raises(Unauthorized):
+        _download(net5, fid, tmp_path, ex)
 
 
 def test_expired_file_is_refused(net5, tmp_path):

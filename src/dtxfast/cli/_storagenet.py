@@ -1,4 +1,5 @@
-"""``dtx storage start|demo``, ``dtx file upload|download|list|show|extend|approve``, ``dtx monitor``:
+"""``dtx storage start|demo``, ``dtx file upload|download|list|show|extend``, ``dtx file
+applications|approve|reject|revoke``, ``dtx monitor``:
 the storage network's commands (parse, call :mod:`dtxfast.nodes.storage` /
 :mod:`dtxfast.storage.network` / :mod:`dtxfast.storage.monitor`, print)."""
 
@@ -190,6 +191,38 @@ def extend(
     typer.echo(f"file {file_id} now expires at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(expires / 1000))}")
 
 
+def _decided(rec: Any) -> str:
+    return f"application {rec.application_id}: executor {rec.executor}, file {rec.file_id} -> {rec.status}"
+
+
+@file_app.command("applications")
+def applications(
+    ledger: str = _LEDGER,
+    key: str = typer.Option(None, "--key", "-K", help="Only applications to your files (your key file)."),
+    file_id: str = typer.Option(None, "--file", help="Only applications to this file."),
+    status: str = typer.Option(None, "--status", help="Only this status: Unapproved, Approved, Rejected, Revoked."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+) -> None:
+    """Executors' applications to use files, with their status."""
+    from ..storage.applications import application_row, list_applications
+
+    net = _network(ledger, key)
+    rows = [application_row(a) for a in list_applications(
+        net.ledger, owner=net.identity.node_id if key else None, file_id=file_id, status=status)]
+    if as_json:
+        typer.echo(msgspec.json.encode(rows).decode())
+        return
+    table = Table(title="applications")
+    for col in ("application id", "file id", "executor", "purpose", "status", "applied", "expires", "reason"):
+        table.add_column(col, no_wrap=col.endswith(" id"))
+    day = "%Y-%m-%d %H:%M"
+    for r in rows:
+        table.add_row(r["application_id"], r["file_id"], r["executor"], r["purpose"], r["status"],
+                      time.strftime(day, time.gmtime(r["applied_at"])),
+                      time.strftime(day, time.gmtime(r["expires_at"])) if r["expires_at"] else "-", r["reason"])
+    Console().print(table)
+
+
 @file_app.command("approve")
 def approve(
     application_id: str = typer.Argument(..., help="An executor's application (ApplyFile)."),
@@ -198,16 +231,37 @@ def approve(
     days: float = typer.Option(30.0, "--days", help="Days the approval lasts (at most the file's life)."),
 ) -> None:
     """Approve an executor's application: hands it the file key, sealed to its key."""
-    from ..ledger import ApproveApplication
+    from ..storage.applications import approve_application
 
-    net = _network(ledger, key)
-    app_rec = net.ledger.get_application(application_id)
-    f = net.ledger.get_file(app_rec.file_id)
-    expires = min(f.expires_ms, net.ledger.now_ms() + int(days * 86_400_000))
-    sealed = net.sealed_file_key(app_rec.file_id, app_rec.executor)
-    net.ledger.submit(net.identity, ApproveApplication(application_id=application_id, expires_ms=expires,
-                                                       sealed_key=sealed))
-    typer.echo(f"approved {app_rec.executor} for file {app_rec.file_id}")
+    rec = approve_application(_network(ledger, key), application_id, days=days)
+    typer.echo(f"approved {rec.executor} for file {rec.file_id} until "
+               f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(rec.expires_ms / 1000))}")
+
+
+@file_app.command("reject")
+def reject(
+    application_id: str = typer.Argument(..., help="An executor's application (ApplyFile)."),
+    key: str = _KEY,
+    ledger: str = _LEDGER,
+    reason: str = typer.Option(..., "--reason", help="Why (recorded on the ledger for the executor)."),
+) -> None:
+    """Reject an executor's application, with a reason."""
+    from ..storage.applications import reject_application
+
+    typer.echo(_decided(reject_application(_network(ledger, key), application_id, reason)))
+
+
+@file_app.command("revoke")
+def revoke(
+    application_id: str = typer.Argument(..., help="An approved application."),
+    key: str = _KEY,
+    ledger: str = _LEDGER,
+    reason: str = typer.Option(..., "--reason", help="Why (recorded on the ledger)."),
+) -> None:
+    """Withdraw an approval: storage nodes stop serving the file to that executor."""
+    from ..storage.applications import revoke_application
+
+    typer.echo(_decided(revoke_application(_network(ledger, key), application_id, reason)))
 
 
 def _print_round(report: Any) -> None:
