@@ -96,3 +96,16 @@ def test_user_errors_are_one_line(tmp_path, files, capsys):
     assert main(["psi", "--ids", str(a)]) == 2  # demo without --other
     assert main(["psi", "--ids", str(a), "--other", str(b), "--mode", "dsa"]) == 2
     assert main(["psi", "--role", "requester", "--ids", str(a)]) == 2
+
+
+@pytest.mark.integration
+def test_a_signer_process_that_cannot_start_is_one_line(tmp_path, files, capsys):
+    a, b, _ = files
+    from dtxfast.errors import ProtocolError
+
+    code = main(["psi", "--ids", str(a), "--other", str(b), "--other-column", "nope", "--transport", "process",
+                 "--mode", "ecdh", "-q"])
+    err = capsys.readouterr().err
+    assert code == ProtocolError.exit_code
+    assert "the signer process did not start" in err and "no column 'nope'" in err
+    assert err.count("\n") == 1 and "Traceback" not in err

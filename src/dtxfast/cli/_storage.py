@@ -95,34 +95,19 @@ def audit(
     k: int = typer.Option(44, "--k", help="Chunks asked per challenge."),
 ) -> None:
     """Challenge every replica held in the store and check the answers against the metadata's roots."""
-    from ..errors import DtxError, InvalidProof
-    from ..protocols.storage import StorageProver, StorageVerifier
+    from ..errors import InvalidProof
     from ..storage import DirectoryReplicaStore
+    from ..storage.audit import audit_store
 
-    metadata = _meta(meta)
-    replica_store = DirectoryReplicaStore(store)
-    verifier = StorageVerifier(metadata.commitments(), k=k)
-    answers, missing = [], []
-    for challenge in verifier.challenge_all():
-        try:
-            with replica_store.open(challenge.replica) as f:
-                answers.append(StorageProver(challenge.replica, f, metadata.chunk_size).answer(challenge))
-        except (DtxError, OSError) as exc:  # a missing or damaged replica must not stop the audit
-            missing.append((challenge.replica, f"cannot answer: {exc}"))
-    results = verifier.check_many(answers)
-    table = Table(title=f"audit of {metadata.file_id_hex} ({metadata.name})")
+    report = audit_store(_meta(meta), DirectoryReplicaStore(store), k=k)
+    table = Table(title=f"audit of {report.file_id} ({report.name})")
     for col in ("slice", "replica", "result"):
         table.add_column(col)
-    failed = 0
-    for rid, err in sorted(results.items(), key=lambda x: (x[0].slice_index, x[0].replica_index)):
-        table.add_row(str(rid.slice_index), str(rid.replica_index), "pass" if err is None else f"FAIL: {err}")
-        failed += err is not None
-    for rid, why in missing:
-        table.add_row(str(rid.slice_index), str(rid.replica_index), f"FAIL: {why}")
-    failed += len(missing)
+    for s, r, err in report.rows():
+        table.add_row(str(s), str(r), "pass" if err is None else f"FAIL: {err}")
     Console().print(table)
-    if failed:
-        raise InvalidProof(f"{failed} of {len(metadata.commitments())} replicas failed their proof of storage")
+    if report.failed:
+        raise InvalidProof(f"{report.failed} of {report.total} replicas failed their proof of storage")
 
 
 @storage_app.command("odds")
