@@ -225,6 +225,35 @@ def test_manual_mode_leaves_applications_to_the_cli(tmp_path: Path, clock: Clock
     assert w.node.step() == []  # the node never decides what the owner decided
 
 
+def test_the_loop_with_the_monitor_stops_when_asked(tmp_path: Path, clock: Clock,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import threading
+
+    w = World(tmp_path, clock, approve="auto", monitor=True, monitor_interval=0.05, poll=0.01)
+    ready = threading.Event()
+    stop = threading.Event()
+    caplog.set_level(logging.INFO, logger="dtxfast.nodes.dataowner")
+    t = threading.Thread(target=w.node.run, args=(stop,), kwargs={"ready": lambda url: ready.set()})
+    t.start()
+    try:
+        assert ready.wait(10)
+        fid = w.publish()
+        app_id = w.apply(w.ex1, fid)
+        deadline = time.monotonic() + 10
+        while w.led.get_application(app_id).status == ApplicationStatus.UNAPPROVED:
+            assert time.monotonic() < deadline and t.is_alive()
+            time.sleep(0.01)
+        while "monitor round" not in caplog.text:
+            assert time.monotonic() < deadline and t.is_alive()
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive() and not w.node._monitor_thread.is_alive()
+    assert w.led.get_application(app_id).status == ApplicationStatus.APPROVED
+
+
 def test_bad_settings_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ParameterError):
         DataOwnerConfig.load(None, env={}, approve="sometimes")
