@@ -88,7 +88,14 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: str, role:
          listen: Optional[str], connect: Optional[str], mode: str, key: Optional[Path], bits: int, chunk: int,
          cache_dir: Optional[Path], out: Optional[Path], quiet: bool, backend: ComputeBackend,
          compute: Optional[str], private_keys: Optional[str]) -> None:
-    from ..nodes.psi import SignerProcess, load_ids, request_intersection, serve_signer, signer_key, write_ids
+    from ..nodes.psi import (
+        SignerProcess,
+        load_ids,
+        request_intersection,
+        serve_signer,
+        signer_key,
+        write_ids,
+    )
     from ..protocols.psi import PSIRequester, PSISigner, SignerTagCache, run_two_party
 
     cache = SignerTagCache(cache_dir) if cache_dir is not None else None

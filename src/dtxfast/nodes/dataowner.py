@@ -361,13 +361,13 @@ def run_dataowner_node(config: DataOwnerConfig) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     node = build_dataowner_node(config)
     stop = threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
         node.run(stop, ready=lambda url: print(f"listening on {url}", flush=True))
         _log.info("stopped")
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         node.ledger.close()
