@@ -14,7 +14,8 @@ Two modes (``TrainingConfig.mode``; :func:`feature_party` / :func:`label_party` 
 ``"ss"`` (default) - :class:`SharedFeatureParty`, :class:`SharedLabelParty`
     The weights, scores, residuals and gradients exist only as additive shares between the two
     parties (FATE SSHE-LR / CAESAR style); see :mod:`dtxfast.protocols.vfl.shared` for the
-    messages. About 2-4x the cost of fast mode (``dtx bench vfl``).
+    messages. About 1.8-2x the cost of fast mode (``dtx bench vfl``; 15 masked scores per
+    ciphertext at 2048-bit keys).
 ``"fast"`` - :class:`FeatureParty`, :class:`LabelParty`
     Each party holds its own weights in the clear. Per batch: each sends its own residual term
     under its own key (``PARTIAL``); each computes the *other's* gradient-to-be
