@@ -104,16 +104,14 @@ from ...crypto.paillier import (
     PaillierPrivateKey,
     PaillierPublicKey,
     concatenate,
-    generate_keypair,
     matmul,
     pack_ints,
     unpack_slots,
 )
 from ...errors import MalformedInput, ParameterError, ProtocolError, StateError
 from ._messages import MsgType, pack, pack_signed, unpack, unpack_signed
-from .config import FEATURE_FRAC_BITS, Standardizer, TrainingConfig, batch_schedule
-from .model import ModelPart
-from .training import _HELLO_INFO, _ROLE_FEATURE, _ROLE_LABEL, LabelEncoding, _shared_key, encode_labels
+from .config import FEATURE_FRAC_BITS, TrainingConfig, batch_schedule
+from .training import _ROLE_FEATURE, _ROLE_LABEL, _FeatureRole, _LabelRole, _PartyBase
 
 if TYPE_CHECKING:
     from ...compute import ComputeBackend
@@ -135,8 +133,6 @@ STAT_BITS = 64
 SCORE_BOUND_BITS = 24
 _FX = FEATURE_FRAC_BITS
 _FW = WEIGHT_FRAC_BITS
-#: largest standardized feature magnitude accepted (keeps ``X_int`` within 64 bits)
-_MAX_FEATURE = float(1 << 40)
 _LN2 = math.log(2.0)
 #: bits of the uniform part of a partial score's mask (the score's bound, both scales, STAT_BITS)
 _SCORE_MASK_BITS = SCORE_BOUND_BITS + _FX + _FW + STAT_BITS
@@ -179,11 +175,11 @@ def _dot_big(coeffs: list[int], ev: EncryptedVector) -> EncryptedVector:
     return out
 
 
-class _SharedParty:
+class _SharedParty(_PartyBase):
     """Common machinery of both roles of the secret-shared protocol (a lockstep state machine)."""
 
-    role = ""
-    _role_code = 0
+    _meta = {"mode": "ss"}
+    _weights_known_early = False  # a party learns its weights only in the final round
 
     def __init__(
         self,
@@ -194,65 +190,28 @@ class _SharedParty:
         keypair: tuple[PaillierPublicKey, PaillierPrivateKey] | None = None,
         compute: ComputeBackend | None = None,
     ) -> None:
+        super().__init__(X, config, key_bits=key_bits, keypair=keypair, compute=compute)
+
+    def _check_mode(self, config: TrainingConfig) -> None:
         if config.mode != "ss":
             raise ParameterError("the secret-shared parties need a TrainingConfig with mode='ss'")
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[0] == 0:
-            raise ParameterError("a party's features must be a non-empty 2-D array")
-        if not np.all(np.isfinite(X)):
-            raise ParameterError("features must be finite numbers")
-        self.config = config
-        if compute is None:
-            from ...compute import default_compute
 
-            compute = default_compute()
-        #: where this party's encryptions and multi-exponentiations run (see :mod:`dtxfast.compute`)
-        self.compute = compute
-        self.standardizer = Standardizer.fit(X)
-        Z = self.standardizer.transform(X)
-        if self.role == "label":
-            Z = np.hstack([Z, np.ones((len(Z), 1))])
-        if Z.size and float(np.max(np.abs(Z))) >= _MAX_FEATURE:
-            raise ParameterError("a standardized feature exceeds 2^40 (a column is almost constant with outliers)")
-        self._X = np.rint(np.ldexp(Z, _FX)).astype(np.int64)
-        self.n, self._k = Z.shape
+    def _init_state(self, Z: np.ndarray) -> None:
+        self._k = Z.shape[1]
         #: this party's own weights (standardized units); known only after training (``FINAL``)
         self.weights = np.zeros(self._k)
-        self.public_key, self._sk = keypair if keypair is not None else generate_keypair(key_bits)
-        _shared_key(self.public_key)
-        self.peer_key: PaillierPublicKey | None = None
-        self.peer_weights = 0
-        #: epoch losses (NaN for every epoch when the loss is not asked for: ``amplitude == 0``)
-        self.history: list[float] = []
-        self.epoch = 0
-        self._bidx = 0
-        self._batches: list[np.ndarray] = []
-        self._state = "new"
         self._own: list[int] = [0] * self._k  # this party's share of its own weights
         self._peer: list[int] = []  # this party's share of the peer's weights
         self._score_mask: list[int] = []
         self._grad_mask: list[int] = []
         self._d: list[int] = []
         self._loss_share = 0
-        self._want_loss = config.amplitude > 0
-        self._alpha = Fraction(config.alpha)
-        self._decay = self._alpha * Fraction(config.reg_param) if config.reg_mode == "l2" else Fraction(0)
+        self._want_loss = self.config.amplitude > 0
+        self._alpha = Fraction(self.config.alpha)
+        cfg = self.config
+        self._decay = self._alpha * Fraction(cfg.reg_param) if cfg.reg_mode == "l2" else Fraction(0)
 
     # -- public surface ---------------------------------------------------------------------------
-    @property
-    def done(self) -> bool:
-        """Whether training has finished (both parties then hold their own weights)."""
-        return self._state == "done"
-
-    def hello(self) -> bytes:
-        """First message: public key, shape and the digest of the configuration."""
-        if self._state != "new":
-            raise StateError("hello() was already sent")
-        self._state = "hello"
-        pkb = self.public_key.to_bytes()
-        info = _HELLO_INFO.pack(self._role_code, self.n, self._k, len(pkb))
-        return pack(MsgType.HELLO, 0, 0, [info, pkb, self.config.digest()])
-
     def receive(self, data: bytes) -> bytes | None:
         """Process the peer's message; return the next message, or None when training is over."""
         handler = {
@@ -295,22 +254,7 @@ class _SharedParty:
 
     # -- steps ------------------------------------------------------------------------------------
     def _on_hello(self, data: bytes) -> bytes:
-        msg = unpack(data, MsgType.HELLO)
-        if len(msg.sections) != 3 or len(msg.sections[0]) != _HELLO_INFO.size:
-            raise MalformedInput("malformed HELLO")
-        role, rows, weights, pklen = _HELLO_INFO.unpack(msg.sections[0])
-        if role == self._role_code or role not in (_ROLE_FEATURE, _ROLE_LABEL):
-            raise ProtocolError("the peer must play the other role")
-        if rows != self.n:
-            raise ProtocolError(f"the peer has {rows} aligned rows, this party {self.n}")
-        if msg.sections[2] != self.config.digest():
-            raise ProtocolError("the peer trains with a different configuration")
-        if len(msg.sections[1]) != pklen or weights < 1:
-            raise MalformedInput("malformed HELLO")
-        self.peer_key = _shared_key(PaillierPublicKey.from_bytes(msg.sections[1]), bytes(msg.sections[1]))
-        if self.peer_key == self.public_key:
-            raise ProtocolError("the peer uses this party's own public key")
-        self.peer_weights = weights
+        weights = self._accept_hello(data)
         self._peer = [0] * weights
         self._start_epoch()
         return self._share()
@@ -462,7 +406,7 @@ class _SharedParty:
         raise NotImplementedError
 
 
-class SharedFeatureParty(_SharedParty):
+class SharedFeatureParty(_FeatureRole, _SharedParty):
     """The party with feature columns only, in the secret-shared protocol.
 
     Parameters
@@ -487,15 +431,9 @@ class SharedFeatureParty(_SharedParty):
             return z
         return [v >> 2 for v in z]
 
-    def model_part(self) -> ModelPart:
-        """This party's trained part (its own weights, which it learns at the end, and standardization)."""
-        if not self.done:
-            raise StateError("the weights are known only when training has finished")
-        return ModelPart("feature", self.config.model, self.weights.copy(), self.standardizer.mean.copy(),
-                         self.standardizer.scale.copy(), meta={"epochs": self.epoch, "mode": "ss"})
 
 
-class SharedLabelParty(_SharedParty):
+class SharedLabelParty(_LabelRole, _SharedParty):
     """The party with feature columns and the labels, in the secret-shared protocol; owns the intercept.
 
     Parameters
@@ -517,12 +455,7 @@ class SharedLabelParty(_SharedParty):
     def __init__(self, X: Any, y: Any, config: TrainingConfig, *, positive_class: Any = None,
                  threshold: float = 0.5, **kwargs: Any) -> None:
         super().__init__(X, config, **kwargs)
-        self.labels: LabelEncoding = encode_labels(y, config.model, positive_class)
-        if len(self.labels.target) != self.n:
-            raise ParameterError("labels and features have different numbers of rows")
-        if not 0.0 < threshold < 1.0:
-            raise ParameterError("threshold must lie in (0, 1)")
-        self.threshold = float(threshold)
+        self._init_labels(y, positive_class, threshold)
         t = self.labels.target
         if config.model == "linear":
             self._offset = [-int(v) for v in np.rint(np.ldexp(t, _FW)).astype(np.int64)]
@@ -534,13 +467,3 @@ class SharedLabelParty(_SharedParty):
         if self.config.model == "linear":
             return [v + off[i] for v, i in zip(z, idx.tolist())]
         return [(v >> 2) + off[i] for v, i in zip(z, idx.tolist())]
-
-    def model_part(self) -> ModelPart:
-        """This party's trained part: weights with intercept, standardizations, label encoding."""
-        if not self.done:
-            raise StateError("the weights are known only when training has finished")
-        lab = self.labels
-        return ModelPart("label", self.config.model, self.weights.copy(), self.standardizer.mean.copy(),
-                         self.standardizer.scale.copy(), y_mean=lab.y_mean, y_scale=lab.y_scale,
-                         positive_class=lab.positive_class, negative_class=lab.negative_class,
-                         threshold=self.threshold, meta={"epochs": self.epoch, "mode": "ss"})

@@ -115,11 +115,145 @@ def _signed(v: int, n: int) -> int:
 
 
 # -- the parties -----------------------------------------------------------------------------------
-class _Party:
-    """Common machinery of both roles: a lockstep state machine (one message in, one out)."""
+class _PartyBase:
+    """What every training party of both modes does alike: validate and encode its features,
+    hold its key pair, say hello and check the peer's hello, and build its model part.
+
+    A subclass sets ``role`` / ``_role_code``, checks the mode (:meth:`_check_mode`) and sets up
+    its own state (:meth:`_init_state`, before the key pair is made, so a bad argument costs no
+    key generation); ``_meta`` is added to the model part's metadata.
+    """
 
     role = ""
     _role_code = 0
+    _meta: dict[str, Any] = {}
+    #: the weights a party holds in the clear (``model_part`` refuses before ``done`` otherwise)
+    _weights_known_early = True
+
+    def __init__(
+        self,
+        X: Any,
+        config: TrainingConfig,
+        *,
+        key_bits: int = 2048,
+        keypair: tuple[PaillierPublicKey, PaillierPrivateKey] | None = None,
+        compute: ComputeBackend | None = None,
+        **state: Any,
+    ) -> None:
+        self._check_mode(config)
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise ParameterError("a party's features must be a non-empty 2-D array")
+        if not np.all(np.isfinite(X)):
+            raise ParameterError("features must be finite numbers")
+        self.config = config
+        if compute is None:
+            from ...compute import default_compute
+
+            compute = default_compute()
+        #: where this party's encryptions and multi-exponentiations run (see :mod:`dtxfast.compute`)
+        self.compute = compute
+        self.standardizer = Standardizer.fit(X)
+        Z = self.standardizer.transform(X)
+        if self.role == "label":
+            Z = np.hstack([Z, np.ones((len(Z), 1))])
+        if Z.size and float(np.max(np.abs(Z))) >= float(1 << 40):
+            raise ParameterError("a standardized feature exceeds 2^40 (a column is almost constant with outliers)")
+        # public per-run fixed point: the exponent of every vector sent is a constant, never the
+        # magnitude of a batch
+        self._X = np.rint(np.ldexp(Z, FEATURE_FRAC_BITS)).astype(np.int64)
+        self.n = len(Z)
+        self._init_state(Z, **state)
+        self.public_key, self._sk = keypair if keypair is not None else generate_keypair(key_bits)
+        _shared_key(self.public_key)
+        self.peer_key: PaillierPublicKey | None = None
+        self.peer_weights = 0
+        #: mean loss of every finished epoch (both parties see the same values; NaN when not asked for)
+        self.history: list[float] = []
+        self.epoch = 0
+        self._bidx = 0
+        self._batches: list[np.ndarray] = []
+        self._state = "new"
+
+    def _check_mode(self, config: TrainingConfig) -> None:
+        raise NotImplementedError
+
+    def _init_state(self, Z: np.ndarray) -> None:
+        raise NotImplementedError
+
+    @property
+    def done(self) -> bool:
+        """Whether training has finished."""
+        return self._state == "done"
+
+    def hello(self) -> bytes:
+        """First message: public key, shape and the digest of the configuration."""
+        if self._state != "new":
+            raise StateError("hello() was already sent")
+        self._state = "hello"
+        pkb = self.public_key.to_bytes()
+        info = _HELLO_INFO.pack(self._role_code, self.n, len(self.weights), len(pkb))
+        return pack(MsgType.HELLO, 0, 0, [info, pkb, self.config.digest()])
+
+    def _accept_hello(self, data: bytes) -> int:
+        """Check the peer's HELLO, adopt its public key; return its number of weights."""
+        msg = unpack(data, MsgType.HELLO)
+        if len(msg.sections) != 3 or len(msg.sections[0]) != _HELLO_INFO.size:
+            raise MalformedInput("malformed HELLO")
+        role, rows, weights, pklen = _HELLO_INFO.unpack(msg.sections[0])
+        if role == self._role_code or role not in (_ROLE_FEATURE, _ROLE_LABEL):
+            raise ProtocolError("the peer must play the other role")
+        if rows != self.n:
+            raise ProtocolError(f"the peer has {rows} aligned rows, this party {self.n}")
+        if msg.sections[2] != self.config.digest():
+            raise ProtocolError("the peer trains with a different configuration")
+        if len(msg.sections[1]) != pklen or weights < 1:
+            raise MalformedInput("malformed HELLO")
+        self.peer_key = _shared_key(PaillierPublicKey.from_bytes(msg.sections[1]), bytes(msg.sections[1]))
+        if self.peer_key == self.public_key:
+            raise ProtocolError("the peer uses this party's own public key")
+        self.peer_weights = weights
+        return int(weights)
+
+    def _part(self, **label: Any) -> ModelPart:
+        if not self._weights_known_early and not self.done:
+            raise StateError("the weights are known only when training has finished")
+        return ModelPart(self.role, self.config.model, self.weights.copy(), self.standardizer.mean.copy(),
+                         self.standardizer.scale.copy(), meta={"epochs": self.epoch, **self._meta}, **label)
+
+
+class _FeatureRole:
+    """The feature party's model part (mixed into both modes' feature parties)."""
+
+    def model_part(self: Any) -> ModelPart:
+        """This party's trained part (its weights and its own standardization)."""
+        return self._part()  # type: ignore[no-any-return]
+
+
+class _LabelRole:
+    """The label party's labels, threshold and model part (mixed into both modes' label parties)."""
+
+    labels: LabelEncoding
+    threshold: float
+
+    def _init_labels(self: Any, y: Any, positive_class: Any, threshold: float) -> None:
+        self.labels = encode_labels(y, self.config.model, positive_class)
+        if len(self.labels.target) != self.n:
+            raise ParameterError("labels and features have different numbers of rows")
+        if not 0.0 < threshold < 1.0:
+            raise ParameterError("threshold must lie in (0, 1)")
+        self.threshold = float(threshold)
+
+    def model_part(self: Any) -> ModelPart:
+        """This party's trained part: weights with intercept, standardizations, label encoding."""
+        lab = self.labels
+        return self._part(y_mean=lab.y_mean, y_scale=lab.y_scale,  # type: ignore[no-any-return]
+                          positive_class=lab.positive_class, negative_class=lab.negative_class,
+                          threshold=self.threshold)
+
+
+class _Party(_PartyBase):
+    """Common machinery of both roles in fast mode: a lockstep state machine (one message in, one out)."""
 
     def __init__(
         self,
@@ -131,32 +265,16 @@ class _Party:
         compute: ComputeBackend | None = None,
         initial_weights: Any = None,
     ) -> None:
+        super().__init__(X, config, key_bits=key_bits, keypair=keypair, compute=compute,
+                         initial_weights=initial_weights)
+
+    def _check_mode(self, config: TrainingConfig) -> None:
         if config.mode != "fast":
             raise ParameterError("FeatureParty and LabelParty run mode='fast'; for mode='ss' use "
                                  "SharedFeatureParty and SharedLabelParty (or feature_party / label_party)")
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[0] == 0:
-            raise ParameterError("a party's features must be a non-empty 2-D array")
-        if not np.all(np.isfinite(X)):
-            raise ParameterError("features must be finite numbers")
-        self.config = config
-        if compute is None:
-            from ...compute import default_compute
 
-            compute = default_compute()
-        #: where this party's encryptions and ``X.T @ [[d]]`` run (see :mod:`dtxfast.compute`)
-        self.compute = compute
-        self.standardizer = Standardizer.fit(X)
-        Z = self.standardizer.transform(X)
-        if self.role == "label":
-            Z = np.hstack([Z, np.ones((len(Z), 1))])
+    def _init_state(self, Z: np.ndarray, initial_weights: Any = None) -> None:
         self._Z = Z
-        if Z.size and float(np.max(np.abs(Z))) >= float(1 << 40):
-            raise ParameterError("a standardized feature exceeds 2^40 (a column is almost constant with outliers)")
-        # public per-run fixed point: the exponent of every vector sent is a constant, never the
-        # magnitude of a batch
-        self._X = np.rint(np.ldexp(Z, FEATURE_FRAC_BITS)).astype(np.int64)
-        self.n = len(Z)
         if initial_weights is None:
             # random, private initial weights: the first residual is not the labels (-t or 1/2 - t)
             rng = np.random.default_rng(secrets.randbits(128))
@@ -167,39 +285,14 @@ class _Party:
         #: this party's initial weights (random unless given; private to this party)
         self.initial_weights = w0.copy()
         self.weights = w0.copy()
-        self._want_loss = config.amplitude > 0
+        self._want_loss = self.config.amplitude > 0
         self._loss_share = 0
-        self.public_key, self._sk = keypair if keypair is not None else generate_keypair(key_bits)
-        _shared_key(self.public_key)
-        self.peer_key: PaillierPublicKey | None = None
-        self.peer_weights = 0
-        #: mean loss of every finished epoch (both parties see the same values)
-        self.history: list[float] = []
-        self.epoch = 0
-        self._bidx = 0
-        self._batches: list[np.ndarray] = []
         self._epoch_loss = 0.0
-        self._state = "new"
         self._u = np.zeros(0)
         self._own_term = np.zeros(0)
         self._mask: list[int] = []
         self._mask_exp = 0
         self._batch_loss: float | None = None
-
-    # -- public surface ---------------------------------------------------------------------------
-    @property
-    def done(self) -> bool:
-        """Whether training has finished (stop on epochs or on the loss change)."""
-        return self._state == "done"
-
-    def hello(self) -> bytes:
-        """First message: public key, shape and the digest of the configuration."""
-        if self._state != "new":
-            raise StateError("hello() was already sent")
-        self._state = "hello"
-        pkb = self.public_key.to_bytes()
-        info = _HELLO_INFO.pack(self._role_code, self.n, len(self.weights), len(pkb))
-        return pack(MsgType.HELLO, 0, 0, [info, pkb, self.config.digest()])
 
     def receive(self, data: bytes) -> bytes | None:
         """Process the peer's message; return the next message to send, or None when finished."""
@@ -223,22 +316,7 @@ class _Party:
             )
 
     def _on_hello(self, data: bytes) -> bytes:
-        msg = unpack(data, MsgType.HELLO)
-        if len(msg.sections) != 3 or len(msg.sections[0]) != _HELLO_INFO.size:
-            raise MalformedInput("malformed HELLO")
-        role, rows, weights, pklen = _HELLO_INFO.unpack(msg.sections[0])
-        if role == self._role_code or role not in (_ROLE_FEATURE, _ROLE_LABEL):
-            raise ProtocolError("the peer must play the other role")
-        if rows != self.n:
-            raise ProtocolError(f"the peer has {rows} aligned rows, this party {self.n}")
-        if msg.sections[2] != self.config.digest():
-            raise ProtocolError("the peer trains with a different configuration")
-        if len(msg.sections[1]) != pklen:
-            raise MalformedInput("malformed HELLO public key")
-        self.peer_key = _shared_key(PaillierPublicKey.from_bytes(msg.sections[1]), bytes(msg.sections[1]))
-        if self.peer_key == self.public_key:
-            raise ProtocolError("the peer uses this party's own public key")
-        self.peer_weights = weights
+        weights = self._accept_hello(data)
         widest = max(len(self.weights), weights)
         smallest = min(len(b) for b in batch_schedule(self.n, self.config, 0))
         if smallest <= widest:
@@ -382,7 +460,7 @@ class _Party:
 
 
 
-class FeatureParty(_Party):
+class FeatureParty(_FeatureRole, _Party):
     """The party with feature columns only (PaddleDTX's party A), fast mode.
 
     Parameters
@@ -407,13 +485,8 @@ class FeatureParty(_Party):
     def _residual_term(self, idx: np.ndarray, u: np.ndarray) -> np.ndarray:
         return self.config.slope * u
 
-    def model_part(self) -> ModelPart:
-        """This party's trained part (its weights and its own standardization)."""
-        return ModelPart("feature", self.config.model, self.weights.copy(), self.standardizer.mean.copy(),
-                         self.standardizer.scale.copy(), meta={"epochs": self.epoch})
 
-
-class LabelParty(_Party):
+class LabelParty(_LabelRole, _Party):
     """The party with feature columns and the labels (PaddleDTX's party B); it owns the intercept.
 
     Parameters
@@ -435,12 +508,7 @@ class LabelParty(_Party):
     def __init__(self, X: Any, y: Any, config: TrainingConfig, *, positive_class: Any = None,
                  threshold: float = 0.5, **kwargs: Any) -> None:
         super().__init__(X, config, **kwargs)
-        self.labels = encode_labels(y, config.model, positive_class)
-        if len(self.labels.target) != self.n:
-            raise ParameterError("labels and features have different numbers of rows")
-        if not 0.0 < threshold < 1.0:
-            raise ParameterError("threshold must lie in (0, 1)")
-        self.threshold = float(threshold)
+        self._init_labels(y, positive_class, threshold)
 
     def _residual_term(self, idx: np.ndarray, u: np.ndarray) -> np.ndarray:
         t = self.labels.target[idx]
@@ -465,13 +533,6 @@ class LabelParty(_Party):
             s_own = m * _LN2 - float((t - 0.5) @ u) + float(u @ u) / 8.0
         return s_own + m * reg_loss(self.weights[:-1], self.config)
 
-    def model_part(self) -> ModelPart:
-        """This party's trained part: weights with intercept, standardizations, label encoding."""
-        lab = self.labels
-        return ModelPart("label", self.config.model, self.weights.copy(), self.standardizer.mean.copy(),
-                         self.standardizer.scale.copy(), y_mean=lab.y_mean, y_scale=lab.y_scale,
-                         positive_class=lab.positive_class, negative_class=lab.negative_class,
-                         threshold=self.threshold, meta={"epochs": self.epoch})
 
 
 def _should_stop(history: list[float], cfg: TrainingConfig) -> bool:
