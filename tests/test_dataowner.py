@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ledger_helpers import DAY, HOUR, Clock, ident
 from node_procs import dtx_command
 
@@ -22,6 +24,7 @@ from dtxfast.ledger import (
     ApplicationStatus,
     ApplyFile,
     CreateNamespace,
+    MemoryLedger,
     NodeIdentity,
     PublishFile,
     RegisterNode,
@@ -38,10 +41,10 @@ from dtxfast.storage.network import StorageNetwork
 class World:
     """A SQLite ledger with two storage nodes, three executors and an owner's DataOwner node."""
 
-    def __init__(self, tmp_path: Path, clock: Clock, **settings: object) -> None:
+    def __init__(self, tmp_path: Path, clock: Clock, *, memory: bool = False, **settings: object) -> None:
         self.tmp, self.clock = tmp_path, clock
         self.db = tmp_path / "ledger.db"
-        self.led = SQLiteLedger(self.db, create=True, clock=clock)
+        self.led = MemoryLedger(clock=clock) if memory else SQLiteLedger(self.db, create=True, clock=clock)
         self.owner = ident("owner")
         self.storage = [ident(f"storage{i}") for i in range(2)]
         self.ex1, self.ex2, self.ex3 = ident("exec1"), ident("exec2"), ident("exec3")
@@ -143,6 +146,29 @@ def test_an_approval_never_outlives_the_file(tmp_path: Path, clock: Clock, file_
     app = w.led.get_application(app_id)
     assert app.expires_ms == d.expires_ms == min(f.expires_ms, clock() + int(approval_days * DAY))
     assert app.expires_ms <= f.expires_ms
+
+
+@given(file_hours=st.integers(2, 24 * 400), approval_hours=st.integers(1, 24 * 400),
+       wait_hours=st.integers(0, 24 * 400))
+def test_property_approval_expiry(file_hours: int, approval_hours: int, wait_hours: int) -> None:
+    """Any file life, approval length and delay before the node sees the application: an approval
+    the contract accepts, ending at min(file expiry, decision time + approval length); after the
+    file's end, a rejection."""
+    import tempfile
+
+    clock = Clock(int(time.time() * 1000))
+    with tempfile.TemporaryDirectory() as d:
+        w = World(Path(d), clock, memory=True, approve="auto", approval_days=approval_hours / 24)
+        fid = w.publish(days=file_hours / 24)
+        app_id = w.apply(w.ex1, fid)
+        clock.advance(wait_hours * HOUR)
+        [d0] = w.node.step()
+        f, app = w.led.get_file(fid), w.led.get_application(app_id)
+        if clock() < f.expires_ms:
+            assert app.status == ApplicationStatus.APPROVED
+            assert app.expires_ms == min(f.expires_ms, clock() + approval_hours * HOUR) <= f.expires_ms
+        else:
+            assert (app.status, d0.action) == (ApplicationStatus.REJECTED, "rejected")
 
 
 def test_an_application_to_a_file_that_expired_meanwhile_is_rejected(tmp_path: Path, clock: Clock) -> None:
