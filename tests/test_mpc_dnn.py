@@ -78,10 +78,13 @@ def test_unscaled_inputs_are_standardised_by_default() -> None:
     for x, (mu, sd) in zip(xtr, secure.scalers_):
         assert np.allclose(mu, x.mean(0)) and np.allclose(sd, x.std(0))
     # as given, the default step diverges (in plaintext too), so the default standardises
-    given = VerticalMLPRegressor(random_state=0, epochs=30, secure=False, standardize=False)
+    given = VerticalMLPRegressor(random_state=0, epochs=3, secure=False, standardize=False)
     with np.errstate(all="ignore"):
         out = given.fit(xtr, y).predict(xpr)
     assert not np.isfinite(rmse(out, yt)) or rmse(out, yt) > 10 * p
+    # on shares the same diverged training is refused, not returned as garbage weights
+    with pytest.raises(ParameterError, match="the training diverged: .* beyond 2\\^20"):
+        VerticalMLPRegressor(random_state=0, epochs=3, standardize=False).fit(xtr, y)
 
 
 # -- scikit-learn datasets, columns split three ways --------------------------------------------

@@ -45,10 +45,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...errors import ParameterError
 from .fixedpoint import decode, encode
 from .party import ArithShare, MPCParty, Proto
 
 __all__ = [
+    "DIVERGED_BITS",
     "MLPSchedule",
     "init_params",
     "plain_forward",
@@ -143,6 +145,34 @@ def plain_train_mlp(X: np.ndarray, Y: np.ndarray, sched: MLPSchedule) -> list[tu
     return params
 
 
+#: a trained weight or bias of magnitude ``2^DIVERGED_BITS`` or more means the training diverged
+#: (standardised targets and L2 decay keep weights near 1; a value that overflowed the ring is
+#: uniform on it and lands below the bound with probability ~2^-27)
+DIVERGED_BITS = 20
+
+
+def _check_not_diverged(p: MPCParty, W: list[ArithShare], Bs: list[ArithShare]) -> Proto:
+    """Reveal to all three parties how many weights lie beyond ``2^DIVERGED_BITS``; refuse if any.
+
+    One batched comparison over every weight and bias (``w - B >= 0`` and ``-w - B >= 0``) and
+    one opened sum: in a training that did not diverge the count is 0 and nothing else is
+    revealed. A diverged training (the plaintext twin goes to inf or NaN; on shares values past
+    ``2^(62 - 2 frac_bits)`` wrap the ring) raises instead of returning garbage weights.
+    """
+    a = np.concatenate([np.ravel(x.a) for x in W + Bs])
+    b = np.concatenate([np.ravel(x.b) for x in W + Bs])
+    flat = ArithShare(a, b)
+    minus = encode(-float(1 << DIVERGED_BITS), p.frac_bits)
+    both = ArithShare(np.concatenate([flat.a, (-flat).a]), np.concatenate([flat.b, (-flat).b]))
+    d = yield from p.drelu(p.add_public(both, minus))  # 1[|w| >= B] for each sign
+    count = yield from p.reveal(d.sum().reshape(1))
+    bad = int(count.view(np.int64)[0])
+    if bad:
+        raise ParameterError(
+            f"the training diverged: {bad} weight(s) beyond 2^{DIVERGED_BITS}; lower learning_rate "
+            f"or standardize the features")
+
+
 # -- per-party secure programs ----------------------------------------------------------------
 def _concat_cols(parts: Sequence[ArithShare]) -> ArithShare:
     return ArithShare(np.concatenate([p.a for p in parts], axis=1), np.concatenate([p.b for p in parts], axis=1))
@@ -203,6 +233,13 @@ def train_program(
         The public schedule (the same at every party).
     seed : bytes, optional
         16 bytes for reproducible PRF seeds (tests); default fresh randomness.
+
+    Raises
+    ------
+    ParameterError
+        At every party alike, after the last step, when the training diverged: some weight
+        or bias reached ``2^DIVERGED_BITS`` (the one value revealed by the check is the number of
+        such weights, 0 for a training that did not diverge).
     """
     yield from p.setup(seed)
     X = yield from _share_columns(p, own_X, n, cols)
@@ -238,6 +275,7 @@ def train_program(
                 Bs[i] = Bs[i] - next(scaled)
                 if sched.alpha:
                     W[i] = W[i] - next(scaled)
+    yield from _check_not_diverged(p, W, Bs)
     return W, Bs
 
 
