@@ -45,6 +45,7 @@ from dtxfast.ledger import (
     MemoryLedger,
     MigrateSlice,
     ProcessTask,
+    ReportProgress,
     PublishFile,
     PublishTask,
     RegisterNode,
@@ -121,7 +122,9 @@ def test_heartbeat_and_status(world):
 
 def test_namespace_rules(world):
     refused(world, StateError, world.owner, CreateNamespace(name="ns", replicas=3))
-    refused(world, Unauthorized, world.ex1, CreateNamespace(name="x", replicas=1))
+    refused(world, Unauthorized, world.req, CreateNamespace(name="x", replicas=1))
+    refused(world, Unauthorized, world.s[0], CreateNamespace(name="x", replicas=1))
+    world.submit(world.ex1, CreateNamespace(name="results", replicas=1))  # executors publish results
     refused(world, ParameterError, world.owner, CreateNamespace(name="a/b", replicas=1))
     refused(world, MalformedInput, world.owner, CreateNamespace(name="z", replicas=0))
     world.submit(world.owner, CreateNamespace(name="other", replicas=3))
@@ -153,7 +156,7 @@ def test_publish_file_refusals(world):
     refused(w, ParameterError, w.owner, _pf(w, [[0]]))  # 1 replica, namespace keeps 2
     refused(w, ParameterError, w.owner, _pf(w, [[0, 0]]))  # same node twice
     refused(w, NotFound, w.owner, _pf(w, [[0, 1]], ns="nope"))
-    refused(w, Unauthorized, w.ex1, _pf(w, [[0, 1]]))
+    refused(w, Unauthorized, w.req, _pf(w, [[0, 1]]))
     refused(w, ParameterError, w.owner, _pf(w, [[0, 1]], expires=T0 - 1))
     refused(w, ParameterError, w.owner, _pf(w, [[0, 1], [1, 2]], slice_ids=["a", "a"]))
     bad = PublishFile(namespace="ns", name="f", size=1, digest=bytes(32), expires_ms=T0 + DAY,
@@ -256,15 +259,28 @@ def test_task_lifecycle(world):
     assert w.led.get_task(task_id).status == TaskStatus.READY
     w.submit(w.req, StartTask(task_id=task_id))
     assert w.led.get_task(task_id).status == TaskStatus.TO_PROCESS
+    refused(w, StateError, w.ex1, ReportProgress(task_id=task_id, stage="psi"))  # not Processing yet
     w.submit(w.ex1, ProcessTask(task_id=task_id))
     assert w.led.get_task(task_id).status == TaskStatus.PROCESSING
+    w.submit(w.ex1, ReportProgress(task_id=task_id, stage="train", done=2, total=5, loss=0.25))
+    w.submit(w.ex2, ReportProgress(task_id=task_id, stage="psi", done=1, total=3))
+    w.submit(w.ex1, ReportProgress(task_id=task_id, stage="train", done=3, total=5, loss=0.125))
+    prog = w.led.get_task(task_id).progress
+    assert (prog[w.ex1.node_id].stage, prog[w.ex1.node_id].done, prog[w.ex1.node_id].loss) == ("train", 3, 0.125)
+    assert (prog[w.ex2.node_id].stage, prog[w.ex2.node_id].done, prog[w.ex2.node_id].loss) == ("psi", 1, None)
+    refused(w, Unauthorized, w.req, ReportProgress(task_id=task_id, stage="train"))  # not an executor
+    refused(w, Unauthorized, w.s[0], ReportProgress(task_id=task_id, stage="train"))
+    refused(w, ParameterError, w.ex1, ReportProgress(task_id=task_id, stage="train", done=6, total=5))
+    refused(w, ParameterError, w.ex1, ReportProgress(task_id=task_id, stage="train", loss=float("nan")))
+    refused(w, MalformedInput, w.ex1, ReportProgress(task_id=task_id, stage="Bad Stage"))
     w.submit(w.ex2, FinishTask(task_id=task_id, results=["model://abc"]))
     t = w.led.get_task(task_id)
     assert t.status == TaskStatus.FINISHED and t.results == ["model://abc"]
     # never backwards
     for who, body in [(w.req, StartTask(task_id=task_id)), (w.ex1, ProcessTask(task_id=task_id)),
                       (w.ex1, FailTask(task_id=task_id)), (w.ex1, ConfirmTask(task_id=task_id)),
-                      (w.ex1, RejectTask(task_id=task_id)), (w.ex1, FinishTask(task_id=task_id))]:
+                      (w.ex1, RejectTask(task_id=task_id)), (w.ex1, FinishTask(task_id=task_id)),
+                      (w.ex1, ReportProgress(task_id=task_id, stage="train"))]:
         refused(w, StateError, who, body)
 
 

@@ -49,6 +49,7 @@ from .records import (
     NamespaceRecord,
     NodeRecord,
     Record,
+    TaskProgress,
     TaskRecord,
     TaskStatus,
     decode_record,
@@ -76,6 +77,7 @@ from .tx import (
     RejectApplication,
     RejectTask,
     ReplicaInfo,
+    ReportProgress,
     ResolveChallenge,
     RevokeApplication,
     SetNamespaceReplicas,
@@ -86,9 +88,12 @@ from .tx import (
     UnsignedTx,
 )
 
-__all__ = ["HOUR_MS", "State", "StateView", "apply", "holds_approval", "object_id", "rule"]
+__all__ = ["FILE_OWNER_ROLES", "HOUR_MS", "State", "StateView", "apply", "holds_approval", "object_id", "rule"]
 
 HOUR_MS = 3_600_000
+#: who may own namespaces and files: data owners, and executors (a prediction task's result file,
+#: which the label party's executor publishes for the requester)
+FILE_OWNER_ROLES = ("dataowner", "executor")
 R = TypeVar("R", bound=Record)
 
 
@@ -134,13 +139,14 @@ class State:
         """Write a record and its index terms."""
         self.view.put(rec.KIND, rec.key(), encode_record(rec), rec.terms())
 
-    def require_node(self, tx: UnsignedTx, role: str | None = None) -> NodeRecord:
-        """The sender's node record; Unauthorized if it is not registered (with ``role``)."""
+    def require_node(self, tx: UnsignedTx, role: str | tuple[str, ...] | None = None) -> NodeRecord:
+        """The sender's node record; Unauthorized if it is not registered (with ``role``, or one of them)."""
         node = self.load(NodeRecord, tx.sender_id)
         if node is None:
             raise Unauthorized(f"node {tx.sender_id} is not registered")
-        if role is not None and node.role != role:
-            raise Unauthorized(f"node {tx.sender_id} is a {node.role}, only a {role} may do this")
+        roles = (role,) if isinstance(role, str) else role
+        if roles is not None and node.role not in roles:
+            raise Unauthorized(f"node {tx.sender_id} is a {node.role}, only a {' or '.join(roles)} may do this")
         return node
 
     def owned_live_file(self, tx: UnsignedTx, file_id: str) -> FileRecord:
@@ -234,7 +240,7 @@ def _set_node_status(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
 
 @rule(CreateNamespace)
 def _create_namespace(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
-    state.require_node(tx, "dataowner")
+    state.require_node(tx, FILE_OWNER_ROLES)
     b: CreateNamespace = tx.body
     if "/" in b.name:
         raise ParameterError("a namespace name cannot contain '/'")
@@ -280,7 +286,7 @@ def _require_storage(state: State, node_id: str) -> NodeRecord:
 
 @rule(PublishFile)
 def _publish_file(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
-    state.require_node(tx, "dataowner")
+    state.require_node(tx, FILE_OWNER_ROLES)
     b: PublishFile = tx.body
     ns = state.need(NamespaceRecord, f"{tx.sender_id}/{b.namespace}", "namespace")
     if b.expires_ms <= tx.ts_ms:
@@ -523,6 +529,22 @@ def _start_task(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
 def _process_task(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
     task = _executor_task(state, tx, tx.body.task_id)
     _move(task, TaskStatus.PROCESSING, tx)
+    state.store(task)
+
+
+@rule(ReportProgress)
+def _report_progress(state: State, tx: UnsignedTx, tx_id: bytes) -> None:
+    b: ReportProgress = tx.body
+    task = _executor_task(state, tx, b.task_id)
+    if task.status != TaskStatus.PROCESSING:
+        raise StateError(f"task {task.task_id} is {task.status}, not Processing")
+    if b.loss is not None and b.loss != b.loss:
+        raise ParameterError("a reported loss is a number (not NaN); leave it out when not revealed")
+    if b.total and b.done > b.total:
+        raise ParameterError("progress: done cannot exceed total")
+    task.progress = {**task.progress, tx.sender_id: TaskProgress(
+        stage=b.stage, done=b.done, total=b.total, loss=b.loss, updated_ms=tx.ts_ms)}
+    task.updated_ms = tx.ts_ms
     state.store(task)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "NamespaceRecord",
     "NodeRecord",
     "Record",
+    "TaskProgress",
     "TaskRecord",
     "TaskStatus",
     "decode_record",
@@ -208,6 +209,16 @@ class ApplicationRecord(Record, kw_only=True):
                 ("status", self.status)]
 
 
+class TaskProgress(msgspec.Struct, kw_only=True):
+    """One executor's last reported progress on a task."""
+
+    stage: str
+    done: int = 0
+    total: int = 0
+    loss: float | None = None
+    updated_ms: int = 0
+
+
 class TaskRecord(Record, kw_only=True):
     """A training or prediction task and where it is in its life."""
 
@@ -226,6 +237,7 @@ class TaskRecord(Record, kw_only=True):
     updated_ms: int = 0
     results: list[str] = []
     reason: str = ""
+    progress: dict[str, TaskProgress] = {}
 
     @property
     def executors(self) -> list[str]:

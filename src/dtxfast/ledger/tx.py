@@ -61,6 +61,7 @@ __all__ = [
     "PublishFile",
     "PublishTask",
     "RegisterNode",
+    "ReportProgress",
     "RejectApplication",
     "RejectTask",
     "ReplicaInfo",
@@ -289,6 +290,20 @@ class FailTask(TxBody, frozen=True, tag="fail_task"):
     reason: Text = ""
 
 
+class ReportProgress(TxBody, frozen=True, tag="report_progress"):
+    """A named executor records how far its party of a Processing task is (at a modest rate).
+
+    ``stage`` is a short public word (``"fetch"``, ``"psi"``, ``"train"``, ``"predict"``...),
+    ``done`` of ``total`` steps; ``loss`` only where the protocol reveals it to the parties.
+    """
+
+    task_id: ObjectId
+    stage: Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")]
+    done: Annotated[int, Meta(ge=0, le=2**31)] = 0
+    total: Annotated[int, Meta(ge=0, le=2**31)] = 0
+    loss: float | None = None
+
+
 class IssueChallenge(TxBody, frozen=True, tag="issue_challenge"):
     """The file's owner challenges a storage node to prove it holds a slice (-> ToProve)."""
 
@@ -332,7 +347,7 @@ class AddReplica(TxBody, frozen=True, tag="add_replica"):
 _KINDS: list[type[TxBody]] = [
     RegisterNode, Heartbeat, SetNodeStatus, CreateNamespace, PublishFile, ExtendFile, ExpireFile,
     ApplyFile, ApproveApplication, RejectApplication, RevokeApplication, PublishTask, ConfirmTask,
-    RejectTask, StartTask, ProcessTask, FinishTask, FailTask, IssueChallenge, ResolveChallenge,
+    RejectTask, StartTask, ProcessTask, FinishTask, FailTask, ReportProgress, IssueChallenge, ResolveChallenge,
     MigrateSlice, SetNamespaceReplicas, DeleteFile, AddReplica,
 ]
 _BUILTIN_KINDS: frozenset[type[TxBody]] = frozenset(_KINDS)

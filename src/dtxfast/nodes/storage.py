@@ -16,8 +16,9 @@ Routes (every one but ``GET /v1/health`` signed, see :mod:`dtxfast.transport.htt
     A registered data owner stores one encrypted replica (atomic: temp file, fsync, rename).
     The first owner to store under a content id owns it on this node.
 ``GET /v1/files/{file_id}/{slice}/{index}``
-    The replica of a published file, for its owner or an executor the ledger shows the owner
-    approved (403 otherwise; 410 once the file expired). The replica is checked against the
+    The replica of a published file, for its owner, an executor the ledger shows the owner
+    approved, or the requester of a finished task whose results name the file and whose executor
+    owns it (a prediction result; 403 otherwise; 410 once the file expired). The replica is checked against the
     size and Merkle root the ledger records before it is sent: a damaged one is reported
     (409 and a log line), never served.
 ``POST /v1/challenges``
@@ -57,7 +58,8 @@ import msgspec
 from ..crypto.merkle import MerkleTree
 from ..errors import DtxError, MalformedInput, NotFound, ParameterError, StateError
 from ..ledger import Heartbeat, Ledger, NodeIdentity, RegisterNode, open_ledger
-from ..ledger.records import ApplicationStatus, FileRecord, FileStatus
+from ..ledger.contract import FILE_OWNER_ROLES
+from ..ledger.records import ApplicationStatus, FileRecord, FileStatus, TaskStatus
 from ..protocols.storage import Challenge, ReplicaId, StorageProver
 from ..storage.store import DirectoryReplicaStore
 from ._config import NodeConfig, parse_listen
@@ -68,10 +70,12 @@ from ..transport.http_auth import (
     auth_middleware,
 )
 
-__all__ = ["StorageNode", "StorageNodeConfig", "build_storage_node", "run_storage_node"]
+__all__ = ["RESULT_PREFIX", "StorageNode", "StorageNodeConfig", "build_storage_node", "run_storage_node"]
 
 _log = logging.getLogger("dtxfast.nodes.storage")
 _OWNER_MARK = ".owner"
+#: how a finished task names a result file it hands to its requester (``TaskRecord.results``)
+RESULT_PREFIX = "result:"
 _MAX_CHALLENGES = 4096
 _DAY_MS = 86_400_000
 
@@ -186,7 +190,11 @@ class StorageNode:
                                                  status=ApplicationStatus.APPROVED):
             if now < app.expires_ms:
                 return True
-        return False
+        # a prediction result: its requester, once an executor of the task (the file's owner)
+        # recorded it among the finished task's results
+        mark = RESULT_PREFIX + f.file_id
+        return any(mark in t.results and f.owner in t.executors
+                   for t in self.ledger.list_tasks(requester=sender, status=TaskStatus.FINISHED))
 
     def _held(self, f: FileRecord, slice_index: int, index: int) -> tuple[ReplicaId, int, bytes]:
         """(replica id, size, root) of a replica the ledger says this node holds; NotFound otherwise."""
@@ -244,8 +252,8 @@ class StorageNode:
         sender = request["dtx_sender"]
         cid, s, i = self._replica_path(request)
         body = request["dtx_body"]
-        if self._role(sender) != "dataowner":
-            return self._refuse(request, 403, "only a registered data owner stores replicas")
+        if self._role(sender) not in FILE_OWNER_ROLES:
+            return self._refuse(request, 403, "only a registered data owner (or an executor storing a result) stores replicas")
         if not body:
             return self._refuse(request, 400, "an empty replica")
         mark = self._owner_mark(cid)

@@ -68,6 +68,7 @@ from ..ledger import (
     ReplicaInfo,
     SliceInfo,
 )
+from ..ledger.contract import FILE_OWNER_ROLES
 from ..ledger.health import GREEN, RED, YELLOW
 from .owner import DEFAULT_REPLICAS, DEFAULT_SLICE_SIZE, DataOwner
 
@@ -323,7 +324,7 @@ class StorageNetwork:
         me = self.identity.node_id
         try:
             node = self.ledger.get_node(me)
-            if node.role != "dataowner":
+            if node.role not in FILE_OWNER_ROLES:
                 raise StateError(f"key {me} is registered as a {node.role}; a data owner needs its own key")
         except NotFound:
             self.ledger.submit(self.identity, RegisterNode(role="dataowner"))
@@ -461,10 +462,14 @@ class StorageNetwork:
         return f
 
     def download(self, file_id: str, out: str | os.PathLike[str], *,
-                 progress: Callable[[int], None] | None = None) -> int:
-        """Fetch, verify and decrypt a file into ``out`` (all or nothing); returns its size."""
+                 progress: Callable[[int], None] | None = None, key: bytes | None = None) -> int:
+        """Fetch, verify and decrypt a file into ``out`` (all or nothing); returns its size.
+
+        ``key`` is the file key when it came another way than ownership or an approval (a
+        prediction result's key, sealed to its requester on the task); default :meth:`file_key`.
+        """
         f = self.live_file(file_id)
-        key = self.file_key(f)
+        key = self.file_key(f) if key is None else key
         with atomic_output(out, "wb") as fh:
             fh.flush()
             os.ftruncate(fh.fileno(), f.size)
