@@ -42,7 +42,7 @@ def _root(
 
 def _register() -> None:
     # Import for side effects: each module adds its commands to ``app``.
-    from . import _bench, _dataowner, _demo, _ledger, _mpc, _psi, _storage, _storagenet, _vfl  # noqa: F401
+    from . import _bench, _dataowner, _demo, _ledger, _mpc, _psi, _storage, _storagenet, _task, _vfl  # noqa: F401
 
 
 _register()

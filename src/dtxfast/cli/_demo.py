@@ -1,8 +1,9 @@
-"""``dtx demo``: the main job on the embedded default, in one process, no server to start.
+"""``dtx demo``: the main job on the embedded default, no server to start by hand.
 
 It shows the compiled Paillier layer at work (encrypt, homomorphic gradient step, decrypt,
-checked against numpy) and then, when the VFL package is present, the federated flow: PSI
-alignment, vertical linear and logistic regression, prediction and evaluation beside centralized
+checked against numpy), then runs the whole network as local processes
+(:func:`dtxfast.nodes.demo.run_network_demo`): storage nodes, data owners, executors and a
+requester publishing linear, logistic and DNN tasks, with the results beside centralized
 scikit-learn.
 """
 
@@ -67,18 +68,19 @@ def paillier_demo(console: Console, bits: int, quick: bool) -> None:
 
 @app.command()
 def demo(
-    quick: bool = typer.Option(False, "--quick", help="Small sizes and 1024-bit keys (seconds)."),
-    bits: int = typer.Option(2048, "--bits", help="Paillier key size."),
+    quick: bool = typer.Option(False, "--quick", help="Small data, 1024-bit keys, few epochs (a couple of minutes)."),
+    bits: int = typer.Option(2048, "--bits", help="Paillier and PSI key size."),
+    workdir: str | None = typer.Option(None, "--workdir", help="Keep the ledger, keys, data and logs here."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the network running afterwards."),
 ) -> None:
-    """Run the dtxfast demo end to end on the embedded default (no server to start)."""
+    """Run the whole network on this machine (ledger, storage nodes, data owners, executors) and
+    its tasks end to end: the main job, on the embedded default (no server to start)."""
     if bits < 1024:
         raise ParameterError("--bits must be at least 1024")
+    from ..nodes.demo import run_network_demo
+
     console = Console()
     if quick:
         bits = min(bits, 1024)
     paillier_demo(console, bits, quick)
-    try:
-        from ..vfl.demo import run_demo
-    except ImportError:
-        return
-    run_demo(console, bits=bits, quick=quick)
+    run_network_demo(console, workdir=workdir, quick=quick, keep=keep, bits=bits)

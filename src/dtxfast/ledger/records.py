@@ -21,6 +21,8 @@ import msgspec
 from .tx import Param, SliceInfo, TaskParty
 
 __all__ = [
+    "KEY_PREFIX",
+    "RESULT_PREFIX",
     "RECORD_TYPES",
     "ApplicationRecord",
     "ApplicationStatus",
@@ -207,6 +209,12 @@ class ApplicationRecord(Record, kw_only=True):
     def terms(self) -> list[tuple[str, str]]:
         return [("file", self.file_id), ("executor", self.executor), ("owner", self.owner),
                 ("status", self.status)]
+
+
+#: how a finished task names, in ``TaskRecord.results``, a result file for its requester ...
+RESULT_PREFIX = "result:"
+#: ... and that file's key, sealed to the requester's registered key (hex)
+KEY_PREFIX = "key:"
 
 
 class TaskProgress(msgspec.Struct, kw_only=True):

@@ -59,7 +59,7 @@ from ..crypto.merkle import MerkleTree
 from ..errors import DtxError, MalformedInput, NotFound, ParameterError, StateError
 from ..ledger import Heartbeat, Ledger, NodeIdentity, RegisterNode, open_ledger
 from ..ledger.contract import FILE_OWNER_ROLES
-from ..ledger.records import ApplicationStatus, FileRecord, FileStatus, TaskStatus
+from ..ledger.records import RESULT_PREFIX, ApplicationStatus, FileRecord, FileStatus, TaskStatus
 from ..protocols.storage import Challenge, ReplicaId, StorageProver
 from ..storage.store import DirectoryReplicaStore
 from ._config import NodeConfig, parse_listen
@@ -70,12 +70,10 @@ from ..transport.http_auth import (
     auth_middleware,
 )
 
-__all__ = ["RESULT_PREFIX", "StorageNode", "StorageNodeConfig", "build_storage_node", "run_storage_node"]
+__all__ = ["StorageNode", "StorageNodeConfig", "build_storage_node", "run_storage_node"]
 
 _log = logging.getLogger("dtxfast.nodes.storage")
 _OWNER_MARK = ".owner"
-#: how a finished task names a result file it hands to its requester (``TaskRecord.results``)
-RESULT_PREFIX = "result:"
 _MAX_CHALLENGES = 4096
 _DAY_MS = 86_400_000
 
