@@ -152,7 +152,8 @@ def result(
     from ..ledger import NodeIdentity
     from ..nodes.requester import fetch_result
 
-    size = fetch_result(_open(ledger), NodeIdentity.load(key), task_id, out)
+    size = fetch_result(_open(ledger), NodeIdentity.load(key), task_id, out, revive=True,
+                        notice=lambda msg: typer.echo(msg, err=True))
     typer.echo(f"wrote {out} ({size} bytes)")
 
 

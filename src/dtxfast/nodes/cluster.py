@@ -16,22 +16,23 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError, ProtocolError
+from ..errors import NotFound, ParameterError, ProtocolError
 from ..ledger import NodeIdentity, SQLiteLedger
 from ..ledger.records import TaskStatus
 from .local import LocalNode
 
-__all__ = ["LocalCluster", "wait_for_task"]
+__all__ = ["LocalCluster", "revived_storage", "wait_for_task"]
 
 _FINAL = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.REJECTED)
 
@@ -169,3 +170,38 @@ def wait_for_task(ledger: Any, task_id: str, statuses: Sequence[str] = _FINAL, *
         if time.monotonic() > deadline:
             raise ProtocolError(f"task {task_id} stayed {t.status} for {timeout:g} s")
         time.sleep(interval)
+
+
+def _cluster_storage(base: Path, ledger: Any) -> list[str]:
+    """Names of the storage nodes a :class:`LocalCluster` directory holds (key and data dir)."""
+    names = []
+    for key in sorted((base / "keys").glob("*.key")):
+        name = key.stem
+        if not (base / "data" / name).is_dir():
+            continue
+        try:
+            if ledger.get_node(NodeIdentity.load(key).node_id).role == "storage":
+                names.append(name)
+        except (NotFound, OSError, ValueError):
+            continue
+    return names
+
+
+@contextlib.contextmanager
+def revived_storage(ledger_path: str | os.PathLike[str]) -> Iterator[list[str]]:
+    """Restart, for the ``with`` block, the stopped storage nodes of the cluster directory that
+    holds ``ledger_path`` (what ``dtx demo --workdir DIR`` leaves): each serves its data directory
+    again at a fresh address (it re-registers it). Yields their names (empty: not a cluster
+    directory); stops them on exit.
+    """
+    base = Path(ledger_path).resolve().parent
+    if not (base / "keys").is_dir() or not (base / "data").is_dir():
+        yield []
+        return
+    cluster = LocalCluster(base, keep=True)
+    try:
+        names = _cluster_storage(base, cluster.ledger)
+        cluster.start_many([lambda n=n: cluster.start_storage(n) for n in names])
+        yield names
+    finally:
+        cluster.close()

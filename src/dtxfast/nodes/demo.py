@@ -94,9 +94,9 @@ def _split_parties(job: DemoJob, X: np.ndarray, y: np.ndarray, cols: Sequence[ra
     pred_rows, train_rows = np.sort(order[:n_pred]), np.sort(order[n_pred:])
     paths = []
     for p, cr in enumerate(cols):
-        head = ["id"] + [f"p{p}_x{c}" for c in cr] + ([job.label] if p == len(cols) - 1 else [])
         out = []
         for kind, rows in (("train", train_rows), ("predict", pred_rows)):
+            head = ["id"] + [f"p{p}_x{c}" for c in cr] + ([job.label] if p == len(cols) - 1 and kind == "train" else [])
             keep = rows[rng.random(len(rows)) >= 0.05]  # each party misses a few ids: PSI finds the common ones
             body = [[ids[i]] + [f"{X[i, c]:.6g}" for c in cr] + ([y[i]] if p == len(cols) - 1 and kind == "train" else [])
                     for i in rng.permutation(keep)]
@@ -126,7 +126,7 @@ def _central(job: DemoJob, X: np.ndarray, y: np.ndarray, train_rows: np.ndarray,
         return classification_metrics(y[te] == job.params["positiveClass"], clf.predict_proba(X[te])[:, k])
     if job.algorithm == "dnn":
         hidden = tuple(int(h) for h in str(job.params.get("hiddenLayers", "16")).split(","))
-        reg = make_pipeline(StandardScaler(), MLPRegressor(hidden, max_iter=2000, random_state=0))
+        reg = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=hidden, max_iter=2000, random_state=0))
         ys = (y - y[train_rows].mean()) / y[train_rows].std()
         reg.fit(X[train_rows], ys[train_rows])
         return regression_metrics(y[te].astype(float), reg.predict(X[te]) * y[train_rows].std() + y[train_rows].mean())
@@ -187,11 +187,12 @@ class _Follow:
                     n, r = bad[0]
                     raise ProtocolError(f"task {n} ({r.task_id}) ended {r.status}: {r.reason}")
                 if all(r.status in statuses for r in recs.values()):
-                    return
+                    break
                 if time.monotonic() > deadline:
                     stuck = ", ".join(f"{n} {r.status}" for n, r in recs.items() if r.status not in statuses)
                     raise ProtocolError(f"tasks did not get there within {timeout:g} s: {stuck}")
                 time.sleep(0.25)
+        self.console.print()
 
 
 def run_network_demo(console: Any = None, *, workdir: str | Path | None = None, quick: bool = False,
@@ -234,7 +235,7 @@ def run_network_demo(console: Any = None, *, workdir: str | Path | None = None, 
         DemoJob("breast-cancer", "logistic", "diagnosis", 2,
                 {**common, "alpha": 0.3, "epochs": 6 if quick else 15, "batchSize": 0, "positiveClass": "malignant"}),
         DemoJob("diabetes-dnn", "dnn", "progression", 3,
-                {"psiBits": bits, "hiddenLayers": "8" if quick else "16", "epochs": 5 if quick else 30,
+                {"psiBits": bits, "hiddenLayers": "8" if quick else "16", "epochs": 20 if quick else 30,
                  "batchSize": 32, "learningRate": 0.05}),
     ]
     data = {"diabetes": (Xd, yd, [range(0, 5), range(5, 10)]),

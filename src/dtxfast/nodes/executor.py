@@ -351,7 +351,7 @@ class ExecutorNode:
                 pass
             if self._stopping.is_set() and isinstance(exc, ProtocolError):
                 return  # stop() already failed the task with its reason
-            self._fail(task_id, f"party {party} (executor {self.node_id}): {what}")
+            self._fail(task_id, f"party {party}: {what}")
         finally:
             with self._lock:
                 ch = self._channels.pop(task_id, None)
@@ -389,7 +389,8 @@ class ExecutorNode:
         timeout = self.config.task_timeout
         results: list[str] = []
         if t.task_type == "train":
-            out = run_train_party(spec, index, table, channel, names, progress=progress, timeout=timeout)
+            out = run_train_party(spec, index, table, channel, names, progress=progress, timeout=timeout,
+                                  task_id=task_id)
             with atomic_output(self._model_path(task_id), "wb") as fh:
                 fh.write(out.model)
             leader = table.y is not None
@@ -401,7 +402,8 @@ class ExecutorNode:
                 model = self._model_path(t.model_task).read_bytes()
             except OSError:
                 raise StateError(f"this executor holds no model part of training task {t.model_task}") from None
-            pred = run_predict_party(spec, index, table, model, channel, names, progress=progress, timeout=timeout)
+            pred = run_predict_party(spec, index, table, model, channel, names, progress=progress, timeout=timeout,
+                                     task_id=task_id)
             leader = pred is not None
             if pred is not None:
                 progress("upload", 0, 1)

@@ -29,10 +29,11 @@ Examples
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from ..errors import NotFound, ParameterError, StateError, Unauthorized
+from ..errors import InvalidProof, NotFound, ParameterError, ProtocolError, StateError, Unauthorized
 from ..ledger import Ledger, NodeIdentity, PublishTask, RegisterNode, StartTask
 from ..ledger.contract import object_id
 from ..ledger.records import KEY_PREFIX, RESULT_PREFIX, TaskRecord, TaskStatus
@@ -196,8 +197,13 @@ def _result_refs(t: TaskRecord) -> tuple[str, bytes]:
         raise StateError(f"task {t.task_id}: its result key is not hex") from None
 
 
-def fetch_result(ledger: Ledger, identity: NodeIdentity, task_id: str, out: str | os.PathLike[str]) -> int:
+def fetch_result(ledger: Ledger, identity: NodeIdentity, task_id: str, out: str | os.PathLike[str], *,
+                 revive: bool = False, notice: Callable[[str], Any] | None = None) -> int:
     """Download and decrypt a finished prediction task's result file into ``out``; returns its size.
+
+    With ``revive``, when no storage node answers and the ledger is the one of a local network
+    directory whose processes were stopped (``dtx demo --workdir DIR``), its storage nodes are
+    restarted for the download and stopped again (``notice`` says so).
 
     Raises
     ------
@@ -216,4 +222,19 @@ def fetch_result(ledger: Ledger, identity: NodeIdentity, task_id: str, out: str 
         raise StateError(f"task {task_id} is {t.status}, not Finished{why}")
     fid, sealed = _result_refs(t)
     key = identity.unseal(sealed)
-    return StorageNetwork(ledger, identity).download(fid, out, key=key)
+    try:
+        return StorageNetwork(ledger, identity).download(fid, out, key=key)
+    except (InvalidProof, ProtocolError) as exc:
+        # every replica unreachable: the nodes of a stopped local network (dtx demo --workdir)
+        location = getattr(ledger, "path", None)
+        if not revive or location is None:
+            raise
+        from .cluster import revived_storage
+
+        with revived_storage(location) as names:
+            if not names:
+                raise exc from None
+            if notice is not None:
+                notice(f"the storage nodes were stopped: restarted {', '.join(names)} from "
+                       f"{Path(location).parent} for the download")
+            return StorageNetwork(ledger, identity).download(fid, out, key=key)
