@@ -109,6 +109,27 @@ def _finish(net, tids):
     return [wait_for_task(net.ledger, tid, (TaskStatus.FINISHED,), timeout=TIMEOUT) for tid in tids]
 
 
+def _in_process_linear(data: dict) -> dict[str, float]:
+    """The in-process estimator (both parties in this process) trained and applied on the same files."""
+    from dtxfast.nodes.jobs import TaskSpec, read_party_csv
+    from dtxfast.vfl import VerticalLinearRegression
+
+    spec = TaskSpec.from_params("linear", "train", label="y", id_column="id", params={}, parties=2)
+    tr = [read_party_csv(p, spec) for p in data["train"]]
+    te = [read_party_csv(p, spec) for p in data["predict"]]
+
+    def aligned(tables):
+        common = sorted(set(tables[0].ids) & set(tables[1].ids))
+        return common, [t.X[[t.ids.index(c) for c in common]] for t in tables]
+
+    _, (XA, XB) = aligned(tr)
+    y = tr[1].y[[tr[1].ids.index(c) for c in aligned(tr)[0]]]
+    est = VerticalLinearRegression(alpha=0.2, max_epochs=4, batch_size=0, key_bits=1024, random_state=7)
+    est.fit([XA, XB], y)
+    ids, (PA, PB) = aligned(te)
+    return dict(zip(ids, est.predict([PA, PB])))
+
+
 def _read(path: Path) -> dict[str, list[str]]:
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
@@ -161,6 +182,11 @@ def test_prediction_result_only_for_its_requester(net, trained, tmp_path, which)
         pred = np.array([float(got[i][0]) for i in sorted(common)])
         true = np.array([float(truth[i]) for i in sorted(common)])
         assert np.corrcoef(pred, true)[0, 1] > 0.5  # a trained model, de-standardized into label units
+        # the same as the in-process runner on the same files (aligned rows, config, batch seed)
+        want = _in_process_linear(net.data["lin"])
+        ids = sorted(got)
+        np.testing.assert_allclose([float(got[i][0]) for i in ids], [want[i] for i in ids],
+                                   atol=1e-3 * max(abs(v) for v in want.values()))
     else:
         assert {got[i][0] for i in common} <= {"yes", "no"}
     # another requester can neither unseal the key nor fetch the replicas
@@ -265,3 +291,32 @@ def test_cli_list_show_result(net, trained, tmp_path):
     out = run("nodes", "list", "-L", str(net.ledger_path), "--json")
     roles = {n["role"] for n in json.loads(out.stdout)}
     assert {"storage", "dataowner", "executor", "requester"} <= roles
+
+
+def test_restarted_executor_fails_its_interrupted_task(net):
+    """Both executors of a task die at once (nobody is left to notice): the first to come back
+    fails the task it had in flight, instead of leaving it Processing for ever."""
+    import signal
+
+    tid = _run(net, algorithm="linear", kind="train", data="slow", executors=[net.ex_ids[0], net.ex_ids[2]],
+               params={**KEYS, "epochs": 400, "batchSize": 16, "alpha": 0.01})
+    wait_for_task(net.ledger, tid, (TaskStatus.READY,), timeout=TIMEOUT)
+    start_task(net.ledger, net.requester, tid)
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        rec = net.ledger.get_task(tid)
+        if len(rec.progress) == 2 and all(p.stage == "train" and p.done >= 1 for p in rec.progress.values()):
+            break
+        assert rec.status in (TaskStatus.TO_PROCESS, TaskStatus.PROCESSING), rec.reason
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    procs = [net.processes["ex1"], net.processes["ex3"]]
+    for p in procs:  # frozen first, so neither sees the other go
+        os.kill(p.proc.pid, signal.SIGSTOP)
+    for p in procs:
+        p.kill()
+    assert net.ledger.get_task(tid).status == TaskStatus.PROCESSING
+    net.start_executor("ex1")
+    rec = wait_for_task(net.ledger, tid, (TaskStatus.FAILED,), timeout=60)
+    assert "restarted" in rec.reason and net.ex_ids[0] in rec.reason
+    net.start_executor("ex3")
