@@ -22,7 +22,7 @@ from dtxfast.errors import ParameterError, StateError, Unauthorized
 from dtxfast.ledger import NodeIdentity
 from dtxfast.ledger.records import TaskStatus
 from dtxfast.nodes.cluster import LocalCluster, wait_for_task
-from dtxfast.nodes.requester import fetch_result, publish_task, start_task, task_view
+from dtxfast.nodes.requester import fetch_result, publish_task, start_task, task_metrics, task_view
 from dtxfast.storage.network import StorageNetwork
 
 KEYS = {"keyBits": 1024, "psiBits": 1024}
@@ -142,7 +142,8 @@ def trained(net):
     lin = _run(net, algorithm="linear", kind="train", data="lin",
                params={**KEYS, "epochs": 4, "batchSize": 0, "alpha": 0.2, "seed": 7})
     log = _run(net, algorithm="logistic", kind="train", data="log", label="outcome",
-               params={**KEYS, "epochs": 3, "batchSize": 0, "alpha": 0.2, "positiveClass": "yes", "seed": 7})
+               params={**KEYS, "epochs": 3, "batchSize": 0, "alpha": 0.2, "positiveClass": "yes", "seed": 7,
+                       "evalMethod": "split", "testSize": 0.3})
     recs = _finish(net, [lin, log])
     return {"lin": lin, "log": log, "records": recs}
 
@@ -156,6 +157,18 @@ def test_two_concurrent_trainings_finish(net, trained):
         assert events[0] == "publish_task" and events[-1] == "finish_task"
         assert {"confirm_task", "start_task", "process_task", "report_progress"} <= set(events)
         assert all(p["confirmed"] and p["progress"] is not None for p in view["parties"])
+    # the evaluation metrics are the requester's: sealed on the (public) ledger
+    log = net.ledger.get_task(trained["log"])
+    assert not any("accuracy" in r for r in log.results)
+    metrics = task_metrics(log, net.requester)
+    assert metrics is not None and 0.0 <= metrics["accuracy"] <= 1.0
+    with pytest.raises(Unauthorized):
+        task_metrics(log, NodeIdentity.generate())
+    # no executor keeps the decrypted sample file after the task
+    for rec in trained["records"]:
+        for ex in ("ex1", "ex2"):
+            work = net.base / "data" / ex / "tasks" / rec.task_id
+            assert (work / "done").exists() and not (work / "work").exists()
     # their runs overlapped in time: both were Processing at once
     spans = []
     for rec in trained["records"]:

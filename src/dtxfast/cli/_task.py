@@ -111,12 +111,14 @@ def list_cmd(
 def show(
     task_id: str = typer.Argument(..., help="A task id."),
     ledger: str = _LEDGER,
+    key: str | None = typer.Option(None, "--key", "-K", help="The requester's key: also show its sealed metrics."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
 ) -> None:
     """A task: status, parameters, per-party progress, results, failure reason and timeline."""
+    from ..ledger import NodeIdentity
     from ..nodes.requester import task_view
 
-    view = task_view(_open(ledger), task_id)
+    view = task_view(_open(ledger), task_id, NodeIdentity.load(key) if key else None)
     if as_json:
         typer.echo(json.dumps(view, indent=1))
         return
@@ -134,7 +136,10 @@ def show(
         typer.echo(f"party p{i}: executor {p['executor']}  files {','.join(p['files'])}  "
                    f"{'confirmed' if p['confirmed'] else 'not confirmed'}  {where}")
     for r in view["results"]:
-        typer.echo(f"result: {r if not r.startswith('key:') else 'key: (sealed to the requester)'}")
+        sealed = r.startswith(("key:", "metrics:"))
+        typer.echo(f"result: {r.split(':', 1)[0] + ': (sealed to the requester)' if sealed else r}")
+    for k, v in sorted((view.get("metrics") or {}).items()):
+        typer.echo(f"metric: {k} = {v:.6g}")
     typer.echo("timeline:")
     for e in view["timeline"]:
         extra = " ".join(f"{k}={e[k]}" for k in ("stage", "done", "total", "loss", "reason") if k in e)

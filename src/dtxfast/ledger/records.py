@@ -22,6 +22,7 @@ from .tx import Param, SliceInfo, TaskParty
 
 __all__ = [
     "KEY_PREFIX",
+    "METRICS_PREFIX",
     "RESULT_PREFIX",
     "RECORD_TYPES",
     "ApplicationRecord",
@@ -215,6 +216,9 @@ class ApplicationRecord(Record, kw_only=True):
 RESULT_PREFIX = "result:"
 #: ... and that file's key, sealed to the requester's registered key (hex)
 KEY_PREFIX = "key:"
+#: a training task's evaluation metrics (JSON), sealed to the requester's key (hex): the ledger is
+#: public, the model's quality on the parties' data is the requester's to know
+METRICS_PREFIX = "metrics:"
 
 
 class TaskProgress(msgspec.Struct, kw_only=True):

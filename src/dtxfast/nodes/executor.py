@@ -45,6 +45,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import shutil
@@ -75,7 +76,7 @@ from ..ledger import (
     open_ledger,
     seal_to,
 )
-from ..ledger.records import KEY_PREFIX, RESULT_PREFIX, ApplicationStatus, TaskRecord, TaskStatus
+from ..ledger.records import KEY_PREFIX, METRICS_PREFIX, RESULT_PREFIX, ApplicationStatus, TaskRecord, TaskStatus
 from ..protocols.channel import Channel
 from ..transport.tls import LedgerDirectory, Peer, TlsNode
 from ._config import NodeConfig, parse_listen
@@ -394,9 +395,10 @@ class ExecutorNode:
             with atomic_output(self._model_path(task_id), "wb") as fh:
                 fh.write(out.model)
             leader = table.y is not None
-            results.append(f"model:{self.node_id}:{hashlib.sha256(out.model).hexdigest()[:32]}")
-            results += [f"metric:{k}={v:.6g}" for k, v in sorted(out.metrics.items())]
-            results.append(f"rows:{out.rows}")
+            results.append(f"model:{hashlib.sha256(out.model).hexdigest()[:32]}")
+            if out.metrics:  # for the requester only: sealed to its key, like a prediction result
+                blob = json.dumps(out.metrics, sort_keys=True).encode()
+                results.append(METRICS_PREFIX + seal_to(self.ledger.get_node(t.requester).public_key, blob).hex())
         else:
             try:
                 model = self._model_path(t.model_task).read_bytes()
@@ -410,7 +412,6 @@ class ExecutorNode:
                 csv_path = work / "prediction.csv"
                 pred.to_csv(csv_path)
                 results += self._publish_result(t, csv_path, net)
-                results.append(f"rows:{len(pred.ids)}")
         self._barrier(channel, names, index, timeout)
         if leader:
             self.ledger.submit(self.identity, FinishTask(task_id=task_id, results=results))

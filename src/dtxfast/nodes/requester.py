@@ -36,7 +36,7 @@ from typing import Any
 from ..errors import InvalidProof, NotFound, ParameterError, ProtocolError, StateError, Unauthorized
 from ..ledger import Ledger, NodeIdentity, PublishTask, RegisterNode, StartTask
 from ..ledger.contract import object_id
-from ..ledger.records import KEY_PREFIX, RESULT_PREFIX, TaskRecord, TaskStatus
+from ..ledger.records import KEY_PREFIX, METRICS_PREFIX, RESULT_PREFIX, TaskRecord, TaskStatus
 from ..ledger.tx import TaskParty
 from .jobs import TaskSpec
 
@@ -46,6 +46,7 @@ __all__ = [
     "publish_task",
     "register_requester",
     "start_task",
+    "task_metrics",
     "task_timeline",
     "task_view",
 ]
@@ -167,8 +168,27 @@ def task_timeline(ledger: Ledger, task_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def task_view(ledger: Ledger, task_id: str) -> dict[str, Any]:
-    """A task with its parameters, per-party progress, results and timeline (JSON-ready)."""
+def task_metrics(task: TaskRecord, identity: NodeIdentity) -> dict[str, float] | None:
+    """A training task's evaluation metrics, unsealed with the requester's key (None: none recorded).
+
+    Raises
+    ------
+    Unauthorized
+        ``identity`` is not the task's requester.
+    """
+    blob = next((r[len(METRICS_PREFIX):] for r in task.results if r.startswith(METRICS_PREFIX)), None)
+    if blob is None:
+        return None
+    if identity.node_id != task.requester:
+        raise Unauthorized(f"task {task.task_id} belongs to another requester; only it can read the metrics")
+    import json
+
+    return {str(k): float(v) for k, v in json.loads(identity.unseal(bytes.fromhex(blob))).items()}
+
+
+def task_view(ledger: Ledger, task_id: str, identity: NodeIdentity | None = None) -> dict[str, Any]:
+    """A task with its parameters, per-party progress, results and timeline (JSON-ready); with the
+    requester's ``identity``, also its sealed evaluation metrics (``metrics``)."""
     t = ledger.get_task(task_id)
     view = _summary(t)
     view.update({
@@ -183,6 +203,8 @@ def task_view(ledger: Ledger, task_id: str) -> dict[str, Any]:
         "results": list(t.results),
         "timeline": task_timeline(ledger, task_id),
     })
+    if identity is not None:
+        view["metrics"] = task_metrics(t, identity)
     return view
 
 
