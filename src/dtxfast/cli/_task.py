@@ -173,6 +173,8 @@ def executor_start(
     task_timeout: float = typer.Option(None, "--task-timeout",
                                        help="Seconds without a peer's message before a task fails (default 180)."),
     max_tasks: int = typer.Option(None, "--max-tasks", help="Tasks run at once (default 4)."),
+    compute: str = typer.Option(None, "--compute", help="Where the batch kernels run: local, ray, ray:HOST:PORT "
+                                "or ray://HOST:PORT (default: $DTXFAST_COMPUTE, else local)."),
     name: str = typer.Option(None, "--name", help="A name recorded with the registration."),
     config: str = typer.Option(None, "--config", "-c", help="A TOML file of these settings (flags and DTX_* win)."),
 ) -> None:
@@ -180,5 +182,6 @@ def executor_start(
     from ..nodes.executor import ExecutorConfig, run_executor_node
 
     cfg = ExecutorConfig.load(config, key=key, ledger=ledger, data_dir=data_dir, listen=listen, heartbeat=heartbeat,
-                              poll=poll, task_timeout=task_timeout, max_tasks=max_tasks, name=name)
+                              poll=poll, task_timeout=task_timeout, max_tasks=max_tasks, compute=compute,
+                              name=name)
     run_executor_node(cfg)

@@ -112,6 +112,11 @@ class ExecutorConfig(NodeConfig):
     approval_wait : float
         Seconds a Confirming task waits for its files' approvals before the executor rejects it
         (0: wait as long as the task is Confirming).
+    compute : str
+        Where the batch kernels of its parties run (``local``, ``ray``, ``ray:HOST:PORT``,
+        ``ray://HOST:PORT``; see :mod:`dtxfast.compute`; empty: ``$DTXFAST_COMPUTE``, else local).
+        A Ray cluster is the executor's own; its private keys stay in this process (policy
+        ``local``): PSI signing and decryption run here, the public-key batches on the cluster.
     name : str
         A name recorded with the registration.
     """
@@ -128,6 +133,7 @@ class ExecutorConfig(NodeConfig):
     progress_interval: float = 2.0
     max_tasks: int = 4
     approval_wait: float = 0.0
+    compute: str = ""
     name: str = ""
 
     def validate(self) -> None:
@@ -181,6 +187,9 @@ class ExecutorNode:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._seen_confirming: dict[str, float] = {}
+        from ..compute import get_compute
+
+        self.compute = get_compute(config.compute or None, private_keys="local")
 
     @property
     def node_id(self) -> str:
@@ -231,6 +240,7 @@ class ExecutorNode:
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self.transport is not None:
             self.transport.close()
+        self.compute.close()
 
     def serve(self, stop: threading.Event, ready: Callable[[str], None] | None = None) -> None:
         """Run until ``stop`` is set: start, then look at the ledger every ``poll`` seconds."""
@@ -391,7 +401,7 @@ class ExecutorNode:
         results: list[str] = []
         if t.task_type == "train":
             out = run_train_party(spec, index, table, channel, names, progress=progress, timeout=timeout,
-                                  task_id=task_id)
+                                  task_id=task_id, compute=self.compute)
             with atomic_output(self._model_path(task_id), "wb") as fh:
                 fh.write(out.model)
             leader = table.y is not None
@@ -405,7 +415,7 @@ class ExecutorNode:
             except OSError:
                 raise StateError(f"this executor holds no model part of training task {t.model_task}") from None
             pred = run_predict_party(spec, index, table, model, channel, names, progress=progress, timeout=timeout,
-                                     task_id=task_id)
+                                     task_id=task_id, compute=self.compute)
             leader = pred is not None
             if pred is not None:
                 progress("upload", 0, 1)
