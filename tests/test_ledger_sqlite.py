@@ -118,6 +118,27 @@ def test_two_processes_append_concurrently(tmp_path):
     led.close()
 
 
+def test_verify_while_another_process_appends(tmp_path):
+    """Found by the task network: ``verify_chain`` read the tip, then the records, and a node's
+    heartbeat in between made a sound ledger look corrupted. Now the records are compared with
+    the block they belong to, and the blocks appended meanwhile are verified too."""
+    path = tmp_path / "live.db"
+    (a,) = _registered(path, "proc-a")
+    writer = _child(path, a, 400)
+    led = SQLiteLedger(path)
+    try:
+        checks = 0
+        while writer.poll() is None:
+            rep = led.verify_chain()  # raised ChainCorrupted ("state changed behind ...") before
+            assert 2 <= rep.blocks <= led.height + 1  # what it saw, appended meanwhile included
+            checks += 1
+        assert writer.returncode == 0 and checks >= 3
+        assert led.verify_chain().entries == 1 + 400
+    finally:
+        writer.kill()
+        led.close()
+
+
 def _flip_byte_of_entry(path, height):
     """Change one byte of the stored entry at ``height`` in the database file itself."""
     led = SQLiteLedger(path, max_skew_ms=None)

@@ -44,6 +44,7 @@ from ..errors import (
     MalformedInput,
     NotFound,
     ParameterError,
+    ProtocolError,
     StateError,
 )
 from . import contract
@@ -254,7 +255,8 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
             Also re-run the contract over every entry from genesis (each must be accepted again),
             check each block's state root against the replayed state, and compare that state
             with the backend's records record by record (naming the one that differs). Needs
-            ``start=0``.
+            ``start=0`` and a ledger nobody appends to meanwhile (without ``replay``, appends by
+            other processes during the check are verified too, and do not disturb it).
         workers : int
             Processes that check signatures in parallel (1: all in this process). Worth it from
             some ten thousand entries on; the result, and the first bad height, are the same.
@@ -283,17 +285,40 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
         if tip < 0:
             raise ChainCorrupted(0, "no genesis block")
         sigs = SignatureChecker(workers)
+        served = b""
         try:
             blocks, entries, last, store, root = self._verify_blocks(start, tip, batch, replay, sigs)
+            if store is None and root:
+                # Other processes may append while we read: compare the records with the root of
+                # the block they belong to, read as one consistent (height, records) pair, and
+                # verify the blocks appended meanwhile like the others.
+                now, served = self._consistent_state()
+                if now > tip:
+                    more = list(self._r_blocks(tip + 1, tip + 2))
+                    if more and not hmac.compare_digest(more[0].header.prev_hash, last):
+                        raise ChainCorrupted(tip + 1, "previous-hash link is broken")
+                    b2, e2, last, _, root2 = self._verify_blocks(tip + 1, now, batch, False, sigs)
+                    blocks, entries, tip, root = blocks + b2, entries + e2, now, root2 or root
             sigs.drain()
         finally:
             sigs.close()
         if store is not None:
             self._compare_state(store, tip)
-        if root and not hmac.compare_digest(self.state_hash().root(), root):
+            served = self.state_hash().root() if root else b""
+        if root and not hmac.compare_digest(served, root):
             raise ChainCorrupted(tip, "the records served do not match the tip's state root "
                                       "(state changed behind the ledger's back)")
         return ChainReport(blocks, entries, last.hex(), time.perf_counter() - t0)
+
+    def _consistent_state(self, attempts: int = 100) -> tuple[int, bytes]:
+        """``(height, state root of the records served)`` read with no append in between (every
+        append adds a block, so an unchanged height before and after means none happened)."""
+        for _ in range(attempts):
+            h = self._r_height()
+            root = self.state_hash().root()
+            if self._r_height() == h:
+                return h, root
+        raise ProtocolError("the ledger changed during every attempt to read its state; verify it again")
 
     def state_hash(self) -> StateHash:
         """The hash of the records this backend serves, recomputed from all of them (what the
