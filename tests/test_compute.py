@@ -372,3 +372,52 @@ def test_cli_psi_in_another_process_joins_the_cluster_by_address(cluster, tmp_pa
                           check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.read_text().split() == ["id"] + [f"q{i}" for i in range(0, 200, 12)]
+
+
+def test_executor_runs_its_party_on_the_ray_cluster(cluster, tmp_path):
+    """``dtx executor start --compute ray:ADDR``: a task's party runs its batch kernels on the
+    executor's Ray cluster (its private keys stay in the executor), the other party locally."""
+    import ray
+
+    from dtxfast.ledger.records import TaskStatus
+    from dtxfast.nodes.cluster import LocalCluster, wait_for_task
+    from dtxfast.nodes.requester import fetch_result, publish_task, start_task
+    from dtxfast.storage.network import StorageNetwork
+
+    address = ray.get_runtime_context().gcs_address
+    rng = np.random.default_rng(5)
+    with LocalCluster(tmp_path / "net", poll=0.1, task_timeout=120) as net:
+        ex = [net.node_id("ex-ray"), net.node_id("ex-local")]
+        net.start_many([lambda i=i: net.start_storage(f"s{i}") for i in range(3)]
+                       + [lambda o=o: net.start_dataowner(o, executors=ex) for o in ("oa", "ob")]
+                       + [lambda: net.start_executor("ex-ray", "--compute", f"ray:{address}"),
+                          lambda: net.start_executor("ex-local")])
+        X = rng.normal(size=(50, 4))
+        y = X @ [1.0, -1.0, 0.5, 2.0]
+        files = {}
+        for kind, rows in (("train", range(0, 40)), ("predict", range(40, 50))):
+            a, b = tmp_path / f"a-{kind}.csv", tmp_path / f"b-{kind}.csv"
+            a.write_text("id,x0,x1\n" + "".join(f"u{i},{X[i, 0]},{X[i, 1]}\n" for i in rows))
+            b.write_text("id,x2,x3" + (",y" if kind == "train" else "") + "\n" + "".join(
+                f"u{i},{X[i, 2]},{X[i, 3]}" + (f",{y[i]}" if kind == "train" else "") + "\n" for i in rows))
+            files[kind] = [StorageNetwork(net.ledger, net.identity(o)).upload(p, replicas=2)
+                           for o, p in (("oa", a), ("ob", b))]
+        req = net.identity("requester")
+        params = {"keyBits": 1024, "psiBits": 1024, "epochs": 30, "batchSize": 0, "alpha": 0.3}
+        train = publish_task(net.ledger, req, algorithm="linear", kind="train", files=files["train"],
+                             executors=ex, label="y", id_column="id", params=params)
+        wait_for_task(net.ledger, train, (TaskStatus.READY,), timeout=120)
+        start_task(net.ledger, req, train)
+        wait_for_task(net.ledger, train, (TaskStatus.FINISHED,), timeout=300)
+        pred = publish_task(net.ledger, req, algorithm="linear", kind="predict", files=files["predict"],
+                            executors=ex, label="y", id_column="id", params=params, model_task=train)
+        wait_for_task(net.ledger, pred, (TaskStatus.READY,), timeout=120)
+        start_task(net.ledger, req, pred)
+        wait_for_task(net.ledger, pred, (TaskStatus.FINISHED,), timeout=300)
+        fetch_result(net.ledger, req, pred, tmp_path / "out.csv")
+        got = {r.split(",")[0]: float(r.split(",")[1]) for r in (tmp_path / "out.csv").read_text().split()[1:]}
+        assert sorted(got) == sorted(f"u{i}" for i in range(40, 50))
+        np.testing.assert_allclose([got[f"u{i}"] for i in range(40, 50)], y[40:50], atol=0.5)
+        log = (tmp_path / "net" / "logs" / "ex-ray.log").read_text()
+        assert "batch kernels: ray" in log and "private keys: local" in log
+        assert "batch kernels: local" in (tmp_path / "net" / "logs" / "ex-local.log").read_text()

@@ -108,10 +108,10 @@ class LocalCluster:
             argv += ["--executors", ",".join(executors)]
         return self._start(name, argv)
 
-    def start_executor(self, name: str) -> LocalNode:
-        """An executor (``dtx executor start``)."""
+    def start_executor(self, name: str, *extra: str) -> LocalNode:
+        """An executor (``dtx executor start``; ``extra`` flags such as ``--compute ray:ADDR``)."""
         return self._start(name, ["executor", "start", "--listen", "127.0.0.1:0", "--heartbeat", str(self.heartbeat),
-                                  "--poll", str(self.poll), "--task-timeout", str(self.task_timeout)])
+                                  "--poll", str(self.poll), "--task-timeout", str(self.task_timeout), *extra])
 
     def start_many(self, starters: Sequence[Callable[[], Any]]) -> None:
         """Run several ``start_*`` calls at once (each waits for its own readiness line)."""

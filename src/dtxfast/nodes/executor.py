@@ -215,6 +215,8 @@ class ExecutorNode:
                                                            name=self.config.name))
         self.ledger.submit(self.identity, Heartbeat())
         self._fail_interrupted()
+        _log.info("executor %s on %s; batch kernels: %s", self.node_id, self.transport.address,
+                  self.compute.describe())
         return self.transport.address
 
     def _fail_interrupted(self) -> None:
