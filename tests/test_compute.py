@@ -8,6 +8,7 @@ started once per session and shut down by the fixture's finalizer even when a te
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -421,3 +422,75 @@ def test_executor_runs_its_party_on_the_ray_cluster(cluster, tmp_path):
         log = (tmp_path / "net" / "logs" / "ex-ray.log").read_text()
         assert "batch kernels: ray" in log and "private keys: local" in log
         assert "batch kernels: local" in (tmp_path / "net" / "logs" / "ex-local.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def ray_client_head(tmp_path_factory):
+    """A separate Ray head with the Ray Client server (``ray start --head --block``) in its own
+    process group and temp dir; stopped by killing that group (never ``ray stop``, which would
+    stop every Ray cluster of this user on the machine)."""
+    import socket
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    gcs, client = free(), free()
+    tmp = tmp_path_factory.mktemp("rayhead")
+    token = os.urandom(16).hex()  # the head requires this token (Ray's token authentication)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    log = open(tmp / "head.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+                             f"--port={gcs}", f"--ray-client-server-port={client}", "--num-cpus=1",
+                             "--include-dashboard=false", "--node-ip-address=127.0.0.1",
+                             f"--temp-dir={tmp / 'ray'}", "--disable-usage-stats"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (tmp / "head.log").read_text()[-2000:]
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", client)) == 0:
+                    break
+            assert time.monotonic() < deadline, "the Ray head did not open its client port"
+            time.sleep(0.5)
+        yield f"ray://127.0.0.1:{client}", token
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+
+
+_CLIENT_SCRIPT = """
+import sys
+import numpy as np
+from dtxfast.compute import LocalCompute, get_compute
+from dtxfast.crypto.paillier import generate_keypair
+pk, sk = generate_keypair(1024)
+rc = get_compute(sys.argv[1])
+assert rc.describe().startswith("ray"), rc.describe()
+v = np.linspace(-3, 3, 200)
+ev = rc.encrypt(pk, v)
+X = np.arange(600, dtype=float).reshape(3, 200) / 100
+np.testing.assert_allclose(sk.decrypt(rc.matmul(X, ev)), X @ v, atol=1e-6)
+np.testing.assert_allclose(sk.decrypt(ev), v, atol=1e-9)
+rc.close()
+print("ok")
+"""
+
+
+def test_ray_client_address(ray_client_head):
+    """``ray://HOST:PORT`` (Ray Client) from another process, to a head that requires a token
+    (``RAY_AUTH_MODE=token``, the token in ``RAY_AUTH_TOKEN``): encrypt, ``X @ E(v)`` and decrypt
+    on the cluster equal the plaintext results."""
+    address, token = ray_client_head
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    out = subprocess.run([sys.executable, "-c", _CLIENT_SCRIPT, address], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]

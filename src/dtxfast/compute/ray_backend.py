@@ -160,7 +160,13 @@ class RayCompute(ComputeBackend):
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise BackendUnavailable(f"cannot reach the Ray cluster {address or '(default)'}: {exc}") from exc
+                hint = ""
+                if str(address or "").startswith("ray://") and os.environ.get("RAY_AUTH_MODE") != "token":
+                    # Ray >= 2.52 clusters may require a token; the client sends it only in token mode
+                    hint = ("; if the cluster uses token authentication, set RAY_AUTH_MODE=token and "
+                            "RAY_AUTH_TOKEN (or keep the token in ~/.ray/auth_token)")
+                raise BackendUnavailable(
+                    f"cannot reach the Ray cluster {address or '(default)'}: {exc}{hint}") from exc
             self._owns = True
         self.shipped: list[tuple[str, str]] = []
         self._keys: dict[bytes, Any] = {}
