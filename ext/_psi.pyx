@@ -90,6 +90,9 @@ cdef extern from "openssl/evp.h" nogil:
     int EVP_PKEY_derive(EVP_PKEY_CTX *ctx, unsigned char *key, size_t *keylen)
     int EVP_PKEY_X25519
 
+cdef extern from "openssl/err.h" nogil:
+    void ERR_clear_error()
+
 #: elements per scheduling chunk (per-chunk contexts amortise over this many elements)
 CHUNK = 64
 DEF _CHUNK = 64
@@ -732,10 +735,12 @@ cdef int64_t _x25519_chunk(Py_ssize_t lo, Py_ssize_t hi, const uint8_t *scalar, 
     cdef int ok
     cdef int64_t err = -1
     if priv == NULL:
+        ERR_clear_error()
         return lo
     for i in range(lo, hi):
         peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pts + i * 32, 32)
         if peer == NULL:
+            ERR_clear_error()
             err = i
             break
         ctx = EVP_PKEY_CTX_new(priv, NULL)
@@ -746,6 +751,9 @@ cdef int64_t _x25519_chunk(Py_ssize_t lo, Py_ssize_t hi, const uint8_t *scalar, 
         EVP_PKEY_CTX_free(ctx)
         EVP_PKEY_free(peer)
         if not ok:  # OpenSSL refuses an all-zero result (a small-order input point)
+            # ... and leaves its reason on this thread's error queue, where a later, unrelated
+            # OpenSSL call on the same thread (ssl, hashlib) would find and report it: drop it.
+            ERR_clear_error()
             err = i
             break
     EVP_PKEY_free(priv)

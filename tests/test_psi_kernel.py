@@ -157,6 +157,48 @@ def test_x25519_refuses_small_order_point():
     assert _psi_py.x25519(np.frombuffer(os.urandom(32), np.uint8), pts, out, 1) == 1
 
 
+def _libcrypto_queue():
+    """The system libcrypto the kernel links (same soname, so the same loaded library), with the
+    calls that read and fill this thread's OpenSSL error queue."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("crypto")
+    if name is None:
+        pytest.skip("libcrypto not found by ctypes")
+    lib = ctypes.CDLL(name)
+    lib.ERR_peek_error.restype = ctypes.c_ulong
+    lib.EVP_PKEY_new_raw_public_key.restype = ctypes.c_void_p
+    lib.EVP_PKEY_new_raw_public_key.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    return lib
+
+
+@needs_compiled
+def test_x25519_small_order_point_leaves_no_openssl_error():
+    """A refused small-order point must not leave its error on OpenSSL's thread-local queue, where the
+    next unrelated OpenSSL call on that thread (``ssl``, ``hashlib``) would report it as its own.
+
+    One thread: OpenMP runs the batch on the calling thread, whose queue the probe reads.
+    """
+    lib = _libcrypto_queue()
+    lib.ERR_clear_error()
+    # the probe reads the queue the kernel writes to: a failing libcrypto call is seen
+    assert lib.EVP_PKEY_new_raw_public_key(1034, None, b"x", 1) is None  # 1034 = X25519, wrong length
+    assert lib.ERR_peek_error() != 0
+    lib.ERR_clear_error()
+    scalar = np.frombuffer(os.urandom(32), np.uint8)
+    for low_order in (bytes(32), (1).to_bytes(32, "little")):
+        pts = np.frombuffer(low_order, np.uint8).reshape(1, 32)
+        assert K.x25519(scalar, pts, np.zeros_like(pts), 1) == 0
+        assert lib.ERR_peek_error() == 0
+    # and a good operation afterwards is right and leaves the queue empty
+    base = (9).to_bytes(32, "little")
+    out = np.zeros((1, 32), np.uint8)
+    assert K.x25519(scalar, np.frombuffer(base, np.uint8).reshape(1, 32), out, 1) == -1
+    assert out[0].tobytes() == X25519PrivateKey.from_private_bytes(scalar.tobytes()).public_key().public_bytes_raw()
+    assert lib.ERR_peek_error() == 0
+
+
 @needs_compiled
 @given(ids_strategy)
 def test_hash_to_u_and_tags_match_twin(ids):
