@@ -14,6 +14,13 @@ Groups, at 10^4, 10^5 and 10^6 ids per side with 50% overlap (``--quick``: 10^3 
 - ``psi.total`` (seconds): a whole two-party run in-process, cold signer cache (the signer tags its
   own ids inside the timed part), key generation excluded.
 
+SPU rows of ``psi.total`` (``spu-rr22``, ``spu-ecdh``, ``spu-kkrt``): SecretFlow SPU's two-party PSI
+(``spu.psi.psi_execute``: the VOLE-based RR22, ECDH on Curve25519, KKRT16), both parties in one
+process over SPU's in-memory link, on the same ids, timed by ``_spu_psi.py`` under the interpreter
+named by ``DTX_BENCH_SPU_PYTHON`` (SPU needs ``numpy < 2``); without it these rows are omitted
+and ``dtx bench`` says why under the table. SPU parallelises inside each party as it sees fit, so
+the rows say ``threads`` = all cores; their ratios are taken against ``dtxfast-ecdh``.
+
 Floors of ``psi.signer``: ``floor-openssl`` is libcrypto's own RSA private operation
 (``RSA_private_decrypt`` without padding, which OpenSSL runs with its AVX-512 IFMA code where the
 CPU has it; called through ctypes from ``_openssl_floor``) on the same key, on one thread and on
@@ -40,7 +47,7 @@ from dtxfast.crypto.ecdh import ECDHMaskKey, ecdh_tags
 from dtxfast.protocols.psi import PSIRequester, PSISigner, SignerTagCache, run_two_party
 
 from . import _openssl_floor
-from ._util import QUICK, measure, sizes, thread_variants
+from ._util import CORES, QUICK, SPU_PYTHON, measure, peer_row, sizes, thread_variants
 
 BITS = 2048
 SIZES = sizes([10_000, 100_000, 1_000_000], [1_000, 10_000])
@@ -323,3 +330,14 @@ def test_total_openmined(benchmark, n):
     result = measure(benchmark, run, impl="openmined-psi", size=n, unit="s", rounds=_rounds(n), threads=1,
                      **_note(note="P-256"))
     assert len(result) == n // 2
+
+
+@pytest.mark.benchmark(group="psi.total")
+@pytest.mark.parametrize("protocol", ["rr22", "ecdh", "kkrt"])
+@pytest.mark.parametrize("n", SIZES)
+def test_total_spu(benchmark, n, protocol):
+    rounds = min(_rounds(n), 2) if QUICK else _rounds(n)
+    out = peer_row(benchmark, SPU_PYTHON, "_spu_psi.py", {"protocol": protocol, "size": n, "rounds": rounds},
+                   impl=f"spu-{protocol}", size=n, threads=CORES, ref="dtxfast-ecdh")
+    curve = ", Curve25519" if protocol == "ecdh" else ""
+    benchmark.extra_info["note"] = f"SPU {out['spu']} {protocol.upper()}{curve}, CSV in/out"
