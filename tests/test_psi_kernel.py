@@ -108,24 +108,53 @@ def test_unblind_detects_bad_signature(mod):
     assert m.unblind_tag(signed, batch.rinv, batch.blinded, pub._n_be, pub.e, pub._tag_prefix, tags, 2, False) == 64
 
 
-def _x25519_module(name: str):
+X25519_PATHS = ["compiled", "compiled-openssl", "compiled-ifma", "python"]
+
+
+def _x25519_fn(name: str):
+    """``f(scalar, points, out, threads) -> first bad index or -1`` for one X25519 path: the kernel's
+    default, its OpenSSL one-at-a-time path, its 8-lane AVX-512 IFMA ladder, the pure-Python twin."""
     if name == "python":
-        return _psi_py
+        return _psi_py.x25519
     if K is None:
         if os.environ.get("DTX_REQUIRE_EXTENSIONS"):
             raise AssertionError("DTX_REQUIRE_EXTENSIONS is set but the compiled PSI kernel is missing")
         pytest.skip("compiled PSI kernel not built")
-    return K
+    if name == "compiled":
+        return K.x25519
+    path = name.split("-", 1)[1]
+    if path == "ifma" and not K.simd_available():
+        pytest.skip("no AVX-512 IFMA on this CPU (or DTXFAST_SIMD=0)")
+    return lambda scalar, pts, out, threads: K.x25519(scalar, pts, out, threads, path=path)
 
 
-@pytest.mark.parametrize("mod", ["compiled", "python"])
-@given(st.lists(st.binary(min_size=32, max_size=32), max_size=40), st.binary(min_size=32, max_size=32))
-def test_x25519_matches_cryptography(mod, points, scalar):
-    """The kernel and the twin (which wraps pyca/cryptography: scalar and point buffers, clamping
-    left to X25519, the index of the first small-order point) agree with pyca/cryptography."""
+def _u(value: int) -> bytes:
+    return value.to_bytes(32, "little")
+
+
+_P = 2**255 - 19
+#: u-coordinates whose X25519 product is zero for every scalar: points of order 1, 2, 4 and 8 on
+#: Curve25519 and its twist, canonical and not (u + p), and with bit 255 set (X25519 ignores it);
+#: the test checks that pyca/cryptography refuses each of them too
+SMALL_ORDER = [
+    _u(0), _u(1), _u(_P - 1), _u(_P), _u(_P + 1),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b880"),
+    _u(2**255), _u(2**255 + 1),
+]
+
+
+@pytest.mark.parametrize("mod", X25519_PATHS)
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=40), st.binary(min_size=32, max_size=32),
+       st.integers(1, 3))
+def test_x25519_matches_cryptography(mod, points, scalar, threads):
+    """Every path (the twin wraps pyca/cryptography: scalar and point buffers, clamping left to
+    X25519, the index of the first small-order point) agrees with pyca/cryptography, on batches
+    that fill 8-lane groups partly or wholly, on any number of threads."""
     pts = np.frombuffer(b"".join(points), np.uint8).reshape(len(points), 32)
     out = np.zeros_like(pts)
-    bad = _x25519_module(mod).x25519(np.frombuffer(scalar, np.uint8), pts, out, 2)
+    bad = _x25519_fn(mod)(np.frombuffer(scalar, np.uint8), pts, out, threads)
     sk = X25519PrivateKey.from_private_bytes(scalar)
     for i, p in enumerate(points):
         try:
@@ -137,24 +166,87 @@ def test_x25519_matches_cryptography(mod, points, scalar):
     assert bad == -1
 
 
-@pytest.mark.parametrize("mod", ["compiled", "python"])
-def test_x25519_rfc7748_vector(mod):
-    """RFC 7748, section 5.2, first test vector: independent of both implementations."""
-    scalar = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
-    u = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
-    out = np.zeros((1, 32), np.uint8)
-    assert _x25519_module(mod).x25519(np.frombuffer(scalar, np.uint8), np.frombuffer(u, np.uint8).reshape(1, 32),
-                                       out, 1) == -1
-    assert out[0].tobytes().hex() == "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
+@pytest.mark.parametrize("mod", X25519_PATHS)
+@given(st.integers(0, 2**256 - 1), st.binary(min_size=32, max_size=32))
+def test_x25519_any_u_encoding(mod, u, scalar):
+    """Any 32 bytes are a u-coordinate as RFC 7748 reads them (bit 255 dropped, then mod p, so
+    p <= u < 2^255 is accepted): the answer equals pyca/cryptography's."""
+    pts = np.frombuffer(_u(u), np.uint8).reshape(1, 32)
+    out = np.zeros_like(pts)
+    bad = _x25519_fn(mod)(np.frombuffer(scalar, np.uint8), pts, out, 1)
+    try:
+        ref = X25519PrivateKey.from_private_bytes(scalar).exchange(X25519PublicKey.from_public_bytes(_u(u)))
+    except ValueError:
+        assert bad == 0
+        return
+    assert bad == -1 and out[0].tobytes() == ref
+
+
+@pytest.mark.parametrize("mod", X25519_PATHS)
+def test_x25519_rfc7748_vectors(mod):
+    """RFC 7748, section 5.2: both single test vectors (the second has bit 255 of u set) and the
+    iterated one after 1 and 1,000 iterations: independent of every implementation here."""
+    f = _x25519_fn(mod)
+
+    def x(k: bytes, u: bytes) -> bytes:
+        out = np.zeros((1, 32), np.uint8)
+        assert f(np.frombuffer(k, np.uint8), np.frombuffer(u, np.uint8).reshape(1, 32), out, 1) == -1
+        return out[0].tobytes()
+
+    for k, u, want in [
+        ("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
+         "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
+         "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"),
+        ("4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
+         "e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
+         "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957"),
+    ]:
+        assert x(bytes.fromhex(k), bytes.fromhex(u)).hex() == want
+    k = u = _u(9)
+    for i in range(1, 1001):
+        k, u = x(k, u), k
+        if i == 1:
+            assert k.hex() == "422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079"
+    assert k.hex() == "684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51"
+
+
+@pytest.mark.parametrize("mod", X25519_PATHS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_x25519_refuses_small_order_points(mod, threads):
+    """Each small-order point gives the all-zero value, refused with the index of the first one,
+    wherever it sits in a batch (first lane, inside a later 8-lane group, the last chunk's tail)."""
+    f = _x25519_fn(mod)
+    scalar = np.frombuffer(os.urandom(32), np.uint8)
+    sk = X25519PrivateKey.from_private_bytes(scalar.tobytes())
+    good = [X25519PrivateKey.generate().public_key().public_bytes_raw() for _ in range(140)]
+    for low in SMALL_ORDER:
+        with pytest.raises(ValueError):  # independent check that the point is of small order
+            sk.exchange(X25519PublicKey.from_public_bytes(low))
+        for at in (0, 13, 139):
+            rows = list(good)
+            rows[at] = low
+            pts = np.frombuffer(b"".join(rows), np.uint8).reshape(-1, 32)
+            assert f(scalar, pts, np.zeros_like(pts), threads) == at
+    rows = good[:20] + [SMALL_ORDER[5], SMALL_ORDER[0]] + good[20:100] + [SMALL_ORDER[1]]
+    pts = np.frombuffer(b"".join(rows), np.uint8).reshape(-1, 32)
+    assert f(scalar, pts, np.zeros_like(pts), threads) == 20
 
 
 @needs_compiled
-def test_x25519_refuses_small_order_point():
-    pts = np.zeros((2, 32), np.uint8)
-    pts[0, 0] = 9  # the base point: fine
-    out = np.zeros_like(pts)  # row 1: u = 0, small order
-    assert K.x25519(np.frombuffer(os.urandom(32), np.uint8), pts, out, 1) == 1
-    assert _psi_py.x25519(np.frombuffer(os.urandom(32), np.uint8), pts, out, 1) == 1
+def test_x25519_path_choice(monkeypatch):
+    """``DTXFAST_SIMD=0`` turns the IFMA path off at run time (the default is then OpenSSL's, and
+    asking for IFMA is an error); an unknown path is refused."""
+    pts = np.frombuffer(_u(9), np.uint8).reshape(1, 32)
+    out = np.zeros_like(pts)
+    scalar = np.frombuffer(os.urandom(32), np.uint8)
+    with pytest.raises(ValueError, match="path"):
+        K.x25519(scalar, pts, out, 1, path="gpu")
+    monkeypatch.setenv("DTXFAST_SIMD", "0")
+    assert K.simd_available() is False
+    with pytest.raises(ValueError, match="IFMA"):
+        K.x25519(scalar, pts, out, 1, path="ifma")
+    assert K.x25519(scalar, pts, out, 1) == -1
+    assert out[0].tobytes() == X25519PrivateKey.from_private_bytes(scalar.tobytes()).public_key().public_bytes_raw()
 
 
 def _libcrypto_queue():

@@ -88,7 +88,8 @@ def load_kernel(name: str, python_module: str) -> tuple[ModuleType, BackendInfo]
             reason = "compiled extension loaded"
             simd = getattr(module, "simd_available", None)
             if simd is not None:
-                reason += "; AVX-512 IFMA in use" if simd() else "; GMP path (no AVX-512 IFMA, or DTXFAST_SIMD=0)"
+                fallback = getattr(module, "SIMD_FALLBACK", "GMP path")
+                reason += "; AVX-512 IFMA in use" if simd() else f"; {fallback} (no AVX-512 IFMA, or DTXFAST_SIMD=0)"
             info = BackendInfo(name, "compiled", reason)
         except ImportError as exc:
             if requested == "compiled":
