@@ -7,8 +7,11 @@
  * low or high 52 bits of the 104-bit product to an accumulator; partial sums accumulate
  * unnormalized in 64-bit lanes and the carries are propagated once per operation.
  *
- * Invariant between operations ("loose" form): digits 0..3 < 2^52, digit 4 <= 2^47, so the value
- * is below 2^255 + 2^208 < 2p and every digit is a valid vpmadd52 input. Reduction uses
+ * Invariant between operations ("loose" form, what products leave): digits 0..3 < 2^52, digit 4
+ * < 2^47 + 2^11, so the value is below 2^255 + 2^219 < 2p and every digit is a valid vpmadd52 input.
+ * Sums and differences of loose operands get one carry pass only ("product operand" form: digit 4
+ * below 2^50, still a valid vpmadd52 input); the ladder feeds them only to products, whose result
+ * is loose again. Reduction uses
  * 2^260 = 32 * 2^255 = 32 * 19 = 608 (mod p) for the high half of a product and 2^255 = 19 for
  * the top bits of digit 4; the result is fully reduced (frozen) once, when it is written out.
  *
@@ -66,15 +69,12 @@ typedef struct {
     __m512i d[5];
 } fe8;
 
-/* loose form from digits that are each below 2^63 */
+/* loose form from digits that are each below 2^63: the bits of digit 4 above 2^47 sit at 2^255
+ * and above, so they go times 19 into digit 0 first; then one carry pass leaves digits 0..3 below
+ * 2^52 and digit 4 below 2^47 + 2^11 */
 X8_INLINE void fe8_carry(fe8 *r) {
     const __m512i m52 = _mm512_set1_epi64(X8_M52), m47 = _mm512_set1_epi64(X8_M47);
     __m512i c0 = r->d[0], c1 = r->d[1], c2 = r->d[2], c3 = r->d[3], c4 = r->d[4], t;
-    c1 = _mm512_add_epi64(c1, _mm512_srli_epi64(c0, 52)); c0 = _mm512_and_si512(c0, m52);
-    c2 = _mm512_add_epi64(c2, _mm512_srli_epi64(c1, 52)); c1 = _mm512_and_si512(c1, m52);
-    c3 = _mm512_add_epi64(c3, _mm512_srli_epi64(c2, 52)); c2 = _mm512_and_si512(c2, m52);
-    c4 = _mm512_add_epi64(c4, _mm512_srli_epi64(c3, 52)); c3 = _mm512_and_si512(c3, m52);
-    /* bits of digit 4 above 2^47 sit at 2^255 and above: times 19 into digit 0 */
     t = _mm512_srli_epi64(c4, 47); c4 = _mm512_and_si512(c4, m47);
     c0 = _mm512_add_epi64(c0, _mm512_mullo_epi64(t, _mm512_set1_epi64(19)));
     c1 = _mm512_add_epi64(c1, _mm512_srli_epi64(c0, 52)); c0 = _mm512_and_si512(c0, m52);
@@ -84,12 +84,26 @@ X8_INLINE void fe8_carry(fe8 *r) {
     r->d[0] = c0; r->d[1] = c1; r->d[2] = c2; r->d[3] = c3; r->d[4] = c4;
 }
 
-X8_INLINE void fe8_add(fe8 *r, const fe8 *a, const fe8 *b) {
-    for (int i = 0; i < 5; i++) r->d[i] = _mm512_add_epi64(a->d[i], b->d[i]);
-    fe8_carry(r);
+/* one carry pass, no wrap-around: digits 0..3 < 2^52 and digit 4 < 2^50 when the input is a sum or
+ * difference of loose operands; a valid product operand, not a valid sum operand */
+X8_INLINE void fe8_carry1(fe8 *r) {
+    const __m512i m52 = _mm512_set1_epi64(X8_M52);
+    __m512i c0 = r->d[0], c1 = r->d[1], c2 = r->d[2], c3 = r->d[3], c4 = r->d[4];
+    c1 = _mm512_add_epi64(c1, _mm512_srli_epi64(c0, 52)); c0 = _mm512_and_si512(c0, m52);
+    c2 = _mm512_add_epi64(c2, _mm512_srli_epi64(c1, 52)); c1 = _mm512_and_si512(c1, m52);
+    c3 = _mm512_add_epi64(c3, _mm512_srli_epi64(c2, 52)); c2 = _mm512_and_si512(c2, m52);
+    c4 = _mm512_add_epi64(c4, _mm512_srli_epi64(c3, 52)); c3 = _mm512_and_si512(c3, m52);
+    r->d[0] = c0; r->d[1] = c1; r->d[2] = c2; r->d[3] = c3; r->d[4] = c4;
 }
 
-/* a - b + 2p digit by digit: 2p's digits (2^53 - 38, 2^53 - 2 x3, 2^48 - 2) dominate b's */
+/* a + b of loose a, b: digit 4 < 2^49 ("product operand" form, see fe8_carry1) */
+X8_INLINE void fe8_add(fe8 *r, const fe8 *a, const fe8 *b) {
+    for (int i = 0; i < 5; i++) r->d[i] = _mm512_add_epi64(a->d[i], b->d[i]);
+    fe8_carry1(r);
+}
+
+/* a - b + 2p digit by digit of loose a, b: 2p's digits (2^53 - 38, 2^53 - 2 x3, 2^48 - 2) dominate
+ * b's; digit 4 of the result < 2^49 + 1 ("product operand" form, see fe8_carry1) */
 X8_INLINE void fe8_sub(fe8 *r, const fe8 *a, const fe8 *b) {
     const __m512i p0 = _mm512_set1_epi64((1ULL << 53) - 38), p1 = _mm512_set1_epi64((1ULL << 53) - 2),
                   p4 = _mm512_set1_epi64((1ULL << 48) - 2);
@@ -98,32 +112,28 @@ X8_INLINE void fe8_sub(fe8 *r, const fe8 *a, const fe8 *b) {
     r->d[2] = _mm512_sub_epi64(_mm512_add_epi64(a->d[2], p1), b->d[2]);
     r->d[3] = _mm512_sub_epi64(_mm512_add_epi64(a->d[3], p1), b->d[3]);
     r->d[4] = _mm512_sub_epi64(_mm512_add_epi64(a->d[4], p4), b->d[4]);
-    fe8_carry(r);
+    fe8_carry1(r);
 }
 
-/* c[0..9] (each < 2^58) = a 520-bit product in radix 2^52: reduce to loose form */
+/* c[0..9] (each < 2^58) = a 520-bit product in radix 2^52: reduce to loose form. Digit 5 + k sits
+ * at 2^(52 (5 + k)) = 608 * 2^(52 k) (2^260 = 32 * 2^255 = 32 * 19 mod p); vpmadd52 reads 52 bits,
+ * so each is split into its low 52 bits L (times 608 at digit k, high half at k + 1) and the rest
+ * H < 2^6 (times 608 at digit k + 1): no carry chain, the five folds are independent. */
 X8_INLINE void fe8_reduce(fe8 *r, __m512i c[10]) {
-    const __m512i m52 = _mm512_set1_epi64(X8_M52), k608 = _mm512_set1_epi64(608),
-                  k608sq = _mm512_set1_epi64(608 * 608), z = _mm512_setzero_si512();
-    __m512i t, h;
-    /* high half to 52-bit digits (vpmadd52 reads 52 bits); its carry out sits at 2^520 = 608^2 */
-    c[6] = _mm512_add_epi64(c[6], _mm512_srli_epi64(c[5], 52)); c[5] = _mm512_and_si512(c[5], m52);
-    c[7] = _mm512_add_epi64(c[7], _mm512_srli_epi64(c[6], 52)); c[6] = _mm512_and_si512(c[6], m52);
-    c[8] = _mm512_add_epi64(c[8], _mm512_srli_epi64(c[7], 52)); c[7] = _mm512_and_si512(c[7], m52);
-    c[9] = _mm512_add_epi64(c[9], _mm512_srli_epi64(c[8], 52)); c[8] = _mm512_and_si512(c[8], m52);
-    t = _mm512_srli_epi64(c[9], 52); c[9] = _mm512_and_si512(c[9], m52);
-    c[0] = _mm512_madd52lo_epu64(c[0], t, k608sq);
-    /* digit 5 + k at 2^(52 (5 + k)) = 608 * 2^(52 k) */
-    c[0] = _mm512_madd52lo_epu64(c[0], c[5], k608);
-    c[1] = _mm512_madd52hi_epu64(c[1], c[5], k608);
-    c[1] = _mm512_madd52lo_epu64(c[1], c[6], k608);
-    c[2] = _mm512_madd52hi_epu64(c[2], c[6], k608);
-    c[2] = _mm512_madd52lo_epu64(c[2], c[7], k608);
-    c[3] = _mm512_madd52hi_epu64(c[3], c[7], k608);
-    c[3] = _mm512_madd52lo_epu64(c[3], c[8], k608);
-    c[4] = _mm512_madd52hi_epu64(c[4], c[8], k608);
-    c[4] = _mm512_madd52lo_epu64(c[4], c[9], k608);
-    h = _mm512_madd52hi_epu64(z, c[9], k608); /* at 2^260 again */
+    const __m512i m52 = _mm512_set1_epi64(X8_M52), k608 = _mm512_set1_epi64(608), z = _mm512_setzero_si512();
+    __m512i L, H, h;
+    for (int k = 0; k < 4; k++) {
+        L = _mm512_and_si512(c[5 + k], m52);
+        H = _mm512_srli_epi64(c[5 + k], 52);
+        c[k] = _mm512_madd52lo_epu64(c[k], L, k608);
+        c[k + 1] = _mm512_madd52hi_epu64(c[k + 1], L, k608);
+        c[k + 1] = _mm512_madd52lo_epu64(c[k + 1], H, k608);
+    }
+    L = _mm512_and_si512(c[9], m52);
+    H = _mm512_srli_epi64(c[9], 52);
+    c[4] = _mm512_madd52lo_epu64(c[4], L, k608);
+    h = _mm512_madd52hi_epu64(z, L, k608);  /* at 2^260 again: < 2^10 */
+    h = _mm512_madd52lo_epu64(h, H, k608);  /* < 2^10 + 2^16 */
     c[0] = _mm512_madd52lo_epu64(c[0], h, k608);
     for (int i = 0; i < 5; i++) r->d[i] = c[i];
     fe8_carry(r);
