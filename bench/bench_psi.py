@@ -21,6 +21,10 @@ named by ``DTX_BENCH_SPU_PYTHON`` (SPU needs ``numpy < 2``); without it these ro
 and ``dtx bench`` says why under the table. SPU parallelises inside each party as it sees fit, so
 the rows say ``threads`` = all cores; their ratios are taken against ``dtxfast-ecdh``.
 
+``dtxfast-ecdh`` masks with X25519 8 points per ladder on AVX-512 IFMA where the CPU has it;
+``dtxfast-ecdh-openssl`` is the same kernel's one-at-a-time OpenSSL path (``DTXFAST_SIMD=0``) on a
+sample of the ids, its ratio taken against ``dtxfast-ecdh``.
+
 Floors of ``psi.signer``: ``floor-openssl`` is libcrypto's own RSA private operation
 (``RSA_private_decrypt`` without padding, which OpenSSL runs with its AVX-512 IFMA code where the
 CPU has it; called through ctypes from ``_openssl_floor``) on the same key, on one thread and on
@@ -133,6 +137,19 @@ def test_signer_dtxfast_ecdh(benchmark, data, n, threads):
     req = kb.mask(ECDHMaskKey.hash_ids(a))
     measure(benchmark, lambda: ka.mask(req), impl="dtxfast-ecdh", size=n, rounds=_rounds(n), threads=threads,
             **_note())
+
+
+@pytest.mark.benchmark(group="psi.signer")
+@pytest.mark.parametrize("threads", thread_variants())
+@pytest.mark.parametrize("n", SIZES)
+def test_signer_dtxfast_ecdh_openssl(benchmark, data, n, threads, monkeypatch):
+    """The one-at-a-time OpenSSL path of the same kernel (``DTXFAST_SIMD=0``), on a sample."""
+    a, _ = data(n)
+    ka, kb = ECDHMaskKey.generate(), ECDHMaskKey.generate()
+    req = kb.mask(ECDHMaskKey.hash_ids(a.slice(0, min(n, FLOOR_SAMPLE))))
+    monkeypatch.setenv("DTXFAST_SIMD", "0")  # read by the kernel at every call
+    measure(benchmark, lambda: ka.mask(req), impl="dtxfast-ecdh-openssl", size=n, sample=len(req),
+            rounds=_rounds(n), threads=threads, ref="dtxfast-ecdh", **_note(note="X25519 via OpenSSL"))
 
 
 @pytest.mark.benchmark(group="psi.signer")
