@@ -313,19 +313,21 @@ def test_without_ray_the_cli_says_how_to_install(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, "psi", "--ids", str(a), "--other", str(b),
                            "--bits", "1024", "--compute", "ray", "-q"],
                           check=False, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == BackendUnavailable.exit_code
+    from dtxfast.cli import exit_code
+
+    assert proc.returncode == exit_code(BackendUnavailable)
     assert proc.stderr.strip() == "dtx: error: Ray is not installed: pip install 'dtxfast[ray]'"
 
 
 def test_cli_psi_on_ray(cluster, tmp_path):
-    from dtxfast.cli import main
+    from dtxfast.cli import exit_code, main
 
     a, b, out = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "out.csv"
     a.write_text("id\n" + "".join(f"p{i}\n" for i in range(0, 300, 2)))
     b.write_text("id\n" + "".join(f"p{i}\n" for i in range(0, 300, 5)))
     argv = ["psi", "--ids", str(a), "--other", str(b), "--bits", "1024", "-q", "-o", str(out),
             "--compute", "ray:local"]
-    assert main(argv) == Unauthorized.exit_code  # signing needs the RSA private key
+    assert main(argv) == exit_code(Unauthorized)  # signing needs the RSA private key
     assert main(argv + ["--private-keys", "send"]) == 0
     assert out.read_text().split() == ["id"] + [f"p{i}" for i in range(0, 300, 10)]
     assert cluster.cpus == 2  # the CLI's backend used the session's cluster and left it running

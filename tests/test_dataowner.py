@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from ledger_helpers import DAY, HOUR, Clock, ident
 from node_procs import dtx_command
 
-from dtxfast.cli import main
+from dtxfast.cli import exit_code, main
 from dtxfast.errors import InvalidProof, NotFound, ParameterError, StateError, Unauthorized
 from dtxfast.ledger import (
     ApplicationStatus,
@@ -223,7 +223,7 @@ def test_manual_mode_leaves_applications_to_the_cli(tmp_path: Path, clock: Clock
     assert {r["application_id"] for r in rows} == {a1, a2}
     assert all("sealed_key" not in r for r in rows)
     # someone else's key cannot decide the owner's applications
-    assert main(["file", "approve", a1, "--key", str(ekey), "-L", db]) == Unauthorized.exit_code
+    assert main(["file", "approve", a1, "--key", str(ekey), "-L", db]) == exit_code(Unauthorized)
     assert "not its owner" in capsys.readouterr().err
     assert main(["file", "approve", a1, "--key", str(key), "-L", db, "--days", "3"]) == 0
     assert main(["file", "reject", a2, "--key", str(key), "-L", db, "--reason", "not for this study"]) == 0
@@ -234,16 +234,16 @@ def test_manual_mode_leaves_applications_to_the_cli(tmp_path: Path, clock: Clock
     assert (app2.status, app2.reason) == (ApplicationStatus.REJECTED, "not for this study")
     # bad input: one clear line each, no traceback
     for argv, code, words in [
-        (["file", "approve", a1], StateError.exit_code, "already decided"),
-        (["file", "reject", a2, "--reason", "again"], StateError.exit_code, "already decided"),
-        (["file", "approve", "0" * 32], NotFound.exit_code, "does not exist"),
-        (["file", "approve", "nope"], ParameterError.exit_code, "32 hex"),
-        (["file", "revoke", a2, "--reason", "x"], StateError.exit_code, "not Approved"),
+        (["file", "approve", a1], exit_code(StateError), "already decided"),
+        (["file", "reject", a2, "--reason", "again"], exit_code(StateError), "already decided"),
+        (["file", "approve", "0" * 32], exit_code(NotFound), "does not exist"),
+        (["file", "approve", "nope"], exit_code(ParameterError), "32 hex"),
+        (["file", "revoke", a2, "--reason", "x"], exit_code(StateError), "not Approved"),
     ]:
         assert main([*argv, "--key", str(key), "-L", db]) == code
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1 and "Traceback" not in err
-    assert main(["file", "applications", "-L", db, "--status", "maybe"]) == ParameterError.exit_code
+    assert main(["file", "applications", "-L", db, "--status", "maybe"]) == exit_code(ParameterError)
     assert "unknown application status" in capsys.readouterr().err
     assert main(["file", "revoke", a1, "--key", str(key), "-L", db, "--reason", "study over"]) == 0
     app1 = w.led.get_application(a1)
@@ -286,7 +286,7 @@ def test_bad_settings_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     with pytest.raises(ParameterError):
         DataOwnerConfig.load(None, env={}, executors="abc,not an id")
     assert main(["dataowner", "start", "--key", "k", "-L", "l", "--data-dir", str(tmp_path),
-                 "--approve", "sometimes"]) == ParameterError.exit_code
+                 "--approve", "sometimes"]) == exit_code(ParameterError)
     err = capsys.readouterr().err
     assert "approve must be one of auto, manual" in err and err.count("\n") == 1
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dtxfast.cli import main
+from dtxfast.cli import exit_code, main
 
 from psi_helpers import rsa_key
 
@@ -42,7 +42,8 @@ def test_embedded_demo(tmp_path, files, mode):
     key = tmp_path / "key.pem"
     key.write_bytes(rsa_key().to_pem())
     out = tmp_path / "out.csv"
-    code = main(["psi", "--ids", str(a), "--other", str(b), "--other-column", "uid", "--key", str(key),
+    key_args = ["--key", str(key)] if mode == "rsa" else []  # ecdh draws its own key; --key is refused
+    code = main(["psi", "--ids", str(a), "--other", str(b), "--other-column", "uid", *key_args,
                  "--mode", mode, "--chunk", "64", "-o", str(out), "-q"])
     assert code == 0
     assert _read(out) == (["id"], want)
@@ -106,6 +107,6 @@ def test_a_signer_process_that_cannot_start_is_one_line(tmp_path, files, capsys)
     code = main(["psi", "--ids", str(a), "--other", str(b), "--other-column", "nope", "--transport", "process",
                  "--mode", "ecdh", "-q"])
     err = capsys.readouterr().err
-    assert code == ProtocolError.exit_code
+    assert code == exit_code(ProtocolError)
     assert "the signer process did not start" in err and "no column 'nope'" in err
     assert err.count("\n") == 1 and "Traceback" not in err

@@ -35,70 +35,50 @@ __all__ = [
 
 
 class DtxError(Exception):
-    """Root of every error dtxfast raises on purpose."""
+    """Root of every error dtxfast raises on purpose.
 
-    #: exit code the ``dtx`` CLI uses for this class of error
-    exit_code: int = 1
+    The ``dtx`` command line maps each class to an exit code (the table in :mod:`dtxfast.cli`).
+    """
 
 
 class ParameterError(DtxError, ValueError):
     """An argument is out of range or of the wrong kind (a caller's mistake)."""
 
-    exit_code = 2
-
 
 class WrongType(DtxError, TypeError):
     """An argument has a type the call does not accept (a caller's mistake)."""
-
-    exit_code = 2
 
 
 class EncodingOverflowError(DtxError, OverflowError):
     """A value does not fit the plaintext space of the key (fixed-point encoding overflow)."""
 
-    exit_code = 3
-
 
 class MalformedInput(DtxError, ValueError):
     """Serialized input is truncated, oversized, of an unknown version, or otherwise invalid."""
-
-    exit_code = 4
 
 
 class KeyMismatch(DtxError, ValueError):
     """An object was made under a different key than the one it is used with."""
 
-    exit_code = 5
-
 
 class InvalidProof(DtxError):
     """A proof (of storage, of possession) failed verification."""
-
-    exit_code = 6
 
 
 class InvalidSignature(DtxError):
     """A signature did not verify."""
 
-    exit_code = 6
-
 
 class ProtocolError(DtxError):
     """A protocol peer sent a message out of order, of the wrong kind, or inconsistent."""
-
-    exit_code = 7
 
 
 class BackendUnavailable(DtxError, ImportError):
     """A compiled backend was requested explicitly but is not available."""
 
-    exit_code = 8
-
 
 class NotFound(DtxError, KeyError):
     """A requested object (task, file, node, entry) does not exist."""
-
-    exit_code = 9
 
     def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
         return str(self.args[0]) if self.args else ""
@@ -107,10 +87,6 @@ class NotFound(DtxError, KeyError):
 class StateError(DtxError):
     """An operation is not allowed in the object's current state (e.g. a task already finished)."""
 
-    exit_code = 10
-
 
 class Unauthorized(DtxError, PermissionError):
     """The sender is not allowed to do this (e.g. approving a file it does not own)."""
-
-    exit_code = 11

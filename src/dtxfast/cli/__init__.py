@@ -1,20 +1,106 @@
 """The ``dtx`` command line (L4): parses, calls the library, maps errors to exit codes.
 
 Each area registers its commands in its own module (``_bench``, ``_demo``, ...); this module
-only assembles them and turns every :class:`~dtxfast.errors.DtxError` (and the operating system
-errors a user can cause, such as a missing file) into one line on stderr and a non-zero exit code.
+only assembles them and turns every :class:`~dtxfast.errors.DtxError`, every usage mistake and
+every operating-system error a user can cause (a missing file, a directory where a file was
+expected, an unreadable or non-UTF-8 file) into one line on stderr and the exit code of its class:
+
+=====  ===========================================================================
+code   meaning
+=====  ===========================================================================
+0      success
+1      any other :class:`~dtxfast.errors.DtxError`
+2      usage: an unknown option, a value of the wrong form (click) or out of range
+       (:class:`~dtxfast.errors.ParameterError`)
+3      :class:`~dtxfast.errors.EncodingOverflowError`
+4      :class:`~dtxfast.errors.MalformedInput` (a file or message that does not parse)
+5      :class:`~dtxfast.errors.KeyMismatch`
+6      :class:`~dtxfast.errors.InvalidProof` (includes a corrupted ledger chain)
+7      :class:`~dtxfast.errors.ProtocolError` (a peer misbehaved, or is unreachable)
+8      :class:`~dtxfast.errors.BackendUnavailable`
+9      :class:`~dtxfast.errors.NotFound`
+10     :class:`~dtxfast.errors.StateError`
+11     :class:`~dtxfast.errors.Unauthorized`
+12     :class:`~dtxfast.errors.InvalidSignature`
+13     :class:`~dtxfast.errors.WrongType`
+14     the operating system refused a file or a socket (missing, a directory, no permission,
+       not UTF-8 text, address in use)
+130    interrupted (Ctrl-C)
+=====  ===========================================================================
+
+The table lives here, in the CLI, not on the error classes: a library caller catches types.
+
+Examples
+--------
+>>> from dtxfast.errors import InvalidProof, InvalidSignature
+>>> exit_code(InvalidProof("x")), exit_code(InvalidSignature("x"))
+(6, 12)
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import typer
 
-from .. import __version__
-from ..errors import DtxError
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click import exceptions as _click_exc
+    from typer._click import globals as _click_globals
+except ImportError:  # pragma: no cover - older typer on click
+    from click import exceptions as _click_exc  # type: ignore[no-redef]
+    from click import globals as _click_globals  # type: ignore[no-redef]
 
-__all__ = ["app", "main"]
+from .. import __version__
+from ..errors import (
+    BackendUnavailable,
+    DtxError,
+    EncodingOverflowError,
+    InvalidProof,
+    InvalidSignature,
+    KeyMismatch,
+    MalformedInput,
+    NotFound,
+    ParameterError,
+    ProtocolError,
+    StateError,
+    Unauthorized,
+    WrongType,
+)
+
+__all__ = ["EXIT_CODES", "OS_ERROR", "USAGE", "app", "exit_code", "main"]
+
+#: exit code of each error class (the most specific class in an error's MRO wins)
+EXIT_CODES: dict[type[BaseException], int] = {
+    DtxError: 1,
+    ParameterError: 2,
+    EncodingOverflowError: 3,
+    MalformedInput: 4,
+    KeyMismatch: 5,
+    InvalidProof: 6,
+    ProtocolError: 7,
+    BackendUnavailable: 8,
+    NotFound: 9,
+    StateError: 10,
+    Unauthorized: 11,
+    InvalidSignature: 12,
+    WrongType: 13,
+}
+#: a usage mistake caught by the parser (same code as :class:`~dtxfast.errors.ParameterError`)
+USAGE = 2
+#: the operating system refused a file or a socket
+OS_ERROR = 14
+
+
+def exit_code(error: BaseException | type[BaseException]) -> int:
+    """The exit code ``dtx`` uses for an error (or an error class); see the module's table."""
+    cls = error if isinstance(error, type) else type(error)
+    for klass in cls.__mro__:
+        if klass in EXIT_CODES:
+            return EXIT_CODES[klass]
+    if issubclass(cls, (OSError, UnicodeError)):
+        return OS_ERROR
+    return 1
 
 app = typer.Typer(
     name="dtx",
@@ -45,28 +131,64 @@ def _register() -> None:
     from . import _bench, _dataowner, _demo, _ledger, _mpc, _psi, _storage, _storagenet, _task, _vfl  # noqa: F401
 
 
-_register()
+
+def on_close(fn: Callable[[], object]) -> None:
+    """Run ``fn`` when the running command ends, however it ends (closes ledgers and networks)."""
+    ctx = _click_globals.get_current_context(silent=True)
+    if ctx is None:  # called outside a command (a test): the caller closes
+        return
+    ctx.call_on_close(fn)
+
+
+def _os_error_line(exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{what}: {' -> '.join(map(str, names))}" if names else what
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``dtx`` command line; returns the exit code instead of raising."""
+    """Run the ``dtx`` command line; returns the exit code instead of raising.
+
+    Every error becomes one line on stderr (``dtx: error: ...``) and the exit code of its class
+    (:data:`EXIT_CODES`); help and ``--version`` print to stdout and return 0.
+    """
     try:
-        # standalone mode: click reports usage errors itself (one "Error:" line, exit 2) and lets
-        # every other exception through to be mapped below
-        app(args=argv, prog_name="dtx", standalone_mode=True)
+        rv = app(args=argv, prog_name="dtx", standalone_mode=False)
+    except _click_exc.NoArgsIsHelpError as exc:  # "dtx" or "dtx storage" alone: the help
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+        return USAGE
+    except _click_exc.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        print(f"dtx: error: {message}{where}", file=sys.stderr)
+        return USAGE
+    except typer.Abort:
+        print("dtx: aborted", file=sys.stderr)
+        return 1
+    except _click_exc.ClickException as exc:
+        print(f"dtx: error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        return exc.exit_code or 1
+    except typer.Exit as exc:
+        return exc.exit_code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except DtxError as exc:
-        print(f"dtx: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        print(f"dtx: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
-        return 2
+        print(f"dtx: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return exit_code(exc)
+    except OSError as exc:  # what the user's files and sockets can cause
+        print(f"dtx: error: {_os_error_line(exc)}", file=sys.stderr)
+        return OS_ERROR
+    except UnicodeDecodeError as exc:
+        print(f"dtx: error: input is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+        return OS_ERROR
     except KeyboardInterrupt:
         print("dtx: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 def _entry() -> None:
     sys.exit(main())
+
+
+_register()

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import app
+from ._check import at_least, choice
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
@@ -35,6 +36,10 @@ _LEDGER_OPT = typer.Option(
     "dtx-ledger.db", "--ledger", "-L", envvar="DTX_LEDGER",
     help="The ledger: a SQLite file, or etcd://HOST:PORT[,HOST:PORT...][/CHAIN].",
 )
+
+
+#: the node roles of the ledger (``RegisterNode.role``)
+_ROLES = ("storage", "executor", "dataowner", "requester")
 
 
 def _ts(ms: int) -> str:
@@ -117,6 +122,9 @@ def show(
     last: int = typer.Option(20, "--last", help="How many recent blocks to list."),
 ) -> None:
     """List recent blocks, or the entries of one block (--height)."""
+    at_least("--last", last, 1)
+    if height is not None:
+        at_least("--height", height, 0)
     led = _open(ledger)
     console = Console()
     try:
@@ -159,6 +167,7 @@ def verify(
     """Re-check every hash and signature from genesis; names the first bad height."""
     from .._backend import num_threads
 
+    at_least("--workers", workers, 0)
     led = _open(ledger)
     try:
         if workers <= 0:
@@ -190,6 +199,8 @@ def nodes_list(
     as_json: bool = typer.Option(False, "--json", help='Print [{"node_id", "role", "address", "health"}, ...].'),
 ) -> None:
     """List registered nodes with their last heartbeat and health."""
+    if role is not None:
+        choice("--role", role, _ROLES)
     led = _open(ledger)
     try:
         if as_json:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..errors import ParameterError
+from ..errors import ParameterError, ProtocolError
 from . import app
 
 if TYPE_CHECKING:
@@ -52,7 +52,9 @@ def psi(
     transport: str = typer.Option("embedded", "--transport", help="embedded (one process) or process (two, loopback)."),
     listen: Optional[str] = typer.Option(None, "--listen", help="Signer: HOST:PORT to listen on (port 0: any)."),
     connect: Optional[str] = typer.Option(None, "--connect", help="Requester: the signer's HOST:PORT."),
-    mode: str = typer.Option("rsa", "--mode", help="rsa (blind signatures) or ecdh (X25519)."),
+    mode: Optional[str] = typer.Option(
+        None, "--mode", help="rsa (blind signatures, the default) or ecdh (X25519); a requester given --mode "
+        "refuses a signer of the other mode."),
     key: Optional[Path] = typer.Option(None, "--key", help="Signer: RSA private key (PEM); default a fresh key."),
     bits: int = typer.Option(2048, "--bits", help="Size of a fresh RSA key."),
     chunk: int = typer.Option(4096, "--chunk", help="Ids per message."),
@@ -69,8 +71,8 @@ def psi(
     """Private set intersection of --ids with another party's ids; writes the aligned ids."""
     from ..compute import get_compute
 
-    if mode not in ("rsa", "ecdh"):
-        raise ParameterError("--mode must be rsa or ecdh")
+    if mode not in (None, "rsa", "ecdh"):
+        raise ParameterError(f"--mode must be rsa or ecdh, not {mode!r}")
     if role not in ("demo", "signer", "requester"):
         raise ParameterError("--role must be demo, signer or requester")
     if transport not in ("embedded", "process"):
@@ -79,15 +81,29 @@ def psi(
         raise ParameterError("--role requester needs --connect HOST:PORT")
     if role == "demo" and other is None:
         raise ParameterError("the demo needs --other (the second party's CSV)")
+    if chunk < 1:
+        raise ParameterError(f"--chunk must be at least 1, not {chunk}")
+    if key is not None and mode == "ecdh":
+        raise ParameterError("--key is an RSA key (--mode rsa); --mode ecdh draws a fresh X25519 key")
+    for name, path in (("--ids", ids), ("--other", other), ("--key", key)):
+        if path is not None and not path.is_file():
+            raise ParameterError(f"{name} {path}: {'is a directory' if path.is_dir() else 'no such file'}")
+    if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
+        raise ParameterError(f"--cache-dir {cache_dir} is a file, not a folder")
+    if out is not None:
+        if out.is_dir():
+            raise ParameterError(f"--out {out} is a directory")
+        if not out.parent.is_dir():
+            raise ParameterError(f"--out {out}: folder {out.parent} does not exist")
     with get_compute(compute, private_keys=private_keys) as backend:
-        _psi(ids, column, other, other_column or column, role, transport, listen, connect, mode, key, bits,
-             chunk, cache_dir, out, quiet, backend, compute, private_keys)
+        _psi(ids, column, other, other_column or column, role, transport, listen, connect, mode or "rsa", key, bits,
+             chunk, cache_dir, out, quiet, backend, compute, private_keys, mode)
 
 
 def _psi(ids: Path, column: str, other: Optional[Path], other_column: str, role: str, transport: str,
          listen: Optional[str], connect: Optional[str], mode: str, key: Optional[Path], bits: int, chunk: int,
          cache_dir: Optional[Path], out: Optional[Path], quiet: bool, backend: ComputeBackend,
-         compute: Optional[str], private_keys: Optional[str]) -> None:
+         compute: Optional[str], private_keys: Optional[str], expect_mode: Optional[str]) -> None:
     from ..nodes.psi import (
         SignerProcess,
         load_ids,
@@ -114,6 +130,9 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: str, role:
         assert connect is not None
         with _progress(quiet) as progress:
             result = request_intersection(requester, connect, on_progress=progress)
+        if expect_mode is not None and requester.mode is not None and requester.mode.name.lower() != expect_mode:
+            raise ProtocolError(f"the signer at {connect} runs {requester.mode.name.lower()} PSI, not "
+                                f"{expect_mode} (--mode); nothing written")
         summary = f"{len(result)} ids in common (of {len(requester.ids)}; the signer holds {requester.signer_count})"
     else:  # demo: both parties, in this process or in two processes
         assert other is not None
@@ -128,7 +147,7 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: str, role:
                     _progress(quiet) as progress:
                 result = request_intersection(requester, proc.address, on_progress=progress)
         summary = (f"{len(result)} ids in common (this party {len(requester.ids)}, "
-                   f"the other {requester.signer_count} distinct)")
+                   f"the other {requester.signer_count})")
     write_ids(sys.stdout if out is None else out, column, result)
     if not quiet:
         print(f"dtx psi: {summary}", file=err)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .._fs import atomic_output
 from . import app
+from ._check import at_least, finite, input_file, output_file, output_folder
 
 if TYPE_CHECKING:
     from ..storage import DataOwner, FileMetadata
@@ -30,13 +31,19 @@ def _owner(key: str) -> DataOwner:
     from ..ledger.identity import NodeIdentity
     from ..storage import DataOwner
 
-    return DataOwner(NodeIdentity.load(key).private_key)
+    return DataOwner(NodeIdentity.load(str(input_file("--key", key))).private_key)
 
 
 def _meta(path: str) -> FileMetadata:
+    from ..errors import DtxError, MalformedInput
     from ..storage import FileMetadata
 
-    meta = FileMetadata.from_bytes(Path(path).read_bytes())
+    try:
+        meta = FileMetadata.from_bytes(input_file("metadata", path).read_bytes())
+    except DtxError as exc:
+        if isinstance(exc, MalformedInput):
+            raise MalformedInput(f"{path}: not a file's signed metadata ({exc})") from None
+        raise
     meta.verify()
     return meta
 
@@ -58,6 +65,14 @@ def put(
     """Encrypt FILE into slices × replicas in the store and write its signed metadata."""
     from ..storage import DirectoryReplicaStore
 
+    input_file("FILE", file)
+    finite("--ttl-days", ttl_days, low=0, low_open=True, high=100 * 365)
+    at_least("--replicas", replicas, 1)
+    at_least("--slice-size", slice_size, 1)
+    at_least("--chunk-size", chunk_size, 1)
+    output_folder("--store", store)
+    if meta_out:
+        output_file("--meta", meta_out)
     owner = _owner(key)
     replica_store = DirectoryReplicaStore(store)
     now = int(time.time())
@@ -83,8 +98,10 @@ def get(
     from ..storage import DirectoryReplicaStore
 
     metadata = _meta(meta)
-    with atomic_output(out, "wb") as f:  # a failed rebuild leaves an existing --out untouched
-        _owner(key).download(metadata, DirectoryReplicaStore(store), f)
+    owner = _owner(key)
+    replicas = DirectoryReplicaStore(store, create=False)
+    with atomic_output(output_file("--out", out), "wb") as f:  # a failed rebuild leaves --out untouched
+        owner.download(metadata, replicas, f)
     typer.echo(f"wrote {metadata.size} bytes to {out}")
 
 
@@ -99,7 +116,8 @@ def audit(
     from ..storage import DirectoryReplicaStore
     from ..storage.audit import audit_store
 
-    report = audit_store(_meta(meta), DirectoryReplicaStore(store), k=k)
+    at_least("--k", k, 1)
+    report = audit_store(_meta(meta), DirectoryReplicaStore(store, create=False), k=k)
     table = Table(title=f"audit of {report.file_id} ({report.name})")
     for col in ("slice", "replica", "result"):
         table.add_column(col)
@@ -119,6 +137,9 @@ def odds(
     """Chance that one challenge catches a node that lost a fraction of a replica."""
     from ..protocols.storage import detection_probability
 
+    finite("--lost", lost, low=0, high=1)
+    at_least("--k", k, 1)
+    at_least("--leaves", leaves, 0)
     p = detection_probability(lost, k, leaves or None)
     typer.echo(f"one challenge of k={k} catches a {lost:.2%} loss with probability {p:.4%}"
                f" (passes with {1 - p:.4%})")

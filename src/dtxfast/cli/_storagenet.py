@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import app
+from . import app, on_close
+from ._check import at_least, finite, input_file, output_file, output_folder
 from ._storage import storage_app
 
 if TYPE_CHECKING:
@@ -33,11 +34,16 @@ _LIVENESS = typer.Option(180.0, "--liveness", help="Seconds without a heartbeat 
 
 
 def _network(ledger: str, key: str | None, liveness: float = 180.0) -> StorageNetwork:
+    """The storage network on ``ledger`` as ``key`` (closed when the command ends, so a read
+    leaves no SQLite side files behind)."""
     from ..ledger import NodeIdentity, open_ledger
     from ..storage.network import StorageNetwork
 
-    ident = NodeIdentity.load(key) if key else NodeIdentity.generate()  # read-only views need no key
-    return StorageNetwork(open_ledger(ledger), ident, liveness=liveness)
+    finite("--liveness", liveness, low=0, low_open=True)
+    ident = NodeIdentity.load(str(input_file("--key", key))) if key else NodeIdentity.generate()  # views need no key
+    led = open_ledger(ledger)
+    on_close(led.close)
+    return StorageNetwork(led, ident, liveness=liveness)
 
 
 @contextlib.contextmanager
@@ -86,6 +92,10 @@ def demo(
 
     if nodes < 4:
         raise ParameterError("the demo needs at least 4 nodes (3 replicas and one to repair onto)")
+    finite("--size-mib", size_mib, low=0, low_open=True, high=1 << 20)
+    finite("--interval", interval, low=0, low_open=True)
+    if keep:
+        output_folder("--keep", keep)
     run_storage_demo(size_mib=size_mib, nodes=nodes, interval=interval, echo=typer.echo, keep=keep)
 
 
@@ -107,6 +117,12 @@ def upload(
     """Encrypt, slice and replicate a file onto storage nodes; publish it on the ledger."""
     import os
 
+    input_file("PATH", path)
+    finite("--expire-days", expire_days, low=0, low_open=True, high=100 * 365)
+    if replicas is not None:
+        at_least("--replicas", replicas, 1)
+    at_least("--slice-size", slice_size, 1)
+    at_least("--chunk-size", chunk_size, 1)
     net = _network(ledger, key, liveness)
     with _progress(os.path.getsize(path), "upload", as_json) as progress:
         fid = net.upload(path, name=name or None, namespace=namespace, replicas=replicas,
@@ -125,6 +141,7 @@ def download(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Fetch, verify and decrypt a file from any healthy replica of each slice."""
+    output_file("--out", out)
     net = _network(ledger, key, liveness)
     f = net.live_file(file_id)
     with _progress(f.size, "download", quiet) as progress:
@@ -185,6 +202,7 @@ def extend(
     """Move a file's expiry later (also during the retention period after it expired)."""
     from ..ledger import ExtendFile
 
+    finite("--days", days, low=0, low_open=True, high=100 * 365)
     net = _network(ledger, key)
     expires = net.ledger.now_ms() + int(days * 86_400_000)
     net.ledger.submit(net.identity, ExtendFile(file_id=file_id, expires_ms=expires))
@@ -233,6 +251,7 @@ def approve(
     """Approve an executor's application: hands it the file key, sealed to its key."""
     from ..storage.applications import approve_application
 
+    finite("--days", days, low=0, low_open=True, high=100 * 365)
     rec = approve_application(_network(ledger, key), application_id, days=days)
     typer.echo(f"approved {rec.executor} for file {rec.file_id} until "
                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(rec.expires_ms / 1000))}")
@@ -285,6 +304,9 @@ def monitor(
 
     from ..storage.monitor import StorageMonitor
 
+    finite("--interval", interval, low=0, low_open=True)
+    at_least("--k", k, 1)
+    at_least("--rounds", rounds, 0)
     net = _network(ledger, key, liveness)
     mon = StorageMonitor(net, interval=interval, k=k)
     stop = threading.Event()

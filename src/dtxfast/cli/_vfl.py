@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from . import app
+from ._check import at_least, finite, output_file, output_folder
 
 __all__ = ["vfl_app"]
 
@@ -20,6 +21,13 @@ _COMPUTE_HELP = ("Where the batch kernels run: local, ray, ray:auto, ray:local, 
                  "ray://HOST:PORT (default: $DTXFAST_COMPUTE, else local).")
 _KEYS_HELP = ("Ray: what the PSI alignment's RSA signing does with the private key: refuse (default), "
               "local (sign on this machine) or send (to the party's own Ray workers).")
+
+
+def _check_common(epochs: int, alpha: float, bits: int, psi_bits: int) -> None:
+    at_least("--epochs", epochs, 1)
+    finite("--alpha", alpha, low=0, low_open=True)
+    at_least("--bits", bits, 1024)
+    at_least("--psi-bits", psi_bits, 1024)
 
 
 def _backend(ctx: typer.Context, compute: str | None, private_keys: str | None) -> Any:
@@ -67,6 +75,13 @@ def train(
 
     from ..vfl.jobs import train_job
 
+    _check_common(epochs, alpha, bits, psi_bits)
+    at_least("--eval-every", eval_every, 1)
+    for name, path in (("--out", out), ("--plot", plot)):
+        if path is not None:
+            output_file(name, path)
+    if save_dir is not None:
+        output_folder("--save-dir", save_dir)
     console = Console(stderr=True)
     report = train_job(data_a, data_b, label=label, model=model, positive_class=positive_class, psi_bits=psi_bits,
                        val_fraction=val_fraction, eval_every=eval_every, predict_a=predict_a, predict_b=predict_b,
@@ -114,6 +129,7 @@ def evaluate_cmd(
     """Federated evaluation job: random split, k-fold or leave-one-out; prints the mean metrics."""
     from ..vfl.jobs import evaluate_job
 
+    _check_common(epochs, alpha, bits, psi_bits)
     mean = evaluate_job(data_a, data_b, label=label, model=model, positive_class=positive_class, method=method,
                         test_size=test_size, k=k, shuffle=shuffle, task_id=task_id, psi_bits=psi_bits,
                         compute=_backend(ctx, compute, private_keys), alpha=alpha, max_epochs=epochs,
@@ -135,6 +151,10 @@ def predict_cmd(
     """Predict with two saved model parts (A sends its partial scores, B combines and decodes)."""
     from ..vfl.jobs import predict_job
 
+    if threshold is not None:
+        finite("--threshold", threshold, low=0, high=1)
+    if out is not None:
+        output_file("--out", out)
     pred = predict_job(model_a, model_b, data_a, data_b, threshold=threshold, psi_bits=psi_bits)
     if out is not None:
         pred.to_csv(out, digits=6)

@@ -181,8 +181,17 @@ class SQLiteLedger(Ledger):
             if not create:
                 raise NotFound(
                     f"no ledger at {self.path} (create one with: dtx ledger init -L {self.path})")
+            if not self.path.parent.is_dir():
+                raise NotFound(f"cannot create the ledger {self.path}: folder {self.path.parent} does not exist")
         elif self.path.is_dir():
-            raise ParameterError(f"{self.path} is a directory")
+            raise ParameterError(f"{self.path} is a directory, not a ledger file")
+        else:
+            # look before SQLite does: it would turn an empty or foreign file into a database
+            with open(self.path, "rb") as fh:
+                head = fh.read(16)
+            if head != b"SQLite format 3\x00" and (head or not create):
+                raise MalformedInput(f"{self.path} is not a dtxfast ledger "
+                                     f"({'an empty file' if not head else 'not an SQLite file'})")
         conn = self._conn()
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]

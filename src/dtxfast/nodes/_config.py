@@ -91,6 +91,8 @@ class NodeConfig:
                 raise ParameterError(f"{path}: cannot read the config file ({exc.strerror})") from None
             except tomllib.TOMLDecodeError as exc:
                 raise ParameterError(f"{path}: not valid TOML ({exc})") from None
+            except UnicodeDecodeError as exc:
+                raise ParameterError(f"{path}: not valid TOML (not UTF-8 text at byte {exc.start})") from None
             table = doc.get(cls.SECTION, doc) if cls.SECTION else doc
             for k, v in table.items():
                 name = k.replace("-", "_")

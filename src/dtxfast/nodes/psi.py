@@ -95,13 +95,18 @@ def read_id_column(path: str | os.PathLike[str], column: str) -> Iterator[str]:
             header = next(reader)
         except StopIteration:
             raise MalformedInput(f"{path}: empty CSV file (a header row is needed)") from None
+        except UnicodeDecodeError:
+            raise MalformedInput(f"{path}: line 1 is not UTF-8 text") from None
         header = [h.strip().lstrip("\ufeff") for h in header]
         if column not in header:
             raise ParameterError(f"{path}: no column {column!r} (columns: {', '.join(header)})")
         col = header.index(column)
-        for row in reader:
-            if col < len(row) and row[col] != "":
-                yield row[col]
+        try:
+            for row in reader:
+                if col < len(row) and row[col] != "":
+                    yield row[col]
+        except UnicodeDecodeError:
+            raise MalformedInput(f"{path}: line {reader.line_num + 1} is not UTF-8 text") from None
 
 
 def load_ids(path: str | os.PathLike[str], column: str) -> IdBatch:
@@ -127,6 +132,8 @@ def signer_key(mode: str, key: str | os.PathLike[str] | None = None, bits: int =
     if mode not in _MODES:
         raise ParameterError(f"the PSI mode must be rsa or ecdh, got {mode!r}")
     if mode == "ecdh":
+        if key is not None:
+            raise ParameterError("a key file is for the rsa mode; the ecdh mode draws a fresh X25519 key")
         return ECDHMaskKey.generate()
     if key is not None:
         return BlindRSASigner.from_pem(Path(key).read_bytes())

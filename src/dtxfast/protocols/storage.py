@@ -133,6 +133,10 @@ def detection_probability(lost_fraction: float, k: int = DEFAULT_CHALLENGE_SIZE,
     """
     if not 0.0 <= lost_fraction <= 1.0:
         raise ParameterError("lost_fraction must be in [0, 1]")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ParameterError(f"k (chunks per challenge) must be a positive int, not {k!r}")
+    if leaf_count is not None and leaf_count < 1:
+        raise ParameterError(f"leaf_count must be positive, not {leaf_count!r}")
     if leaf_count is None:
         return 1.0 - (1.0 - lost_fraction) ** k
     return 1.0 - pass_probability(leaf_count, math.ceil(lost_fraction * leaf_count), k)
@@ -167,6 +171,10 @@ class ReplicaId:
         for v, top in ((self.slice_index, 2**64), (self.replica_index, 2**32)):
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < top:
                 raise ParameterError("slice / replica index out of range")
+
+    def __str__(self) -> str:
+        """What a user reads: ``<file id hex> slice S replica R`` (``repr`` stays the dataclass's)."""
+        return f"{self.file_id.hex()} slice {self.slice_index} replica {self.replica_index}"
 
     def encode(self) -> bytes:
         """Canonical bytes (used in the index derivation)."""

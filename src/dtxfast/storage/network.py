@@ -319,6 +319,17 @@ class StorageNetwork:
         return out
 
     # -- owner set-up -----------------------------------------------------------------------
+    def _replica_count(self, namespace: str, replicas: int | None) -> int:
+        """The replica count an upload to ``namespace`` will use (checked as ``_ensure_owner`` does)."""
+        try:
+            ns = self.ledger.get_namespace(f"{self.identity.node_id}/{namespace}")
+        except NotFound:
+            return DEFAULT_REPLICAS if replicas is None else replicas
+        if replicas is not None and replicas != ns.replicas:
+            raise ParameterError(f"namespace {namespace!r} keeps {ns.replicas} replicas; "
+                                 f"drop --replicas or raise the namespace's count (dtx file namespace)")
+        return ns.replicas
+
     def _ensure_owner(self, namespace: str, replicas: int | None) -> int:
         """Register as a data owner and create the namespace if needed; its replica count."""
         me = self.identity.node_id
@@ -356,12 +367,14 @@ class StorageNetwork:
         size = os.path.getsize(path)
         if size == 0:
             raise ParameterError(f"{path} is empty; there is nothing to store")
-        count = self._ensure_owner(namespace, replicas)
+        count = self._replica_count(namespace, replicas)
         nodes = self.nodes()
         healthy = sorted((n for n in nodes.values() if n.healthy), key=lambda n: (_RANK[n.health], n.node_id))
         load = replica_load(self.ledger, [n.node_id for n in healthy])
         n_slices = -(-size // slice_size)
+        # placement first: an upload that cannot be placed writes nothing on the ledger
         placement = choose_placement([n.node_id for n in healthy], slices=n_slices, replicas=count, load=load)
+        self._ensure_owner(namespace, replicas)
         now = self._clock()
         return asyncio.run(self._upload(
             os.fspath(path), size, placement, nodes, name=name or os.path.basename(os.fspath(path)),

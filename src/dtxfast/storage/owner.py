@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
@@ -224,11 +225,20 @@ class DataOwner:
         enc = ReplicaEncryptor(self._cipher.for_file(fid), stream, slice_size=slice_size, replicas=replicas,
                                chunk_size=chunk_size)
         put = store.put if isinstance(store, ReplicaStore) else None
-        for rep in enc:
-            if put is not None:
-                put(rep.replica, rep.data)
-            else:
-                store(rep)  # type: ignore[operator]
+        stored: list[ReplicaId] = []
+        try:
+            for rep in enc:
+                if put is not None:
+                    put(rep.replica, rep.data)
+                    stored.append(rep.replica)
+                else:
+                    store(rep)  # type: ignore[operator]
+        except BaseException:
+            # a failed upload takes back what it stored (a callable store cleans up for itself)
+            for rid in stored:
+                with contextlib.suppress(Exception):
+                    store.delete(rid)  # type: ignore[union-attr]
+            raise
         meta = FileMetadata(
             file_id=fid, owner=self.public_key.to_bytes(), name=name, namespace=namespace, size=enc.size,
             slice_size=slice_size, chunk_size=chunk_size, replicas=replicas,

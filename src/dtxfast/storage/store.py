@@ -83,12 +83,20 @@ class DirectoryReplicaStore(ReplicaStore):
 
     A replica is written to a temporary file beside its place, flushed to disk (``fsync``),
     renamed over its place and the directory synced (``durable=True``, the default), so a crash
-    leaves either the old replica or the new one, never a torn one.
+    leaves either the old replica or the new one, never a torn one. ``create=False`` opens an
+    existing store only (readers and auditors: a missing folder is :class:`NotFound`, never
+    created).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, durable: bool = True, create: bool = True) -> None:
         self.durable = durable
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ParameterError(f"{self.root} is a file, not a replica store folder")
+        if not create:  # readers: a missing store is an error, not an empty folder to make
+            if not self.root.is_dir():
+                raise NotFound(f"no replica store at {self.root}")
+            return
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, replica: ReplicaId) -> Path:
@@ -129,10 +137,15 @@ class DirectoryReplicaStore(ReplicaStore):
             return f.read()
 
     def delete(self, replica: ReplicaId) -> None:
+        path = self._path(replica)
         try:
-            self._path(replica).unlink()
+            path.unlink()
         except FileNotFoundError:
             raise NotFound(f"replica {replica} is not stored here") from None
+        try:  # the file's folder goes with its last replica
+            path.parent.rmdir()
+        except OSError:
+            pass
 
     def __contains__(self, replica: object) -> bool:
         return isinstance(replica, ReplicaId) and self._path(replica).is_file()

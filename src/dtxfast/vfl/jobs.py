@@ -41,6 +41,7 @@ __all__ = [
     "PredictOutcome",
     "TrainReport",
     "align_files",
+    "check_training_params",
     "evaluate_job",
     "make_estimator",
     "predict_job",
@@ -265,7 +266,7 @@ class AlignedData:
 
 
 def align_files(data_a: Any, data_b: Any, *, label: str | None = None, psi_bits: int = 2048,
-                compute: Any = None, log: Log = _nolog) -> AlignedData:
+                compute: Any = None, log: Log = _nolog, numeric_label: bool = False) -> AlignedData:
     """Read A's and B's files (B's with the label column when ``label`` is given) and align them by PSI.
 
     Raises
@@ -276,7 +277,7 @@ def align_files(data_a: Any, data_b: Any, *, label: str | None = None, psi_bits:
     from .align import psi_align
 
     a = read_table(data_a)
-    b = read_table(data_b, label=label, require_label=label is not None)
+    b = read_table(data_b, label=label, require_label=label is not None, numeric_label=numeric_label)
     ia, ib, common = psi_align(a.ids, b.ids, rsa_bits=psi_bits, compute=compute)
     log(f"PSI: {len(common)} common rows (A {len(a.ids)}, B {len(b.ids)})")
     if not common:
@@ -300,6 +301,31 @@ def make_estimator(model: str, *, positive_class: str | None = None, y: np.ndarr
                 raise ParameterError(f"positive class {positive_class!r} is not a number, the labels are") from None
         return VerticalLogisticRegression(positive_class=pc, **params)
     return VerticalLinearRegression(**params)
+
+
+def check_training_params(model: str, params: dict[str, Any]) -> None:
+    """Check the training parameters before any work (PSI, key generation) starts.
+
+    The same checks as the estimator's :class:`~dtxfast.protocols.vfl.config.TrainingConfig`,
+    plus finite numbers; errors name the parameter.
+
+    Examples
+    --------
+    >>> check_training_params("linear", {"alpha": 0.1, "max_epochs": 5})
+    >>> check_training_params("linear", {"alpha": float("nan")})
+    Traceback (most recent call last):
+    ...
+    dtxfast.errors.ParameterError: alpha must be a finite number, not nan
+    """
+    import dataclasses
+
+    from ..protocols.vfl.config import TrainingConfig
+
+    names = {f.name for f in dataclasses.fields(TrainingConfig)}
+    for k, v in params.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ParameterError(f"{k} must be a finite number, not {v}")
+    TrainingConfig(model=model, **{k: v for k, v in params.items() if k in names})
 
 
 def read_targets(path: Any, ids: list[str]) -> list[str]:
@@ -360,9 +386,21 @@ def train_job(data_a: Any, data_b: Any, *, label: str, model: str = "linear", po
 
     if (predict_a is None) != (predict_b is None):
         raise ParameterError("give both --predict-a and --predict-b")
+    if target is not None and predict_a is None:
+        raise ParameterError("--target scores predictions: give --predict-a and --predict-b with it")
     if model not in ("linear", "logistic"):
         raise ParameterError("--model must be linear or logistic")
-    data = align_files(data_a, data_b, label=label, psi_bits=psi_bits, compute=compute, log=log)
+    check_training_params(model, params)
+    if not (math.isfinite(val_fraction) and 0.0 <= val_fraction < 1.0):
+        raise ParameterError(f"--val-fraction must lie in [0, 1), not {val_fraction}")
+    for what, path in (("--data-a", data_a), ("--data-b", data_b), ("--predict-a", predict_a),
+                       ("--predict-b", predict_b), ("--target", target)):
+        if path is not None and not Path(path).is_file():
+            raise ParameterError(f"{what} {path}: {'is a directory' if Path(path).is_dir() else 'no such file'}")
+    if save_dir is not None and Path(save_dir).exists() and not Path(save_dir).is_dir():
+        raise ParameterError(f"--save-dir {save_dir} is a file, not a folder")
+    data = align_files(data_a, data_b, label=label, psi_bits=psi_bits, compute=compute, log=log,
+                       numeric_label=model == "linear")
     XA, XB, y = data.XA, data.XB, data.y
     assert y is not None
     est = make_estimator(model, positive_class=positive_class, y=y, progress=progress, compute=compute, **params)
@@ -416,7 +454,15 @@ def evaluate_job(data_a: Any, data_b: Any, *, label: str, model: str = "linear",
 
     if model not in ("linear", "logistic"):
         raise ParameterError("--model must be linear or logistic")
-    data = align_files(data_a, data_b, label=label, psi_bits=psi_bits, compute=compute)
+    check_training_params(model, params)
+    if method not in ("split", "kfold", "loo"):
+        raise ParameterError(f"--method must be split, kfold or loo, not {method!r}")
+    if method == "split" and not (math.isfinite(test_size) and 0.0 < test_size < 1.0):
+        raise ParameterError(f"--test-size must lie in (0, 1), not {test_size}")
+    if method == "kfold" and k < 2:
+        raise ParameterError(f"--k must be at least 2 folds, not {k}")
+    data = align_files(data_a, data_b, label=label, psi_bits=psi_bits, compute=compute,
+                       numeric_label=model == "linear")
     assert data.y is not None
     est = make_estimator(model, positive_class=positive_class, y=data.y, compute=compute, **params)
     bits = int(est.key_bits)
