@@ -88,6 +88,12 @@ class LedgerReader(abc.ABC):
     def _r_blocks(self, start: int, stop: int) -> Iterator[Block]:
         """Blocks ``start <= height < stop`` in order."""
 
+    def _r_orphans(self) -> tuple[int, int]:
+        """``(count, first height)`` of stored entries that belong to no block (``(0, -1)`` when
+        none). Backends that store entries apart from their blocks override this; a block
+        removed behind the ledger's back leaves its entries here."""
+        return 0, -1
+
     def _wait(self, height: int, timeout: float) -> bool:
         """Wait until the chain is taller than ``height``; True if it is."""
         deadline = time.monotonic() + timeout

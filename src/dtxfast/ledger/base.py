@@ -284,6 +284,10 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
         tip = self._r_height()
         if tip < 0:
             raise ChainCorrupted(0, "no genesis block")
+        orphans, first = self._r_orphans()
+        if orphans:
+            raise ChainCorrupted(first, f"{orphans} stored entries belong to no block (from height "
+                                        f"{first}; the chain ends at height {tip}): a block was removed")
         sigs = SignatureChecker(workers)
         served = b""
         try:

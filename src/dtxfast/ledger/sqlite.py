@@ -322,6 +322,13 @@ class SQLiteLedger(Ledger):
             row = self._conn().execute("SELECT max(height) FROM blocks").fetchone()
         return -1 if row[0] is None else int(row[0])
 
+    def _r_orphans(self) -> tuple[int, int]:
+        with _db_errors(self.path):
+            row = self._conn().execute(
+                f"SELECT count(*), min(seq / {_PER_BLOCK}) FROM entries "
+                f"WHERE seq / {_PER_BLOCK} NOT IN (SELECT height FROM blocks)").fetchone()
+        return (0, -1) if not row[0] else (int(row[0]), int(row[1]))
+
     def _r_blocks(self, start: int, stop: int, chunk: int = 2048) -> Iterator[Block]:
         c = self._conn()
         lo = max(0, start)

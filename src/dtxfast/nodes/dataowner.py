@@ -180,6 +180,9 @@ class DataOwnerNode:
         self.net = StorageNetwork(ledger, identity, liveness=config.liveness, clock=self._clock)
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        from ..ledger.watermark import HighWaterMark
+
+        self._mark = HighWaterMark(self.data_dir / ".ledger-mark.json")
         self._allowed = frozenset(config.executor_ids)
         self._registered = False
         self._last_beat: int | None = None
@@ -191,6 +194,7 @@ class DataOwnerNode:
     # -- lifecycle --------------------------------------------------------------------------
     def register(self) -> None:
         """Register as a data owner if not yet (online again if it was marked offline)."""
+        self._mark.check(self.ledger)  # refuse a ledger that went back below what this node saw
         try:
             node = self.ledger.get_node(self.node_id)
         except NotFound:
@@ -209,6 +213,7 @@ class DataOwnerNode:
         now = self._clock()
         if not force and self._last_beat is not None and now - self._last_beat < self.config.heartbeat * 1000:
             return False
+        self._mark.check(self.ledger)
         self.ledger.submit(self.identity, Heartbeat(), ts_ms=now)
         self._last_beat = now
         return True

@@ -157,6 +157,9 @@ class StorageNode:
         self.ledger = ledger
         self._clock = clock or (lambda: int(time.time() * 1000))
         self.store = DirectoryReplicaStore(config.data_dir)
+        from ..ledger.watermark import HighWaterMark
+
+        self._mark = HighWaterMark(Path(config.data_dir) / ".ledger-mark.json")
         self.verifier = RequestVerifier(self.node_id, self._public_key, clock=self._clock,
                                         skew_ms=int(config.skew * 1000))
         self._keys: dict[str, bytes] = {}
@@ -385,6 +388,7 @@ class StorageNode:
 
     # -- lifecycle --------------------------------------------------------------------------
     def _register(self) -> None:
+        self._mark.check(self.ledger)  # refuse a ledger that went back below what this node saw
         try:
             node = self.ledger.get_node(self.node_id)
         except NotFound:
@@ -399,6 +403,7 @@ class StorageNode:
             self.ledger.submit(self.identity, SetNodeStatus(online=True))
 
     def _beat(self) -> None:
+        self._mark.check(self.ledger)  # a ledger that went back is refused, not heartbeaten on
         self.ledger.submit(self.identity, Heartbeat())
 
     def housekeeping(self) -> int:
