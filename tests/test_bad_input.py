@@ -419,3 +419,55 @@ def test_bad_input(world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert lines[0].startswith("dtx: error: "), lines[0]
     assert _tree(d) == before, f"dtx {' '.join(argv)} changed files: " + ", ".join(
         sorted(k for k in set(before) | set(_tree(d)) if before.get(k) != _tree(d).get(k)))
+
+
+def test_vfl_predict_refuses_swapped_files_and_parts_of_two_trainings(tmp_path: Path) -> None:
+    """Model parts record their party's column names and the training they come from (issue 15:
+    swapped files of the same column count used to predict nonsense with exit 0)."""
+    rows = range(30)
+    (tmp_path / "a.csv").write_text("id,age\n" + "".join(f"u{i},{i % 7}\n" for i in rows))
+    (tmp_path / "b.csv").write_text("id,income,y\n" + "".join(f"u{i},{i % 5},{3 * i + 1}\n" for i in rows))
+    (tmp_path / "pb.csv").write_text("id,income\n" + "".join(f"u{i},{i % 5}\n" for i in rows))
+    quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+    for run in ("m1", "m2"):
+        with quiet[0], quiet[1]:
+            assert main(["vfl", "train", "--data-a", str(tmp_path / "a.csv"), "--data-b", str(tmp_path / "b.csv"),
+                         "--label", "y", *VFL, "--save-dir", str(tmp_path / run)]) == 0
+    m1a, m1b, m2b = (str(tmp_path / m / f) for m, f in (("m1", "model_a.json"), ("m1", "model_b.json"),
+                                                         ("m2", "model_b.json")))
+    a, pb = str(tmp_path / "a.csv"), str(tmp_path / "pb.csv")
+    base = ["vfl", "predict", "--psi-bits", "1024"]
+    rc, err, exc = _run_inprocess([*base, "--model-a", m1a, "--model-b", m1b, "--data-a", a, "--data-b", pb])
+    assert (rc, exc) == (0, None), err
+    rc, err, exc = _run_inprocess([*base, "--model-a", m1a, "--model-b", m1b, "--data-a", pb, "--data-b", a])
+    assert exc is None and rc != 0 and err.count("\n") == 1
+    assert "trained on columns age; this file has income" in err
+    rc, err, exc = _run_inprocess([*base, "--model-a", m1a, "--model-b", m2b, "--data-a", a, "--data-b", pb])
+    assert exc is None and rc != 0 and "two different trainings" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("cmd", _commands())
+def test_help_of_every_command(cmd: str) -> None:
+    """``--help`` works for every command (a help text with ``[/CHAIN]`` once crashed rich's markup)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc, err, exc = _run_inprocess([*cmd.split(), "--help"])
+    assert exc is None, f"dtx {cmd} --help raised {type(exc).__name__}: {exc}"
+    assert rc == 0 and err == ""
+
+
+def test_expired_file_is_audited_with_a_notice(tmp_path: Path) -> None:
+    """An expired file is still readable from a local store, but the user is told (issue 15)."""
+    from dtxfast.ledger import NodeIdentity
+    from dtxfast.storage import DataOwner, DirectoryReplicaStore
+
+    ident = NodeIdentity.generate()
+    ident.save(str(tmp_path / "k.key"))
+    store = tmp_path / "store"
+    meta = DataOwner(ident.private_key).upload(io.BytesIO(os.urandom(5000)), DirectoryReplicaStore(store),
+                                               name="old.bin", slice_size=4096, replicas=2, chunk_size=512,
+                                               now=1_000_000_000, expires_at=1_000_086_400)
+    (tmp_path / "old.meta").write_bytes(meta.to_bytes())
+    rc, err, exc = _run_inprocess(["storage", "audit", str(tmp_path / "old.meta"), "-s", str(store), "--k", "3"])
+    assert (rc, exc) == (0, None), err
+    assert err.strip() == f"dtx: note: file {meta.file_id_hex} expired on 2001-09-10 01:46 UTC; storage nodes may drop it"

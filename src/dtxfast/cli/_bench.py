@@ -224,9 +224,19 @@ class _Progress:
             self.omitted.append(f"{report.nodeid.split('::')[-1]}: {report.longrepr[2].removeprefix('Skipped: ')}")
 
 
+def _area_help() -> str:
+    try:
+        return "Benchmark area: " + ", ".join(_areas(_suite_dir())) + "."
+    except Exception:  # pragma: no cover - a broken install still shows the help
+        return "Benchmark area, e.g. paillier."
+
+
+_AREA_HELP = _area_help()
+
+
 @app.command()
 def bench(
-    area: str = typer.Argument(..., help="Benchmark area, e.g. paillier."),
+    area: str = typer.Argument(..., help=_AREA_HELP),
     quick: bool = typer.Option(False, "--quick", help="Smallest sizes only (a smoke check in seconds)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object to stdout instead of a table."),
     select: str = typer.Option("", "-k", help="Only benchmarks matching this pytest -k expression."),
@@ -257,6 +267,8 @@ def bench(
         captured = io.StringIO()
         with plugin.progress, contextlib.redirect_stdout(captured):
             code = pytest.main(args, plugins=[plugin])
+        if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+            raise ParameterError(f"-k {select!r} matches no benchmark of the area {area!r}")
         if code not in (0,) or not out.exists():
             for line in plugin.failures:
                 console.print(f"[red]failed[/red] {line}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import app
@@ -34,7 +35,7 @@ app.add_typer(nodes_app, name="nodes")
 
 _LEDGER_OPT = typer.Option(
     "dtx-ledger.db", "--ledger", "-L", envvar="DTX_LEDGER",
-    help="The ledger: a SQLite file, or etcd://HOST:PORT[,HOST:PORT...][/CHAIN].",
+    help=escape("The ledger: a SQLite file, or etcd://HOST:PORT[,HOST:PORT...][/CHAIN]."),
 )
 
 
@@ -196,7 +197,7 @@ def keys_new(
 def nodes_list(
     ledger: str = _LEDGER_OPT,
     role: str = typer.Option(None, "--role", help="Only nodes of this role."),
-    as_json: bool = typer.Option(False, "--json", help='Print [{"node_id", "role", "address", "health"}, ...].'),
+    as_json: bool = typer.Option(False, "--json", help=escape('Print [{"node_id", "role", "address", "health"}, ...].')),
 ) -> None:
     """List registered nodes with their last heartbeat and health."""
     if role is not None:

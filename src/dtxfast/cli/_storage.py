@@ -45,6 +45,9 @@ def _meta(path: str) -> FileMetadata:
             raise MalformedInput(f"{path}: not a file's signed metadata ({exc})") from None
         raise
     meta.verify()
+    if meta.expires_at < time.time():  # still readable locally, but the user should know
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.expires_at))
+        typer.echo(f"dtx: note: file {meta.file_id_hex} expired on {when}; storage nodes may drop it", err=True)
     return meta
 
 

@@ -72,12 +72,17 @@ _MODES = ("rsa", "ecdh")
 
 
 def read_id_column(path: str | os.PathLike[str], column: str) -> Iterator[str]:
-    """Stream the values of ``column`` from a CSV file with a header row (skips empty cells).
+    """Stream the values of ``column`` from a CSV file with a header row.
+
+    Ids are compared as :func:`dtxfast.vfl.jobs.read_table` compares them, on both sides of a
+    PSI: surrounding whitespace is stripped, nothing else is changed (no Unicode normalization:
+    ``"é"`` as one code point and as ``e`` + a combining accent are different ids). An empty id
+    (or one of whitespace only) is refused with its line, never dropped silently.
 
     Raises
     ------
     MalformedInput
-        The file is empty (no header row).
+        The file is empty (no header row), not UTF-8, or a row has an empty id.
     ParameterError
         The header has no such column.
 
@@ -85,7 +90,7 @@ def read_id_column(path: str | os.PathLike[str], column: str) -> Iterator[str]:
     --------
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "ids.csv")
-    >>> _ = open(p, "w").write("id,x\\na,1\\n,2\\nb,3\\n")
+    >>> _ = open(p, "w").write("id,x\\na,1\\n b ,3\\n")
     >>> list(read_id_column(p, "id"))
     ['a', 'b']
     """
@@ -103,8 +108,12 @@ def read_id_column(path: str | os.PathLike[str], column: str) -> Iterator[str]:
         col = header.index(column)
         try:
             for row in reader:
-                if col < len(row) and row[col] != "":
-                    yield row[col]
+                if not row:  # a blank line
+                    continue
+                rid = row[col].strip() if col < len(row) else ""
+                if not rid:
+                    raise MalformedInput(f"{path}, line {reader.line_num}: empty id in column {column!r}")
+                yield rid
         except UnicodeDecodeError:
             raise MalformedInput(f"{path}: line {reader.line_num + 1} is not UTF-8 text") from None
 

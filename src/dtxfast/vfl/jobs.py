@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,10 @@ def _read_text(path: Any) -> str:
 def read_table(path: Any, *, id_column: str | None = None, label: str | None = None,
                require_label: bool = False, numeric_label: bool = False) -> PartyTable:
     """Read one party's CSV file: an id column, feature columns and optionally the label column.
+
+    Ids are compared after stripping surrounding whitespace, with no Unicode normalization (as
+    ``dtx psi`` reads them, :func:`dtxfast.nodes.psi.read_id_column`); an empty or duplicate id
+    is refused with its line, never resolved silently.
 
     Parameters
     ----------
@@ -263,6 +268,8 @@ class AlignedData:
     ids: list[str]
     rows_a: int
     rows_b: int
+    columns_a: list[str] = field(default_factory=list)
+    columns_b: list[str] = field(default_factory=list)
 
 
 def align_files(data_a: Any, data_b: Any, *, label: str | None = None, psi_bits: int = 2048,
@@ -282,7 +289,8 @@ def align_files(data_a: Any, data_b: Any, *, label: str | None = None, psi_bits:
     log(f"PSI: {len(common)} common rows (A {len(a.ids)}, B {len(b.ids)})")
     if not common:
         raise ParameterError("the parties share no ids")
-    return AlignedData(a.X[ia], b.X[ib], None if b.y is None else b.y[ib], common, len(a.ids), len(b.ids))
+    return AlignedData(a.X[ia], b.X[ib], None if b.y is None else b.y[ib], common, len(a.ids), len(b.ids),
+                       list(a.columns), list(b.columns))
 
 
 def make_estimator(model: str, *, positive_class: str | None = None, y: np.ndarray | None = None,
@@ -415,6 +423,11 @@ def train_job(data_a: Any, data_b: Any, *, label: str, model: str = "linear", po
     report = TrainReport(est, len(y))
     log(f"trained {est.n_epochs_} epochs, final loss {report.final_loss:.6g}, "
         f"{est.bytes_per_epoch_ / len(y):.0f} bytes per sample per epoch")
+    # each part records its party's column names and one id shared by the two parts of this
+    # training, so a prediction refuses swapped files and parts of different trainings
+    model_id = os.urandom(16).hex()
+    est.feature_part_.meta.update(columns=data.columns_a, modelId=model_id)
+    est.label_part_.meta.update(columns=data.columns_b, modelId=model_id)
     if save_dir is not None:
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -472,6 +485,18 @@ def evaluate_job(data_a: Any, data_b: Any, *, label: str, model: str = "linear",
     return report.mean
 
 
+def _check_columns(what: str, path: Any, part: Any) -> None:
+    """A prediction file must have the columns its model part was trained on (names and order)."""
+    cols = part.meta.get("columns")
+    table = read_table(path)
+    if cols is not None and list(cols) != list(table.columns):
+        raise ParameterError(f"{what} {path}: the {part.role} party's model was trained on columns "
+                             f"{', '.join(map(str, cols))}; this file has {', '.join(table.columns)}")
+    if part.n_features != len(table.columns):
+        raise ParameterError(f"{what} {path}: the model has {part.n_features} features, this file "
+                             f"{len(table.columns)}")
+
+
 def predict_job(model_a: Any, model_b: Any, data_a: Any, data_b: Any, *, threshold: float | None = None,
                 psi_bits: int = 2048) -> PredictOutcome:
     """Predict with two saved model parts (A sends its partial scores, B combines and decodes).
@@ -487,6 +512,11 @@ def predict_job(model_a: Any, model_b: Any, data_a: Any, data_b: Any, *, thresho
     pa, pb = load_model_part(str(model_a)), load_model_part(str(model_b))
     if pa.role != "feature" or pb.role != "label" or pa.model != pb.model:
         raise ParameterError("--model-a must be the feature party's part and --model-b the label party's, same model")
+    ida, idb = pa.meta.get("modelId"), pb.meta.get("modelId")
+    if ida is not None and idb is not None and ida != idb:
+        raise ParameterError(f"{model_a} and {model_b} are parts of two different trainings")
+    for what, path, part in (("--data-a", data_a, pa), ("--data-b", data_b, pb)):
+        _check_columns(what, path, part)
     data = align_files(data_a, data_b, psi_bits=psi_bits)
     pred = predict_in_process(pa, data.XA, pb, data.XB, threshold=threshold)
     return PredictOutcome(data.ids, pred.values, pred.proba)
