@@ -232,6 +232,41 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("data dir is a file", ["--key", K, "-L", L, "-d", BIN]),
         ("non-UTF-8 config", ["--config", NONUTF8]),
     ],
+    "task publish": [
+        ("missing key", ["--key", MISSING, "-L", L, "--algo", "linear", "--kind", "train", "--files", "f1,f2",
+                         "--executors", "e1,e2", "--label", "y", "--id-column", "id"]),
+        ("wrong choice", ["--key", K, "-L", L, "--algo", "bogus", "--kind", "train", "--files", "f1,f2",
+                          "--executors", "e1,e2", "--label", "y", "--id-column", "id"]),
+        ("empty item", ["--key", K, "-L", L, "--algo", "linear", "--kind", "train", "--files", "f1,",
+                        "--executors", "e1,e2", "--label", "y", "--id-column", "id"]),
+        ("nan", ["--key", K, "-L", L, "--algo", "linear", "--kind", "train", "--files", "f1,f2",
+                 "--executors", "e1,e2", "--label", "y", "--id-column", "id", "-p", "alpha=nan"]),
+        ("unknown files", ["--key", K, "-L", L, "--algo", "linear", "--kind", "train", "--files", f"{FID},{FID}",
+                           "--executors", "e1,e2", "--label", "y", "--id-column", "id"]),
+    ],
+    "task start": [
+        ("unknown id", [FID, "--key", K, "-L", L]),
+        ("missing ledger", [FID, "--key", K, "-L", "{d}/missing.db"]),
+    ],
+    "task list": [
+        ("wrong choice", ["-L", L, "--status", "maybe"]),
+        ("ledger is empty", ["-L", EMPTY]),
+    ],
+    "task show": [
+        ("unknown id", [FID, "-L", L]),
+        ("key is not a key", [FID, "-L", L, "--key", A]),
+    ],
+    "task result": [
+        ("unknown id", [FID, "--key", K, "-L", L, "-o", "{d}/out.csv"]),
+        ("out is a directory", [FID, "--key", K, "-L", L, "-o", DIR]),
+    ],
+    "executor start": [
+        ("missing key", ["--key", MISSING, "-L", L, "-d", "{d}/ex"]),
+        ("nan", ["--key", K, "-L", L, "-d", "{d}/ex", "--poll", "nan"]),
+        ("out of range", ["--key", K, "-L", L, "-d", "{d}/ex", "--max-tasks", "0"]),
+        ("out of range", ["--key", K, "-L", L, "-d", "{d}/ex", "--listen", "127.0.0.1:99999"]),
+        ("non-UTF-8 config", ["--config", NONUTF8]),
+    ],
     "vfl evaluate": [
         ("missing", ["--data-a", MISSING, "--data-b", B, "--label", "y", *VFL]),
         ("non-UTF-8", ["--data-a", NONUTF8, "--data-b", B, "--label", "y", *VFL]),
@@ -272,7 +307,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
 }
 
 #: commands whose success would serve until stopped: their cases run as real processes
-SUBPROCESS = {"dataowner start", "storage start", "monitor", "storage demo"}
+SUBPROCESS = {"dataowner start", "storage start", "executor start", "monitor", "storage demo"}
 #: a few more cases through a real process, to check the in-process view matches the real one
 SUBPROCESS_CASES = {("psi", "nothing listening"), ("ledger init", "missing folder"), ("storage put", "nan")}
 

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from ..errors import ParameterError
-from . import app
+from . import app, on_close
 
 __all__ = ["executor_app", "task_app"]
 
@@ -27,7 +27,9 @@ _KEY = typer.Option(..., "--key", "-K", help="The requester's key file (dtx keys
 def _open(ledger: str) -> Any:
     from ..ledger import open_ledger
 
-    return open_ledger(ledger)
+    led = open_ledger(ledger)
+    on_close(led.close)  # a read leaves no SQLite side files behind
+    return led
 
 
 def _ids(text: str, what: str) -> list[str]:

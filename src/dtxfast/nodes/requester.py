@@ -114,6 +114,19 @@ def publish_task(
                                  f"{','.join(model.executors)} (in that order); name the same executors")
     elif model_task:
         raise ParameterError("--model is for prediction tasks")
+    # what the contract would refuse, checked before anything is written (no registration left behind)
+    for f in files:
+        try:
+            ledger.get_file(f)
+        except NotFound:
+            raise NotFound(f"--files: no file {f} on the ledger") from None
+    for e in executors:
+        try:
+            node = ledger.get_node(e)
+        except NotFound:
+            raise NotFound(f"--executors: no node {e} on the ledger") from None
+        if node.role != "executor":
+            raise ParameterError(f"--executors: node {e} is a {node.role}, not an executor")
     register_requester(ledger, identity)
     body = PublishTask(task_type=kind, algorithm=algorithm,  # type: ignore[arg-type]
                        parties=[TaskParty(executor=e, files=[f]) for e, f in zip(executors, files)],
