@@ -145,32 +145,34 @@ def plain_train_mlp(X: np.ndarray, Y: np.ndarray, sched: MLPSchedule) -> list[tu
     return params
 
 
-#: a trained weight or bias of magnitude ``2^DIVERGED_BITS`` or more means the training diverged
-#: (standardised targets and L2 decay keep weights near 1; a value that overflowed the ring is
-#: uniform on it and lands below the bound with probability ~2^-27)
+#: an output or a trained weight of magnitude ``2^DIVERGED_BITS`` or more means the training
+#: diverged (standardised targets keep outputs and weights near 1; a value that wrapped the ring
+#: is about uniform on +-2^(63 - frac_bits) and lands below the bound with probability ~2^-11)
 DIVERGED_BITS = 20
 
 
-def _check_not_diverged(p: MPCParty, W: list[ArithShare], Bs: list[ArithShare]) -> Proto:
-    """Reveal to all three parties how many weights lie beyond ``2^DIVERGED_BITS``; refuse if any.
+def _count_beyond(p: MPCParty, values: Sequence[ArithShare]) -> Proto:
+    """A sharing (shape ``(1,)``) of how many of ``values`` lie beyond ``2^DIVERGED_BITS``.
 
-    One batched comparison over every weight and bias (``w - B >= 0`` and ``-w - B >= 0``) and
-    one opened sum: in a training that did not diverge the count is 0 and nothing else is
-    revealed. A diverged training (the plaintext twin goes to inf or NaN; on shares values past
-    ``2^(62 - 2 frac_bits)`` wrap the ring) raises instead of returning garbage weights.
+    One batched comparison (``v - B >= 0`` and ``-v - B >= 0`` for every value); opens nothing.
     """
-    a = np.concatenate([np.ravel(x.a) for x in W + Bs])
-    b = np.concatenate([np.ravel(x.b) for x in W + Bs])
+    a = np.concatenate([np.ravel(x.a) for x in values])
+    b = np.concatenate([np.ravel(x.b) for x in values])
     flat = ArithShare(a, b)
-    minus = encode(-float(1 << DIVERGED_BITS), p.frac_bits)
-    both = ArithShare(np.concatenate([flat.a, (-flat).a]), np.concatenate([flat.b, (-flat).b]))
-    d = yield from p.drelu(p.add_public(both, minus))  # 1[|w| >= B] for each sign
-    count = yield from p.reveal(d.sum().reshape(1))
-    bad = int(count.view(np.int64)[0])
+    neg = -flat
+    both = ArithShare(np.concatenate([flat.a, neg.a]), np.concatenate([flat.b, neg.b]))
+    d = yield from p.drelu(p.add_public(both, encode(-float(1 << DIVERGED_BITS), p.frac_bits)))
+    return d.sum().reshape(1)
+
+
+def _refuse_if_diverged(p: MPCParty, count: ArithShare) -> Proto:
+    """Open the count to all three parties; raise at each of them if it is not 0."""
+    opened = yield from p.reveal(count)
+    bad = int(opened.view(np.int64)[0])
     if bad:
         raise ParameterError(
-            f"the training diverged: {bad} weight(s) beyond 2^{DIVERGED_BITS}; lower learning_rate "
-            f"or standardize the features")
+            f"the training diverged: {bad} output(s) or weight(s) reached 2^{DIVERGED_BITS} (past "
+            f"2^{62 - 2 * p.frac_bits} values wrap the ring); lower learning_rate or standardize the features")
 
 
 # -- per-party secure programs ----------------------------------------------------------------
@@ -237,9 +239,11 @@ def train_program(
     Raises
     ------
     ParameterError
-        At every party alike, after the last step, when the training diverged: some weight
-        or bias reached ``2^DIVERGED_BITS`` (the one value revealed by the check is the number of
-        such weights, 0 for a training that did not diverge).
+        At every party alike, after the last step, when the training diverged: an output of some
+        batch (the logits, before the sigmoid) or a final weight or bias reached
+        ``2^DIVERGED_BITS``. One comparison per epoch over its outputs and one over the weights
+        count them on shares; the one value opened is that count, 0 for a training that did not
+        diverge.
     """
     yield from p.setup(seed)
     X = yield from _share_columns(p, own_X, n, cols)
@@ -249,10 +253,13 @@ def train_program(
     W = [p.share_public(encode(w, p.frac_bits)) for w, _ in sched.init]
     Bs = [p.share_public(encode(b, p.frac_bits)) for _, b in sched.init]
     L = len(W)
+    beyond = ArithShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64))  # outputs and weights past 2^20
     for epoch, batches in enumerate(sched.batches(n)):
         lr = sched.lr(epoch)
+        outs = []
         for idx in batches:
             out, acts, masks = yield from _forward(p, X[idx], W, Bs, keep=True)
+            outs.append(out)
             if sched.task == "classification":
                 out = yield from p.sigmoid(out)
             delta = out - Ys[idx]
@@ -275,7 +282,11 @@ def train_program(
                 Bs[i] = Bs[i] - next(scaled)
                 if sched.alpha:
                     W[i] = W[i] - next(scaled)
-    yield from _check_not_diverged(p, W, Bs)
+        # a value that wrapped the ring anywhere in the epoch shows up as a huge output (the
+        # outputs are the network's last products) or, through the updates, as huge weights
+        beyond = beyond + (yield from _count_beyond(p, outs))
+    beyond = beyond + (yield from _count_beyond(p, W + Bs))
+    yield from _refuse_if_diverged(p, beyond)
     return W, Bs
 
 
@@ -290,7 +301,17 @@ def predict_program(
     seed: bytes | None = None,
     batch_size: int = 4096,
 ) -> Proto:
-    """One party's side of secure prediction: only ``result_owner`` gets the outputs (logits)."""
+    """One party's side of secure prediction: only ``result_owner`` gets the outputs (logits).
+
+    Raises
+    ------
+    ParameterError
+        At the result owner, when an output reaches ``2^(62 - 2 frac_bits)``: no computation that
+        stayed inside the ring's range can produce it (every product before its truncation is
+        below ``2^62`` at the doubled scale), so the model or the inputs overflowed it (a model
+        whose training diverged, or inputs far outside the training range). The check reads only
+        the outputs the owner receives anyway.
+    """
     yield from p.setup(seed)
     X = yield from _share_columns(p, own_X, n, cols)
     outs = []
@@ -299,4 +320,9 @@ def predict_program(
         outs.append((yield from p.reveal(out, to=result_owner)))
     if p.index != result_owner:
         return None
-    return decode(np.concatenate(outs, axis=0), p.frac_bits)
+    res = decode(np.concatenate(outs, axis=0), p.frac_bits)
+    limit = 2.0 ** (62 - 2 * p.frac_bits)
+    if res.size and np.abs(res).max() >= limit:
+        raise ParameterError(f"a prediction overflowed the fixed-point range (|output| >= 2^{62 - 2 * p.frac_bits}): "
+                             f"the model diverged in training or the inputs lie far outside the training range")
+    return res
