@@ -506,3 +506,26 @@ def test_expired_file_is_audited_with_a_notice(tmp_path: Path) -> None:
     rc, err, exc = _run_inprocess(["storage", "audit", str(tmp_path / "old.meta"), "-s", str(store), "--k", "3"])
     assert (rc, exc) == (0, None), err
     assert err.strip() == f"dtx: note: file {meta.file_id_hex} expired on 2001-09-10 01:46 UTC; storage nodes may drop it"
+
+
+def test_vfl_predict_prints_class_labels_in_the_files_order(tmp_path: Path) -> None:
+    """One-vs-rest logistic predictions print the class (or "not <class>"), never True/False, and
+    rows follow the label party's file, not ids sorted as strings (u10 before u2) (issue 15)."""
+    rows = range(30)
+    kinds = ["cat", "dog", "fox"]
+    (tmp_path / "a.csv").write_text("id,w\n" + "".join(f"u{i},{i % 3}\n" for i in rows))
+    (tmp_path / "b.csv").write_text("id,h,y\n" + "".join(f"u{i},{(i * 7) % 5},{kinds[i % 3]}\n" for i in rows))
+    (tmp_path / "pb.csv").write_text("id,h\n" + "".join(f"u{i},{(i * 7) % 5}\n" for i in rows))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["vfl", "train", "--data-a", str(tmp_path / "a.csv"), "--data-b", str(tmp_path / "b.csv"),
+                     "--label", "y", "--model", "logistic", "--positive-class", "cat", *VFL,
+                     "--save-dir", str(tmp_path / "m")]) == 0
+    out = tmp_path / "pred.csv"
+    rc, err, exc = _run_inprocess(["vfl", "predict", "--psi-bits", "1024", "--model-a", str(tmp_path / "m/model_a.json"),
+                                   "--model-b", str(tmp_path / "m/model_b.json"), "--data-a", str(tmp_path / "a.csv"),
+                                   "--data-b", str(tmp_path / "pb.csv"), "--out", str(out)])
+    assert (rc, exc) == (0, None), err
+    lines = out.read_text().strip().splitlines()
+    assert lines[0] == "id,prediction,probability"
+    assert [line.split(",")[0] for line in lines[1:]] == [f"u{i}" for i in rows]
+    assert {line.split(",")[1] for line in lines[1:]} <= {"cat", "not cat"}

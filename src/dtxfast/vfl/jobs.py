@@ -223,6 +223,15 @@ class PredictOutcome:
     ids: list[str]
     values: np.ndarray
     proba: np.ndarray | None = None
+    #: one-vs-rest logistic models predict "is it this class": printed as the class, or "not <class>"
+    positive_class: Any = None
+
+    def in_order_of(self, ids: list[str]) -> PredictOutcome:
+        """The same predictions in the order of ``ids`` (a party's file), not sorted as strings."""
+        rank = {rid: k for k, rid in enumerate(ids)}
+        idx = sorted(range(len(self.ids)), key=lambda i: rank.get(self.ids[i], len(rank)))
+        return PredictOutcome([self.ids[i] for i in idx], np.asarray(self.values)[idx],
+                              None if self.proba is None else np.asarray(self.proba)[idx], self.positive_class)
 
     def header(self) -> list[str]:
         """``["id", "prediction"]``, plus ``"probability"`` when there is one."""
@@ -232,7 +241,11 @@ class PredictOutcome:
         """The rows as text; probabilities with ``digits`` significant digits (default: exact)."""
         for k, rid in enumerate(self.ids):
             v = self.values[k]
-            row = [rid, repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)]
+            if isinstance(v, (bool, np.bool_)) and self.positive_class is not None:
+                text = str(self.positive_class) if v else f"not {self.positive_class}"
+            else:
+                text = repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)
+            row = [rid, text]
             if self.proba is not None:
                 p = float(self.proba[k])
                 row.append(repr(p) if digits is None else f"{p:.{digits}g}")
@@ -442,7 +455,8 @@ def train_job(data_a: Any, data_b: Any, *, label: str, model: str = "linear", po
     pdata = align_files(predict_a, predict_b, psi_bits=psi_bits, compute=compute)
     PA, PB = pdata.XA, pdata.XB
     pred = est.predict([PA, PB])
-    report.prediction = PredictOutcome(pdata.ids, pred, None)
+    report.prediction = PredictOutcome(pdata.ids, pred, None, positive_class=getattr(
+        est.label_part_, "positive_class", None)).in_order_of(read_table(predict_b).ids)
     if target is not None:
         raw = read_targets(target, pdata.ids)
         if model == "linear":
@@ -519,4 +533,5 @@ def predict_job(model_a: Any, model_b: Any, data_a: Any, data_b: Any, *, thresho
         _check_columns(what, path, part)
     data = align_files(data_a, data_b, psi_bits=psi_bits)
     pred = predict_in_process(pa, data.XA, pb, data.XB, threshold=threshold)
-    return PredictOutcome(data.ids, pred.values, pred.proba)
+    return PredictOutcome(data.ids, pred.values, pred.proba, positive_class=pb.positive_class).in_order_of(
+        read_table(data_b).ids)  # the label party's order, which receives the predictions
