@@ -106,3 +106,27 @@ def test_dataowner_node_refuses_a_ledger_that_went_back(tmp_path: Path) -> None:
     assert p.returncode != 0
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "went back" in lines[0] and "Traceback" not in p.stderr, p.stderr
+
+
+def test_executor_node_refuses_a_ledger_that_went_back(tmp_path: Path) -> None:
+    """The executor too: one that saw height 2 will not start on a copy at height 1."""
+    from dtxfast.cli import main
+
+    key, db, data = tmp_path / "ex.key", tmp_path / "l.db", tmp_path / "node"
+    assert main(["keys", "new", str(key)]) == 0
+    led = _ledger(tmp_path)
+    ident = NodeIdentity.load(str(key))
+    led.submit(ident, RegisterNode(role="executor", address="127.0.0.1:1"))
+    led.close()
+    shutil.copy(db, tmp_path / "backup.db")
+    led = open_ledger(str(db))
+    led.submit(ident, Heartbeat())
+    data.mkdir()
+    HighWaterMark(data / ".ledger-mark.json").check(led)
+    led.close()
+    shutil.copy(tmp_path / "backup.db", db)
+    p = subprocess.run([sys.executable, "-m", "dtxfast", "executor", "start", "--key", str(key), "-L", str(db),
+                        "-d", str(data)], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "went back" in lines[0] and "Traceback" not in p.stderr, p.stderr

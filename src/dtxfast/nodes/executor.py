@@ -33,7 +33,9 @@ ledger registered for that executor; see :mod:`dtxfast.transport.tls`). It regis
 Tasks run in parallel (``max_tasks`` at once), each with its own channel, peers and progress; one
 task's failure does not touch the others. SIGTERM fails the tasks in flight ("executor stopped")
 and stops; a restarted executor fails the tasks it had started and not finished (their state
-in memory is lost), so no task stays in Processing.
+in memory is lost), so no task stays in Processing. Like the other nodes it keeps the highest
+block it has seen (:class:`~dtxfast.ledger.watermark.HighWaterMark`) and refuses, at start and
+at every heartbeat, a ledger that went back below it.
 
 Examples
 --------
@@ -190,6 +192,9 @@ class ExecutorNode:
         from ..compute import get_compute
 
         self.compute = get_compute(config.compute or None, private_keys="local")
+        from ..ledger.watermark import HighWaterMark
+
+        self._mark = HighWaterMark(self.data_dir / ".ledger-mark.json")
 
     @property
     def node_id(self) -> str:
@@ -202,6 +207,7 @@ class ExecutorNode:
             raise ParameterError("an executor needs a data directory (--data-dir)")
         for d in (self.models, self.tasks):
             d.mkdir(parents=True, exist_ok=True)
+        self._mark.check(self.ledger)  # refuse a ledger that went back below what this node saw
         host, port = parse_listen(self.config.listen)
         self.transport = TlsNode(self.identity, LedgerDirectory(self.ledger, roles={"executor"}), host=host, port=port)
         try:
@@ -255,6 +261,7 @@ class ExecutorNode:
                 try:
                     self.step()
                     if time.monotonic() >= next_beat:
+                        self._mark.check(self.ledger)
                         self.ledger.submit(self.identity, Heartbeat())
                         next_beat = time.monotonic() + self.config.heartbeat
                 except DtxError as exc:
