@@ -39,13 +39,14 @@ from dtxfast.protocols.vfl import (
 )
 from dtxfast.transport.channel import InMemoryNetwork
 
-from ._util import QUICK, blas_threads, measure, sizes, thread_variants
+from ._util import CORES, QUICK, SPU_PYTHON, blas_threads, measure, peer_row, sizes, thread_variants
 
 BITS = 2048
 D_A = D_B = 20
 BATCH = 1024
 ROWS = sizes([100_000], [2048])
 PHE_SAMPLE = 20 if QUICK else 200  # rows the python-paillier baseline runs
+SPU_BATCHES = 10  # whole batches the SPU CHEETAH row runs (about 1 ms per sample: 100k rows would take minutes)
 CFG = TrainingConfig(model="linear", mode="fast", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
 CFG_SS = TrainingConfig(model="linear", mode="ss", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
 
@@ -180,6 +181,18 @@ def test_epoch_phe(benchmark, n):
     _phe_keys()
     measure(benchmark, _phe_epoch, impl="phe", size=n, sample=PHE_SAMPLE, rounds=1, bits=BITS, threads=1,
             setup=lambda: ((XA, XB, t, rng.normal(size=D_A) * 0.1, rng.normal(size=D_B + 1) * 0.1), {}))
+
+
+# -- SecretFlow SPU, two parties without a third (CHEETAH) -------------------------------------------
+@pytest.mark.benchmark(group="vfl.epoch")
+@pytest.mark.parametrize("n", ROWS)
+def test_epoch_spu_cheetah(benchmark, n):
+    rows = min(n, SPU_BATCHES * BATCH)
+    args = {"model": CFG.model, "rows": rows, "d_a": D_A, "d_b": D_B, "batch": BATCH, "alpha": CFG.alpha,
+            "rounds": 1}
+    out = peer_row(benchmark, SPU_PYTHON, "_spu_vfl.py", args, impl="spu-cheetah", size=n, threads=CORES,
+                   unit="us/elem", per=rows, sample=rows, bits=BITS)
+    benchmark.extra_info["note"] = f"SPU {out['spu']} CHEETAH FM64, simulator, {CFG.model}"
 
 
 # -- bytes on the wire ----------------------------------------------------------------------------
