@@ -11,8 +11,14 @@
   (one ``EncryptedNumber`` per value, gradients as sums of scalar products), one thread, on a
   sample of the rows (``sample`` in the row: its per-sample cost is compared with dtxfast's on the
   full size); ``numpy`` the same algorithm in plaintext (what the arithmetic costs unencrypted),
-  BLAS pinned to the row's threads. dtxfast runs on all cores and on one (``threads``), so the
-  one-thread ``phe`` row has a same-thread dtxfast row.
+  BLAS pinned to the row's threads; ``spu-cheetah`` SecretFlow SPU's two-party protocol without a
+  dealer or third party (CHEETAH, FM64, its in-process simulator, both parties as threads of one
+  process: all cores) on the same epoch of the same model (every value, weights included, kept
+  secret-shared; SPU's own fixed point and sigmoid), on ``SPU_BATCHES`` whole batches of the rows
+  (``sample`` in the row), timed by ``_spu_vfl.py`` under the interpreter named by
+  ``DTX_BENCH_SPU_PYTHON`` (SPU needs ``numpy < 2``; without it the row is omitted and ``dtx bench``
+  says why). dtxfast runs on all cores and on one (``threads``), so the one-thread ``phe`` row has
+  a same-thread dtxfast row.
 * ``vfl.epoch.bytes`` (bytes/sample): payload bytes both parties sent in one epoch, per sample
   (``value`` recorded directly). ``floor-ciphertexts`` is the minimum the protocol needs: two
   2048-bit ciphertexts (512 bytes each in minimal form) per sample.

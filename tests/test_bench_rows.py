@@ -142,3 +142,32 @@ def test_table_shows_same_thread_and_all_core_ratios_and_keeps_brackets() -> Non
     console.print(_table("t", rows))
     line = next(x for x in console.export_text().splitlines() if "phe" in x)
     assert "50.00×" in line and "100.00×" in line and "[2 of 9 rows]" in line
+
+
+def test_spu_cheetah_row_is_omitted_with_its_reason_without_spu() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DTX_BENCH_SPU_PYTHON"}
+    env["DTX_BENCH_SMOKE"] = "1"
+    out = subprocess.run([sys.executable, "-m", "dtxfast", "bench", "vfl", "--quick", "--json", "-k",
+                          "cheetah or (epoch and numpy)"], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    impls = {r["impl"] for r in json.loads(out.stdout)["rows"]}
+    assert "numpy" in impls and "spu-cheetah" not in impls
+    assert "test_epoch_spu_cheetah" in out.stderr and "DTX_BENCH_SPU_PYTHON is not set" in out.stderr
+
+
+@pytest.mark.parametrize("model", ["linear", "logistic"])
+def test_spu_vfl_script_trains_the_epoch_it_times(model: str) -> None:
+    """Under SPU's Python (when given), the peer script's epoch gives numpy's weights (it checks them itself)."""
+    python = os.environ.get("DTX_BENCH_SPU_PYTHON", "").strip()
+    if not python:
+        pytest.skip("DTX_BENCH_SPU_PYTHON is not set")
+    args = {"model": model, "rows": 96, "d_a": 3, "d_b": 2, "batch": 32, "alpha": 0.5, "rounds": 2}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    from dtxfast.cli._bench import _suite_dir  # the suite dtx bench runs (DTX_BENCH_DIR or the installed one)
+
+    proc = subprocess.run([python, str(_suite_dir() / "_spu_vfl.py"), json.dumps(args)], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(out["times"]) == 2 and all(t > 0 for t in out["times"]) and out["rows"] == 96
+    assert out["max_abs_error"] < 0.05
