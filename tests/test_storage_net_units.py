@@ -4,6 +4,7 @@ configuration and replica placement."""
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 from hypothesis import given
@@ -333,3 +334,54 @@ def test_a_digest_computed_elsewhere_signs_the_same():
     h = signer.headers("PUT", "/r", body, to="node-b")  # the verifier's own digest must match a given one
     with pytest.raises(AuthError, match="bad signature"):
         v.verify("PUT", "/r", h, body, body_digest=hashlib.sha256(b"lie").digest())
+
+
+# ------------------------------------------------------------------------- Merkle-root body digests
+
+
+def test_a_request_signed_over_the_merkle_root_passes_once_and_binds_the_body():
+    from dtxfast.crypto.merkle import MerkleTree
+
+    a, signer, v, _ = _pair()
+    body = os.urandom(3 * 4096 + 16)
+    root = MerkleTree.from_bytes(body, 4096).root
+    h = signer.headers("PUT", "/r", body, to="node-b", body_digest=root, digest_kind="merkle-4096")
+    assert h["X-Dtx-Digest"] == "merkle-4096"
+    assert v.verify("PUT", "/r", h, body) == a.node_id
+    assert _refusal(v, "PUT", "/r", h, body)[1].startswith("replayed")
+    # computed by the signer itself, it is the same root
+    assert signer.headers("PUT", "/r", body, to="node-b", digest_kind="merkle-4096")["X-Dtx-Digest"] == "merkle-4096"
+    flipped = bytearray(body)
+    flipped[5000] ^= 1
+    h = signer.headers("PUT", "/r", body, to="node-b", body_digest=root, digest_kind="merkle-4096")
+    assert _refusal(v, "PUT", "/r", h, bytes(flipped)) == (401, "bad signature")
+    # the same root under another leaf size is another digest
+    h = signer.headers("PUT", "/r", body, to="node-b", body_digest=root, digest_kind="merkle-4096")
+    assert _refusal(v, "PUT", "/r", {**h, "X-Dtx-Digest": "merkle-2048"}, body) == (401, "bad signature")
+
+
+def test_a_root_signature_cannot_pass_for_a_sha256_of_a_forged_body():
+    # SHA-256(0x01 || left || right) is the root: dropping the digest header and sending that
+    # 65-byte body instead of the replica must not verify (the kind is inside the signed message)
+    from dtxfast.crypto.merkle import NODE_PREFIX, MerkleTree, leaf_hash
+
+    _, signer, v, _ = _pair()
+    body = os.urandom(2 * 4096)
+    tree = MerkleTree.from_bytes(body, 4096)
+    forged = NODE_PREFIX + leaf_hash(body[:4096]) + leaf_hash(body[4096:])
+    assert hashlib.sha256(forged).digest() == tree.root
+    h = signer.headers("PUT", "/r", body, to="node-b", body_digest=tree.root, digest_kind="merkle-4096")
+    stripped = {k: x for k, x in h.items() if k != "X-Dtx-Digest"}
+    assert _refusal(v, "PUT", "/r", stripped, forged) == (401, "bad signature")
+    assert _refusal(v, "PUT", "/r", {**h, "X-Dtx-Digest": "sha256"}, forged) == (401, "bad signature")
+
+
+@pytest.mark.parametrize("kind", ["merkle-16", "merkle-0", "merkle-04096", "merkle-x", "md5", "merkle-99999999999"])
+def test_unknown_or_too_fine_digest_kinds_are_refused(kind):
+    # leaves under 1 KiB would let anyone make a node hash a big body many times over
+    _, signer, v, _ = _pair()
+    h = signer.headers("PUT", "/r", b"body", to="node-b")
+    status, reason = _refusal(v, "PUT", "/r", {**h, "X-Dtx-Digest": kind}, b"body")
+    assert status == 401 and reason.startswith("unknown body digest kind")
+    with pytest.raises(AuthError):
+        signer.headers("PUT", "/r", b"body", to="node-b", digest_kind=kind)

@@ -61,6 +61,7 @@ from ..protocols.storage import (
     ReplicaId,
     check_answers,
 )
+from ..transport.http_auth import SHA256, merkle_digest_kind
 from .network import _RANK, NodeStatus, NodeUnreachable, StorageNetwork, _Http, replica_load
 
 __all__ = ["RoundReport", "StorageMonitor"]
@@ -311,7 +312,8 @@ class StorageMonitor:
                 target = min(choices, key=lambda n: load.get(n.node_id, 0))
                 load[target.node_id] = load.get(target.node_id, 0) + 1
             try:
-                await http.put(target, f.content_id, int(sid), index, data, digest)
+                await http.put(target, f.content_id, int(sid), index, data, digest,
+                               merkle_digest_kind(f.chunk_size) or SHA256)
                 break
             except ProtocolError as exc:
                 tried.add(target.node_id)

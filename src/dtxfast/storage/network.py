@@ -70,6 +70,7 @@ from ..ledger import (
 )
 from ..ledger.contract import FILE_OWNER_ROLES
 from ..ledger.health import GREEN, RED, YELLOW
+from ..transport.http_auth import SHA256, merkle_digest_kind
 from .owner import DEFAULT_REPLICAS, DEFAULT_SLICE_SIZE, DataOwner
 
 __all__ = [
@@ -184,13 +185,16 @@ class _Http:
         await self.session.close()
 
     async def request(self, node: NodeStatus, method: str, path: str, body: bytes | bytearray = b"",
-                      body_digest: bytes | None = None) -> bytes:
+                      body_digest: bytes | None = None, digest_kind: str = SHA256) -> bytes:
         """Send a signed request; the response body, or raise (ProtocolError / Unauthorized / NotFound)."""
         import aiohttp
 
-        headers = self.signer.headers(method, path, body, to=node.node_id, body_digest=body_digest)
+        headers = self.signer.headers(method, path, body, to=node.node_id, body_digest=body_digest,
+                                      digest_kind=digest_kind)
+        # a memoryview: aiohttp slices its payload to the content length, a copy for a bytearray
+        data = memoryview(body) if body else None
         try:
-            async with self.session.request(method, node.address + path, data=body or None, headers=headers) as resp:
+            async with self.session.request(method, node.address + path, data=data, headers=headers) as resp:
                 data = await resp.read()
                 if resp.status < 300:
                     return data
@@ -213,8 +217,8 @@ class _Http:
         return f"/v1/replicas/{content_id.hex()}/{slice_index}/{index}"
 
     async def put(self, node: NodeStatus, content_id: bytes, s: int, r: int, data: bytes | bytearray,
-                  body_digest: bytes | None = None) -> None:
-        await self.request(node, "PUT", self.replica_path(content_id, s, r), data, body_digest)
+                  body_digest: bytes | None = None, digest_kind: str = SHA256) -> None:
+        await self.request(node, "PUT", self.replica_path(content_id, s, r), data, body_digest, digest_kind)
 
     async def delete(self, node: NodeStatus, content_id: bytes, s: int, r: int) -> None:
         await self.request(node, "DELETE", self.replica_path(content_id, s, r))
@@ -384,15 +388,21 @@ class StorageNetwork:
     @staticmethod
     def _encrypt(cipher: FileCipher, s: int, r: int, plain: bytes | bytearray, chunk_size: int
                  ) -> tuple[bytearray, bytes, bytes]:
-        """(replica, Merkle root, SHA-256 for the request signature), in a worker thread (GIL released)."""
+        """(replica, Merkle root, digest for the request signature), in a worker thread (GIL released).
+
+        The request signs the replica's Merkle root (one pass fewer) when the chunk size is one
+        the nodes accept (:func:`~dtxfast.transport.http_auth.merkle_digest_kind`), else SHA-256.
+        """
         data = cipher.encrypt(s, r, plain)
-        return data, MerkleTree.from_bytes(data, chunk_size, threads=1).root, hashlib.sha256(data).digest()
+        root = MerkleTree.from_bytes(data, chunk_size, threads=1).root
+        return data, root, root if merkle_digest_kind(chunk_size) else hashlib.sha256(data).digest()
 
     async def _upload(self, path: str, size: int, placement: list[list[str]], nodes: dict[str, NodeStatus], *,
                       name: str, namespace: str, expires_ms: int, description: str, slice_size: int,
                       chunk_size: int, progress: Callable[[int], None] | None) -> str:
         cid = os.urandom(16)
         cipher = FileCipher(self._owner.file_key(cid), cid)
+        kind = merkle_digest_kind(chunk_size) or SHA256
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(self.threads)
         http = _Http(self.identity, self._clock, self.timeout, self.parallel)
@@ -426,7 +436,7 @@ class StorageNetwork:
                 async def put(r: int) -> None:
                     node = nodes[placement[s][r]]
                     stored.append((node.node_id, s, r))  # attempted: may be stored even if it fails here
-                    await http.put(node, cid, s, r, encs[r][0], encs[r][2])
+                    await http.put(node, cid, s, r, encs[r][0], encs[r][2], kind)
 
                 results = await asyncio.gather(*(put(r) for r in range(len(encs))), return_exceptions=True)
                 errors = [e for e in results if isinstance(e, BaseException)]

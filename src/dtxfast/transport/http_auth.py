@@ -8,12 +8,20 @@ Every request a node accepts (an upload, a download, a delete, a challenge) carr
 * ``X-Dtx-Nonce``: 16 fresh random bytes (hex);
 * ``X-Dtx-Signature``: Ed25519 over :func:`signing_message` (hex).
 
-The signed message binds the method, the path with its query string, the SHA-256 of the body, the
-sender, the receiver, the time and the nonce, under the domain tag ``dtxfast/http/v1``. The
-receiver (:class:`RequestVerifier`) refuses, each with its own HTTP status and reason:
+The signed message binds the method, the path with its query string, a digest of the body, the
+sender, the receiver, the time and the nonce, under the domain tag ``dtxfast/http/v1``. The body
+digest is SHA-256 unless an optional sixth header, ``X-Dtx-Digest: merkle-<chunk size>``, names
+the body's Merkle root (:class:`~dtxfast.crypto.merkle.MerkleTree` over ``chunk size``-byte
+leaves, 1 KiB to 16 MiB): an uploader computes a replica's root anyway for the ledger, so signing
+it instead of a SHA-256 saves one pass over every replica, and costs the receiver the same one
+pass as SHA-256 would. The kind is part of the signed message (``merkle-4096:<root>`` instead of
+``<sha256>``), so a signature over a root cannot be passed off as one over a SHA-256 (the
+65-byte body ``0x01 || left || right`` has the root as its SHA-256). The receiver
+(:class:`RequestVerifier`) refuses, each with its own HTTP status and reason:
 
 * a body over the size limit (413, refused before it is read);
-* a missing or malformed header (401), an unknown sender (401), a bad signature (401);
+* a missing or malformed header (401), an unknown digest kind (401), an unknown sender (401), a
+  bad signature (401);
 * a request addressed to another node (421);
 * a timestamp outside the clock-skew window (401, "stale");
 * a nonce already seen from that sender within the window (401, "replayed"): the
@@ -61,15 +69,24 @@ __all__ = [
     "HEADERS",
     "AuthError",
     "ReplayCache",
+    "SHA256",
     "RequestSigner",
     "RequestVerifier",
     "auth_middleware",
+    "digest_body",
+    "merkle_digest_kind",
     "signing_message",
 ]
 
 H_NODE, H_TO, H_TIME, H_NONCE, H_SIG = "X-Dtx-Node", "X-Dtx-To", "X-Dtx-Time", "X-Dtx-Nonce", "X-Dtx-Signature"
 #: the headers a signed request carries
 HEADERS = (H_NODE, H_TO, H_TIME, H_NONCE, H_SIG)
+#: the optional header naming the body digest's kind (absent: :data:`SHA256`)
+H_DIGEST = "X-Dtx-Digest"
+#: the default body digest: SHA-256 of the body
+SHA256 = "sha256"
+_MERKLE = "merkle-"
+_MERKLE_CHUNKS = (1 << 10, 1 << 24)
 #: requests whose timestamp is further than this from the receiver's clock are stale
 DEFAULT_SKEW_MS = 60_000
 #: largest request body accepted by default (a replica of a 4 MiB slice is far below)
@@ -83,14 +100,57 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
+def merkle_digest_kind(chunk_size: int) -> str | None:
+    """The digest kind signing a body by its Merkle root in ``chunk_size`` leaves; None if unsupported.
+
+    Examples
+    --------
+    >>> merkle_digest_kind(4096), merkle_digest_kind(16)
+    ('merkle-4096', None)
+    """
+    lo, hi = _MERKLE_CHUNKS
+    return f"{_MERKLE}{int(chunk_size)}" if lo <= chunk_size <= hi else None
+
+
+def _merkle_chunk(kind: str) -> int | None:
+    """The chunk size of a ``merkle-N`` kind, None for SHA-256; AuthError for anything else."""
+    if kind == SHA256:
+        return None
+    digits = kind[len(_MERKLE):]
+    if kind.startswith(_MERKLE) and digits.isdigit() and len(digits) <= 9 and digits[0] != "0":
+        chunk = int(digits)
+        if merkle_digest_kind(chunk) == kind:
+            return chunk
+    raise AuthError(401, f"unknown body digest kind {kind[:32]!r}")
+
+
+def digest_body(kind: str, body: bytes | bytearray | memoryview) -> bytes:
+    """The digest of ``body`` a request signs: SHA-256, or the Merkle root for ``merkle-N``.
+
+    Examples
+    --------
+    >>> from dtxfast.crypto.merkle import MerkleTree
+    >>> digest_body(SHA256, b"abc") == hashlib.sha256(b"abc").digest()
+    True
+    >>> digest_body("merkle-1024", bytes(3000)) == MerkleTree.from_bytes(bytes(3000), 1024).root
+    True
+    """
+    chunk = _merkle_chunk(kind)
+    if chunk is None:
+        return hashlib.sha256(body).digest()
+    from ..crypto.merkle import MerkleTree
+
+    return MerkleTree.from_bytes(body, chunk, threads=1).root
 
 
 def signing_message(method: str, path: str, body_digest: bytes, sender: str, to: str, ts_ms: int,
-                    nonce: bytes) -> bytes:
-    """The bytes a request's signature covers (domain tag, then the fields, newline-separated)."""
-    fields = (method.upper(), path, body_digest.hex(), sender, to, str(int(ts_ms)), nonce.hex())
+                    nonce: bytes, digest_kind: str = SHA256) -> bytes:
+    """The bytes a request's signature covers (domain tag, then the fields, newline-separated).
+
+    The digest field is the digest's hex for SHA-256 and ``KIND:hex`` for any other kind.
+    """
+    digest = body_digest.hex() if digest_kind == SHA256 else f"{digest_kind}:{body_digest.hex()}"
+    fields = (method.upper(), path, digest, sender, to, str(int(ts_ms)), nonce.hex())
     return _DOMAIN + "\n".join(fields).encode()
 
 
@@ -124,17 +184,22 @@ class RequestSigner:
         self.node_id: str = identity.node_id
 
     def headers(self, method: str, path: str, body: bytes | bytearray | memoryview = b"", *,
-                to: str, body_digest: bytes | None = None) -> dict[str, str]:
+                to: str, body_digest: bytes | None = None, digest_kind: str = SHA256) -> dict[str, str]:
         """The headers that sign one request (``path`` with its query string).
 
-        ``body_digest`` is ``SHA-256(body)`` if the caller computed it already (e.g. in a worker
-        thread, off an event loop); otherwise it is computed here.
+        ``body_digest`` is the body's digest of kind ``digest_kind`` (:func:`digest_body`) if the
+        caller computed it already (e.g. a replica's Merkle root, or a SHA-256 computed in a
+        worker thread, off an event loop); otherwise it is computed here.
         """
+        _merkle_chunk(digest_kind)
         ts = int(self._clock())
         nonce = bytes(self._rng(_NONCE_SIZE))
-        digest = hashlib.sha256(body).digest() if body_digest is None else bytes(body_digest)
-        sig = self._identity.sign(signing_message(method, path, digest, self.node_id, to, ts, nonce))
-        return {H_NODE: self.node_id, H_TO: to, H_TIME: str(ts), H_NONCE: nonce.hex(), H_SIG: sig.hex()}
+        digest = digest_body(digest_kind, body) if body_digest is None else bytes(body_digest)
+        sig = self._identity.sign(signing_message(method, path, digest, self.node_id, to, ts, nonce, digest_kind))
+        out = {H_NODE: self.node_id, H_TO: to, H_TIME: str(ts), H_NONCE: nonce.hex(), H_SIG: sig.hex()}
+        if digest_kind != SHA256:
+            out[H_DIGEST] = digest_kind
+        return out
 
 
 class ReplayCache:
@@ -202,7 +267,8 @@ class RequestVerifier:
                body: bytes | bytearray | memoryview, *, body_digest: bytes | None = None) -> str:
         """Return the sender's node id, or raise :class:`AuthError` with the status and reason.
 
-        ``body_digest`` is ``SHA-256(body)`` when the caller computed it already.
+        ``body_digest`` is the body's digest of the kind the request's ``X-Dtx-Digest`` header
+        names (SHA-256 without it) when the caller computed it already.
         """
         missing = [h for h in HEADERS if not headers.get(h)]
         if missing:
@@ -216,6 +282,8 @@ class RequestVerifier:
             raise AuthError(401, "malformed signature headers") from None
         if len(nonce) != _NONCE_SIZE or len(sig) != 64 or len(sender) > 64:
             raise AuthError(401, "malformed signature headers")
+        kind = headers.get(H_DIGEST) or SHA256
+        _merkle_chunk(kind)
         if to != self.node_id:
             raise AuthError(421, f"request addressed to node {to[:64]}, this is {self.node_id}")
         now = int(self._clock())
@@ -229,8 +297,8 @@ class RequestVerifier:
             raise AuthError(401, f"unknown sender {sender} (not registered on the ledger)")
         try:
             Ed25519PublicKey(bytes(raw_key)).verify(
-                sig, signing_message(method, path, hashlib.sha256(body).digest() if body_digest is None
-                                     else bytes(body_digest), sender, to, ts, nonce))
+                sig, signing_message(method, path, digest_body(kind, body) if body_digest is None
+                                     else bytes(body_digest), sender, to, ts, nonce, kind))
         except (InvalidSignature, MalformedInput):
             raise AuthError(401, "bad signature") from None
         if not self.replay.check_and_add(sender, nonce, ts + self.skew_ms, now):
@@ -281,7 +349,12 @@ def auth_middleware(verifier: RequestVerifier, *, max_body: int = DEFAULT_MAX_BO
             return refuse(request, 413, f"body exceeds the limit of {max_body} bytes")
         digest = None
         if len(body) >= 1 << 16:  # hash large bodies in a worker thread, not on the event loop
-            digest = await asyncio.get_running_loop().run_in_executor(None, _sha256, body)
+            kind = request.headers.get(H_DIGEST) or SHA256
+            try:
+                _merkle_chunk(kind)
+            except AuthError as exc:
+                return refuse(request, exc.status, exc.reason)
+            digest = await asyncio.get_running_loop().run_in_executor(None, digest_body, kind, body)
         try:
             sender = verifier.verify(request.method, request.path_qs, request.headers, body, body_digest=digest)
         except AuthError as exc:
