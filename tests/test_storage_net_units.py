@@ -385,3 +385,51 @@ def test_unknown_or_too_fine_digest_kinds_are_refused(kind):
     assert status == 401 and reason.startswith("unknown body digest kind")
     with pytest.raises(AuthError):
         signer.headers("PUT", "/r", b"body", to="node-b", digest_kind=kind)
+
+
+def test_large_bodies_reach_the_handler_exact_through_reused_buffers():
+    # bodies of 64 KiB and more are received into pooled buffers: a shorter body after a longer
+    # one, and bodies of every size class, must reach the handler byte for byte, and a body
+    # that fails its signature must not reach it at all
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from dtxfast.transport.http_auth import auth_middleware
+
+    a = NodeIdentity.generate()
+    v = RequestVerifier("node-b", {a.node_id: a.public_key_bytes}.get)
+    signer = RequestSigner(a)
+    seen: list[bytes] = []
+
+    async def put(request):
+        seen.append(bytes(request["dtx_body"]))
+        return web.json_response({"n": len(request["dtx_body"])})
+
+    async def main() -> None:
+        app = web.Application(client_max_size=1 << 24, middlewares=[auth_middleware(v, max_body=1 << 24)])
+        app.router.add_put("/r", put)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/r"
+        try:
+            async with aiohttp.ClientSession() as session:
+                bodies = [os.urandom(n) for n in (3 << 20, 70_000, 1 << 16, (1 << 20) + 1, 3 << 20, 100, 200_000)]
+                for body in bodies:
+                    kind = "merkle-4096" if len(body) % 2 else "sha256"
+                    h = signer.headers("PUT", "/r", body, to="node-b", digest_kind=kind)
+                    async with session.put(url, data=body, headers=h) as resp:
+                        assert resp.status == 200, await resp.text()
+                assert seen == bodies
+                body = os.urandom(1 << 17)
+                h = signer.headers("PUT", "/r", body, to="node-b")
+                async with session.put(url, data=body[:-1] + b"\0", headers=h) as resp:
+                    assert resp.status == 401
+                assert len(seen) == len(bodies)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
