@@ -32,6 +32,10 @@ def dnn(
     seeds: int = typer.Option(5, "--seeds", min=1, help="How many seeds (initialisation and batch order)."),
     epochs: int = typer.Option(0, "--epochs", min=0, help="Epochs (0: the estimator's default)."),
     label: str = typer.Option("MEDV", "--label", help="Name of the label column."),
+    standardize: bool = typer.Option(False, "--standardize/--no-standardize",
+                                     help="Each party standardizes its own columns first (off: PaddleDTX's "
+                                          "dnn_paddlefl files are already normalized and PaddleDTX trains on "
+                                          "them as given, so the RMSE compares with its published one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Train the three-party DNN on shares and report RMSE against the plaintext network."""
@@ -43,6 +47,7 @@ def dnn(
     if data.predict_y is None:
         raise ParameterError(f"{folder} has no targetValues.csv to score the predictions against")
     extra: dict[str, Any] = {"epochs": epochs} if epochs else {}
+    extra["standardize"] = standardize
     rows = []
     console = Console(stderr=True)
     for seed in range(seeds):
