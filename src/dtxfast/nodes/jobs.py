@@ -90,7 +90,7 @@ from ..protocols.mpc import ArithShare, MPCParty, run_blocking
 from ..protocols.mpc.fixedpoint import DEFAULT_FRAC_BITS
 from ..protocols.mpc.mlp import MLPSchedule, init_params, predict_program, train_program
 from ..protocols.psi import PSIRequester, PSISigner
-from ..protocols.psi_runner import run_requester, run_signer
+from ..protocols.psi_runner import DONE, run_requester, run_signer, send_requests, serve_requests
 from ..protocols.vfl import (
     FeaturePredictor,
     LabelPredictor,
@@ -670,7 +670,7 @@ class _Run:
             s = PSISigner(ids, BlindRSASigner.generate(bits), compute=self.compute)
             self.ch.send(b, s.hello())  # B gets the HELLO only (no tags); its requests wait for A's turn
             run_signer(s, self.ch, a, timeout=self.ch.timeout)  # HELLO and own tags to A; serves A
-            _serve(s, self.ch, b)
+            serve_requests(s, self.ch, b)
             s.receive(self.ch.recv(b))  # B's RESULT
             if s.final is None:
                 raise ProtocolError("psi: no result from the second requester")
@@ -685,7 +685,8 @@ class _Run:
             return [ids[i] for i in r.final_index]
         r = PSIRequester(ids, expect_signer_tags=False, compute=self.compute)
         r.receive(self.ch.recv(c))  # HELLO
-        _request_all(r, self.ch, c, lambda d, t: self.report("psi", d, t))
+        send_requests(r, self.ch, c, on_progress=lambda d, t: self.report("psi", d, t))
+        self.ch.send(c, DONE)
         r.receive(self.ch.recv(a))  # A's RELAY
         if not r.done:
             raise ProtocolError("psi: the relay did not complete the intersection")
@@ -693,41 +694,6 @@ class _Run:
         self.ch.send(a, result)
         self.ch.send(c, result)
         return [ids[i] for i in r.intersection_index()]
-
-
-_PSI_DONE = b""
-
-
-def _serve(signer: PSISigner, ch: Channel, peer: str) -> None:
-    """Answer ``peer``'s blinded chunks until it says it is done (the HELLO was sent)."""
-    while True:
-        frame = ch.recv(peer)
-        if frame == _PSI_DONE:
-            return
-        reply = signer.receive(frame)
-        if reply is not None:
-            ch.send(peer, reply)
-
-
-def _request_all(r: PSIRequester, ch: Channel, peer: str, on_progress: Callable[[int, int], None],
-                 window: int = 2) -> None:
-    """Send every blinded chunk (``window`` in flight), take every answer, then say done."""
-    total = r.progress[1]
-    it: Iterator[bytes] = r.requests()
-    open_, done, more = 0, 0, True
-    while more or open_:
-        while more and open_ < window:
-            try:
-                ch.send(peer, next(it))
-                open_ += 1
-            except StopIteration:
-                more = False
-        if open_:
-            r.receive(ch.recv(peer))
-            open_ -= 1
-            done += 1
-            on_progress(done, total)
-    ch.send(peer, _PSI_DONE)
 
 
 def _label_index(hellos: list[dict[str, Any]], spec: TaskSpec, key: str = "label") -> int:

@@ -31,9 +31,10 @@ from ..errors import ParameterError, ProtocolError
 from .channel import Channel
 from .psi import PSIRequester, PSISigner
 
-__all__ = ["run_requester", "run_signer"]
+__all__ = ["DONE", "run_requester", "run_signer", "send_requests", "serve_requests"]
 
-_DONE = b""  # the requester's last message: it knows the intersection
+#: the requester's last message: it has every answer it needs
+DONE = b""
 
 
 def run_signer(signer: PSISigner, channel: Channel, peer: str, *, timeout: float | None = None) -> int:
@@ -48,10 +49,18 @@ def run_signer(signer: PSISigner, channel: Channel, peer: str, *, timeout: float
     channel.send(peer, signer.hello())
     for msg in signer.signer_messages():
         channel.send(peer, msg)
+    serve_requests(signer, channel, peer, timeout=timeout)
+    return int(signer.requests_served)
+
+
+def serve_requests(signer: PSISigner, channel: Channel, peer: str, *, timeout: float | None = None) -> None:
+    """Answer ``peer``'s blinded chunks until it says it is done (whatever the signer sent before:
+    :func:`run_signer` sends its HELLO and own tags first; a signer serving a second requester in
+    a three-party alignment has already sent them)."""
     while True:
         frame = channel.recv(peer, timeout=timeout)
-        if frame == _DONE:
-            return int(signer.requests_served)
+        if frame == DONE:
+            return
         reply = signer.receive(frame)
         if reply is not None:
             channel.send(peer, reply)
@@ -76,6 +85,23 @@ def run_requester(requester: PSIRequester, channel: Channel, peer: str, *, windo
     requester.receive(channel.recv(peer, timeout=timeout))  # HELLO
     while not requester.signer_values_complete:  # the signer's own tags follow its HELLO
         requester.receive(channel.recv(peer, timeout=timeout))
+    send_requests(requester, channel, peer, window=window, timeout=timeout, on_progress=on_progress)
+    if not requester.done:
+        raise ProtocolError("the run ended before the intersection was known")
+    channel.send(peer, DONE)
+    return requester.intersection().to_list()
+
+
+def send_requests(requester: PSIRequester, channel: Channel, peer: str, *, window: int = 2,
+                  timeout: float | None = None,
+                  on_progress: Callable[[int, int], None] | None = None) -> None:
+    """Send every blinded chunk of ``requester`` (``window`` in flight) and take every answer.
+
+    The caller then sends the final empty message (:data:`DONE`) — :func:`run_requester` once it
+    knows the intersection; a requester that completes it with another party's relay right after.
+    """
+    if window < 1:
+        raise ParameterError("window must be at least 1")
     total = requester.progress[1]
     it = requester.requests()
     open_, done, more = 0, 0, True
@@ -92,7 +118,3 @@ def run_requester(requester: PSIRequester, channel: Channel, peer: str, *, windo
             done += 1
             if on_progress is not None:
                 on_progress(done, total)
-    if not requester.done:
-        raise ProtocolError("the run ended before the intersection was known")
-    channel.send(peer, _DONE)
-    return requester.intersection().to_list()
