@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import NotFound, ParameterError, ProtocolError
 from ..ledger import NodeIdentity, SQLiteLedger
 from ..ledger.records import TaskStatus
-from .local import LocalNode
+from .local import LocalNode, stop_all
 
 __all__ = ["LocalCluster", "revived_storage", "wait_for_task"]
 
@@ -133,11 +133,7 @@ class LocalCluster:
 
     def close(self) -> None:
         """Stop every process (in parallel), close the ledger, remove the directory unless kept."""
-        threads = [threading.Thread(target=n.stop) for n in self.processes.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        stop_all(self.processes.values())
         self.ledger.close()
         if self._own_dir and not self.keep:
             shutil.rmtree(self.base, ignore_errors=True)

@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailable, ProtocolError
+from ..errors import ProtocolError
 from ..ledger.records import TaskStatus
+from ..vfl.demo import _datasets  # scikit-learn's bundled data, or a readable error
 from .cluster import LocalCluster
 from .requester import fetch_result, publish_task, start_task
 
@@ -62,16 +63,6 @@ class DemoJob:
     result_path: str = ""
     seconds: float = 0.0
     data: Any = None  # (X, y, training rows, ids): for the centralized reference
-
-
-def _datasets() -> Any:
-    try:
-        from sklearn import datasets
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise BackendUnavailable(
-            "the demo uses scikit-learn's bundled datasets: pip install 'dtxfast[demo]' (or scikit-learn)"
-        ) from exc
-    return datasets
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

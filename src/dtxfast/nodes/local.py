@@ -25,14 +25,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ProtocolError
 from ..ledger import NodeIdentity, SQLiteLedger
 
-__all__ = ["LocalNode", "LocalStorageNetwork", "run_storage_demo"]
+__all__ = ["LocalNode", "LocalStorageNetwork", "run_storage_demo", "stop_all"]
 
 _READY = "listening on "
 
@@ -96,6 +96,15 @@ class LocalNode:
                 self.kill()
 
 
+def stop_all(nodes: Iterable[LocalNode]) -> None:
+    """Stop node processes in parallel (SIGTERM, then SIGKILL after each one's grace period)."""
+    threads = [threading.Thread(target=n.stop) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 class LocalStorageNetwork:
     """A temporary ledger and ``n`` storage-node processes (see the module docstring).
 
@@ -152,11 +161,7 @@ class LocalStorageNetwork:
 
     def close(self) -> None:
         """Stop every node (in parallel), close the ledger, remove the directory unless ``keep``."""
-        threads = [threading.Thread(target=n.stop) for n in self.nodes]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        stop_all(self.nodes)
         self.ledger.close()
         if self._own_dir and not self.keep:
             shutil.rmtree(self.base, ignore_errors=True)
