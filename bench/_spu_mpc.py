@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 
 import jax.numpy as jnp
@@ -29,6 +28,7 @@ import spu
 import spu.api as spu_api
 import spu.libspu as libspu
 import spu.utils.frontend as spu_fe
+from _spu_parties import link_desc, run_parties
 
 
 def _program(op: str):  # type: ignore[no-untyped-def]
@@ -53,33 +53,17 @@ def main() -> None:
                                    [libspu.Visibility.VIS_SECRET] * arity, lambda out: ["out0"])
     io = spu_api.Io(3, config)
     shares = [io.make_shares(x, libspu.Visibility.VIS_SECRET) for x in inputs]
-    desc = libspu.link.Desc()
-    for rank in range(3):
-        desc.add_party(f"id_{rank}", f"thread_{rank}")
+    desc = link_desc(3)
+
+    def party(rank: int):  # type: ignore[no-untyped-def]
+        rt = spu_api.Runtime(libspu.link.create_mem(desc, rank), config)
+        for name, sh in zip(names, shares):
+            rt.set_var(name, sh[rank])
+        rt.run(executable)
+        return rt.get_var("out0")
 
     def run_once() -> list:  # type: ignore[type-arg]
-        outs: list = [None] * 3  # type: ignore[type-arg]
-        errors: list = []  # type: ignore[type-arg]
-
-        def party(rank: int) -> None:
-            try:
-                lctx = libspu.link.create_mem(desc, rank)
-                rt = spu_api.Runtime(lctx, config)
-                for name, sh in zip(names, shares):
-                    rt.set_var(name, sh[rank])
-                rt.run(executable)
-                outs[rank] = rt.get_var("out0")
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=party, args=(r,)) for r in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return outs
+        return run_parties(3, party)
 
     outs = run_once()  # warm-up, and a check that SPU computed the right thing
     got = io.reconstruct(outs)

@@ -23,12 +23,12 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import spu.libspu as libspu
 import spu.psi as psi
+from _spu_parties import link_desc, run_parties
 
 _PROTOCOLS = {
     "rr22": (psi.PsiProtocol.PROTOCOL_RR22, None),
@@ -61,30 +61,14 @@ def main() -> None:
         sets = [range(n), range(n // 2, n + n // 2)]
         for rank, ids in enumerate(sets):
             (d / f"in{rank}.csv").write_text("id\n" + "".join(f"user-{i:08d}\n" for i in ids))
-        desc = libspu.link.Desc()
-        for rank in range(2):
-            desc.add_party(f"id_{rank}", f"thread_{rank}")
+        desc = link_desc(2)
+
+        def party(rank: int):  # type: ignore[no-untyped-def]
+            return psi.psi_execute(_config(protocol, d / f"in{rank}.csv", d / f"out{rank}.csv"),
+                                   libspu.link.create_mem(desc, rank))
 
         def run_once() -> int:
-            reports: list = [None, None]  # type: ignore[type-arg]
-            errors: list = []  # type: ignore[type-arg]
-
-            def party(rank: int) -> None:
-                try:
-                    lctx = libspu.link.create_mem(desc, rank)
-                    reports[rank] = psi.psi_execute(_config(protocol, d / f"in{rank}.csv", d / f"out{rank}.csv"),
-                                                    lctx)
-                except BaseException as exc:  # pragma: no cover - reported below
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=party, args=(r,)) for r in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            if errors:
-                raise errors[0]
-            return int(reports[0].intersection_count)
+            return int(run_parties(2, party)[0].intersection_count)
 
         times, found = [], -1
         for _ in range(rounds):
