@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_cpu_ifma.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define DTX_HAVE_IFMA_BUILD 1
 #include <immintrin.h>
@@ -40,22 +42,6 @@ typedef struct {
     uint64_t *ONE; /* plain 1, broadcast */
     mpz_t Nz;
 } ifma_ctx;
-
-static int ifma_cpu_ok(void) {
-#if DTX_HAVE_IFMA_BUILD
-    static int cpu = -1;
-    const char *env = getenv("DTXFAST_SIMD"); /* read at every context creation: "0" disables */
-    if (env && env[0] == '0') return 0;
-    if (cpu < 0) {
-        __builtin_cpu_init();
-        cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma") &&
-              __builtin_cpu_supports("avx512dq");
-    }
-    return cpu;
-#else
-    return 0;
-#endif
-}
 
 static void *ifma_alloc(size_t bytes) {
     size_t sz = (bytes + 63) & ~(size_t)63;

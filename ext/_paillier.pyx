@@ -15,13 +15,13 @@ from _paillier_core cimport *
 
 __all__ = ["PublicContext", "PrivateContext", "int_to_limbs", "limbs_to_int", "simd_available"]
 
-cdef extern from "_ifma.h" nogil:
-    int ifma_cpu_ok()
+cdef extern from "_cpu_ifma.h" nogil:
+    int dtx_ifma_cpu_ok()
 
 
 def simd_available():
     """True when new contexts use the AVX-512 IFMA path (CPU support, and DTXFAST_SIMD != "0")."""
-    return bool(ifma_cpu_ok())
+    return bool(dtx_ifma_cpu_ok())
 
 
 def int_to_limbs(value, int width):

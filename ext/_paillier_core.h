@@ -75,7 +75,7 @@ static void dtx_pub_init(dtx_pub *k, const uint64_t *n, int wn) {
     k->table = NULL;
     k->win = k->nwin = 0;
     k->mtab = NULL;
-    k->simd = ifma_cpu_ok() && ifma_init(&k->im, k->nsq) == 0;
+    k->simd = dtx_ifma_cpu_ok() && ifma_init(&k->im, k->nsq) == 0;
 }
 
 static void dtx_pub_clear(dtx_pub *k) {
@@ -113,7 +113,7 @@ static void dtx_priv_init(dtx_priv *s, const dtx_pub *k, const uint64_t *p, int 
     mpz_invert(s->hq, t, s->q);
     mpz_invert(s->qinv, s->q, s->p);
     mpz_clear(t);
-    s->simd = ifma_cpu_ok() && ifma_init(&s->ip, s->psq) == 0 && ifma_init(&s->iq, s->qsq) == 0;
+    s->simd = dtx_ifma_cpu_ok() && ifma_init(&s->ip, s->psq) == 0 && ifma_init(&s->iq, s->qsq) == 0;
 }
 
 static void dtx_priv_clear(dtx_priv *s) {

@@ -93,8 +93,10 @@ cdef extern from "openssl/evp.h" nogil:
 cdef extern from "openssl/err.h" nogil:
     void ERR_clear_error()
 
+cdef extern from "_cpu_ifma.h" nogil:
+    int dtx_ifma_cpu_ok()
+
 cdef extern from "_x25519_ifma.h" nogil:
-    int x8_cpu_ok()
     const uint8_t X8_BASE_U[32]
     void x25519_x8(const uint8_t *scalar, const uint8_t **pts, uint8_t **out)
 
@@ -105,7 +107,7 @@ SIMD_FALLBACK = "OpenSSL one point at a time"
 def simd_available():
     """True when :func:`x25519` batches run 8 points at a time on AVX-512 IFMA (CPU support, and
     ``DTXFAST_SIMD`` is not ``"0"``); else one at a time through OpenSSL."""
-    return bool(x8_cpu_ok())
+    return bool(dtx_ifma_cpu_ok())
 
 
 #: elements per scheduling chunk (per-chunk contexts amortise over this many elements)
@@ -817,7 +819,7 @@ def x25519(const uint8_t[::1] scalar, const uint8_t[:, ::1] points, uint8_t[:, :
         raise ValueError("X25519 scalars and points are 32 bytes")
     if path not in ("auto", "openssl", "ifma"):
         raise ValueError("path must be 'auto', 'openssl' or 'ifma'")
-    cdef bint simd = x8_cpu_ok() != 0
+    cdef bint simd = dtx_ifma_cpu_ok() != 0
     if path == "ifma" and not simd:
         raise ValueError("the AVX-512 IFMA path is not available on this CPU (or DTXFAST_SIMD=0)")
     if path == "openssl":

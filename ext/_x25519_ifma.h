@@ -31,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_cpu_ifma.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define X8_HAVE_BUILD 1
 #include <immintrin.h>
@@ -42,23 +44,6 @@
 
 /* the base point's u-coordinate, 9 */
 static const uint8_t X8_BASE_U[32] = {9};
-
-/* 1 when the CPU has AVX-512 F/IFMA/DQ and DTXFAST_SIMD is not "0" (read at every call). */
-static int x8_cpu_ok(void) {
-#if X8_HAVE_BUILD
-    static int cpu = -1;
-    const char *env = getenv("DTXFAST_SIMD");
-    if (env && env[0] == '0') return 0;
-    if (cpu < 0) {
-        __builtin_cpu_init();
-        cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma") &&
-              __builtin_cpu_supports("avx512dq");
-    }
-    return cpu;
-#else
-    return 0;
-#endif
-}
 
 #if X8_HAVE_BUILD
 
@@ -319,7 +304,7 @@ static X8_TARGET void x25519_x8(const uint8_t scalar[32], const uint8_t *const p
     __asm__ __volatile__("" : : "r"(k) : "memory"); /* keep the wipe */
 }
 
-#else /* no x86-64 GCC/Clang: never called, x8_cpu_ok() is 0 */
+#else /* no x86-64 GCC/Clang: never called, dtx_ifma_cpu_ok() is 0 */
 static void x25519_x8(const uint8_t scalar[32], const uint8_t *const pts[8], uint8_t *const out[8]) {
     (void)scalar; (void)pts; (void)out;
 }
