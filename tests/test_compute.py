@@ -84,7 +84,7 @@ def _ids(n: int, prefix: str = "id") -> IdBatch:
 def test_encrypt_matches_local(ray_send, paillier_keys, values):
     pk, sk = paillier_keys
     got, ref = ray_send.encrypt(pk, values), LOCAL.encrypt(pk, values)
-    assert (got.exponent, got.is_float, got._bits, len(got)) == (ref.exponent, ref.is_float, ref._bits, len(ref))
+    assert (got.exponent, got.is_float, got._bound, len(got)) == (ref.exponent, ref.is_float, ref._bound, len(ref))
     np.testing.assert_array_equal(sk.decrypt(got), sk.decrypt(ref))
     assert not np.array_equal(got.ciphertexts, ref.ciphertexts)  # fresh randomness on the workers
 
@@ -132,7 +132,7 @@ def test_matmul_is_bit_identical(ray_send, paillier_keys, kind):
          "nonneg": rng.integers(0, 50, size=(45, 60))}[kind]
     got, ref = ray_send.matmul(X, ev), LOCAL.matmul(X, ev)
     assert np.array_equal(got.ciphertexts, ref.ciphertexts)
-    assert (got.exponent, got.is_float, got._bits) == (ref.exponent, ref.is_float, ref._bits)
+    assert (got.exponent, got.is_float, got._bound) == (ref.exponent, ref.is_float, ref._bound)
     np.testing.assert_allclose(sk.decrypt(got), X @ sk.decrypt(ev), rtol=1e-9, atol=1e-9)
 
 

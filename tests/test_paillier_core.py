@@ -123,6 +123,80 @@ def test_overflow_is_an_error_not_a_wrong_number(keys):
         np.array([[2**62]]) @ keys.pk.encrypt([2**1000])
 
 
+def test_plaintext_range_is_exactly_plus_minus_max_int(keys):
+    """Every integer in [-max_int, max_int] encrypts and decrypts exactly (the extremes included),
+    alone or in a vector; max_int + 1 is refused by every path that encodes: encrypt, adding a
+    plaintext, and a product that would reach it."""
+    pk, sk = keys.pk, keys.sk
+    m = pk.max_int
+    assert m == pk.n // 3
+    for v in (m, -m, m - 1, -(m - 1)):
+        assert sk.decrypt(pk.encrypt(v)).tolist() == [v]
+    vec = pk.encrypt(np.array([m, -m, 0, 1, -1], dtype=object))
+    assert sk.decrypt(vec).tolist() == [m, -m, 0, 1, -1]
+    assert sk.decrypt(-vec).tolist() == [-m, m, 0, -1, 1]
+    assert sk.decrypt(vec * 1).tolist() == [m, -m, 0, 1, -1]
+    assert sk.decrypt(concatenate([vec[:2], pk.encrypt([7])])).tolist() == [m, -m, 7]
+    assert sk.decrypt(pk.encrypt(0) + m).tolist() == [m]
+    assert sk.decrypt(pk.encrypt(1) + (m - 1)).tolist() == [m]
+    assert sk.decrypt(pk.encrypt(-1) - (m - 1)).tolist() == [-m]
+    half = pk.encrypt(np.array([m // 2, -(m // 2)], dtype=object))
+    assert sk.decrypt(np.array([[1, -1], [-1, 1]]) @ half).tolist() == [2 * (m // 2), -2 * (m // 2)]
+    # one past the range, whichever way it is reached
+    for v in (m + 1, -(m + 1)):
+        with pytest.raises(EncodingOverflowError):
+            pk.encrypt(v)
+        with pytest.raises(EncodingOverflowError):
+            pk.encrypt(np.array([0, v], dtype=object))
+    with pytest.raises(EncodingOverflowError):
+        pk.encrypt(1) + m
+    with pytest.raises(EncodingOverflowError):
+        pk.encrypt(m) + pk.encrypt(1)
+    with pytest.raises(EncodingOverflowError):
+        pk.encrypt(-m) - 1
+    with pytest.raises(EncodingOverflowError):
+        pk.encrypt(m // 2 + 1) * 2
+    with pytest.raises(EncodingOverflowError):
+        np.array([[1, 1]]) @ pk.encrypt(np.array([m, 1], dtype=object))
+    with pytest.raises(EncodingOverflowError):
+        pk.encrypt(np.array([m, 1], dtype=object)).sum()
+
+
+def test_float_range_extremes(keys):
+    """Floats obey the same range: with ``frac_bits=0`` the largest float not above max_int
+    encrypts, the next float up is refused; at 64 fractional bits the bound scales by 2^64."""
+    pk, sk = keys.pk, keys.sk
+    m = pk.max_int
+    top = float(m)
+    if int(top) > m:  # float(m) rounded up: take the float below it
+        top = np.nextafter(top, 0.0)
+    assert int(top) <= m < int(np.nextafter(top, np.inf))
+    assert sk.decrypt(pk.encrypt([top, -top], frac_bits=0)).tolist() == [top, -top]
+    with pytest.raises(EncodingOverflowError):
+        pk.encrypt([float(np.nextafter(top, np.inf))], frac_bits=0)
+    x = float(m >> 64)
+    if int(x) << 64 > m:
+        x = np.nextafter(x, 0.0)
+    assert sk.decrypt(pk.encrypt([x])).tolist() == [x]
+    with pytest.raises(EncodingOverflowError):
+        pk.encrypt([float(np.nextafter(float((m >> 64) + 1), np.inf))])
+
+
+def test_packing_reaches_the_top_slot(keys):
+    """The packing batch path: ``pk.slots(s)`` slots all at their maximum pack below n and come
+    back exactly through raw encryption; under encryption the packed sum of small values
+    (what the VFL score step sends) also decrypts slot by slot."""
+    from dtxfast.crypto.paillier import pack_ints, unpack_slots
+
+    pk, sk = keys.pk, keys.sk
+    for s in (33, 64, 100, 341):
+        per = pk.slots(s)
+        vals = [(1 << s) - 1] * per
+        packed = pack_ints(vals, s, per)
+        assert len(packed) == 1 and int(packed[0]) < pk.n
+        assert unpack_slots(sk.raw_decrypt(pk.raw_encrypt(packed)), s, per, per) == vals
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_refused(keys, bad):
     with pytest.raises(ParameterError):

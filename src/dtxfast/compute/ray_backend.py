@@ -248,7 +248,7 @@ class RayCompute(ComputeBackend):
         exponent, is_float = outs[0][1], outs[0][2]
         c = np.ascontiguousarray(np.concatenate([o[0] for o in outs]))
         return EncryptedVector(pk, c, exponent, is_float, obfuscated=True,
-                               bits=paillier._value_bits(original, exponent))
+                               bound=paillier._value_bound(original, exponent))
 
     def decrypt(self, sk: PaillierPrivateKey, ev: EncryptedVector) -> np.ndarray:
         sk._check(ev)

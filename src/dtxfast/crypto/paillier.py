@@ -491,7 +491,7 @@ class PaillierPublicKey:
         obf = self.obfuscators(limbs.shape[0], randfunc=randfunc)
         c = self._ctx.encrypt(limbs, obf, num_threads())
         return EncryptedVector(self, c, exponent, is_float, obfuscated=True,
-                               bits=_value_bits(_as_array(values), exponent))
+                               bound=_value_bound(_as_array(values), exponent))
 
     def raw_encrypt(self, residues: Sequence[int], *, obfuscate: bool = True) -> EncryptedVector:
         """Hazmat: encrypt integers already reduced to ``[0, n)``, with no encoding.
@@ -640,7 +640,7 @@ class EncryptedVector:
     array([ 2,  0, -3])
     """
 
-    __slots__ = ("public_key", "_c", "exponent", "is_float", "_obfuscated", "_bits")
+    __slots__ = ("public_key", "_c", "exponent", "is_float", "_obfuscated", "_bound")
     #: make numpy operators (``ndarray @ v``, ``ndarray * v``) defer to this class
     __array_ufunc__ = None
 
@@ -652,14 +652,15 @@ class EncryptedVector:
         is_float: bool = False,
         *,
         obfuscated: bool = False,
-        bits: int | None = None,
+        bound: int | None = None,
     ) -> None:
         self.public_key = public_key
         self._c = ciphertexts
-        # Upper bound on the bit length of the encoded values, when known locally (None after
-        # deserialization): operations that could leave the plaintext space raise before they
-        # compute, instead of wrapping around silently.
-        self._bits = _bounded(public_key, bits)
+        # Upper bound on the magnitude of the encoded values (max |round(x_i 2^exponent)|), when
+        # known locally (None after deserialization): operations that could leave the plaintext
+        # space raise before they compute, instead of wrapping around silently. It is exact for
+        # what was encrypted here, so every value up to max_int itself is accepted.
+        self._bound = _bounded(public_key, bound)
         #: binary fixed-point exponent: element i encrypts round(x_i * 2**exponent)
         self.exponent = int(exponent)
         #: whether decryption returns floats
@@ -696,12 +697,12 @@ class EncryptedVector:
         return cls(public_key, c, _check_frac(exponent), is_float)
 
     def _like(
-        self, c: np.ndarray, exponent: int | None = None, is_float: bool | None = None, *, grow: int = 0
+        self, c: np.ndarray, exponent: int | None = None, is_float: bool | None = None, *, scale: int = 1
     ) -> EncryptedVector:
         return EncryptedVector(
             self.public_key, c, self.exponent if exponent is None else exponent,
             self.is_float if is_float is None else is_float,
-            bits=None if self._bits is None else self._bits + grow,
+            bound=None if self._bound is None else self._bound * scale,
         )
 
     def __getitem__(self, key: int | slice | Sequence[int] | np.ndarray) -> EncryptedVector:
@@ -715,7 +716,7 @@ class EncryptedVector:
             if c.ndim != 2:
                 raise IndexError("invalid index")
         return EncryptedVector(self.public_key, np.ascontiguousarray(c), self.exponent, self.is_float,
-                               obfuscated=self._obfuscated, bits=self._bits)
+                               obfuscated=self._obfuscated, bound=self._bound)
 
     def __iter__(self) -> Any:
         for i in range(len(self)):
@@ -732,7 +733,7 @@ class EncryptedVector:
             raise ParameterError("cannot lower a vector's exponent")
         e = _pack_ints([1 << d], (d + 64) // 64)
         c, _ = self.public_key._ctx.pow(self._c, e, np.zeros(1, np.uint8), num_threads())
-        return self._like(c, exponent=exponent, grow=d)
+        return self._like(c, exponent=exponent, scale=1 << d)
 
     def _check_peer(self, other: EncryptedVector) -> None:
         if other.public_key != self.public_key:
@@ -750,9 +751,9 @@ class EncryptedVector:
             a, b = self._rescaled(exp), other._rescaled(exp)
             if len(a) == 1 and len(b) > 1:
                 a, b = b, a
-            bits = None if a._bits is None or b._bits is None else max(a._bits, b._bits) + 1
+            bound = None if a._bound is None or b._bound is None else a._bound + b._bound
             return EncryptedVector(self.public_key, ctx.mul(a._c, b._c, num_threads()), exp,
-                                   self.is_float or other.is_float, bits=bits)
+                                   self.is_float or other.is_float, bound=bound)
         arr = _as_array(other)
         if len(arr) != len(self) and len(arr) != 1 and len(self) != 1:
             raise ParameterError(f"length mismatch: {len(self)} and {len(arr)}")
@@ -767,10 +768,9 @@ class EncryptedVector:
         c = base._c
         if len(c) == 1 and limbs.shape[0] > 1:
             c = np.ascontiguousarray(np.broadcast_to(c, (limbs.shape[0], c.shape[1])))
-        plain_bits = _value_bits(arr, base.exponent)
-        bits = None if base._bits is None else max(base._bits, plain_bits) + 1
+        bound = None if base._bound is None else base._bound + _value_bound(arr, base.exponent)
         return EncryptedVector(self.public_key, ctx.add_plain(c, limbs, num_threads()), base.exponent,
-                               base.is_float, bits=bits)
+                               base.is_float, bound=bound)
 
     __radd__ = __add__
 
@@ -795,13 +795,13 @@ class EncryptedVector:
         if len(arr) != len(self) and len(arr) != 1 and len(self) != 1:
             raise ParameterError(f"length mismatch: {len(self)} and {len(arr)}")
         mags, neg, frac, is_float = _encode_operand(arr, PLAINTEXT_BITS)
-        if self._bits is not None:
-            _bounded(self.public_key, self._bits + _mag_bits(mags))
+        top = _mag_max(mags)
+        if self._bound is not None:
+            _bounded(self.public_key, self._bound * top)
         c, bad = self.public_key._ctx.pow(self._c, mags, neg, num_threads())
         if bad >= 0:
             raise MalformedInput(f"ciphertext {bad} is not invertible mod n^2")
-        return self._like(c, exponent=self.exponent + frac, is_float=self.is_float or is_float,
-                          grow=_mag_bits(mags))
+        return self._like(c, exponent=self.exponent + frac, is_float=self.is_float or is_float, scale=top)
 
     __rmul__ = __mul__
 
@@ -821,7 +821,7 @@ class EncryptedVector:
 
     def sum(self) -> EncryptedVector:
         """Homomorphic sum of all elements (a length-1 vector)."""
-        return self._like(self.public_key._ctx.prod(self._c, num_threads()), grow=max(len(self) - 1, 0).bit_length())
+        return self._like(self.public_key._ctx.prod(self._c, num_threads()), scale=max(len(self), 1))
 
     def rerandomize(self, *, statistical: bool = False, randfunc: RandFunc | None = None) -> EncryptedVector:
         """The same plaintexts under fresh randomness (multiplies in fresh obfuscators).
@@ -905,6 +905,13 @@ def pack_ints(values: Sequence[int], slot_bits: int, per: int) -> np.ndarray:
     then yields ``per`` values (:func:`unpack_slots`), exactly when every slot's final value lies
     in ``[0, 2^slot_bits)`` (a negative one borrows from the next slot).
 
+    A full packing (every slot of :meth:`PaillierPublicKey.slots` at its maximum) is below
+    ``2^(n_bits - 1) < n``: it goes through :meth:`PaillierPublicKey.raw_encrypt` and
+    :meth:`PaillierPrivateKey.raw_decrypt` exactly. Under encryption, a vector encrypted here
+    carries a bound on its magnitudes and is held to ``max_int`` (about ``n / 3``, the signed range),
+    so a packed product of local vectors may use about 1.6 bits less than ``slots`` allows;
+    vectors received with :meth:`EncryptedVector.from_bytes` carry no bound.
+
     Examples
     --------
     >>> [int(v) for v in pack_ints([1, 2, 3], 8, 2)]
@@ -931,7 +938,7 @@ def pack_ints(values: Sequence[int], slot_bits: int, per: int) -> np.ndarray:
 def unpack_slots(values: Sequence[int], slot_bits: int, per: int, count: int) -> list[int]:
     """The first ``count`` slots of decrypted packed integers, ``per`` slots in each.
 
-    The inverse of :func:`pack_ints` (and, after decryption, of :meth:`EncryptedVector.pack`).
+    The inverse of :func:`pack_ints`, also after decryption (:meth:`PaillierPrivateKey.raw_decrypt`).
 
     Examples
     --------
@@ -965,10 +972,10 @@ def concatenate(vectors: Sequence[EncryptedVector]) -> EncryptedVector:
     exp = max(v.exponent for v in vectors)
     is_float = any(v.is_float for v in vectors)
     parts = [v._rescaled(exp)._c for v in vectors]
-    known = [v._bits + exp - v.exponent for v in vectors if v._bits is not None]
+    known = [v._bound << (exp - v.exponent) for v in vectors if v._bound is not None]
     return EncryptedVector(pk, np.ascontiguousarray(np.concatenate(parts)), exp, is_float,
                            obfuscated=all(v._obfuscated for v in vectors),
-                           bits=max(known) if len(known) == len(vectors) else None)
+                           bound=max(known) if len(known) == len(vectors) else None)
 
 
 def matmul(X: Any, ev: EncryptedVector, *, plaintext_bits: int = PLAINTEXT_BITS) -> EncryptedVector:
@@ -1017,7 +1024,7 @@ class _MatmulPlan:
     def result(self, ev: EncryptedVector, c: np.ndarray) -> EncryptedVector:
         """The product vector from the computed ciphertext rows ``c``."""
         return EncryptedVector(ev.public_key, c, ev.exponent + self.frac, ev.is_float or self.is_float,
-                               bits=self.bound)
+                               bound=self.bound)
 
 
 def _matmul_plan(A: np.ndarray, ev: EncryptedVector, plaintext_bits: int) -> _MatmulPlan:
@@ -1040,10 +1047,8 @@ def _matmul_plan(A: np.ndarray, ev: EncryptedVector, plaintext_bits: int) -> _Ma
     else:
         xneg = None
     bits = int(xabs.max()).bit_length() if xabs.size else 0
-    if ev._bits is not None:
-        _bounded(ev.public_key, ev._bits + bits + max(k - 1, 0).bit_length())
+    bound = None if ev._bound is None else _bounded(ev.public_key, ev._bound * _row_sum_max(xabs, bits))
     window = _pippenger_window(k, bits)
-    bound = None if ev._bits is None else ev._bits + bits + max(k - 1, 0).bit_length()
     return _MatmulPlan(xabs, xneg, cinv, frac, is_float, bits, window, bound)
 
 
@@ -1066,35 +1071,55 @@ def _matmul_check(X: Any, ev: Any, plaintext_bits: int) -> np.ndarray:
 # ------------------------------------------------------------------------------ helpers
 
 
-def _bounded(pk: PaillierPublicKey, bits: int | None) -> int | None:
-    """Raise if values of ``bits`` bits may exceed the plaintext space (``n / 3``)."""
-    if bits is not None and bits >= pk.max_int.bit_length():
+def _bounded(pk: PaillierPublicKey, bound: int | None) -> int | None:
+    """Raise if values of magnitude up to ``bound`` may exceed the plaintext space (``max_int``)."""
+    if bound is not None and bound > pk.max_int:
         raise EncodingOverflowError(
-            f"the result may exceed the plaintext space: values up to 2^{bits}, "
-            f"the key holds magnitudes below 2^{pk.max_int.bit_length() - 1}"
+            f"the result may exceed the plaintext space: magnitudes up to about 2^{bound.bit_length()}, "
+            f"the key holds magnitudes up to max_int (about 2^{pk.max_int.bit_length()})"
         )
-    return bits
+    return bound
 
 
-def _value_bits(arr: np.ndarray, frac: int) -> int:
-    """Bit length bound of ``round(x * 2^frac)`` over an array."""
+def _round_half_even(x: float, frac: int) -> int:
+    """``round(x * 2^frac)`` exactly, halves to even (the encoders' rounding)."""
+    num, den = x.as_integer_ratio()
+    q, r = divmod(num << frac, den)
+    if 2 * r > den or (2 * r == den and q % 2 == 1):
+        q += 1
+    return q
+
+
+def _value_bound(arr: np.ndarray, frac: int) -> int:
+    """Largest ``|round(x * 2^frac)|`` over an array: the magnitude the encoded values reach."""
     if arr.size == 0:
         return 0
+    if arr.dtype.kind == "O" and any(isinstance(v, float) for v in arr.tolist()):
+        arr = arr.astype(np.float64)  # as encode does: one float makes the whole vector float
     if arr.dtype.kind == "f":
         top = float(np.max(np.abs(arr)))
-        return (math.frexp(top)[1] + frac + 1) if top else 0
+        return _round_half_even(top, frac) if math.isfinite(top) else 0
     if arr.dtype.kind in "iub" and arr.dtype.itemsize <= 8:
-        top = int(np.max(np.abs(arr.astype(np.float64))))  # float is enough for a bound
-        return int(top).bit_length() + 1 + frac
-    return max(abs(int(v)).bit_length() for v in arr.tolist()) + frac
+        return max(abs(int(arr.max())), abs(int(arr.min()))) << frac
+    return max(abs(int(v)) for v in arr.tolist()) << frac
 
 
-def _mag_bits(mags: np.ndarray) -> int:
+def _mag_max(mags: np.ndarray) -> int:
+    """Largest magnitude among limb rows."""
     if mags.size == 0:
         return 0
     if mags.shape[1] == 1:
-        return int(mags.max()).bit_length()
-    return max(_limbs_to_int(row).bit_length() for row in mags)
+        return int(mags.max())
+    return max(_limbs_to_int(row) for row in mags)
+
+
+def _row_sum_max(xabs: np.ndarray, bits: int) -> int:
+    """Largest row sum of a non-negative ``uint64`` matrix (exactly, whatever its entries)."""
+    if xabs.size == 0:
+        return 0
+    if bits + xabs.shape[1].bit_length() <= 64:  # the sums fit uint64
+        return int(xabs.sum(axis=1, dtype=np.uint64).max())
+    return max(sum(int(v) for v in row) for row in xabs.tolist())
 
 
 def _pippenger_window(k: int, bits: int) -> int:
