@@ -396,7 +396,8 @@ def _tree(d: Path) -> dict[str, str]:
     return out
 
 
-def _run_inprocess(argv: list[str], timeout: float = 60) -> tuple[int, str, BaseException | None]:
+def _run_inprocess(argv: list[str], timeout: float = 60,
+                   out: io.StringIO | None = None) -> tuple[int, str, BaseException | None]:
     result: dict[str, object] = {}
     err = io.StringIO()
 
@@ -407,7 +408,7 @@ def _run_inprocess(argv: list[str], timeout: float = 60) -> tuple[int, str, Base
             result["exc"] = exc
 
     saved = sys.stderr, sys.stdout
-    sys.stderr, sys.stdout = err, io.StringIO()
+    sys.stderr, sys.stdout = err, (io.StringIO() if out is None else out)
     try:
         t = threading.Thread(target=target, daemon=True)
         t.start()
@@ -481,14 +482,39 @@ def test_vfl_predict_refuses_swapped_files_and_parts_of_two_trainings(tmp_path: 
     assert exc is None and rc != 0 and "two different trainings" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("cmd", _commands())
+def _flags(cmd: str) -> list[str]:
+    """The option names of every flag of ``dtx <cmd>`` (``--help`` included)."""
+    from dtxfast.cli import command
+
+    node = command()
+    for word in cmd.split():
+        node = node.commands[word]  # type: ignore[attr-defined]
+    names = ["--help"]
+    for p in node.params:
+        if p.param_type_name == "option" and getattr(p, "is_flag", False):
+            names += [*p.opts, *p.secondary_opts]
+    return names
+
+
+@pytest.mark.parametrize("cmd", ["", *_commands()])
 def test_help_of_every_command(cmd: str) -> None:
-    """``--help`` works for every command (a help text with ``[/CHAIN]`` once crashed rich's markup)."""
+    """``--help`` works for every command (a help text with ``[/CHAIN]`` once crashed rich's markup),
+    and shows flags as flags: no value placeholder beside them (typer printed ``--quick <bool>``),
+    while options that take a value keep theirs."""
+    import re
+
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc, err, exc = _run_inprocess([*cmd.split(), "--help"])
+    rc, err, exc = _run_inprocess([*cmd.split(), "--help"], out=out)
     assert exc is None, f"dtx {cmd} --help raised {type(exc).__name__}: {exc}"
     assert rc == 0 and err == ""
+    text = out.getvalue()
+    assert "<bool>" not in text
+    for flag in _flags(cmd):
+        rows = [line for line in text.splitlines() if re.search(rf"(^|[\s│,]){re.escape(flag)}(\s|$)", line)]
+        assert rows, f"dtx {cmd} --help does not list {flag}"
+        assert not any(re.search(rf"{re.escape(flag)}\s+(-\S+\s+)?<", line) for line in rows), rows
+    if cmd == "bench":
+        assert re.search(r"-k\s+<str>", text)  # a value-taking option keeps its placeholder
 
 
 def test_expired_file_is_audited_with_a_notice(tmp_path: Path) -> None:

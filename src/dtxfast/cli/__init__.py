@@ -45,9 +45,11 @@ from collections.abc import Callable
 import typer
 
 try:  # typer >= 0.20 carries its own copy of click
+    from typer._click import core as _click_core
     from typer._click import exceptions as _click_exc
     from typer._click import globals as _click_globals
 except ImportError:  # pragma: no cover - older typer on click
+    from click import core as _click_core  # type: ignore[no-redef]
     from click import exceptions as _click_exc  # type: ignore[no-redef]
     from click import globals as _click_globals  # type: ignore[no-redef]
 
@@ -68,7 +70,7 @@ from ..errors import (
     WrongType,
 )
 
-__all__ = ["EXIT_CODES", "OS_ERROR", "USAGE", "app", "exit_code", "main"]
+__all__ = ["EXIT_CODES", "OS_ERROR", "USAGE", "app", "command", "exit_code", "main"]
 
 #: exit code of each error class (the most specific class in an error's MRO wins)
 EXIT_CODES: dict[type[BaseException], int] = {
@@ -132,6 +134,40 @@ def _register() -> None:
 
 
 
+def _flags_as_flags(cmd: _click_core.Command) -> None:
+    """Flags take no value, so their help shows none: typer's rich help prints a type beside every
+    option, flags included (``--quick <bool>``, ``--help <bool>``); an empty metavar removes it.
+    Applied to every command of the tree, the help option included, so new commands get it too."""
+    for param in cmd.params:
+        if param.param_type_name == "option" and getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    help_option = cmd.get_help_option(_click_core.Context(cmd))
+    if help_option is not None:
+        help_option.metavar = ""
+    for sub in getattr(cmd, "commands", {}).values():
+        _flags_as_flags(sub)
+
+
+_command: _click_core.Command | None = None
+
+
+def command() -> _click_core.Command:
+    """The click command tree of ``dtx`` (built once from :data:`app`, flags shown as flags).
+
+    Examples
+    --------
+    >>> quick = next(p for p in command().commands["bench"].params if p.name == "quick")
+    >>> quick.is_flag, quick.metavar
+    (True, '')
+    """
+    global _command
+    if _command is None:
+        cmd = typer.main.get_command(app)
+        _flags_as_flags(cmd)
+        _command = cmd
+    return _command
+
+
 def on_close(fn: Callable[[], object]) -> None:
     """Run ``fn`` when the running command ends, however it ends (closes ledgers and networks)."""
     ctx = _click_globals.get_current_context(silent=True)
@@ -153,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     (:data:`EXIT_CODES`); help and ``--version`` print to stdout and return 0.
     """
     try:
-        rv = app(args=argv, prog_name="dtx", standalone_mode=False)
+        rv = command().main(args=argv, prog_name="dtx", standalone_mode=False)
     except _click_exc.NoArgsIsHelpError as exc:  # "dtx" or "dtx storage" alone: the help
         typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
         return USAGE
