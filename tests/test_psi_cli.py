@@ -110,3 +110,39 @@ def test_a_signer_process_that_cannot_start_is_one_line(tmp_path, files, capsys)
     assert code == exit_code(ProtocolError)
     assert "the signer process did not start" in err and "no column 'nope'" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.integration
+def test_a_requester_of_another_mode_is_refused_at_the_handshake(tmp_path, files):
+    """Two real processes: an RSA signer and a requester given ``--mode ecdh`` stop at the
+    handshake, each with one error line; the signer computed no tag (its cache stays empty) and
+    the requester wrote nothing (issue 15: the mismatch used to surface only after a full run)."""
+    a, b, _ = files
+    key = tmp_path / "key.pem"
+    key.write_bytes(rsa_key().to_pem())
+    cache, out = tmp_path / "cache", tmp_path / "out.csv"
+    dtx = [sys.executable, "-m", "dtxfast", "psi"]
+    signer = subprocess.Popen([*dtx, "--role", "signer", "--ids", str(b), "--column", "uid", "--key", str(key),
+                               "--listen", "127.0.0.1:0", "--cache-dir", str(cache)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = signer.stdout.readline().split()  # type: ignore[union-attr]
+        assert line and line[0] == "listening", signer.stderr.read()  # type: ignore[union-attr]
+        req = subprocess.run([*dtx, "--role", "requester", "--ids", str(a), "--connect", line[1], "--mode", "ecdh",
+                              "-o", str(out)], capture_output=True, text=True, timeout=60)
+        signer_err = signer.communicate(timeout=30)[1]
+    finally:
+        if signer.poll() is None:
+            signer.kill()
+            signer.wait()
+    from dtxfast.errors import ProtocolError
+
+    assert req.returncode == exit_code(ProtocolError)
+    assert req.stderr.strip().splitlines() == [
+        "dtx: error: the signer runs rsa PSI, this requester wants ecdh; nothing was computed"]
+    assert not out.exists() and req.stdout == ""
+    assert signer.returncode == exit_code(ProtocolError)
+    assert signer_err.strip().splitlines() == [
+        "dtx: error: the requester refused the run: the signer runs rsa PSI, this requester wants ecdh; "
+        "nothing was computed"]
+    assert not cache.exists() or not list(cache.glob("*.npy"))  # no tag was computed

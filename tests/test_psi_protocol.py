@@ -109,6 +109,8 @@ def test_three_party_leakage_shape():
     hello = signer.hello()
     ra.receive(hello)
     rb.receive(hello)
+    signer.receive(ra.hello())
+    signer.receive(rb.hello())
     tags = list(signer.signer_messages())
     with pytest.raises(ProtocolError):
         rb.receive(tags[0])
@@ -155,7 +157,7 @@ def test_signer_view_has_no_unblinded_hash():
     r = PSIRequester(ids, chunk_size=16)
     s = PSISigner(["user3", "other"], key, cache=SignerTagCache())
     r.receive(s.hello())
-    seen = b"".join(r.requests())
+    seen = r.hello() + b"".join(r.requests())
     fdh = pub.hash_ids(IdBatch.from_strings(ids))
     for row in fdh:
         assert row.tobytes()[:32] not in seen
@@ -184,8 +186,14 @@ def _started(mode="rsa", ids=("a", "b", "c")):
     key = _key(mode)
     s = PSISigner(["b", "c", "z"], key, chunk_size=2, cache=SignerTagCache())
     r = PSIRequester(list(ids), chunk_size=2)
-    r.receive(s.hello())
+    _greet(r, s)
     return s, r
+
+
+def _greet(r, s):
+    """The handshake: the signer's HELLO to the requester, the requester's HELLO back."""
+    r.receive(s.hello())
+    s.receive(r.hello())
 
 
 def test_wrong_key_is_refused():
@@ -194,6 +202,8 @@ def test_wrong_key_is_refused():
     req = next(r.requests())
     with pytest.raises(KeyMismatch):
         other.receive(req)
+    with pytest.raises(KeyMismatch):
+        other.receive(r.hello())  # a HELLO accepting another key
     # a response made with another key, relabelled with the announced key id, fails verification
     msg = PSIMessage.decode(req)
     forged = rsa_key(1).sign_blinded(np.zeros((msg.count, msg.width), np.uint8) + 1)
@@ -202,6 +212,7 @@ def test_wrong_key_is_refused():
     with pytest.raises(InvalidSignature):
         r.receive(forged_msg)
     # tags under another key
+    other.greeted = True
     for m in other.signer_messages():
         with pytest.raises(KeyMismatch):
             r.receive(m)
@@ -213,7 +224,7 @@ def test_tampered_response_is_refused(verify):
     key = rsa_key()
     s = PSISigner(["b"], key, cache=SignerTagCache())
     r = PSIRequester([f"id{i}" for i in range(10)], verify=verify)
-    r.receive(s.hello())
+    _greet(r, s)
     reply = bytearray(s.receive(next(r.requests())))
     reply[HEADER_SIZE + 5 * key.public_key().k + 17] ^= 0x40
     with pytest.raises(InvalidSignature):
@@ -241,7 +252,9 @@ def test_malformed_messages(mode):
     with pytest.raises(MalformedInput):
         s.receive(b"XPSI" + req[4:])  # magic
     with pytest.raises(MalformedInput):
-        s.receive(req[:4] + b"\x02" + req[5:])  # unknown version
+        s.receive(req[:4] + b"\x01" + req[5:])  # version 1 (before the handshake existed)
+    with pytest.raises(MalformedInput):
+        s.receive(req[:4] + b"\x03" + req[5:])  # unknown version
     with pytest.raises(MalformedInput):
         s.receive(req[:5] + b"\x63" + req[6:])  # unknown type
     with pytest.raises(MalformedInput):
@@ -298,10 +311,73 @@ def test_max_requests():
     s = PSISigner(["a"], key, max_requests=3, cache=SignerTagCache())
     r = PSIRequester(["a", "b", "c", "d"], chunk_size=2)
     r.receive(s.hello())
+    with pytest.raises(ProtocolError, match="holds 4 ids; this signer signs at most 3"):
+        s.receive(r.hello())  # refused at the handshake, before any signature
+    assert s.requests_served == 0 and not s.greeted
+    s.greeted = True  # a requester that skipped the handshake is still held to the limit
     it = r.requests()
     r.receive(s.receive(next(it)))
     with pytest.raises(ProtocolError):
         s.receive(next(it))
+
+
+# -- the handshake -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("signer_mode", "wanted"), [("rsa", "ecdh"), ("ecdh", "rsa")])
+def test_requester_refuses_a_signer_of_another_mode_at_its_hello(signer_mode, wanted):
+    s = PSISigner(["a", "b"], _key(signer_mode), cache=SignerTagCache())
+    r = PSIRequester(["a"], mode=wanted)
+    with pytest.raises(ProtocolError, match=f"the signer runs {signer_mode} PSI, this requester wants {wanted}"):
+        r.receive(s.hello())
+    assert r.mode is None and r.progress == (0, 1)  # nothing blinded, nothing generated
+    with pytest.raises(ProtocolError):
+        next(r.requests())
+    ok = PSIRequester(["a"], mode=signer_mode)
+    ok.receive(s.hello())
+    assert ok.mode == Mode[signer_mode.upper()]
+    with pytest.raises(ParameterError):
+        PSIRequester(["a"], mode="dsa")
+
+
+def test_signer_checks_the_requesters_hello_before_any_work():
+    s = PSISigner(["a", "b"], rsa_key(), cache=SignerTagCache())
+    r = PSIRequester(["a"])
+    r.receive(s.hello())
+    with pytest.raises(StateError):
+        next(s.signer_messages())  # no tags before the requester's HELLO
+    with pytest.raises(ProtocolError, match="before the requester's HELLO"):
+        s.receive(next(r.requests()))  # no signature either
+    assert s.requests_served == 0 and s._per_id is None
+    # a HELLO naming the other mode, a signer's HELLO, a malformed one
+    hello = PSIMessage.decode(r.hello())
+    ecdh = PSIMessage(MsgType.HELLO, Mode.ECDH, hello.key_id, 0, 1, hello.width, True, hello.body).encode()
+    with pytest.raises(ProtocolError, match="the requester wants ecdh PSI, this signer runs rsa"):
+        s.receive(ecdh)
+    with pytest.raises(ProtocolError):
+        s.receive(s.hello())
+    short = PSIMessage(MsgType.HELLO, Mode.RSA, hello.key_id, 0, 1, 4, True, hello.body[:4]).encode()
+    with pytest.raises(MalformedInput):
+        s.receive(short)
+    zero_chunk = PSIMessage(MsgType.HELLO, Mode.RSA, hello.key_id, 0, 1, hello.width, True,
+                            hello.body[:8] + bytes(4)).encode()
+    with pytest.raises(MalformedInput):
+        s.receive(zero_chunk)
+    assert not s.greeted
+    s.receive(r.hello())
+    assert s.greeted and s.requests_announced == 1
+
+
+def test_refusal_messages_stop_either_side():
+    from dtxfast.protocols.psi import is_refusal, refusal
+
+    msg = refusal("ünï " + "x" * 2000)
+    assert is_refusal(msg) and not is_refusal(b"junk")
+    assert len(PSIMessage.decode(msg).body) == 1000
+    s, r = _started()
+    with pytest.raises(ProtocolError, match="the signer refused the run: because"):
+        r.receive(refusal("because"))
+    with pytest.raises(ProtocolError, match="the requester refused the run: because"):
+        s.receive(refusal("because"))
 
 
 def test_max_pending_bounds_memory():

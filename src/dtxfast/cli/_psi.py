@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..errors import ParameterError, ProtocolError
+from ..errors import ParameterError
 from . import app
+from ._check import finite
 
 if TYPE_CHECKING:
     from ..compute import ComputeBackend
@@ -52,6 +53,9 @@ def psi(
     transport: str = typer.Option("embedded", "--transport", help="embedded (one process) or process (two, loopback)."),
     listen: Optional[str] = typer.Option(None, "--listen", help="Signer: HOST:PORT to listen on (port 0: any)."),
     connect: Optional[str] = typer.Option(None, "--connect", help="Requester: the signer's HOST:PORT."),
+    connect_timeout: float = typer.Option(
+        10.0, "--connect-timeout", help="Requester: seconds to keep retrying while nobody listens at --connect "
+        "(a signer that is still starting)."),
     mode: Optional[str] = typer.Option(
         None, "--mode", help="rsa (blind signatures, the default) or ecdh (X25519); a requester given --mode "
         "refuses a signer of the other mode."),
@@ -83,6 +87,7 @@ def psi(
         raise ParameterError("the demo needs --other (the second party's CSV)")
     if chunk < 1:
         raise ParameterError(f"--chunk must be at least 1, not {chunk}")
+    finite("--connect-timeout", connect_timeout, low=0)
     if key is not None and mode == "ecdh":
         raise ParameterError("--key is an RSA key (--mode rsa); --mode ecdh draws a fresh X25519 key")
     for name, path in (("--ids", ids), ("--other", other), ("--key", key)):
@@ -97,13 +102,14 @@ def psi(
             raise ParameterError(f"--out {out}: folder {out.parent} does not exist")
     with get_compute(compute, private_keys=private_keys) as backend:
         _psi(ids, column, other, other_column or column, role, transport, listen, connect, mode or "rsa", key, bits,
-             chunk, cache_dir, out, quiet, backend, compute, private_keys, mode)
+             chunk, cache_dir, out, quiet, backend, compute, private_keys, mode, connect_timeout)
 
 
 def _psi(ids: Path, column: str, other: Optional[Path], other_column: str, role: str, transport: str,
          listen: Optional[str], connect: Optional[str], mode: str, key: Optional[Path], bits: int, chunk: int,
          cache_dir: Optional[Path], out: Optional[Path], quiet: bool, backend: ComputeBackend,
-         compute: Optional[str], private_keys: Optional[str], expect_mode: Optional[str]) -> None:
+         compute: Optional[str], private_keys: Optional[str], expect_mode: Optional[str],
+         connect_timeout: float) -> None:
     from ..nodes.psi import (
         SignerProcess,
         load_ids,
@@ -125,14 +131,12 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: str, role:
             print(f"dtx psi: signed {served} blinded ids for the requester", file=err)
         return
 
-    requester = PSIRequester(load_ids(ids, column), chunk_size=chunk, compute=backend)
+    # a requester given --mode refuses a signer of the other mode at the signer's HELLO (before any work)
+    requester = PSIRequester(load_ids(ids, column), chunk_size=chunk, compute=backend, mode=expect_mode)
     if role == "requester":
         assert connect is not None
         with _progress(quiet) as progress:
-            result = request_intersection(requester, connect, on_progress=progress)
-        if expect_mode is not None and requester.mode is not None and requester.mode.name.lower() != expect_mode:
-            raise ProtocolError(f"the signer at {connect} runs {requester.mode.name.lower()} PSI, not "
-                                f"{expect_mode} (--mode); nothing written")
+            result = request_intersection(requester, connect, connect_timeout=connect_timeout, on_progress=progress)
         summary = f"{len(result)} ids in common (of {len(requester.ids)}; the signer holds {requester.signer_count})"
     else:  # demo: both parties, in this process or in two processes
         assert other is not None

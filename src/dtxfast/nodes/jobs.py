@@ -90,7 +90,15 @@ from ..protocols.mpc import ArithShare, MPCParty, run_blocking
 from ..protocols.mpc.fixedpoint import DEFAULT_FRAC_BITS
 from ..protocols.mpc.mlp import MLPSchedule, init_params, predict_program, train_program
 from ..protocols.psi import PSIRequester, PSISigner
-from ..protocols.psi_runner import DONE, run_requester, run_signer, send_requests, serve_requests
+from ..protocols.psi_runner import (
+    DONE,
+    accept_requester,
+    greet_signer,
+    run_requester,
+    run_signer,
+    send_requests,
+    serve_requests,
+)
 from ..protocols.vfl import (
     FeaturePredictor,
     LabelPredictor,
@@ -670,6 +678,7 @@ class _Run:
             s = PSISigner(ids, BlindRSASigner.generate(bits), compute=self.compute)
             self.ch.send(b, s.hello())  # B gets the HELLO only (no tags); its requests wait for A's turn
             run_signer(s, self.ch, a, timeout=self.ch.timeout)  # HELLO and own tags to A; serves A
+            accept_requester(s, self.ch, b, timeout=self.ch.timeout)  # B's HELLO, sent when it got C's
             serve_requests(s, self.ch, b)
             s.receive(self.ch.recv(b))  # B's RESULT
             if s.final is None:
@@ -684,7 +693,7 @@ class _Run:
                 raise ProtocolError("psi: no result from the second requester")
             return [ids[i] for i in r.final_index]
         r = PSIRequester(ids, expect_signer_tags=False, compute=self.compute)
-        r.receive(self.ch.recv(c))  # HELLO
+        greet_signer(r, self.ch, c, timeout=self.ch.timeout)  # C's HELLO in, B's HELLO out
         send_requests(r, self.ch, c, on_progress=lambda d, t: self.report("psi", d, t))
         self.ch.send(c, DONE)
         r.receive(self.ch.recv(a))  # A's RELAY

@@ -9,11 +9,18 @@ Two parties, RSA mode (De Cristofaro–Tsudik, blind-signature PSI)
 ------------------------------------------------------------------
 The *signer* S holds an RSA key (2048 bits by default) and ids Y; the *requester* R holds ids X.
 
-1. S → R ``HELLO``: the public key (n, e), |Y|, the chunk size.
-2. R → S ``REQUEST`` chunks: ``FDH(x) * r^e mod n`` per id, with fresh random r.
-3. S → R ``RESPONSE`` chunks: the blind signatures ``(FDH(x) r^e)^d = FDH(x)^d r``.
-4. S → R ``TAGS`` chunks: ``H(FDH(y)^d)`` for its own ids (deduplicated, sorted).
-5. R checks the signatures, unblinds (``* r^-1``), hashes to tags and matches: ``X ∩ Y``.
+1. S → R ``HELLO``: the protocol version and mode, the public key (n, e), |Y|, the chunk size.
+2. R → S ``HELLO``: the same version, mode and key id (R accepts them), |X|, R's chunk size; or
+   ``REFUSE`` with the reason (another mode than R wants), and R stops.
+3. S → R ``TAGS`` chunks: ``H(FDH(y)^d)`` for its own ids (deduplicated, sorted); or ``REFUSE``
+   (R's HELLO names another mode or key, or more ids than ``max_requests``), and S stops.
+4. R → S ``REQUEST`` chunks: ``FDH(x) * r^e mod n`` per id, with fresh random r.
+5. S → R ``RESPONSE`` chunks: the blind signatures ``(FDH(x) r^e)^d = FDH(x)^d r``.
+6. R checks the signatures, unblinds (``* r^-1``), hashes to tags and matches: ``X ∩ Y``.
+
+The two HELLOs are the handshake: each side checks the other's before any work (S computes no tag
+and signs nothing before R's HELLO; R blinds nothing before S's HELLO matched the mode it wants,
+``PSIRequester(mode=...)``), so parties that disagree learn it at once, not after a run.
 
 What each side learns (semi-honest parties; one-more-RSA assumption; SHA-256 as random oracle):
 
@@ -62,7 +69,7 @@ learn ``A ∩ C``; the scheme assumes no collusion.
 
 Messages
 --------
-Every message starts with a 28-byte header: magic ``b"DPSI"``, version (1), type, mode, flags
+Every message starts with a 28-byte header: magic ``b"DPSI"``, version (2), type, mode, flags
 (bit 0: last chunk), the 8-byte key id, a u32 sequence number, a u32 count, a u16 value width,
 two zero bytes; then exactly ``count * width`` bytes. A message of another length, an unknown
 version/type/mode, a count above ``MAX_COUNT`` or a width that does not fit the key raises
@@ -127,12 +134,15 @@ __all__ = [
     "PSISigner",
     "SignerTagCache",
     "ThreePartyResult",
+    "is_refusal",
     "match_tags",
+    "refusal",
     "run_three_party",
     "run_two_party",
 ]
 
-PROTOCOL_VERSION = 1
+#: version 2 added the requester's HELLO and REFUSE (the handshake); version 1 peers are refused
+PROTOCOL_VERSION = 2
 MAGIC = b"DPSI"
 #: most values one message may carry
 MAX_COUNT = 1 << 16
@@ -156,6 +166,7 @@ class MsgType(enum.IntEnum):
     TAGS = 4
     RELAY = 5
     RESULT = 6
+    REFUSE = 7
 
 
 class Mode(enum.IntEnum):
@@ -228,6 +239,48 @@ def _msg(mtype: MsgType, mode: Mode, key_id: bytes, seq: int, values: np.ndarray
     values = np.ascontiguousarray(values, dtype=np.uint8)
     count, width = values.shape
     return PSIMessage(mtype, mode, key_id, seq, count, width, last, values.tobytes()).encode()
+
+
+#: longest reason a REFUSE message carries (bytes of UTF-8)
+_MAX_REASON = 1000
+
+
+def refusal(reason: str) -> bytes:
+    """A ``REFUSE`` message: the sender stops the run, and says why (UTF-8, at most 1000 bytes).
+
+    Examples
+    --------
+    >>> msg = PSIMessage.decode(refusal("wrong mode"))
+    >>> msg.type.name, msg.body
+    ('REFUSE', b'wrong mode')
+    """
+    body = (reason or "refused").encode("utf-8")[:_MAX_REASON]
+    return PSIMessage(MsgType.REFUSE, Mode.RSA, bytes(8), 0, 1, len(body), True, body).encode()
+
+
+def is_refusal(data: bytes) -> bool:
+    """Whether ``data`` is a well-formed ``REFUSE`` message."""
+    try:
+        return PSIMessage.decode(data).type == MsgType.REFUSE
+    except MalformedInput:
+        return False
+
+
+def _refused(msg: PSIMessage, by: str) -> ProtocolError:
+    reason = msg.body.decode("utf-8", errors="replace") if msg.count else "no reason given"
+    return ProtocolError(f"the {by} refused the run: {reason}")
+
+
+def _mode_name(mode: Mode) -> str:
+    return mode.name.lower()
+
+
+def _as_mode(mode: Mode | str | None) -> Mode | None:
+    if mode is None or isinstance(mode, Mode):
+        return mode
+    if isinstance(mode, str) and mode.lower() in ("rsa", "ecdh"):
+        return Mode[mode.upper()]
+    raise ParameterError(f"the PSI mode must be rsa or ecdh, not {mode!r}")
 
 
 def _as_batch(ids: IdsLike) -> IdBatch:
@@ -383,6 +436,10 @@ class PSISigner:
         self.max_requests = max_requests
         self.compute = compute if compute is not None else _default_compute()
         self.requests_served = 0
+        #: ids announced by the requesters' HELLOs so far (checked against ``max_requests``)
+        self.requests_announced = 0
+        #: True once a requester's HELLO was accepted (before that the signer does no work)
+        self.greeted = False
         self.cache_hit: bool | None = None
         self.final: IdBatch | None = None
         self._own: np.ndarray | None = None
@@ -393,7 +450,7 @@ class PSISigner:
         return self.key.key_id
 
     def hello(self) -> bytes:
-        """The first message: mode, public key (RSA), number of own ids, chunk size."""
+        """The first message: version and mode (header), public key (RSA), number of own ids, chunk size."""
         keybytes = self.key.public_key().to_bytes() if isinstance(self.key, BlindRSASigner) else b""
         body = _HELLO.pack(len(self.ids), self.chunk_size) + keybytes
         return PSIMessage(MsgType.HELLO, self.mode, self.key_id, 0, 1, len(body), True, body).encode()
@@ -434,7 +491,15 @@ class PSISigner:
         return self._own
 
     def signer_messages(self) -> Iterator[bytes]:
-        """The ``TAGS`` messages carrying :meth:`own_values`, in chunks (the last is flagged)."""
+        """The ``TAGS`` messages carrying :meth:`own_values`, in chunks (the last is flagged).
+
+        Raises
+        ------
+        StateError
+            No requester's HELLO was accepted yet (the signer computes nothing before).
+        """
+        if not self.greeted:
+            raise StateError("no requester's HELLO yet: the signer computes its tags after the handshake")
         values = self.own_values()
         total = values.shape[0]
         seq = 0
@@ -445,17 +510,29 @@ class PSISigner:
             seq += 1
 
     def receive(self, data: bytes) -> bytes | None:
-        """Answer a ``REQUEST`` with its ``RESPONSE``; take a three-party ``RESULT`` (returns None).
+        """Take a requester's ``HELLO`` (checked; returns None), answer a ``REQUEST`` with its
+        ``RESPONSE``, take a three-party ``RESULT`` (returns None).
 
         Raises
         ------
         MalformedInput, KeyMismatch, ProtocolError
+            ``ProtocolError`` also for a ``REFUSE`` (the requester stopped the run) and for a
+            ``REQUEST`` before the requester's ``HELLO``.
         """
         msg = PSIMessage.decode(data)
+        if msg.type == MsgType.REFUSE:
+            raise _refused(msg, "requester")
         if msg.mode != self.mode:
-            raise ProtocolError(f"peer speaks {msg.mode.name} PSI, this signer {self.mode.name}")
+            what = "wants" if msg.type == MsgType.HELLO else "speaks"
+            raise ProtocolError(f"the requester {what} {_mode_name(msg.mode)} PSI, this signer runs "
+                                f"{_mode_name(self.mode)}")
         if msg.key_id != self.key_id:
             raise KeyMismatch("message is for another signer key")
+        if msg.type == MsgType.HELLO:
+            self._on_hello(msg)
+            return None
+        if msg.type == MsgType.REQUEST and not self.greeted:
+            raise ProtocolError("REQUEST before the requester's HELLO")
         if msg.type == MsgType.REQUEST:
             if self.max_requests is not None and self.requests_served + msg.count > self.max_requests:
                 raise ProtocolError(f"requester asked for more than {self.max_requests} signatures")
@@ -482,6 +559,19 @@ class PSISigner:
             return None
         raise ProtocolError(f"a signer does not expect a {msg.type.name} message")
 
+    def _on_hello(self, msg: PSIMessage) -> None:
+        if msg.count != 1 or msg.width != _HELLO.size:
+            if msg.count == 1 and msg.width > _HELLO.size:
+                raise ProtocolError("a signer does not take a signer's HELLO")
+            raise MalformedInput("the requester's HELLO is malformed")
+        count, chunk = _HELLO.unpack_from(msg.body)
+        if not 1 <= chunk <= MAX_COUNT:
+            raise MalformedInput(f"the requester's HELLO names a chunk size of {chunk}")
+        if self.max_requests is not None and self.requests_announced + count > self.max_requests:
+            raise ProtocolError(f"the requester holds {count} ids; this signer signs at most {self.max_requests}")
+        self.requests_announced += count
+        self.greeted = True
+
 
 class PSIRequester:
     """The side that learns the intersection (RSA requester, or the second masker in ECDH mode).
@@ -503,12 +593,16 @@ class PSIRequester:
     compute : ComputeBackend, optional
         Where blinding and unblinding run (see :mod:`dtxfast.compute`); default
         :func:`dtxfast.compute.default_compute`. A custom ``rng`` needs the local backend.
+    mode : {"rsa", "ecdh"} or Mode, optional
+        The mode this requester runs: a signer's ``HELLO`` of another mode is refused before any
+        work (default: whichever the signer runs).
     """
 
     def __init__(self, ids: IdsLike, *, chunk_size: int = DEFAULT_CHUNK,
                  verify: Literal["batch", "each"] = "batch", expect_signer_tags: bool = True,
                  rng: Rng = os.urandom, max_pending: int = 8,
-                 compute: ComputeBackend | None = None) -> None:
+                 compute: ComputeBackend | None = None, mode: Mode | str | None = None) -> None:
+        self.expect_mode = _as_mode(mode)
         self.ids = _as_batch(ids)
         self.chunk_size = _check_chunk(chunk_size)
         if verify not in ("batch", "each"):
@@ -582,6 +676,14 @@ class PSIRequester:
             assert self.key_id is not None and self.mode is not None
             yield _msg(MsgType.REQUEST, self.mode, self.key_id, seq, values, last)
 
+    def hello(self) -> bytes:
+        """The answer to the signer's ``HELLO``: its mode and key id (accepted), the number of
+        this party's ids and its chunk size; the signer checks it before any work."""
+        self._require_hello()
+        assert self.mode is not None and self.key_id is not None
+        body = _HELLO.pack(len(self.ids), self.chunk_size)
+        return PSIMessage(MsgType.HELLO, self.mode, self.key_id, 0, 1, len(body), True, body).encode()
+
     def relay(self) -> bytes:
         """Three-party, leader A: the ``RELAY`` message with the tags of A ∩ C (sorted)."""
         return self._tags_message(MsgType.RELAY)
@@ -604,8 +706,12 @@ class PSIRequester:
         Raises
         ------
         MalformedInput, KeyMismatch, ProtocolError, InvalidSignature
+            ``ProtocolError`` also for a signer of another mode than ``mode`` and for a
+            ``REFUSE`` (the signer stopped the run).
         """
         msg = PSIMessage.decode(data)
+        if msg.type == MsgType.REFUSE:
+            raise _refused(msg, "signer")
         if msg.type == MsgType.HELLO:
             self._on_hello(msg)
             return
@@ -633,6 +739,9 @@ class PSIRequester:
     def _on_hello(self, msg: PSIMessage) -> None:
         if self.mode is not None:
             raise ProtocolError("second HELLO")
+        if self.expect_mode is not None and msg.mode != self.expect_mode:
+            raise ProtocolError(f"the signer runs {_mode_name(msg.mode)} PSI, this requester wants "
+                                f"{_mode_name(self.expect_mode)}; nothing was computed")
         if msg.count != 1 or msg.width < _HELLO.size:
             raise MalformedInput("HELLO is malformed")
         count, chunk = _HELLO.unpack_from(msg.body)
@@ -725,6 +834,7 @@ def run_two_party(requester: PSIRequester, signer: PSISigner, *,
                   on_progress: Progress | None = None) -> list[bytes]:
     """Drive a requester and a signer in-process; returns the intersection (requester's order)."""
     requester.receive(signer.hello())
+    signer.receive(requester.hello())
     for msg in signer.signer_messages():
         requester.receive(msg)
     total = requester.progress[1]
@@ -761,6 +871,8 @@ def run_three_party(ids_a: IdsLike, ids_b: IdsLike, ids_c: IdsLike, key: BlindRS
     hello = c.hello()
     a.receive(hello)
     b.receive(hello)
+    c.receive(a.hello())
+    c.receive(b.hello())
     for msg in c.signer_messages():  # C's tags go to A only
         a.receive(msg)
     for party in (a, b):

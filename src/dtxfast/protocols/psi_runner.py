@@ -1,8 +1,11 @@
 """Run one side of two-party PSI over any :class:`~dtxfast.protocols.channel.Channel`.
 
 :func:`run_signer` and :func:`run_requester` are the two halves of
-:func:`~dtxfast.protocols.psi.run_two_party` for parties in different processes: the signer sends
-its HELLO and its own tags, then answers each blinded chunk; the requester keeps ``window``
+:func:`~dtxfast.protocols.psi.run_two_party` for parties in different processes. First the
+handshake (:func:`greet_requester`, :func:`greet_signer`): the signer sends its HELLO, the
+requester checks it and answers with its own HELLO, the signer checks that; a side that refuses
+the other's HELLO sends ``REFUSE`` with the reason and raises, before either did any work. Then
+the signer sends its own tags and answers each blinded chunk; the requester keeps ``window``
 requests in flight (so the signer's CPU never waits for a round trip), and when it knows the
 intersection it sends one empty message, which ends the signer's run. Every message is a PSI
 message of :mod:`dtxfast.protocols.psi` except that final empty one.
@@ -21,17 +24,38 @@ Examples
 >>> run_requester(requester, net.channel("r"), "s")
 [b'u3', b'u1']
 >>> t.join()
+
+A requester that wants another mode than the signer runs stops at the signer's HELLO, and the
+signer learns why:
+
+>>> from dtxfast.errors import ProtocolError
+>>> seen = []
+>>> def serve():
+...     try:
+...         run_signer(signer, net.channel("s"), "r")
+...     except ProtocolError as exc:
+...         seen.append(str(exc))
+>>> t = threading.Thread(target=serve)
+>>> t.start()
+>>> run_requester(PSIRequester(["u1"], mode="rsa"), net.channel("r"), "s")
+Traceback (most recent call last):
+...
+dtxfast.errors.ProtocolError: the signer runs ecdh PSI, this requester wants rsa; nothing was computed
+>>> t.join()
+>>> seen
+['the requester refused the run: the signer runs ecdh PSI, this requester wants rsa; nothing was computed']
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import ParameterError, ProtocolError
+from ..errors import DtxError, ParameterError, ProtocolError
 from .channel import Channel
-from .psi import PSIRequester, PSISigner
+from .psi import PSIRequester, PSISigner, is_refusal, refusal
 
-__all__ = ["DONE", "run_requester", "run_signer", "send_requests", "serve_requests"]
+__all__ = ["DONE", "accept_requester", "greet_requester", "greet_signer", "run_requester", "run_signer",
+           "send_requests", "serve_requests"]
 
 #: the requester's last message: it has every answer it needs
 DONE = b""
@@ -46,11 +70,52 @@ def run_signer(signer: PSISigner, channel: Channel, peer: str, *, timeout: float
         The requester went away (or sent nothing for ``timeout`` seconds) before it was done, or
         sent a malformed message.
     """
-    channel.send(peer, signer.hello())
+    greet_requester(signer, channel, peer, timeout=timeout)
     for msg in signer.signer_messages():
         channel.send(peer, msg)
     serve_requests(signer, channel, peer, timeout=timeout)
     return int(signer.requests_served)
+
+
+def _take_or_refuse(channel: Channel, peer: str, frame: bytes, take: Callable[[bytes], object]) -> None:
+    """``take(frame)``; if it raises, tell ``peer`` why with a ``REFUSE`` (best effort) and re-raise."""
+    try:
+        take(frame)
+    except DtxError as exc:
+        if not is_refusal(frame):
+            try:
+                channel.send(peer, refusal(str(exc)))
+            except (DtxError, OSError):
+                pass  # the peer is gone: the error stands on its own
+        raise
+
+
+def greet_requester(signer: PSISigner, channel: Channel, peer: str, *, timeout: float | None = None) -> None:
+    """The signer's half of the handshake: its HELLO out, the requester's HELLO in and checked
+    (:func:`accept_requester`)."""
+    channel.send(peer, signer.hello())
+    accept_requester(signer, channel, peer, timeout=timeout)
+
+
+def accept_requester(signer: PSISigner, channel: Channel, peer: str, *, timeout: float | None = None) -> None:
+    """Take and check the requester's HELLO (mode, key, number of ids); on a mismatch send
+    ``REFUSE`` and raise.
+
+    Raises
+    ------
+    ProtocolError
+        The requester wants another mode, holds more ids than ``max_requests``, or refused.
+    KeyMismatch, MalformedInput
+        Its HELLO names another key, or does not parse.
+    """
+    _take_or_refuse(channel, peer, channel.recv(peer, timeout=timeout), signer.receive)
+
+
+def greet_signer(requester: PSIRequester, channel: Channel, peer: str, *, timeout: float | None = None) -> None:
+    """The requester's half of the handshake: take and check the signer's HELLO (on a mismatch
+    send ``REFUSE`` and raise), then answer with the requester's HELLO."""
+    _take_or_refuse(channel, peer, channel.recv(peer, timeout=timeout), requester.receive)
+    channel.send(peer, requester.hello())
 
 
 def serve_requests(signer: PSISigner, channel: Channel, peer: str, *, timeout: float | None = None) -> None:
@@ -82,7 +147,7 @@ def run_requester(requester: PSIRequester, channel: Channel, peer: str, *, windo
     """
     if window < 1:
         raise ParameterError("window must be at least 1")
-    requester.receive(channel.recv(peer, timeout=timeout))  # HELLO
+    greet_signer(requester, channel, peer, timeout=timeout)
     while not requester.signer_values_complete:  # the signer's own tags follow its HELLO
         requester.receive(channel.recv(peer, timeout=timeout))
     send_requests(requester, channel, peer, window=window, timeout=timeout, on_progress=on_progress)
