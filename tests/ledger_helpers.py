@@ -79,6 +79,19 @@ def tamper_record(led: Ledger, kind: str, key: str, value: bytes) -> None:
         c.execute("UPDATE objects SET value=? WHERE kind=? AND key=?", (value, kind, key))
 
 
+def remove_tip_block(led: Ledger) -> None:
+    """Delete the tip block behind the ledger's back, leaving whatever each backend stores apart
+    from it (SQLite's entry rows, etcd's transaction index keys; nothing in memory)."""
+    h = led.height
+    if isinstance(led, MemoryLedger):
+        led._raw_blocks().pop()
+    elif type(led).__name__ == "EtcdLedger":
+        led._raw_delete(led._bkey(h))
+    else:
+        c = led._conn()
+        c.execute("DELETE FROM blocks WHERE height = ?", (h,))
+
+
 def _etcd_get(led: Any, key: bytes) -> bytes:
     import base64
 

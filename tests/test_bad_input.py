@@ -86,6 +86,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("nan", [FID, "--key", K, "-L", L, "--days", "nan"]),
         ("inf", [FID, "--key", K, "-L", L, "--days", "inf"]),
         ("out of range", [FID, "--key", K, "-L", L, "--days", "-5"]),
+        ("ledger went back", [FID, "--key", "{d}/other.key", "-L", L, "--days", "3"]),
     ],
     "file list": [
         ("missing ledger", ["-L", "{d}/missing.db"]),
@@ -251,6 +252,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
     ],
     "task start": [
         ("unknown id", [FID, "--key", K, "-L", L]),
+        ("ledger went back", [FID, "--key", "{d}/other.key", "-L", L]),
         ("missing ledger", [FID, "--key", K, "-L", "{d}/missing.db"]),
     ],
     "task list": [
@@ -347,6 +349,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert main(["keys", "new", str(d / "owner.key")]) == 0
         assert main(["keys", "new", str(d / "other.key")]) == 0
         assert main(["ledger", "init", "-L", str(d / "ledger.db")]) == 0
+    _mark_above(d)
     (d / "dir").mkdir()
     (d / "empty.csv").write_bytes(b"")
     (d / "nonutf8.csv").write_bytes(b"id,x\n\xff\xfe,1\n")
@@ -371,6 +374,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "tampered.meta").write_bytes(bytes(meta))
     _tampered_ledger(d)
     return d
+
+
+def _mark_above(d: Path) -> None:
+    """other.key's ledger mark says it saw block 99 of the world's ledger: a ledger that went back."""
+    from dtxfast.ledger import open_ledger
+    from dtxfast.ledger.watermark import HighWaterMark
+
+    led = open_ledger(str(d / "ledger.db"))
+    HighWaterMark.for_key(d / "other.key", led.chain_id).record(led.chain_id, 99, bytes(32))
+    led.close()
 
 
 def _tampered_ledger(d: Path) -> None:

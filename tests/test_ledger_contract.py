@@ -16,6 +16,7 @@ from ledger_helpers import (
     force_block,
     ident,
     make_ledger,
+    remove_tip_block,
     tamper_record,
 )
 
@@ -545,6 +546,25 @@ def test_verify_chain_and_blocks(world):
     assert b.header.prev_hash == w.led.block(2).hash
     with pytest.raises(NotFound):
         w.led.block(w.led.height + 1)
+
+
+def test_verify_chain_finds_a_removed_tip_block(world):
+    """Deleting the tip block behind the ledger's back is caught on every backend; where the
+    backend stores something apart from the block (SQLite's entry rows, etcd's transaction index)
+    the report names the entries left behind (issue 15)."""
+    w = world
+    w.submit(w.s[0], Heartbeat())
+    tip = w.led.height
+    w.led.verify_chain()
+    remove_tip_block(w.led)
+    assert w.led.height == tip - 1
+    if isinstance(w.led, MemoryLedger):
+        with pytest.raises(ChainCorrupted, match="state root"):  # no entry survives its block here
+            w.led.verify_chain()
+    else:
+        with pytest.raises(ChainCorrupted, match=f"1 stored entries belong to no block .from height {tip}") as info:
+            w.led.verify_chain()
+        assert info.value.height == tip
 
 
 def test_subscribe_replays_then_follows(world):

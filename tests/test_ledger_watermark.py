@@ -130,3 +130,47 @@ def test_executor_node_refuses_a_ledger_that_went_back(tmp_path: Path) -> None:
     assert p.returncode != 0
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "went back" in lines[0] and "Traceback" not in p.stderr, p.stderr
+
+
+def test_acting_commands_refuse_a_ledger_that_went_back_views_do_not(tmp_path: Path) -> None:
+    """The CLI keeps a mark beside the key of every command that acts with it (issue 15): after
+    two decisions, a ledger restored from a copy taken before them shows the applications
+    undecided again; deciding again on it is refused with one line and writes nothing, while views
+    and ``dtx ledger verify`` still read the copy. A failed command leaves no mark."""
+    import time
+
+    from ledger_helpers import Clock, World
+
+    from dtxfast.cli import exit_code, main
+
+    db, key = tmp_path / "l.db", tmp_path / "owner.key"
+    led = open_ledger(str(db), create=True)
+    w = World(led, Clock(int(time.time() * 1000)))
+    fid = w.publish()
+    a1, a2 = w.apply(w.ex1, fid), w.apply(w.ex2, fid)
+    w.owner.save(str(key))
+    led.close()
+    shutil.copy(db, tmp_path / "backup.db")
+    marks = tmp_path / "owner.key.marks"
+    assert main(["file", "reject", a1, "--key", str(key), "-L", str(db), "--reason", "no"]) == 0
+    (mark,) = marks.iterdir()
+    first = HighWaterMark(mark).height
+    assert main(["file", "reject", a2, "--key", str(key), "-L", str(db), "--reason", "no"]) == 0
+    led = open_ledger(str(db))
+    assert HighWaterMark(mark).height == led.height == first + 1  # moved up with the command
+    led.close()
+    shutil.copy(tmp_path / "backup.db", db)  # restored from before the decisions
+    before = {p: p.read_bytes() for p in (db, mark)}
+    p = subprocess.run([sys.executable, "-m", "dtxfast", "file", "reject", a1, "--key", str(key), "-L", str(db),
+                        "--reason", "again"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == exit_code(StateError)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the ledger went back" in lines[0] and "key owner.key saw" in lines[0], p.stderr
+    assert {q: q.read_bytes() for q in before} == before
+    assert main(["file", "applications", "-L", str(db), "--key", str(key)]) == 0  # a view reads the copy
+    assert main(["ledger", "verify", "-L", str(db)]) == 0
+    # a command that fails writes no mark
+    other = tmp_path / "other.key"
+    w.owner2.save(str(other))
+    assert main(["file", "approve", "0" * 32, "--key", str(other), "-L", str(db)]) != 0
+    assert not (tmp_path / "other.key.marks").exists()

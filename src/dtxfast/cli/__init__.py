@@ -70,7 +70,8 @@ from ..errors import (
     WrongType,
 )
 
-__all__ = ["EXIT_CODES", "OS_ERROR", "USAGE", "app", "command", "exit_code", "main"]
+__all__ = ["EXIT_CODES", "OS_ERROR", "USAGE", "app", "command", "exit_code", "main", "on_close", "on_success",
+           "watch_ledger"]
 
 #: exit code of each error class (the most specific class in an error's MRO wins)
 EXIT_CODES: dict[type[BaseException], int] = {
@@ -104,8 +105,19 @@ def exit_code(error: BaseException | type[BaseException]) -> int:
         return OS_ERROR
     return 1
 
+_ON_SUCCESS = "dtx.on_success"
+
+
+def _run_on_success(value: object, **_params: object) -> object:
+    ctx = _click_globals.get_current_context(silent=True)
+    for fn in (ctx.meta.pop(_ON_SUCCESS, []) if ctx is not None else []):
+        fn()
+    return value
+
+
 app = typer.Typer(
     name="dtx",
+    result_callback=_run_on_success,
     help="dtxfast: privacy-preserving machine learning over decentralized, encrypted storage.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -174,6 +186,43 @@ def on_close(fn: Callable[[], object]) -> None:
     if ctx is None:  # called outside a command (a test): the caller closes
         return
     ctx.call_on_close(fn)
+
+
+def on_success(fn: Callable[[], object]) -> None:
+    """Run ``fn`` after the running command returned normally (not when it failed): what a
+    command records only once it did what it said, e.g. moving a ledger mark up."""
+    ctx = _click_globals.get_current_context(silent=True)
+    if ctx is None:  # called outside a command (a test): nothing to wait for
+        return
+    ctx.meta.setdefault(_ON_SUCCESS, []).append(fn)
+
+
+def watch_ledger(ledger: object, key: str) -> None:
+    """Refuse ``ledger`` if it went back below the mark kept beside ``key`` (a command that acts
+    on the ledger with that key; see :mod:`dtxfast.ledger.watermark`), and move the mark up to
+    the ledger's height at the end of the command if it succeeded. Call it after the ledger's
+    ``on_close(ledger.close)``: the height is read before the ledger closes."""
+    from ..errors import DtxError
+    from ..ledger.watermark import HighWaterMark
+
+    mark = HighWaterMark.for_key(key, ledger.chain_id)  # type: ignore[attr-defined]
+    mark.verify(ledger)  # type: ignore[arg-type]
+    seen: list[tuple[bytes, int, bytes]] = []
+
+    def observe() -> None:
+        try:
+            seen.append(mark.observe(ledger))  # type: ignore[arg-type]
+        except DtxError:
+            pass  # the ledger went away meanwhile: the command failed anyway
+
+    def record() -> None:
+        if not seen:  # a top-level command: its context (and the ledger) is still open
+            observe()
+        if seen:
+            mark.record(*seen[0])
+
+    on_close(observe)  # a subcommand's context closes (and its ledger with it) before on_success
+    on_success(record)
 
 
 def _os_error_line(exc: OSError) -> str:

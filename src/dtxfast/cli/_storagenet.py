@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import app, on_close
+from . import app, on_close, watch_ledger
 from ._check import at_least, finite, input_file, output_file, output_folder
 from ._storage import storage_app
 
@@ -33,9 +33,10 @@ _KEY = typer.Option(..., "--key", "-K", help="Your key file (dtx keys new).")
 _LIVENESS = typer.Option(180.0, "--liveness", help="Seconds without a heartbeat after which a node counts as down.")
 
 
-def _network(ledger: str, key: str | None, liveness: float = 180.0) -> StorageNetwork:
+def _network(ledger: str, key: str | None, liveness: float = 180.0, *, acts: bool = False) -> StorageNetwork:
     """The storage network on ``ledger`` as ``key`` (closed when the command ends, so a read
-    leaves no SQLite side files behind)."""
+    leaves no SQLite side files behind). A command that ``acts`` with the key refuses a ledger
+    that went back below the key's mark (:func:`dtxfast.cli.watch_ledger`)."""
     from ..ledger import NodeIdentity, open_ledger
     from ..storage.network import StorageNetwork
 
@@ -43,6 +44,8 @@ def _network(ledger: str, key: str | None, liveness: float = 180.0) -> StorageNe
     ident = NodeIdentity.load(str(input_file("--key", key))) if key else NodeIdentity.generate()  # views need no key
     led = open_ledger(ledger)
     on_close(led.close)
+    if acts and key:
+        watch_ledger(led, key)
     return StorageNetwork(led, ident, liveness=liveness)
 
 
@@ -123,7 +126,7 @@ def upload(
         at_least("--replicas", replicas, 1)
     at_least("--slice-size", slice_size, 1)
     at_least("--chunk-size", chunk_size, 1)
-    net = _network(ledger, key, liveness)
+    net = _network(ledger, key, liveness, acts=True)
     with _progress(os.path.getsize(path), "upload", as_json) as progress:
         fid = net.upload(path, name=name or None, namespace=namespace, replicas=replicas,
                          expire_days=expire_days, description=description, slice_size=slice_size,
@@ -142,7 +145,7 @@ def download(
 ) -> None:
     """Fetch, verify and decrypt a file from any healthy replica of each slice."""
     output_file("--out", out)
-    net = _network(ledger, key, liveness)
+    net = _network(ledger, key, liveness, acts=True)
     f = net.live_file(file_id)
     with _progress(f.size, "download", quiet) as progress:
         size = net.download(file_id, out, progress=progress)
@@ -203,7 +206,7 @@ def extend(
     from ..ledger import ExtendFile
 
     finite("--days", days, low=0, low_open=True, high=100 * 365)
-    net = _network(ledger, key)
+    net = _network(ledger, key, acts=True)
     expires = net.ledger.now_ms() + int(days * 86_400_000)
     net.ledger.submit(net.identity, ExtendFile(file_id=file_id, expires_ms=expires))
     typer.echo(f"file {file_id} now expires at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(expires / 1000))}")
@@ -252,7 +255,7 @@ def approve(
     from ..storage.applications import approve_application
 
     finite("--days", days, low=0, low_open=True, high=100 * 365)
-    rec = approve_application(_network(ledger, key), application_id, days=days)
+    rec = approve_application(_network(ledger, key, acts=True), application_id, days=days)
     typer.echo(f"approved {rec.executor} for file {rec.file_id} until "
                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(rec.expires_ms / 1000))}")
 
@@ -267,7 +270,7 @@ def reject(
     """Reject an executor's application, with a reason."""
     from ..storage.applications import reject_application
 
-    typer.echo(_decided(reject_application(_network(ledger, key), application_id, reason)))
+    typer.echo(_decided(reject_application(_network(ledger, key, acts=True), application_id, reason)))
 
 
 @file_app.command("revoke")
@@ -280,7 +283,7 @@ def revoke(
     """Withdraw an approval: storage nodes stop serving the file to that executor."""
     from ..storage.applications import revoke_application
 
-    typer.echo(_decided(revoke_application(_network(ledger, key), application_id, reason)))
+    typer.echo(_decided(revoke_application(_network(ledger, key, acts=True), application_id, reason)))
 
 
 def _print_round(report: Any) -> None:
@@ -307,7 +310,7 @@ def monitor(
     finite("--interval", interval, low=0, low_open=True)
     at_least("--k", k, 1)
     at_least("--rounds", rounds, 0)
-    net = _network(ledger, key, liveness)
+    net = _network(ledger, key, liveness, acts=True)
     mon = StorageMonitor(net, interval=interval, k=k)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from ..errors import ParameterError
-from . import app, on_close
+from . import app, on_close, watch_ledger
 
 __all__ = ["executor_app", "task_app"]
 
@@ -24,11 +24,15 @@ _LEDGER = typer.Option(..., "--ledger", "-L", help="The ledger (SQLite file).")
 _KEY = typer.Option(..., "--key", "-K", help="The requester's key file (dtx keys new).")
 
 
-def _open(ledger: str) -> Any:
+def _open(ledger: str, acting_key: str | None = None) -> Any:
+    """The ledger, closed when the command ends (a read leaves no SQLite side files behind); a
+    command acting with ``acting_key`` refuses a ledger that went back below that key's mark."""
     from ..ledger import open_ledger
 
     led = open_ledger(ledger)
-    on_close(led.close)  # a read leaves no SQLite side files behind
+    on_close(led.close)
+    if acting_key is not None:
+        watch_ledger(led, acting_key)
     return led
 
 
@@ -63,7 +67,7 @@ def publish(
     from ..nodes.requester import publish_task
 
     ident = NodeIdentity.load(key)
-    task_id = publish_task(_open(ledger), ident, algorithm=algo, kind=kind, files=_ids(files, "--files"),
+    task_id = publish_task(_open(ledger, key), ident, algorithm=algo, kind=kind, files=_ids(files, "--files"),
                            executors=_ids(executors, "--executors"), label=label, id_column=id_column,
                            params=parse_assignments(params), model_task=model, name=name)
     typer.echo(task_id)
@@ -79,7 +83,7 @@ def start(
     from ..ledger import NodeIdentity
     from ..nodes.requester import start_task
 
-    start_task(_open(ledger), NodeIdentity.load(key), task_id)
+    start_task(_open(ledger, key), NodeIdentity.load(key), task_id)
     typer.echo(f"started {task_id}")
 
 
@@ -159,7 +163,7 @@ def result(
     from ..ledger import NodeIdentity
     from ..nodes.requester import fetch_result
 
-    size = fetch_result(_open(ledger), NodeIdentity.load(key), task_id, out, revive=True,
+    size = fetch_result(_open(ledger, key), NodeIdentity.load(key), task_id, out, revive=True,
                         notice=lambda msg: typer.echo(msg, err=True))
     typer.echo(f"wrote {out} ({size} bytes)")
 

@@ -90,8 +90,12 @@ class LedgerReader(abc.ABC):
 
     def _r_orphans(self) -> tuple[int, int]:
         """``(count, first height)`` of stored entries that belong to no block (``(0, -1)`` when
-        none). Backends that store entries apart from their blocks override this; a block
-        removed behind the ledger's back leaves its entries here."""
+        none). A block removed behind the ledger's back leaves behind whatever was stored apart
+        from it: SQLite's ``entries`` rows, etcd's ``x/<tx_id>`` index keys (both override this).
+        The in-memory ledger keeps each block's entries inside the block object, in this
+        process only: nothing outside the process can remove a block, and removing one from
+        the list leaves no entry behind to find (its records still disagree with the tip's state
+        root, which :meth:`~dtxfast.ledger.Ledger.verify_chain` checks on every backend)."""
         return 0, -1
 
     def _wait(self, height: int, timeout: float) -> bool:

@@ -541,6 +541,20 @@ class EtcdLedger(Ledger):
             return -1
         return int(_unb64(kvs[0]["key"])[len(self._pb):], 16)
 
+    def _r_orphans(self) -> tuple[int, int]:
+        """Transaction index keys (``x/<tx_id>``) whose block key is gone: a block's key and its
+        transactions' index keys are written in one etcd transaction, so only a delete behind
+        the ledger's back separates them. The index is read first (linearizably), then the block
+        keys: a block appended in between brings its index keys and its block key together."""
+        kvs = self._c.range(self._px, _prefix_end(self._px), linear=True).get("kvs") or []
+        cited = [int.from_bytes(_unb64(kv.get("value")), "big") for kv in kvs]
+        if not cited:
+            return 0, -1
+        keys = self._c.range(self._pb, _prefix_end(self._pb), keys_only=True, linear=True).get("kvs") or []
+        heights = {int(_unb64(kv["key"])[len(self._pb):], 16) for kv in keys}
+        orphans = [h for h in cited if h not in heights]
+        return (len(orphans), min(orphans)) if orphans else (0, -1)
+
     def _r_blocks(self, start: int, stop: int, chunk: int = 512) -> Iterator[Block]:
         lo = max(0, start)
         while lo < stop:
@@ -587,8 +601,12 @@ class EtcdLedger(Ledger):
         """Close the HTTP connections."""
         self._c.close()
 
-    # test hooks: write raw keys behind the ledger's back (tamper tests)
+    # test hooks: write or delete raw keys behind the ledger's back (tamper tests)
     def _raw_put(self, key: bytes, value: bytes) -> None:
         self._c.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
+        self._invalidate()
+
+    def _raw_delete(self, key: bytes) -> None:
+        self._c.call("/v3/kv/deleterange", {"key": _b64(key)})
         self._invalidate()
 
