@@ -310,6 +310,10 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("missing target", ["--data-a", A, "--data-b", B, "--label", "y", *VFL, "--predict-a", A,
                             "--predict-b", B, "--target", MISSING]),
         ("save dir is a file", ["--data-a", A, "--data-b", B, "--label", "y", *VFL, "--save-dir", BIN]),
+        ("target of other ids (after training)", ["--data-a", A, "--data-b", B, "--label", "y", *VFL,
+                                                  "--predict-a", A, "--predict-b", "{d}/pb.csv",
+                                                  "--target", "{d}/t_other_ids.csv", "--save-dir", "{d}/m",
+                                                  "--plot", "{d}/curve.png"]),
     ],
 }
 
@@ -361,6 +365,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "b_text.csv").write_text("id,x3,y\n" + "".join(f"u{i},{i % 4},v{i}\n" for i in rows))
     (d / "a_text.csv").write_text("id,x1,x2\n" + "".join(f"u{i},{i % 5},w\n" for i in rows))
     (d / "a_nan.csv").write_text("id,x1,x2\n" + "".join(f"u{i},{i % 5},nan\n" for i in rows))
+    (d / "pb.csv").write_text("id,x3\n" + "".join(f"u{i},{i % 4}\n" for i in rows))
+    (d / "t_other_ids.csv").write_text("id,y\n" + "".join(f"v{i},{i}\n" for i in rows))
     (d / "a_dup.csv").write_text("id,x1,x2\n" + "".join(f"u{i // 2},{i % 5},{i % 3}\n" for i in rows))
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     (d / "rsa.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

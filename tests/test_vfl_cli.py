@@ -85,3 +85,37 @@ def test_cli_predict_from_saved_parts(tmp_path, capsys):
                str(tmp_path / "model_a.json"), "--data-a", str(d / "predict_dataA.csv"), "--data-b",
                str(d / "predict_dataB.csv")])
     assert rc != 0 and "feature party" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_midway_shows_its_error_alone(tmp_path):
+    """A real ``dtx vfl train`` process whose --target does not match the predicted ids fails after
+    PSI and training: stderr is the error line alone (no PSI count, no epochs, no progress bar),
+    stdout is empty and no model part or plot was written; the same run with a good target prints
+    its summary on stderr and the metrics on stdout (issue 15)."""
+    import subprocess
+    import sys
+
+    rows = range(24)
+    (tmp_path / "a.csv").write_text("id,x1,x2\n" + "".join(f"u{i},{i % 5},{(i * 7) % 3}\n" for i in rows))
+    (tmp_path / "b.csv").write_text("id,x3,y\n" + "".join(f"u{i},{i % 4},{2 * i + 1}\n" for i in rows))
+    (tmp_path / "pb.csv").write_text("id,x3\n" + "".join(f"u{i},{i % 4}\n" for i in rows))
+    (tmp_path / "bad.csv").write_text("id,y\n" + "".join(f"v{i},{i}\n" for i in rows))
+    (tmp_path / "good.csv").write_text("id,y\n" + "".join(f"u{i},{2 * i + 1}\n" for i in rows))
+
+    def run(target):
+        return subprocess.run(
+            [sys.executable, "-m", "dtxfast", "vfl", "train", "--data-a", "a.csv", "--data-b", "b.csv", "--label", "y",
+             "--bits", "1024", "--psi-bits", "1024", "--epochs", "2", "--predict-a", "a.csv", "--predict-b", "pb.csv",
+             "--target", target, "--save-dir", "m", "--plot", "curve.png"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    p = run("bad.csv")
+    assert p.returncode != 0 and p.stdout == ""
+    assert p.stderr.splitlines() == ["dtx: error: bad.csv: no true value for ids ['u0', 'u1', 'u10', 'u11', 'u12']"]
+    assert not (tmp_path / "m").exists() and not (tmp_path / "curve.png").exists()
+    p = run("good.csv")
+    assert p.returncode == 0, p.stderr
+    assert {line.split("\t")[0] for line in p.stdout.splitlines()} >= {"rmse", "r2"}
+    summary = p.stderr.splitlines()
+    assert summary[0] == "PSI: 24 common rows (A 24, B 24)" and summary[1].startswith("trained 2 epochs")
+    assert (tmp_path / "m" / "model_a.json").exists() and (tmp_path / "curve.png").exists()

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from . import app
+from . import app, on_success
 from ._check import at_least, finite, output_file, output_folder
 
 __all__ = ["vfl_app"]
@@ -28,6 +28,16 @@ def _check_common(epochs: int, alpha: float, bits: int, psi_bits: int) -> None:
     finite("--alpha", alpha, low=0, low_open=True)
     at_least("--bits", bits, 1024)
     at_least("--psi-bits", psi_bits, 1024)
+
+
+def _summary(console: Any) -> Any:
+    """The ``log`` of a job: its lines (PSI counts, epochs trained, files written) are printed to
+    stderr once the command succeeded; a command that fails midway shows its error line alone,
+    not half a run's progress that reads like success. (The epoch bar is transient: cleared when
+    training ends either way.)"""
+    lines: list[str] = []
+    on_success(lambda: [console.print(line, markup=False, highlight=False) for line in lines])
+    return lines.append
 
 
 def _backend(ctx: typer.Context, compute: str | None, private_keys: str | None) -> Any:
@@ -86,7 +96,7 @@ def train(
     report = train_job(data_a, data_b, label=label, model=model, positive_class=positive_class, psi_bits=psi_bits,
                        val_fraction=val_fraction, eval_every=eval_every, predict_a=predict_a, predict_b=predict_b,
                        target=target, save_dir=save_dir, plot=plot, compute=_backend(ctx, compute, private_keys),
-                       log=console.print, progress=console, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
+                       log=_summary(console), progress=console if console.is_terminal else False, alpha=alpha, max_epochs=epochs, batch_size=batch_size,
                        reg_mode=reg_mode, reg_param=reg_param, amplitude=amplitude, accuracy=accuracy,
                        key_bits=bits, mode=mode)
     pred = report.prediction

@@ -441,6 +441,22 @@ def train_job(data_a: Any, data_b: Any, *, label: str, model: str = "linear", po
     model_id = os.urandom(16).hex()
     est.feature_part_.meta.update(columns=data.columns_a, modelId=model_id)
     est.label_part_.meta.update(columns=data.columns_b, modelId=model_id)
+    # predict and score before writing anything: a run that fails midway leaves no files behind
+    if predict_a is not None and predict_b is not None:
+        pdata = align_files(predict_a, predict_b, psi_bits=psi_bits, compute=compute)
+        PA, PB = pdata.XA, pdata.XB
+        pred = est.predict([PA, PB])
+        report.prediction = PredictOutcome(pdata.ids, pred, None, positive_class=getattr(
+            est.label_part_, "positive_class", None)).in_order_of(read_table(predict_b).ids)
+        if target is not None:
+            raw = read_targets(target, pdata.ids)
+            if model == "linear":
+                report.metrics = regression_metrics(np.array([float(v) for v in raw]), pred)
+            else:
+                lab = est.label_part_.positive_class
+                ytv = np.array([float(v) for v in raw]) if isinstance(lab, float) else np.array(raw)
+                report.metrics = classification_metrics(ytv == lab, est.predict_proba([PA, PB])[:, 1],
+                                                        est.threshold)
     if save_dir is not None:
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -450,21 +466,6 @@ def train_job(data_a: Any, data_b: Any, *, label: str, model: str = "linear", po
     if plot is not None:
         plot_history(est.history_, str(plot), title=f"federated {model} regression")
         log(f"training curve written to {plot}")
-    if predict_a is None or predict_b is None:
-        return report
-    pdata = align_files(predict_a, predict_b, psi_bits=psi_bits, compute=compute)
-    PA, PB = pdata.XA, pdata.XB
-    pred = est.predict([PA, PB])
-    report.prediction = PredictOutcome(pdata.ids, pred, None, positive_class=getattr(
-        est.label_part_, "positive_class", None)).in_order_of(read_table(predict_b).ids)
-    if target is not None:
-        raw = read_targets(target, pdata.ids)
-        if model == "linear":
-            report.metrics = regression_metrics(np.array([float(v) for v in raw]), pred)
-        else:
-            lab = est.label_part_.positive_class
-            ytv = np.array([float(v) for v in raw]) if isinstance(lab, float) else np.array(raw)
-            report.metrics = classification_metrics(ytv == lab, est.predict_proba([PA, PB])[:, 1], est.threshold)
     return report
 
 

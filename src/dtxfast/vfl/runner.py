@@ -76,7 +76,7 @@ def _progress(console: Any, total: int) -> Any:
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
-                    console=console, transient=False)
+                    console=console, transient=True)
 
 
 def train_in_process(
@@ -96,7 +96,8 @@ def train_in_process(
     record : bool
         Keep every message in ``run.network.transcript``.
     progress : bool or rich Console, optional
-        Show a progress bar over epochs with the current loss.
+        Show a progress bar over epochs with the current loss (cleared when training ends, or
+        fails: the final loss is in the returned history, not left on the screen).
     on_epoch : callable, optional
         ``on_epoch(epoch, loss, feature, label)`` after every finished epoch (both parties agree).
     """
