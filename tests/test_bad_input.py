@@ -11,7 +11,9 @@ NaN/inf, wrong key, tampered, and wrong role/choice. ("Unreadable" files are not
 runs as root on CI, where mode 000 does not stop a read.)
 
 Most cases run in-process through :func:`dtxfast.cli.main` (fast); the node commands that would
-serve forever on success, and a few others, run as real ``python -m dtxfast`` processes.
+serve forever on success, and three others (to check that the in-process view matches a real
+one), run as real ``python -m dtxfast`` processes. Waits are bounded by real options (``dtx psi
+--connect-timeout``), not by hidden test hooks.
 """
 
 from __future__ import annotations
@@ -317,8 +319,10 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
     ],
 }
 
-#: commands whose success would serve until stopped: their cases run as real processes
-SUBPROCESS = {"dataowner start", "storage start", "executor start", "monitor", "storage demo"}
+#: node commands, whose success would serve until stopped (and which set up logging and signal
+#: handlers for the whole process): their cases run as real processes. Everything else runs
+#: in-process (``monitor`` and ``storage demo`` refuse bad input before they start anything).
+SUBPROCESS = {"dataowner start", "storage start", "executor start"}
 #: a few more cases through a real process, to check the in-process view matches the real one
 SUBPROCESS_CASES = {("psi", "nothing listening"), ("ledger init", "missing folder"), ("storage put", "nan")}
 
