@@ -203,7 +203,8 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True)
+                                 TimeElapsedColumn(), console=console, transient=True,
+                                 disable=not console.is_terminal)  # off a terminal it would leave a blank line
         self.task = self.progress.add_task("benchmarking", total=None)
         self.failures: list[str] = []
         self.omitted: list[str] = []
@@ -251,7 +252,7 @@ def bench(
     areas = _areas(suite)
     if area not in areas:
         raise ParameterError(f"unknown benchmark area {area!r}; known: {', '.join(areas) or 'none'}")
-    console = Console(stderr=True)
+    console = Console(file=sys.stderr)  # bound now: pytest's own stderr is captured below
     if quick:
         os.environ["DTX_BENCH_QUICK"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
@@ -259,16 +260,19 @@ def bench(
         args = [
             str(suite / f"bench_{area.replace('-', '_')}.py"), "-q", "-p", "no:cacheprovider", "--rootdir", str(suite),
             "-o", "python_files=bench_*.py", "-o", "addopts=", "--benchmark-json", str(out),
-            "--benchmark-disable-gc", "-W", "ignore",
+            "--benchmark-disable-gc", "-W", "ignore", "--benchmark-storage", f"file://{Path(tmp) / 'storage'}",
         ]
         if select:
             args += ["-k", select]
         plugin = _Progress(console)
         captured = io.StringIO()
-        with plugin.progress, contextlib.redirect_stdout(captured):
+        with plugin.progress, contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
             code = pytest.main(args, plugins=[plugin])
         if code == pytest.ExitCode.NO_TESTS_COLLECTED:
             raise ParameterError(f"-k {select!r} matches no benchmark of the area {area!r}")
+        if code == pytest.ExitCode.USAGE_ERROR and select:
+            raise ParameterError(f"-k {select!r} is not a pytest -k expression (names joined by and, or, not, "
+                                 "parentheses)")
         if code not in (0,) or not out.exists():
             for line in plugin.failures:
                 console.print(f"[red]failed[/red] {line}")

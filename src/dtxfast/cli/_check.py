@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 from ..errors import NotFound, ParameterError
 
-__all__ = ["at_least", "choice", "finite", "input_file", "output_file", "output_folder"]
+__all__ = ["at_least", "choice", "finite", "input_file", "node_id", "output_file", "output_folder"]
 
 
 def finite(name: str, value: float, *, low: float | None = None, high: float | None = None,
@@ -80,3 +81,21 @@ def output_folder(name: str, path: str | os.PathLike[str]) -> Path:
                 raise ParameterError(f"{name} {p}: {q} is a file, not a folder")
             break
     return p
+
+
+_NODE_ID = re.compile(r"[a-z2-7]{16}")
+
+
+def node_id(name: str, value: str) -> str:
+    """``value`` if it has the form of a node id (16 lowercase base32 characters, what
+    ``dtx keys new`` prints): a malformed one would silently match nothing.
+
+    Examples
+    --------
+    >>> node_id("--owner", "abcdefghijklmnop")
+    'abcdefghijklmnop'
+    """
+    if not _NODE_ID.fullmatch(value):
+        raise ParameterError(f"{name} must be a node id (16 characters a-z, 2-7, as dtx keys new prints), "
+                             f"not {value!r}")
+    return value

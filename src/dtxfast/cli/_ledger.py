@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import app
-from ._check import at_least, choice
+from ._check import at_least, choice, output_file
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
@@ -38,6 +38,9 @@ _LEDGER_OPT = typer.Option(
     help=escape("The ledger: a SQLite file, or etcd://HOST:PORT[,HOST:PORT...][/CHAIN]."),
 )
 
+
+#: most signature-checking processes ``dtx ledger verify --workers`` starts
+_MAX_WORKERS = 256
 
 #: the node roles of the ledger (``RegisterNode.role``)
 _ROLES = ("storage", "executor", "dataowner", "requester")
@@ -167,8 +170,11 @@ def verify(
 ) -> None:
     """Re-check every hash and signature from genesis; names the first bad height."""
     from .._backend import num_threads
+    from ..errors import ParameterError
 
     at_least("--workers", workers, 0)
+    if workers > _MAX_WORKERS:
+        raise ParameterError(f"--workers must be at most {_MAX_WORKERS}, not {workers}")
     led = _open(ledger)
     try:
         if workers <= 0:
@@ -186,8 +192,12 @@ def keys_new(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing key file."),
 ) -> None:
     """Generate a node key pair and print its node id."""
+    from ..errors import ParameterError
     from ..ledger import NodeIdentity
 
+    if not path.strip():
+        raise ParameterError("PATH is empty: name the key file to write")
+    output_file("PATH", path)
     ident = NodeIdentity.generate()
     ident.save(os.fspath(path), overwrite=force)
     typer.echo(f"node id {ident.node_id}  public key {ident.public_key_bytes.hex()}  -> {path}")

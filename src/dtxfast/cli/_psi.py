@@ -37,8 +37,10 @@ def _progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    # off a terminal a transient bar would still leave a blank line before the summary or error
     with Progress(TextColumn("psi"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True, disable=quiet) as bar:
+                  console=console, transient=True, disable=quiet or not console.is_terminal) as bar:
         task = bar.add_task("psi", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
@@ -85,6 +87,12 @@ def psi(
         raise ParameterError("--role requester needs --connect HOST:PORT")
     if role == "demo" and other is None:
         raise ParameterError("the demo needs --other (the second party's CSV)")
+    # options of another role would be ignored silently: refuse them
+    for flag, value, roles in (("--other", other, ("demo",)), ("--transport", transport != "embedded", ("demo",)),
+                               ("--listen", listen, ("signer",)), ("--connect", connect, ("requester",)),
+                               ("--key", key, ("demo", "signer")), ("--cache-dir", cache_dir, ("demo", "signer"))):
+        if value not in (None, False) and role not in roles:
+            raise ParameterError(f"{flag} is for --role {' or '.join(roles)}, not --role {role}")
     if chunk < 1:
         raise ParameterError(f"--chunk must be at least 1, not {chunk}")
     finite("--connect-timeout", connect_timeout, low=0)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import app, on_close, watch_ledger
-from ._check import at_least, finite, input_file, output_file, output_folder
+from ._check import at_least, finite, input_file, node_id, output_file, output_folder
 from ._storage import storage_app
 
 if TYPE_CHECKING:
@@ -51,13 +51,14 @@ def _network(ledger: str, key: str | None, liveness: float = 180.0, *, acts: boo
 
 @contextlib.contextmanager
 def _progress(total: int, what: str, quiet: bool) -> Iterator[Callable[[int], None] | None]:
-    if quiet:
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:  # off a terminal a transient bar still leaves a blank line
         yield None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=Console(stderr=True), transient=True) as bar:
+                  TransferSpeedColumn(), console=console, transient=True) as bar:
         task = bar.add_task(what, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -160,6 +161,8 @@ def list_files(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Files on the ledger with their health."""
+    if owner is not None:
+        node_id("--owner", owner)
     rows = _network(ledger, None).list_files(owner=owner)
     if as_json:
         typer.echo(msgspec.json.encode(rows).decode())

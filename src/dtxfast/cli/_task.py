@@ -11,6 +11,7 @@ import typer
 
 from ..errors import ParameterError
 from . import app, on_close, watch_ledger
+from ._check import node_id
 
 __all__ = ["executor_app", "task_app"]
 
@@ -96,6 +97,9 @@ def list_cmd(
 ) -> None:
     """Every task on the ledger, oldest first."""
     from ..nodes.requester import list_tasks
+
+    if requester is not None:
+        node_id("--requester", requester)
 
     rows = list_tasks(_open(ledger), requester=requester, status=status)
     if as_json:

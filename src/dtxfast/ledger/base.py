@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import hmac
+import operator
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ContextManager
@@ -136,7 +137,14 @@ class Ledger(LedgerHealth, LedgerSubscriptions):
         return self._r_height()
 
     def block(self, height: int) -> Block:
-        """The block at ``height``; NotFound if there is none."""
+        """The block at ``height``; NotFound if there is none (also for a height no backend can
+        store, such as one beyond 64 bits)."""
+        try:
+            height = operator.index(height)
+        except TypeError:
+            raise ParameterError(f"a block height is an int, not {type(height).__name__}") from None
+        if not 0 <= height < 1 << 62:
+            raise NotFound(f"no block at height {height}")
         for b in self._r_blocks(height, height + 1):
             return b
         raise NotFound(f"no block at height {height}")

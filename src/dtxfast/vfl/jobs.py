@@ -411,6 +411,8 @@ def train_job(data_a: Any, data_b: Any, *, label: str, model: str = "linear", po
         raise ParameterError("--target scores predictions: give --predict-a and --predict-b with it")
     if model not in ("linear", "logistic"):
         raise ParameterError("--model must be linear or logistic")
+    if positive_class is not None and model != "logistic":
+        raise ParameterError("--positive-class is for --model logistic")
     check_training_params(model, params)
     if not (math.isfinite(val_fraction) and 0.0 <= val_fraction < 1.0):
         raise ParameterError(f"--val-fraction must lie in [0, 1), not {val_fraction}")
@@ -482,6 +484,8 @@ def evaluate_job(data_a: Any, data_b: Any, *, label: str, model: str = "linear",
 
     if model not in ("linear", "logistic"):
         raise ParameterError("--model must be linear or logistic")
+    if positive_class is not None and model != "logistic":
+        raise ParameterError("--positive-class is for --model logistic")
     check_training_params(model, params)
     if method not in ("split", "kfold", "loo"):
         raise ParameterError(f"--method must be split, kfold or loo, not {method!r}")
