@@ -274,6 +274,15 @@ class PaillierPublicKey:
         """A uniformly random integer in ``[1, n)`` from the operating system's CSPRNG."""
         return 1 + secrets.randbelow(self.n - 1)
 
+    def _random_unit(self) -> int:
+        """A uniformly random ``r`` in ``Z_n^*`` (``[1, n)`` and coprime to ``n``): an ``r`` sharing
+        a factor with ``n`` gives an obfuscator that does not decrypt back (a few percent of draws
+        for the tiny keys of examples; never in practice for real ones)."""
+        while True:
+            r = self.get_random_lt_n()
+            if math.gcd(r, self.n) == 1:
+                return r
+
     def _obfuscator(self) -> Any:
         """One fresh obfuscator (an mpz), from the pool."""
         try:
@@ -284,7 +293,7 @@ class PaillierPublicKey:
     def _refill(self) -> Any:
         if not self._kernel:
             self._drawn += 1
-            return _powmod(self.get_random_lt_n(), self._n, self._nsq)
+            return _powmod(self._random_unit(), self._n, self._nsq)
         with self._lock:
             if self._pool:
                 return self._pool.pop()
@@ -317,7 +326,7 @@ class PaillierPublicKey:
             # python-paillier's r^n for uniform r in [1, n), by the kernel's batch exponentiation:
             # the exponent is the public n, so which table entries are read does not depend on r
             n = self.n
-            rs = _dtx._pack_ints([1 + secrets.randbelow(n - 1) for _ in range(count)], dk._ctx.w)
+            rs = _dtx._pack_ints([self._random_unit() for _ in range(count)], dk._ctx.w)
             if self._n_row is None:
                 self._n_row = _dtx._pack_ints([n], dk._ctx.wn)
             rows, _ = dk._ctx.pow(rs, self._n_row, _POS, _threads())
