@@ -313,6 +313,11 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("feature not numeric", ["--data-a", "{d}/a_text.csv", "--data-b", B, "--label", "y", *VFL]),
         ("nan feature", ["--data-a", "{d}/a_nan.csv", "--data-b", B, "--label", "y", *VFL]),
         ("duplicate ids", ["--data-a", "{d}/a_dup.csv", "--data-b", B, "--label", "y", *VFL]),
+        ("no feature column", ["--data-a", "{d}/a_nofeat.csv", "--data-b", B, "--label", "y", *VFL]),
+        ("no feature column", ["--data-a", "{d}/a_nofeat.csv", "--data-b", B, "--label", "y", *VFL, "--mode", "fast"]),
+        ("features overflow float64 sums", ["--data-a", "{d}/a_huge.csv", "--data-b", B, "--label", "y", *VFL]),
+        ("labels overflow float64 sums", ["--data-a", A, "--data-b", "{d}/b_huge.csv", "--label", "y", *VFL,
+                                         "--mode", "fast"]),
         ("wrong choice", ["--data-a", A, "--data-b", B, "--label", "y", "--model", "bogus", *VFL]),
         ("wrong choice", ["--data-a", A, "--data-b", B, "--label", "y", "--mode", "bogus", *VFL]),
         ("out of range", ["--data-a", A, "--data-b", B, "--label", "y", *VFL, "--epochs", "0"]),
@@ -382,6 +387,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "b_text.csv").write_text("id,x3,y\n" + "".join(f"u{i},{i % 4},v{i}\n" for i in rows))
     (d / "a_text.csv").write_text("id,x1,x2\n" + "".join(f"u{i},{i % 5},w\n" for i in rows))
     (d / "a_nan.csv").write_text("id,x1,x2\n" + "".join(f"u{i},{i % 5},nan\n" for i in rows))
+    (d / "a_nofeat.csv").write_text("id\n" + "".join(f"u{i}\n" for i in rows))
+    (d / "a_huge.csv").write_text("id,x1,x2\n" + "".join(f"u{i},{i % 5},1e308\n" for i in rows))
+    (d / "b_huge.csv").write_text("id,x3,y\n" + "".join(f"u{i},{i % 4},1.5e308\n" for i in rows))
     (d / "pb.csv").write_text("id,x3\n" + "".join(f"u{i},{i % 4}\n" for i in rows))
     (d / "t_other_ids.csv").write_text("id,y\n" + "".join(f"v{i},{i}\n" for i in rows))
     (d / "a_dup.csv").write_text("id,x1,x2\n" + "".join(f"u{i // 2},{i % 5},{i % 3}\n" for i in rows))

@@ -297,6 +297,8 @@ def align_files(data_a: Any, data_b: Any, *, label: str | None = None, psi_bits:
     from .align import psi_align
 
     a = read_table(data_a)
+    if not a.columns:
+        raise ParameterError(f"{data_a}: no feature column after the id column (party A brings features)")
     b = read_table(data_b, label=label, require_label=label is not None, numeric_label=numeric_label)
     ia, ib, common = psi_align(a.ids, b.ids, rsa_bits=psi_bits, compute=compute)
     log(f"PSI: {len(common)} common rows (A {len(a.ids)}, B {len(b.ids)})")

@@ -69,6 +69,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from ...errors import ParameterError
 from ._messages import MsgType, VFLMessage
 from .config import DEFAULT_BATCH_SIZE, Standardizer, TrainingConfig, batch_schedule
 from .model import ModelPart
@@ -78,7 +81,13 @@ from .training import FeatureParty, LabelEncoding, LabelParty, encode_labels, pl
 
 
 def feature_party(X: Any, config: TrainingConfig, **kwargs: Any) -> FeatureParty | SharedFeatureParty:
-    """The feature party of ``config.mode``: :class:`SharedFeatureParty` (``"ss"``) or :class:`FeatureParty`."""
+    """The feature party of ``config.mode``: :class:`SharedFeatureParty` (``"ss"``) or :class:`FeatureParty`.
+
+    Raises :class:`~dtxfast.errors.ParameterError` when ``X`` has no feature column (the feature
+    party brings features; only the label party may bring the label alone)."""
+    shape = np.shape(X)
+    if len(shape) != 2 or shape[1] < 1:
+        raise ParameterError(f"the feature party needs a 2-D array with a feature column at least, not shape {shape}")
     if config.mode == "ss":
         return SharedFeatureParty(X, config, **kwargs)
     return FeatureParty(X, config, **kwargs)

@@ -149,9 +149,31 @@ class Standardizer:
 
     @classmethod
     def fit(cls, X: np.ndarray) -> Standardizer:
+        """Means and scales of ``X``'s columns.
+
+        Raises
+        ------
+        ParameterError
+            A column's mean or spread is not a finite float64 (values near the float64 limit,
+            e.g. 1e308, overflow the sums): training on it would give NaN weights, not an error.
+
+        Examples
+        --------
+        >>> Standardizer.fit(np.array([[1.0, 5.0], [3.0, 5.0]])).scale
+        array([1., 1.])
+        >>> Standardizer.fit(np.array([[1e308], [-1e308], [1e308]]))
+        Traceback (most recent call last):
+        ...
+        dtxfast.errors.ParameterError: feature column 1: its values are too large to standardize (the mean or spread overflows float64)
+        """
         X = np.asarray(X, dtype=np.float64)
-        mean = X.mean(axis=0)
-        scale = X.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = X.mean(axis=0)
+            scale = X.std(axis=0)
+        bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(scale)))
+        if bad.size:
+            raise ParameterError(f"feature column {int(bad[0]) + 1}: its values are too large to standardize "
+                                 "(the mean or spread overflows float64)")
         scale = np.where(scale > 0, scale, 1.0)
         return cls(mean, scale)
 

@@ -64,8 +64,12 @@ class LabelEncoding:
             yf = y.astype(np.float64)
             if not np.all(np.isfinite(yf)):
                 raise ParameterError("regression labels must be finite numbers")
-            self.y_mean = float(yf.mean())
-            sd = float(yf.std())
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.y_mean = float(yf.mean())
+                sd = float(yf.std())
+            if not (math.isfinite(self.y_mean) and math.isfinite(sd)):
+                raise ParameterError("regression labels are too large to standardize (the mean or spread "
+                                     "overflows float64)")
             self.y_scale = sd if sd > 0 else 1.0
             self.target = (yf - self.y_mean) / self.y_scale
         else:
