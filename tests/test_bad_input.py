@@ -161,6 +161,8 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("missing", [MISSING]),
         ("file instead of folder", [BIN]),
         ("empty folder", [DIR]),
+        ("nan feature", ["{d}/dnn_nan"]),
+        ("header-only file", ["{d}/dnn_empty"]),
     ],
     "nodes list": [
         ("wrong choice", ["-L", L, "--role", "bogus"]),
@@ -404,7 +406,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     meta[len(meta) // 2] ^= 1
     (d / "tampered.meta").write_bytes(bytes(meta))
     _tampered_ledger(d)
+    _dnn_folders(d)
     return d
+
+
+def _dnn_folders(d: Path) -> None:
+    """PaddleDTX DNN folders (``dtx mpc dnn``): one with a NaN feature, one with a header-only file."""
+    files = {"train_dataA.csv": "id,a\n1,0.1\n2,0.2\n", "train_dataB.csv": "id,b,MEDV\n1,0.3,1\n2,0.4,2\n",
+             "train_dataC.csv": "id,c\n1,0.5\n2,0.6\n", "predict_dataA.csv": "id,a\n3,0.1\n",
+             "predict_dataB.csv": "id,b\n3,0.3\n", "predict_dataC.csv": "id,c\n3,0.5\n",
+             "targetValues.csv": "originId,MEDV\n3,1.5\n"}
+    for name, change in (("dnn_nan", ("train_dataB.csv", "id,b,MEDV\n1,nan,1\n2,0.4,2\n")),
+                         ("dnn_empty", ("train_dataC.csv", "id,c\n"))):
+        (d / name).mkdir()
+        for f, text in {**files, change[0]: change[1]}.items():
+            (d / name / f).write_text(text)
 
 
 def _mark_above(d: Path) -> None:

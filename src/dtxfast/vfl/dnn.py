@@ -92,14 +92,24 @@ class PaddleDTXDNNData:
 
 
 def _read_csv(path: Any) -> tuple[list[str], np.ndarray]:
+    import warnings
+
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             header = fh.readline().strip().split(",")
-        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": refused below
+            data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     except ValueError as exc:
         raise MalformedInput(f"{path}: not a numeric CSV file ({exc})") from None
+    if data.size == 0:
+        raise MalformedInput(f"{path}: no data rows after the header")
     if data.shape[1] != len(header):
         raise MalformedInput(f"{path}: {len(header)} column names but {data.shape[1]} columns")
+    bad = np.argwhere(~np.isfinite(data))
+    if bad.size:
+        r, c = (int(v) for v in bad[0])
+        raise MalformedInput(f"{path}, data row {r + 1}: column {header[c]!r} is not a finite number ({data[r, c]})")
     return header, data
 
 
