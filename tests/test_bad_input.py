@@ -82,6 +82,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("malformed id", ["nope", "--key", K, "-L", L, "-o", "{d}/out.bin"]),
         ("missing key", [FID, "--key", MISSING, "-L", L, "-o", "{d}/out.bin"]),
         ("out is a directory", [FID, "--key", K, "-L", L, "-o", DIR]),
+        ("out is the ledger", [FID, "--key", K, "-L", L, "-o", L]),
         ("nan", [FID, "--key", K, "-L", L, "-o", "{d}/out.bin", "--liveness", "nan"]),
     ],
     "file extend": [
@@ -181,6 +182,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("cache dir is a file", ["--ids", "{d}/ids.csv", "--other", "{d}/ids.csv", "--cache-dir", BIN,
                                  "--bits", "1024"]),
         ("out is a directory", ["--ids", "{d}/ids.csv", "--other", "{d}/ids.csv", "--out", DIR, "--bits", "1024"]),
+        ("out is the input", ["--ids", "{d}/ids.csv", "--other", B, "--out", "{d}/ids.csv", "--bits", "1024"]),
         ("key is not a key", ["--ids", "{d}/ids.csv", "--other", "{d}/ids.csv", "--key", BIN]),
         ("nothing listening", ["--ids", "{d}/ids.csv", "--role", "requester", "--connect", "127.0.0.1:1",
                                "--connect-timeout", "0.5"]),
@@ -219,6 +221,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("wrong key", [META, "--key", "{d}/other.key", "-s", STORE, "-o", "{d}/out.bin"]),
         ("out is a directory", [META, "--key", K, "-s", STORE, "-o", DIR]),
         ("out in a missing folder", [META, "--key", K, "-s", STORE, "-o", "{d}/nodir/out.bin"]),
+        ("out is the metadata", [META, "--key", K, "-s", STORE, "-o", META]),
         ("store missing", [META, "--key", K, "-s", "{d}/nostore", "-o", "{d}/out.bin"]),
     ],
     "storage odds": [
@@ -242,6 +245,8 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("key is a directory", [BIN, "--key", DIR, "-s", STORE]),
         ("key is not a key", [BIN, "--key", A, "-s", STORE]),
         ("meta in a missing folder", [BIN, "--key", K, "-s", STORE, "--meta", "{d}/nodir/x.meta"]),
+        ("meta is the input", [BIN, "--key", K, "-s", STORE, "--meta", BIN]),
+        ("meta is the key", [BIN, "--key", K, "-s", STORE, "--meta", K]),
     ],
     "storage start": [
         ("missing key", ["--key", MISSING, "-L", L, "-d", "{d}/node"]),
@@ -280,6 +285,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
     "task result": [
         ("unknown id", [FID, "--key", K, "-L", L, "-o", "{d}/out.csv"]),
         ("out is a directory", [FID, "--key", K, "-L", L, "-o", DIR]),
+        ("out is the key", [FID, "--key", K, "-L", L, "-o", K]),
     ],
     "executor start": [
         ("missing key", ["--key", MISSING, "-L", L, "-d", "{d}/ex"]),
@@ -304,6 +310,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("model is a directory", ["--model-a", DIR, "--model-b", DIR, "--data-a", A, "--data-b", B]),
         ("non-UTF-8 model", ["--model-a", NONUTF8, "--model-b", NONUTF8, "--data-a", A, "--data-b", B]),
         ("nan", ["--model-a", BIN, "--model-b", BIN, "--data-a", A, "--data-b", B, "--threshold", "nan"]),
+        ("out is the input", ["--model-a", BIN, "--model-b", BIN, "--data-a", A, "--data-b", B, "--out", A]),
     ],
     "vfl train": [
         ("missing", ["--data-a", MISSING, "--data-b", B, "--label", "y", *VFL]),
@@ -330,6 +337,8 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         ("missing target", ["--data-a", A, "--data-b", B, "--label", "y", *VFL, "--predict-a", A,
                             "--predict-b", B, "--target", MISSING]),
         ("save dir is a file", ["--data-a", A, "--data-b", B, "--label", "y", *VFL, "--save-dir", BIN]),
+        ("out is the input", ["--data-a", A, "--data-b", B, "--label", "y", *VFL, "--predict-a", A,
+                              "--predict-b", "{d}/pb.csv", "--out", "{d}/pb.csv"]),
         ("option of another model", ["--data-a", A, "--data-b", B, "--label", "y", *VFL, "--positive-class", "3"]),
         ("target of other ids (after training)", ["--data-a", A, "--data-b", B, "--label", "y", *VFL,
                                                   "--predict-a", A, "--predict-b", "{d}/pb.csv",

@@ -62,13 +62,30 @@ def input_file(name: str, path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def output_file(name: str, path: str | os.PathLike[str]) -> Path:
-    """``path`` if a file can be written there: not a directory, in an existing folder."""
+def output_file(name: str, path: str | os.PathLike[str],
+                inputs: dict[str, str | os.PathLike[str] | None] | None = None) -> Path:
+    """``path`` if a file can be written there: not a directory, in an existing folder, and not
+    one of the command's ``inputs`` (option name -> path), which writing would destroy.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "a.csv"), "w").write("id")
+    >>> try:
+    ...     output_file("--out", os.path.join(d, "a.csv"), {"--ids": os.path.join(d, ".", "a.csv")})
+    ... except ValueError as exc:
+    ...     print(str(exc).split(": ")[-1])
+    writing it would destroy the input
+    """
     p = Path(path)
     if p.is_dir():
         raise ParameterError(f"{name} {p} is a directory, not a file")
     if not p.parent.is_dir():
         raise NotFound(f"{name} {p}: folder {p.parent} does not exist")
+    for other, q in (inputs or {}).items():
+        if q is not None and p.exists() and Path(q).exists() and os.path.samefile(p, q):
+            raise ParameterError(f"{name} {p} is {other}: writing it would destroy the input")
     return p
 
 

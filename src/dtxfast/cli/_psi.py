@@ -24,7 +24,7 @@ import typer
 
 from ..errors import ParameterError
 from . import app
-from ._check import finite
+from ._check import finite, output_file
 
 if TYPE_CHECKING:
     from ..compute import ComputeBackend
@@ -108,6 +108,7 @@ def psi(
             raise ParameterError(f"--out {out} is a directory")
         if not out.parent.is_dir():
             raise ParameterError(f"--out {out}: folder {out.parent} does not exist")
+        output_file("--out", out, {"--ids": ids, "--other": other, "--key": key})
     with get_compute(compute, private_keys=private_keys) as backend:
         _psi(ids, column, other, other_column or column, role, transport, listen, connect, mode or "rsa", key, bits,
              chunk, cache_dir, out, quiet, backend, compute, private_keys, mode, connect_timeout)

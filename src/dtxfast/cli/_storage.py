@@ -75,7 +75,7 @@ def put(
     at_least("--chunk-size", chunk_size, 1)
     output_folder("--store", store)
     if meta_out:
-        output_file("--meta", meta_out)
+        output_file("--meta", meta_out, {"FILE": file, "--key": key})
     owner = _owner(key)
     replica_store = DirectoryReplicaStore(store)
     now = int(time.time())
@@ -100,10 +100,11 @@ def get(
     """Rebuild a file from any one intact replica of each slice."""
     from ..storage import DirectoryReplicaStore
 
+    target = output_file("--out", out, {"META": meta, "--key": key})
     metadata = _meta(meta)
     owner = _owner(key)
     replicas = DirectoryReplicaStore(store, create=False)
-    with atomic_output(output_file("--out", out), "wb") as f:  # a failed rebuild leaves --out untouched
+    with atomic_output(target, "wb") as f:  # a failed rebuild leaves --out untouched
         owner.download(metadata, replicas, f)
     typer.echo(f"wrote {metadata.size} bytes to {out}")
 

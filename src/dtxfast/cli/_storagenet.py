@@ -145,7 +145,7 @@ def download(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Fetch, verify and decrypt a file from any healthy replica of each slice."""
-    output_file("--out", out)
+    output_file("--out", out, {"--key": key, "--ledger": ledger})
     net = _network(ledger, key, liveness, acts=True)
     f = net.live_file(file_id)
     with _progress(f.size, "download", quiet) as progress:

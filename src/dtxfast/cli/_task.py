@@ -11,7 +11,7 @@ import typer
 
 from ..errors import ParameterError
 from . import app, on_close, watch_ledger
-from ._check import node_id
+from ._check import node_id, output_file
 
 __all__ = ["executor_app", "task_app"]
 
@@ -167,6 +167,7 @@ def result(
     from ..ledger import NodeIdentity
     from ..nodes.requester import fetch_result
 
+    output_file("--out", out, {"--key": key, "--ledger": ledger})
     size = fetch_result(_open(ledger, key), NodeIdentity.load(key), task_id, out, revive=True,
                         notice=lambda msg: typer.echo(msg, err=True))
     typer.echo(f"wrote {out} ({size} bytes)")

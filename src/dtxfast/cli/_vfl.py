@@ -87,9 +87,11 @@ def train(
 
     _check_common(epochs, alpha, bits, psi_bits)
     at_least("--eval-every", eval_every, 1)
+    inputs = {"--data-a": data_a, "--data-b": data_b, "--predict-a": predict_a, "--predict-b": predict_b,
+              "--target": target}
     for name, path in (("--out", out), ("--plot", plot)):
         if path is not None:
-            output_file(name, path)
+            output_file(name, path, inputs)
     if save_dir is not None:
         output_folder("--save-dir", save_dir)
     console = Console(stderr=True)
@@ -164,7 +166,7 @@ def predict_cmd(
     if threshold is not None:
         finite("--threshold", threshold, low=0, high=1)
     if out is not None:
-        output_file("--out", out)
+        output_file("--out", out, {"--model-a": model_a, "--model-b": model_b, "--data-a": data_a, "--data-b": data_b})
     pred = predict_job(model_a, model_b, data_a, data_b, threshold=threshold, psi_bits=psi_bits)
     if out is not None:
         pred.to_csv(out, digits=6)
