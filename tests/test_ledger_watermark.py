@@ -174,3 +174,41 @@ def test_acting_commands_refuse_a_ledger_that_went_back_views_do_not(tmp_path: P
     w.owner2.save(str(other))
     assert main(["file", "approve", "0" * 32, "--key", str(other), "-L", str(db)]) != 0
     assert not (tmp_path / "other.key.marks").exists()
+
+
+def test_monitor_stops_when_the_ledger_goes_back_between_rounds(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``dtx monitor`` runs until stopped: it checks its key's mark before every round, so a
+    ledger that went back while it waited (here: the tip block removed after round 1) ends the
+    run with one line before round 2 acts."""
+    import time
+
+    from ledger_helpers import Clock, World
+
+    from dtxfast.cli import exit_code, main
+    from dtxfast.storage.monitor import StorageMonitor
+
+    db, key = tmp_path / "l.db", tmp_path / "owner.key"
+    led = open_ledger(str(db), create=True)
+    w = World(led, Clock(int(time.time() * 1000)))
+    w.owner.save(str(key))
+    tip = led.height
+    led.close()
+    rounds: list[int] = []
+    real = StorageMonitor.run_round
+
+    def run_round(self):  # type: ignore[no-untyped-def]
+        rounds.append(1)
+        report = real(self)
+        if len(rounds) == 1:  # the ledger goes back while the monitor waits for round 2
+            con = sqlite3.connect(db)
+            con.execute("DELETE FROM blocks WHERE height = ?", (tip,))
+            con.commit()
+            con.close()
+        return report
+
+    monkeypatch.setattr(StorageMonitor, "run_round", run_round)
+    capsys.readouterr()
+    code = main(["monitor", "--key", str(key), "-L", str(db), "--rounds", "3", "--interval", "0.01"])
+    err = capsys.readouterr().err
+    assert code == exit_code(StateError) and len(rounds) == 1
+    assert err.count("\n") == 1 and f"went back: its height is {tip - 1}, key owner.key saw {tip}" in err, err

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -69,6 +70,9 @@ from ..errors import (
     Unauthorized,
     WrongType,
 )
+
+if TYPE_CHECKING:
+    from ..ledger.watermark import HighWaterMark
 
 __all__ = ["EXIT_CODES", "OS_ERROR", "USAGE", "app", "command", "exit_code", "main", "on_close", "on_success",
            "watch_ledger"]
@@ -197,11 +201,12 @@ def on_success(fn: Callable[[], object]) -> None:
     ctx.meta.setdefault(_ON_SUCCESS, []).append(fn)
 
 
-def watch_ledger(ledger: object, key: str) -> None:
+def watch_ledger(ledger: object, key: str) -> HighWaterMark:
     """Refuse ``ledger`` if it went back below the mark kept beside ``key`` (a command that acts
     on the ledger with that key; see :mod:`dtxfast.ledger.watermark`), and move the mark up to
     the ledger's height at the end of the command if it succeeded. Call it after the ledger's
-    ``on_close(ledger.close)``: the height is read before the ledger closes."""
+    ``on_close(ledger.close)``: the height is read before the ledger closes. Returns the mark
+    (a long-running command checks it again as it goes, as nodes do)."""
     from ..errors import DtxError
     from ..ledger.watermark import HighWaterMark
 
@@ -223,6 +228,7 @@ def watch_ledger(ledger: object, key: str) -> None:
 
     on_close(observe)  # a subcommand's context closes (and its ledger with it) before on_success
     on_success(record)
+    return mark
 
 
 def _os_error_line(exc: OSError) -> str:

@@ -313,9 +313,13 @@ def monitor(
     finite("--interval", interval, low=0, low_open=True)
     at_least("--k", k, 1)
     at_least("--rounds", rounds, 0)
-    net = _network(ledger, key, liveness, acts=True)
+    net = _network(ledger, key, liveness)
+    mark = watch_ledger(net.ledger, key)
     mon = StorageMonitor(net, interval=interval, k=k)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    mon.run(rounds=rounds or None, on_round=_print_round, stop=stop)
+
+    # as nodes do at every heartbeat: a ledger that went back (or was rewritten) stops the run
+    # before the next round acts on it; the mark moves up with the ledger as rounds go
+    mon.run(rounds=rounds or None, on_round=_print_round, stop=stop, before_round=lambda: mark.check(net.ledger))

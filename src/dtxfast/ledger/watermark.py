@@ -19,6 +19,8 @@ Who keeps a mark, and why
   (:meth:`HighWaterMark.for_key`, one per chain, so a user of several ledgers keeps one mark each);
   the command checks it before it acts (:meth:`verify`, read-only) and moves it up only when it
   succeeded (:meth:`observe` then :meth:`record`), so a refused or failed command writes nothing.
+  ``dtx monitor``, which runs until stopped, also checks and moves it before every round, as
+  nodes do at every heartbeat.
 * **Not** the views (``dtx file list|show|applications``, ``dtx ledger info|show``, ``dtx nodes
   list``, ``dtx task list|show``) nor ``dtx ledger verify``: they take no key or only read, and
   looking at (or auditing) an old copy on purpose is what they are for; nothing acts on it.

@@ -140,12 +140,17 @@ class StorageMonitor:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, *, rounds: int | None = None, on_round: Callable[[RoundReport], Any] | None = None,
-            stop: threading.Event | None = None) -> None:
-        """Run rounds every ``interval`` seconds until ``stop`` is set (or ``rounds`` were run)."""
+            stop: threading.Event | None = None, before_round: Callable[[], Any] | None = None) -> None:
+        """Run rounds every ``interval`` seconds until ``stop`` is set (or ``rounds`` were run).
+
+        ``before_round()`` is called before each round (e.g. to refuse a ledger that went back:
+        what it raises ends the run); ``on_round(report)`` after each."""
         stop = stop or threading.Event()
         done = 0
         while not stop.is_set():
             started = time.monotonic()
+            if before_round is not None:
+                before_round()
             report = self.run_round()
             if on_round is not None:
                 on_round(report)
