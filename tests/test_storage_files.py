@@ -369,3 +369,29 @@ def test_openssl_and_pycryptodome_aead_give_the_same_bytes(monkeypatch, size):
             fc.decrypt(3, 1, tampered)
         with pytest.raises(InvalidProof):  # moved to another place: the associated data differs
             fc.decrypt(3, 2, fast)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 100_003])
+def test_decrypt_into_gives_decrypt_and_refuses_what_decrypt_refuses(monkeypatch, size):
+    from dtxfast.crypto import aead
+    from dtxfast.crypto.aead import FileCipher
+
+    fc = FileCipher(bytes(range(32)), b"file-1")
+    plain = os.urandom(size)
+    ct = fc.encrypt(3, 1, plain)
+    tampered = bytearray(ct)
+    tampered[len(tampered) // 2] ^= 1
+    for backend in dict.fromkeys((aead._OPENSSL, None)):
+        monkeypatch.setattr(aead, "_OPENSSL", backend)
+        out = bytearray(os.urandom(size))  # a reused buffer: earlier contents must not matter
+        assert fc.decrypt_into(3, 1, ct, out) == size and bytes(out) == plain
+        view = memoryview(bytearray(size + 7))[3:3 + size]  # a window of a larger buffer
+        assert fc.decrypt_into(3, 1, memoryview(ct), view) == size and view.tobytes() == plain
+        with pytest.raises(InvalidProof):
+            fc.decrypt_into(3, 1, tampered, bytearray(size))
+        with pytest.raises(InvalidProof):  # another place: the associated data differs
+            fc.decrypt_into(3, 2, ct, bytearray(size))
+        with pytest.raises(ParameterError):
+            fc.decrypt_into(3, 1, ct, bytearray(size + 1))
+        with pytest.raises(ParameterError):
+            fc.decrypt_into(3, 1, ct, bytes(size))

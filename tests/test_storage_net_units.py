@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ledger_helpers import BACKENDS, DAY, ETCD, Clock, World, make_ledger
 
+from dtxfast.crypto.merkle import MerkleTree
 from dtxfast.errors import NotFound, ParameterError, StateError, Unauthorized
 from dtxfast.ledger import (
     AddReplica,
@@ -322,6 +323,56 @@ def test_node_drops_deleted_expired_and_orphaned_replicas(tmp_path):
         _os.utime(p, (p.stat().st_mtime - 7200, p.stat().st_mtime - 7200))
     assert node.housekeeping() == 2
     assert node.store.list() == [ReplicaId(live, 0, 0)]
+
+
+def test_a_checked_replica_is_trusted_only_while_its_file_is_unchanged(tmp_path):
+    """The node's verified-replica cache: a replica it checked is sent without hashing it again,
+    but any change on disk (even one that restores the mtime) makes it check again and refuse."""
+    import time as _time
+
+    from dtxfast.errors import MalformedInput
+    from dtxfast.ledger import MemoryLedger
+    from dtxfast.nodes import storage as node_mod
+    from dtxfast.nodes.storage import StorageNodeConfig, build_storage_node
+    from dtxfast.protocols.storage import ReplicaId
+
+    cfg = StorageNodeConfig.load(None, env={}, data_dir=str(tmp_path / "d"))
+    node = build_storage_node(cfg, identity=NodeIdentity.generate(), ledger=MemoryLedger())
+    rid = ReplicaId(b"C" * 16, 0, 1)
+    data = os.urandom(5 * 4096 + 16)
+    root = MerkleTree.from_bytes(data, 4096).root
+    node.store.put(rid, data)
+
+    def check() -> str:
+        fobj, got = node._open_checked(rid, len(data), root, 4096)
+        if fobj is not None:
+            fobj.close()
+            return "cached"
+        assert got == data
+        return "hashed"
+
+    assert check() == "hashed" and check() == "hashed"  # just written: racy, not remembered
+    _time.sleep(node_mod._RACY_NS / 1e9 + 0.02)
+    assert check() == "hashed" and check() == "cached"
+    with pytest.raises(MalformedInput):  # trusted for its own root only: another one is checked, and fails
+        node._open_checked(rid, len(data), bytes(32), 4096)
+    assert check() == "cached"
+    path = node.store.path(rid)
+    st = path.stat()
+    with open(path, "r+b") as f:  # a byte flipped in place, then the mtime put back
+        f.seek(len(data) // 2)
+        b = f.read(1)
+        f.seek(len(data) // 2)
+        f.write(bytes([b[0] ^ 0x04]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
+    with pytest.raises(MalformedInput, match="Merkle root"):
+        node._open_checked(rid, len(data), root, 4096)
+    path.write_bytes(data[:-1])  # truncated
+    with pytest.raises(MalformedInput, match="bytes"):
+        node._open_checked(rid, len(data), root, 4096)
+    node.store.put(rid, data)  # stored again (a new file): checked again before it is trusted
+    assert check() == "hashed"
 
 
 def test_a_digest_computed_elsewhere_signs_the_same():

@@ -7,6 +7,7 @@ that kill nodes build their own. Every process is stopped by the fixtures' final
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import urllib.error
@@ -273,6 +274,34 @@ def test_a_restarted_node_serves_its_replicas_again(net5, tmp_path):
     status, body = _signed(net5, net5.owner, i, "GET", f"/v1/files/{fid}/0/{f.slices[0].replicas[0].index}")
     assert status == 200 and len(body) == f.slices[0].replicas[0].size
     assert _download(net5, fid, tmp_path) == data
+
+
+def test_a_replica_changed_on_disk_after_it_was_served_is_refused(net5, tmp_path):
+    """A node sends a replica it checked before without hashing it again (sendfile), but a byte
+    flipped on disk afterwards (mtime put back) is still caught before anything is served."""
+    fid, _ = _upload(net5, tmp_path, size=2 * SLICE, seed=12)
+    f = net5.ledger.get_file(fid)
+    s = f.slices[0]
+    node, info = s.nodes[0], s.replicas[0]
+    i = net5.ids.index(node)
+    path = net5.data_dir(i) / f.content_id.hex() / f"0.{info.index}"
+    original = path.read_bytes()
+    url = f"/v1/files/{fid}/0/{info.index}"
+    time.sleep(0.2)  # past the node's window for files changed just before a check
+    for _ in range(3):  # hashed, then sent as checked
+        assert _signed(net5, net5.owner, i, "GET", url) == (200, original)
+    st = path.stat()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0x01
+    with open(path, "r+b") as fh:
+        fh.write(flipped)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    try:
+        status, body = _signed(net5, net5.owner, i, "GET", url)
+        assert status == 409 and b"damaged" in body
+    finally:
+        path.write_bytes(original)
+    assert _signed(net5, net5.owner, i, "GET", url) == (200, original)
 
 
 # ------------------------------------------------------------------------- challenges and repair

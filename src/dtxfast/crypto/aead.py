@@ -177,6 +177,46 @@ class FileCipher:
         except ValueError:
             raise bad from None
 
+    def decrypt_into(self, slice_index: int, replica_index: int, data: bytes | bytearray | memoryview,
+                     out: bytearray | memoryview) -> int:
+        """Decrypt one replica into ``out`` (exactly ``len(data) - 16`` writable bytes); returns that length.
+
+        For callers that reuse their buffers (a download decrypts every slice into the same few).
+        If the tag does not verify, InvalidProof is raised and ``out`` holds unauthenticated
+        bytes: the caller must not use them.
+
+        Examples
+        --------
+        >>> fc = FileCipher(bytes(32), b"f")
+        >>> out = bytearray(5)
+        >>> fc.decrypt_into(0, 1, fc.encrypt(0, 1, b"hello"), out), bytes(out)
+        (5, b'hello')
+        """
+        n = len(data) - TAG_SIZE
+        if n < 0:
+            raise MalformedInput("a replica is shorter than its tag")
+        view = memoryview(out).cast("B")
+        if len(view) != n or view.readonly:
+            raise ParameterError(f"the output buffer must be {n} writable bytes")
+        bad = InvalidProof(
+            f"replica {replica_index} of slice {slice_index} fails its AEAD tag (tampered or misplaced)")
+        if _OPENSSL is not None:
+            aesgcm, invalid_tag = _OPENSSL
+            key, nonce = self.key_and_nonce(slice_index, replica_index)
+            try:
+                return int(aesgcm(key).decrypt_into(nonce, data, self._aad(slice_index, replica_index), view))
+            except invalid_tag:
+                raise bad from None
+        c = self._cipher(slice_index, replica_index)
+        mv = memoryview(data)
+        if n:
+            c.decrypt(mv[:n], output=view)
+        try:
+            c.verify(mv[n:])
+        except ValueError:
+            raise bad from None
+        return n
+
 
 class ReplicaCipher:
     """An owner's cipher: derives each file's key from the owner's secret (see the module docstring).

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import mmap
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._backend import num_threads
-from .._fs import atomic_output
+from .._fs import PositionedWriter, atomic_output
 from ..crypto.aead import TAG_SIZE, FileCipher
 from ..crypto.merkle import DEFAULT_CHUNK_SIZE, MerkleTree
 from ..errors import (
@@ -179,6 +180,7 @@ class _Http:
             timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0)),
             connector=aiohttp.TCPConnector(limit=max(8, parallel * 4), limit_per_host=max(4, parallel)),
             auto_decompress=False,
+            read_bufsize=1 << 20,  # replicas are MiBs: fewer pause/resume cycles of the socket reader
         )
 
     async def close(self) -> None:
@@ -198,18 +200,57 @@ class _Http:
                 data = await resp.read()
                 if resp.status < 300:
                     return data
-                try:
-                    reason = (await resp.json(content_type=None)).get("error", "")
-                except Exception:
-                    reason = data[:200].decode(errors="replace")
-                msg = f"node {node.node_id} answered {resp.status}: {reason}"
-                if resp.status == 403:
-                    raise Unauthorized(msg)
-                if resp.status == 404:
-                    raise NotFound(msg)
-                if resp.status == 410:
-                    raise StateError(msg)
-                raise ProtocolError(msg)
+                await self._refused(node, resp, data)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise NodeUnreachable(f"node {node.node_id} at {node.address} is unreachable ({type(exc).__name__}: {exc})") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    async def _refused(node: NodeStatus, resp: Any, data: bytes) -> None:
+        """Raise the error an answer of status 300 or more stands for."""
+        try:
+            reason = (await resp.json(content_type=None)).get("error", "")
+        except Exception:
+            reason = data[:200].decode(errors="replace")
+        msg = f"node {node.node_id} answered {resp.status}: {reason}"
+        if resp.status == 403:
+            raise Unauthorized(msg)
+        if resp.status == 404:
+            raise NotFound(msg)
+        if resp.status == 410:
+            raise StateError(msg)
+        raise ProtocolError(msg)
+
+    async def get_into(self, node: NodeStatus, file_id: str, s: int, r: int, out: memoryview) -> None:
+        """GET a replica straight into ``out`` (exactly its size, known from the ledger).
+
+        The body is copied chunk by chunk as it arrives into the caller's (reused) buffer,
+        instead of being collected in a list and joined into fresh bytes; an answer of any
+        other length is InvalidProof.
+        """
+        import aiohttp
+
+        path = f"/v1/files/{file_id}/{s}/{r}"
+        headers = self.signer.headers("GET", path, b"", to=node.node_id)
+        try:
+            async with self.session.request("GET", node.address + path, headers=headers) as resp:
+                if resp.status >= 300:
+                    await self._refused(node, resp, await resp.read())
+                want = len(out)
+                if resp.content_length is not None and resp.content_length != want:
+                    raise InvalidProof(f"{resp.content_length} bytes, the ledger records {want}")
+                n = 0
+                content = resp.content
+                while True:
+                    chunk = await content.readany()
+                    if not chunk:
+                        break
+                    if n + len(chunk) > want:
+                        raise InvalidProof(f"more than the {want} bytes the ledger records")
+                    out[n:n + len(chunk)] = chunk
+                    n += len(chunk)
+                if n != want:
+                    raise InvalidProof(f"{n} bytes, the ledger records {want}")
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise NodeUnreachable(f"node {node.node_id} at {node.address} is unreachable ({type(exc).__name__}: {exc})") from None
 
@@ -523,20 +564,51 @@ class StorageNetwork:
                 problems.append(f"{node.node_id}: {exc}")
         raise InvalidProof(f"no intact replica of slice {index} of file {f.file_id}: " + "; ".join(problems))
 
+    async def _fetch_into(self, http: _Http, f: FileRecord, cipher: FileCipher, s: SliceInfo,
+                          nodes: dict[str, NodeStatus], pool: ThreadPoolExecutor, recv: bytearray,
+                          plain: mmap.mmap) -> int:
+        """Receive one slice's replica into ``recv`` and decrypt it into ``plain`` (any good replica,
+        as :meth:`fetch_slice`); returns the padded plaintext's length."""
+        loop = asyncio.get_running_loop()
+        index = int(s.slice_id)
+        problems = []
+        for node, info in self._order(s, nodes):
+            try:
+                if not TAG_SIZE <= info.size <= min(len(recv), len(plain) + TAG_SIZE):
+                    raise InvalidProof(f"the ledger records a replica of {info.size} bytes")
+                data = memoryview(recv)[:info.size]
+                await http.get_into(node, f.file_id, index, info.index, data)
+                out = memoryview(plain)[:info.size - TAG_SIZE]
+                return await loop.run_in_executor(pool, cipher.decrypt_into, index, info.index, data, out)
+            except (DtxError, OSError) as exc:
+                problems.append(f"{node.node_id}: {exc}")
+        raise InvalidProof(f"no intact replica of slice {index} of file {f.file_id}: " + "; ".join(problems))
+
     async def _download(self, f: FileRecord, key: bytes, fd: int, progress: Callable[[int], None] | None) -> None:
+        """Every slice into ``fd`` (sized already): received into reused buffers, decrypted in place
+        into reused page-aligned ones, written at its offset around the page cache where it can
+        (:class:`~dtxfast._fs.PositionedWriter`); a slice's buffers are only reused once the
+        worker threads are done with them."""
         cipher = FileCipher(key, f.content_id)
         nodes = self.nodes()
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(self.threads)
         http = _Http(self.identity, self._clock, self.timeout, self.parallel)
         gate = asyncio.Semaphore(self.parallel)
+        out = PositionedWriter(fd)
+        cap = max((r.size for s in f.slices for r in s.replicas), default=TAG_SIZE)
+        free: list[tuple[bytearray, mmap.mmap]] = []
 
         async def one(s: SliceInfo) -> None:
             async with gate:
-                plain, _ = await self.fetch_slice(http, f, cipher, s, nodes, pool)
+                recv, plain = free.pop() if free else (bytearray(cap), mmap.mmap(-1, max(1, cap - TAG_SIZE)))
                 index = int(s.slice_id)
                 length = min(f.slice_size, f.size - index * f.slice_size)
-                await loop.run_in_executor(pool, os.pwrite, fd, memoryview(plain)[:length], index * f.slice_size)
+                n = await self._fetch_into(http, f, cipher, s, nodes, pool, recv, plain)
+                if n < length:
+                    raise InvalidProof(f"slice {index} of file {f.file_id} decrypts to {n} bytes, not {length}")
+                await loop.run_in_executor(pool, out.pwrite, memoryview(plain)[:length], index * f.slice_size)
+                free.append((recv, plain))  # not on an error: a worker thread may still hold them
             if progress is not None:
                 progress(length)
 
@@ -551,7 +623,7 @@ class StorageNetwork:
                 raise
         finally:
             await http.close()
-            pool.shutdown(wait=False, cancel_futures=True)
-
+            pool.shutdown(wait=True, cancel_futures=True)  # no thread writes into fd after this returns
+            out.close()
 
 _ = TAG_SIZE
