@@ -375,6 +375,79 @@ def test_a_checked_replica_is_trusted_only_while_its_file_is_unchanged(tmp_path)
     assert check() == "hashed"
 
 
+def test_node_lookups_are_kept_only_while_the_ledger_says_the_same(tmp_path):
+    """A node keeps roles, file records and content owners between requests, but sees a sender
+    registered, or a file changed, in a later block at once (the next request)."""
+    import threading
+
+    from dtxfast.ledger import MemoryLedger
+    from dtxfast.ledger.records import FileStatus
+    from dtxfast.nodes.storage import build_storage_node
+
+    led = MemoryLedger()
+    me, owner, other = NodeIdentity.generate(), NodeIdentity.generate(), NodeIdentity.generate()
+    led.submit(me, RegisterNode(role="storage"))
+    cfg = StorageNodeConfig.load(None, env={}, data_dir=str(tmp_path / "d"))
+    node = build_storage_node(cfg, identity=me, ledger=led)
+    assert node._role(owner.node_id) is None  # not registered: not remembered either
+    led.submit(owner, RegisterNode(role="dataowner"))
+    assert node._role(owner.node_id) == "dataowner"
+    led.submit(owner, CreateNamespace(name="ns", replicas=1))
+    s = SliceInfo(slice_id="0", digest=bytes(32), nodes=[me.node_id], replicas=[_rep(0)])
+    fid = led.submit(owner, PublishFile(namespace="ns", name="f", size=10, digest=bytes(32),
+                                        expires_ms=led.now_ms() + DAY, slices=[s], content_id=b"c" * 16,
+                                        slice_size=10, chunk_size=10)).object_id
+    first = node._file(fid)
+    assert node._file(fid) is first  # unchanged: not decoded again
+    led.submit(owner, ExtendFile(file_id=fid, expires_ms=first.expires_ms + DAY))
+    assert node._file(fid).expires_ms == first.expires_ms + DAY
+    led.submit(owner, ExpireFile(file_id=fid))
+    assert node._file(fid).status == FileStatus.EXPIRED
+    with pytest.raises(NotFound):
+        node._file("0" * 32)
+
+
+def test_two_owners_racing_for_a_new_content_id_one_wins_for_good(tmp_path):
+    """Through the node's own HTTP server (in process, real loopback): of two data owners storing
+    under one new content id at once, exactly one is accepted, and only it, ever after."""
+    import asyncio
+
+    import aiohttp
+
+    from dtxfast.ledger import MemoryLedger
+    from dtxfast.nodes.storage import build_storage_node
+
+    led = MemoryLedger()
+    me, a, b = NodeIdentity.generate(), NodeIdentity.generate(), NodeIdentity.generate()
+    for who in (a, b):
+        led.submit(who, RegisterNode(role="dataowner"))
+    cfg = StorageNodeConfig.load(None, env={}, data_dir=str(tmp_path / "d"), listen="127.0.0.1:0")
+    node = build_storage_node(cfg, identity=me, ledger=led)
+    body = os.urandom(100_000)
+
+    async def main() -> list[list[int]]:
+        url = await node.start()
+        rounds = []
+        try:
+            async with aiohttp.ClientSession() as http:
+                async def put(who: NodeIdentity, r: int) -> int:
+                    path = f"/v1/replicas/{'ab' * 16}/0/{r}"
+                    h = RequestSigner(who).headers("PUT", path, body, to=me.node_id)
+                    async with http.put(url + path, data=body, headers=h) as resp:
+                        return resp.status
+                for r in range(3):
+                    rounds.append(list(await asyncio.gather(put(a, r), put(b, r))))
+        finally:
+            await node.stop()
+        return rounds
+
+    rounds = asyncio.run(main())
+    assert sorted(rounds[0]) == [201, 403]
+    assert rounds[1] == rounds[2] == rounds[0]  # the winner stays the owner (the mark is never rewritten)
+    winner = (a, b)[rounds[0].index(201)]
+    assert node._owner_mark(bytes.fromhex("ab" * 16)).read_text() == winner.node_id
+
+
 def test_a_digest_computed_elsewhere_signs_the_same():
     a, signer, v, _ = _pair()
     body = b"replica bytes" * 1000

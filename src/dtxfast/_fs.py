@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["PositionedWriter", "atomic_output"]
+__all__ = ["PositionedWriter", "atomic_output", "buffer_address"]
 
 
 def _umask() -> int:
@@ -143,7 +143,7 @@ class PositionedWriter:
         done = 0
         direct = self._direct
         head = len(mv) - len(mv) % _ALIGN
-        if direct >= 0 and head and offset % _ALIGN == 0 and _address(mv) % _ALIGN == 0:
+        if direct >= 0 and head and offset % _ALIGN == 0 and buffer_address(mv) % _ALIGN == 0:
             try:
                 while done < head:
                     n = os.pwrite(direct, mv[done:head], offset + done)
@@ -168,8 +168,18 @@ class PositionedWriter:
         self._drop_direct()
 
 
-def _address(mv: memoryview) -> int:
-    """Where a buffer starts in memory (1, never aligned, for a read-only one)."""
+def buffer_address(mv: memoryview) -> int:
+    """Where a writable buffer starts in memory; 1 (aligned to nothing) for a read-only or empty one.
+
+    Examples
+    --------
+    >>> import mmap
+    >>> m = mmap.mmap(-1, mmap.PAGESIZE)
+    >>> buffer_address(memoryview(m)) % mmap.PAGESIZE, buffer_address(memoryview(m)[1:]) % mmap.PAGESIZE
+    (0, 1)
+    >>> buffer_address(memoryview(b"read-only"))
+    1
+    """
     if mv.readonly or not len(mv):
         return 1
     import ctypes

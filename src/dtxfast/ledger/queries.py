@@ -70,6 +70,14 @@ class LedgerQueries(LedgerReader):
         recs = [r for r in (self._load(cls, k) for k in keys) if r is not None]
         return sorted(recs, key=_SORT[cls])
 
+    def raw_record(self, kind: str, key: str) -> bytes | None:
+        """The stored encoding of one record (``kind`` is its class's ``KIND``), None if absent.
+
+        For callers that keep decoded records: comparing these bytes with the ones a record was
+        decoded from tells whether it changed, at the cost of the read alone.
+        """
+        return self._r_get(kind, key)
+
     def get_node(self, node_id: str) -> NodeRecord:
         """A registered node; NotFound otherwise."""
         return self._need(NodeRecord, node_id, "node")

@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import mmap
 import os
 import threading
 import time
@@ -320,19 +321,21 @@ class _BodyBuffers:
     """
 
     def __init__(self, keep: int = 128 << 20) -> None:
-        self._free: dict[int, list[bytearray]] = {}
+        self._free: dict[int, list[mmap.mmap]] = {}
         self._kept = 0
         self._keep = keep
 
-    def take(self, n: int) -> bytearray:
+    def take(self, n: int) -> mmap.mmap:
+        """A buffer of at least ``n`` bytes; page-aligned (an anonymous map), so a store can
+        write it to disk directly (``O_DIRECT``) without copying it into an aligned one first."""
         cap = max(_POOLED_BODY, 1 << (n - 1).bit_length())
         free = self._free.get(cap)
         if free:
             self._kept -= cap
             return free.pop()
-        return bytearray(cap)
+        return mmap.mmap(-1, cap)
 
-    def give(self, buf: bytearray) -> None:
+    def give(self, buf: mmap.mmap) -> None:
         if self._kept + len(buf) <= self._keep:
             self._free.setdefault(len(buf), []).append(buf)
             self._kept += len(buf)
@@ -356,7 +359,7 @@ def auth_middleware(verifier: RequestVerifier, *, max_body: int = DEFAULT_MAX_BO
     logger = log or _log
     buffers = _BodyBuffers()
 
-    async def read_into(request: Any, length: int) -> tuple[bytearray, memoryview]:
+    async def read_into(request: Any, length: int) -> tuple[mmap.mmap, memoryview]:
         """The body of a request with a Content-Length, received into a pooled buffer."""
         buf = buffers.take(length)
         view = memoryview(buf)
@@ -391,7 +394,7 @@ def auth_middleware(verifier: RequestVerifier, *, max_body: int = DEFAULT_MAX_BO
         length = request.content_length
         if length is not None and length > max_body:
             return refuse(request, 413, f"body of {length} bytes exceeds the limit of {max_body}")
-        lease: bytearray | None = None
+        lease: mmap.mmap | None = None
         try:
             if length is not None and length >= _POOLED_BODY:
                 lease, body = await read_into(request, length)
