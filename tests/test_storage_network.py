@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from node_procs import dtx_command
-from storagenet_helpers import LIVENESS, Cluster, make_cluster, random_file
+from storagenet_helpers import HEARTBEAT, LIVENESS, Cluster, make_cluster, random_file
 
 from dtxfast.errors import ParameterError, StateError, Unauthorized
 from dtxfast.ledger import (
@@ -24,10 +24,12 @@ from dtxfast.ledger import (
     ApproveApplication,
     ChallengeStatus,
     ExpireFile,
+    ExtendFile,
     NodeIdentity,
     RegisterNode,
     SetNamespaceReplicas,
 )
+from dtxfast.ledger.records import FileStatus
 from dtxfast.storage.applications import revoke_application
 from dtxfast.storage.monitor import StorageMonitor
 from dtxfast.transport.http_auth import RequestSigner
@@ -215,6 +217,44 @@ def _save(ident: NodeIdentity, tmp_path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------- refused requests
+
+
+def test_an_expired_file_is_kept_for_the_retention_period_then_dropped_and_marked_deleted(node_launcher, tmp_path):
+    """Real node processes with a 5 s retention: an expired file is refused but its replicas stay
+    (its owner can still extend it), then every node drops them and the monitor marks it deleted."""
+    retention_s = 5.0
+    base = tmp_path / "ret"
+    base.mkdir()
+    c = Cluster(base, base / "ledger.db", node_launcher)
+    for _ in range(4):
+        c.add_node("--retention-days", repr(retention_s / 86400))
+    fid, data = _upload(c, tmp_path, size=SLICE + 5, seed=13, expire_days=4.0 / 86400)
+    f = c.ledger.get_file(fid)
+
+    def held() -> int:
+        return sum(1 for i in range(4) for p in c.replica_files(i) if p.parent.name == f.content_id.hex())
+
+    assert held() == 6 and _download(c, fid, tmp_path) == data
+    time.sleep(max(0.0, (f.expires_ms - c.ledger.now_ms()) / 1000) + 0.05)
+    with pytest.raises(StateError, match="expired"):
+        _download(c, fid, tmp_path)
+    net = c.network()
+    # in the retention period: the owner extends it, and it is read again
+    c.ledger.submit(c.owner, ExtendFile(file_id=fid, expires_ms=c.ledger.now_ms() + 1000))
+    assert _download(c, fid, tmp_path) == data
+    expires = c.ledger.get_file(fid).expires_ms
+    time.sleep(max(0.0, (expires - c.ledger.now_ms()) / 1000) + 2 * HEARTBEAT)
+    assert held() == 6  # expired again, still kept (the nodes' housekeeping ran meanwhile)
+    mon = StorageMonitor(net, interval=1, retention_days=retention_s / 86400)
+    assert fid not in mon.run_round().deleted  # not yet past the retention
+    deadline = time.monotonic() + 60
+    while held() and time.monotonic() < deadline:  # the nodes drop them on their own
+        time.sleep(HEARTBEAT / 2)
+    assert held() == 0 and c.ledger.now_ms() > expires + retention_s * 1000
+    assert fid in mon.run_round().deleted
+    assert c.ledger.get_file(fid).status == FileStatus.DELETED
+    with pytest.raises(StateError, match="deleted"):
+        _download(c, fid, tmp_path)
 
 
 def test_bad_requests_are_refused_and_the_node_keeps_serving(net5, tmp_path):
