@@ -448,6 +448,75 @@ def test_two_owners_racing_for_a_new_content_id_one_wins_for_good(tmp_path):
     assert node._owner_mark(bytes.fromhex("ab" * 16)).read_text() == winner.node_id
 
 
+def _gmac_pair():
+    a, b, e = NodeIdentity.generate(), NodeIdentity.generate(), NodeIdentity.generate()
+    keys = {x.node_id: x.public_key_bytes for x in (a, b, e)}.get
+    clock = _Clock()
+    v = RequestVerifier(b.node_id, keys, clock=clock, identity=b)
+    return a, b, e, clock, v
+
+
+def test_a_gmac_body_passes_once_and_binds_the_body_to_its_two_nodes():
+    from dtxfast.transport.http_auth import GMAC, H_DIGEST
+
+    a, b, e, clock, v = _gmac_pair()
+    body = os.urandom(200_000)
+    sign = RequestSigner(a, clock=clock)
+    h = sign.headers("PUT", "/r", body, to=b.node_id, digest_kind=GMAC, peer_key=b.public_key_bytes)
+    assert h[H_DIGEST] == GMAC
+    assert v.verify("PUT", "/r", h, body) == a.node_id
+    assert _refusal(v, "PUT", "/r", h, body)[1].startswith("replayed")
+    h = sign.headers("PUT", "/r", body, to=b.node_id, digest_kind=GMAC, peer_key=b.public_key_bytes)
+    for at in (0, len(body) // 2, len(body) - 1):  # a byte changed in transit
+        forged = bytearray(body)
+        forged[at] ^= 0x80
+        assert _refusal(v, "PUT", "/r", h, bytes(forged)) == (401, "bad signature")
+    assert _refusal(v, "PUT", "/r", h, body[:-1]) == (401, "bad signature")
+    # the kind is signed: the same signature does not pass as one over a SHA-256 or a Merkle root
+    for kind in ("sha256", "merkle-4096"):
+        assert _refusal(v, "PUT", "/r", {**h, H_DIGEST: kind}, body) == (401, "bad signature")
+    # a MAC made with a key the sender shares with another node (e) does not pass at b
+    h_e = sign.headers("PUT", "/r", body, to=b.node_id, digest_kind=GMAC, peer_key=e.public_key_bytes)
+    assert _refusal(v, "PUT", "/r", h_e, body) == (401, "bad signature")
+    # a third node (e) that sees the body and the headers cannot re-MAC another body: its pair
+    # key with b is not a's, and a's signature covers the tag
+    forged = os.urandom(len(body))
+    h_x = RequestSigner(e, clock=clock).headers("PUT", "/r", forged, to=b.node_id, digest_kind=GMAC,
+                                                peer_key=b.public_key_bytes)
+    assert _refusal(v, "PUT", "/r", {**h, "X-Dtx-Signature": h_x["X-Dtx-Signature"]}, forged) == (401, "bad signature")
+    assert v.verify("PUT", "/r", h, body) == a.node_id  # the untouched request still passes once
+    # a verifier that was not given its key refuses the kind instead of skipping the check
+    plain = RequestVerifier(b.node_id, {a.node_id: a.public_key_bytes}.get, clock=clock)
+    h = sign.headers("PUT", "/r", body, to=b.node_id, digest_kind=GMAC, peer_key=b.public_key_bytes)
+    assert _refusal(plain, "PUT", "/r", h, body)[0] == 401
+    with pytest.raises(ParameterError):
+        sign.headers("PUT", "/r", body, to=b.node_id, digest_kind=GMAC)
+    with pytest.raises(ParameterError):
+        RequestVerifier(a.node_id, {}.get, identity=b)
+
+
+@given(body=st.binary(max_size=5000), nonce=st.binary(min_size=16, max_size=16))
+def test_body_mac_is_the_same_on_both_aead_backends_and_at_both_ends(body, nonce):
+    from Crypto.Cipher import AES
+
+    from dtxfast.crypto.aead import hkdf_sha256
+    from dtxfast.transport import http_auth
+
+    a, b = _MAC_IDS
+    tag = http_auth.body_mac(a.pair_key(b.public_key), nonce, a.node_id, b.node_id, body)
+    assert tag == http_auth.body_mac(b.pair_key(a.public_key), nonce, a.node_id, b.node_id, body)
+    # the definition, computed with pycryptodome's GCM: GMAC of the body under the per-request key
+    key = hkdf_sha256(a.pair_key(b.public_key), nonce,
+                      b"dtxfast/http-body-mac/v1" + a.node_id.encode() + b"\x00" + b.node_id.encode(), 32)
+    c = AES.new(key, AES.MODE_GCM, nonce=bytes(12), mac_len=16)
+    c.update(body)
+    assert tag == c.digest()
+    assert tag != http_auth.body_mac(a.pair_key(b.public_key), nonce, b.node_id, a.node_id, body)  # direction
+
+
+_MAC_IDS = (NodeIdentity.generate(), NodeIdentity.generate())
+
+
 def test_a_digest_computed_elsewhere_signs_the_same():
     a, signer, v, _ = _pair()
     body = b"replica bytes" * 1000

@@ -225,7 +225,7 @@ class StorageNode:
 
         self._mark = HighWaterMark(Path(config.data_dir) / ".ledger-mark.json")
         self.verifier = RequestVerifier(self.node_id, self._public_key, clock=self._clock,
-                                        skew_ms=int(config.skew * 1000))
+                                        skew_ms=int(config.skew * 1000), identity=identity)
         self._keys: dict[str, bytes] = {}
         self._verified = _VerifiedReplicas()
         self._roles: dict[str, str] = {}

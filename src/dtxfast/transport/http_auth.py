@@ -16,7 +16,22 @@ leaves, 1 KiB to 16 MiB): an uploader computes a replica's root anyway for the l
 it instead of a SHA-256 saves one pass over every replica, and costs the receiver the same one
 pass as SHA-256 would. The kind is part of the signed message (``merkle-4096:<root>`` instead of
 ``<sha256>``), so a signature over a root cannot be passed off as one over a SHA-256 (the
-65-byte body ``0x01 || left || right`` has the root as its SHA-256). The receiver
+65-byte body ``0x01 || left || right`` has the root as its SHA-256).
+
+``X-Dtx-Digest: gmac`` replaces the body's hash by a MAC that only the sender and the receiver
+can compute: GMAC (AES-256-GCM with an empty plaintext and the body as associated data, an
+all-zero nonce) under a key used for this one request, ``HKDF-SHA256(pair key, salt=the
+request's nonce, info="dtxfast/http-body-mac/v1" || sender || 0x00 || receiver)``, where the pair
+key comes from a static X25519 agreement between the two nodes' keys
+(:meth:`~dtxfast.ledger.NodeIdentity.pair_key`). Anyone who alters the body in transit would
+have to forge that MAC without its key; the signature over ``gmac:<tag>`` still says who sent it,
+when, to whom, and that it was sent once. GMAC runs at the speed of carry-less multiplication
+(~0.15 ms per 4 MiB here, against ~3 ms for a SHA-256 Merkle root), which is what a storage node
+spends per uploaded replica on checking it. What a MAC does not give, unlike a hash, is evidence
+for a third party (the receiver knows the key, so it could produce another body with the same
+tag): nothing in dtxfast uses a request as evidence; what an owner vouches for is on the ledger
+(each replica's Merkle root in its signed ``PublishFile``). A receiver that was not given its
+identity refuses the kind. The receiver
 (:class:`RequestVerifier`) refuses, each with its own HTTP status and reason:
 
 * a body over the size limit (413, refused before it is read);
@@ -62,11 +77,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..crypto.signatures import Ed25519PublicKey
-from ..errors import DtxError, InvalidSignature, MalformedInput
+from ..errors import DtxError, InvalidSignature, MalformedInput, ParameterError
 
 __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_SKEW_MS",
+    "GMAC",
     "HEADERS",
     "AuthError",
     "ReplayCache",
@@ -74,6 +90,7 @@ __all__ = [
     "RequestSigner",
     "RequestVerifier",
     "auth_middleware",
+    "body_mac",
     "digest_body",
     "merkle_digest_kind",
     "signing_message",
@@ -86,6 +103,9 @@ HEADERS = (H_NODE, H_TO, H_TIME, H_NONCE, H_SIG)
 H_DIGEST = "X-Dtx-Digest"
 #: the default body digest: SHA-256 of the body
 SHA256 = "sha256"
+#: the body MAC between the sender and the receiver (see the module docstring)
+GMAC = "gmac"
+_MAC_INFO = b"dtxfast/http-body-mac/v1"
 _MERKLE = "merkle-"
 _MERKLE_CHUNKS = (1 << 10, 1 << 24)
 #: requests whose timestamp is further than this from the receiver's clock are stale
@@ -123,6 +143,37 @@ def _merkle_chunk(kind: str) -> int | None:
         if merkle_digest_kind(chunk) == kind:
             return chunk
     raise AuthError(401, f"unknown body digest kind {kind[:32]!r}")
+
+
+def body_mac(pair_key: bytes, nonce: bytes, sender: str, to: str, body: bytes | bytearray | memoryview) -> bytes:
+    """The ``gmac`` digest of a request body: 16 bytes only ``sender`` and ``to`` can compute.
+
+    ``pair_key`` is :meth:`~dtxfast.ledger.NodeIdentity.pair_key` of the two nodes, ``nonce`` the
+    request's 16-byte nonce (so every request has its own MAC key).
+
+    Examples
+    --------
+    >>> from dtxfast.ledger import NodeIdentity
+    >>> a, b = NodeIdentity.generate(), NodeIdentity.generate()
+    >>> nonce = bytes(16)
+    >>> tag = body_mac(a.pair_key(b.public_key), nonce, a.node_id, b.node_id, b"body")
+    >>> tag == body_mac(b.pair_key(a.public_key), nonce, a.node_id, b.node_id, b"body"), len(tag)
+    (True, 16)
+    >>> tag == body_mac(b.pair_key(a.public_key), nonce, a.node_id, b.node_id, b"bodY")
+    False
+    """
+    from ..crypto.aead import hkdf_sha256
+
+    key = hkdf_sha256(bytes(pair_key), bytes(nonce), _MAC_INFO + sender.encode() + b"\x00" + to.encode(), 32)
+    try:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    except ImportError:  # pragma: no cover - cryptography is a dependency
+        from Crypto.Cipher import AES
+
+        c = AES.new(key, AES.MODE_GCM, nonce=bytes(12), mac_len=16)
+        c.update(body)
+        return c.digest()
+    return AESGCM(key).encrypt(bytes(12), b"", body)
 
 
 def digest_body(kind: str, body: bytes | bytearray | memoryview) -> bytes:
@@ -183,19 +234,30 @@ class RequestSigner:
         self._clock = clock or _now_ms
         self._rng = rng
         self.node_id: str = identity.node_id
+        self._pairs: dict[bytes, bytes] = {}
 
     def headers(self, method: str, path: str, body: bytes | bytearray | memoryview = b"", *,
-                to: str, body_digest: bytes | None = None, digest_kind: str = SHA256) -> dict[str, str]:
+                to: str, body_digest: bytes | None = None, digest_kind: str = SHA256,
+                peer_key: bytes | None = None) -> dict[str, str]:
         """The headers that sign one request (``path`` with its query string).
 
         ``body_digest`` is the body's digest of kind ``digest_kind`` (:func:`digest_body`) if the
         caller computed it already (e.g. a replica's Merkle root, or a SHA-256 computed in a
-        worker thread, off an event loop); otherwise it is computed here.
+        worker thread, off an event loop); otherwise it is computed here. The :data:`GMAC` kind
+        is always computed here and needs the receiver's Ed25519 public key, ``peer_key``.
         """
-        _merkle_chunk(digest_kind)
         ts = int(self._clock())
         nonce = bytes(self._rng(_NONCE_SIZE))
-        digest = digest_body(digest_kind, body) if body_digest is None else bytes(body_digest)
+        if digest_kind == GMAC:
+            if peer_key is None:
+                raise ParameterError("a gmac body digest needs the receiver's public key (peer_key)")
+            pair = self._pairs.get(bytes(peer_key))
+            if pair is None:
+                pair = self._pairs[bytes(peer_key)] = self._identity.pair_key(bytes(peer_key))
+            digest = body_mac(pair, nonce, self.node_id, to, body)
+        else:
+            _merkle_chunk(digest_kind)
+            digest = digest_body(digest_kind, body) if body_digest is None else bytes(body_digest)
         sig = self._identity.sign(signing_message(method, path, digest, self.node_id, to, ts, nonce, digest_kind))
         out = {H_NODE: self.node_id, H_TO: to, H_TIME: str(ts), H_NONCE: nonce.hex(), H_SIG: sig.hex()}
         if digest_kind != SHA256:
@@ -253,16 +315,35 @@ class RequestVerifier:
         The clock-skew window (default :data:`DEFAULT_SKEW_MS`).
     replay : ReplayCache, optional
         Where nonces are remembered (default: a new cache).
+    identity : NodeIdentity, optional
+        The receiving node's key: with it, bodies authenticated by a :data:`GMAC` are accepted
+        (without it, that kind is refused).
     """
 
     def __init__(self, node_id: str, lookup_key: Callable[[str], bytes | None], *,
                  clock: Callable[[], int] | None = None, skew_ms: int = DEFAULT_SKEW_MS,
-                 replay: ReplayCache | None = None) -> None:
+                 replay: ReplayCache | None = None, identity: Any = None) -> None:
         self.node_id = node_id
         self._lookup = lookup_key
         self._clock = clock or _now_ms
         self.skew_ms = int(skew_ms)
         self.replay = replay if replay is not None else ReplayCache()
+        if identity is not None and identity.node_id != node_id:
+            raise ParameterError("the verifier's identity is another node's")
+        self._identity = identity
+        self._pairs: dict[bytes, bytes] = {}
+        self._pairs_lock = threading.Lock()
+
+    def _pair_key(self, sender_key: bytes) -> bytes:
+        with self._pairs_lock:
+            pair = self._pairs.get(sender_key)
+        if pair is None:
+            pair = self._identity.pair_key(sender_key)
+            with self._pairs_lock:
+                if len(self._pairs) >= 1 << 14:
+                    self._pairs.pop(next(iter(self._pairs)))
+                self._pairs[sender_key] = pair
+        return pair
 
     def verify(self, method: str, path: str, headers: Mapping[str, str],
                body: bytes | bytearray | memoryview, *, body_digest: bytes | None = None) -> str:
@@ -284,7 +365,11 @@ class RequestVerifier:
         if len(nonce) != _NONCE_SIZE or len(sig) != 64 or len(sender) > 64:
             raise AuthError(401, "malformed signature headers")
         kind = headers.get(H_DIGEST) or SHA256
-        _merkle_chunk(kind)
+        if kind == GMAC:
+            if self._identity is None:
+                raise AuthError(401, "this node does not take gmac body digests")
+        else:
+            _merkle_chunk(kind)
         if to != self.node_id:
             raise AuthError(421, f"request addressed to node {to[:64]}, this is {self.node_id}")
         now = int(self._clock())
@@ -297,9 +382,12 @@ class RequestVerifier:
         if raw_key is None:
             raise AuthError(401, f"unknown sender {sender} (not registered on the ledger)")
         try:
+            if kind == GMAC:
+                digest = body_mac(self._pair_key(bytes(raw_key)), nonce, sender, to, body)
+            else:
+                digest = digest_body(kind, body) if body_digest is None else bytes(body_digest)
             Ed25519PublicKey(bytes(raw_key)).verify(
-                sig, signing_message(method, path, digest_body(kind, body) if body_digest is None
-                                     else bytes(body_digest), sender, to, ts, nonce, kind))
+                sig, signing_message(method, path, digest, sender, to, ts, nonce, kind))
         except (InvalidSignature, MalformedInput):
             raise AuthError(401, "bad signature") from None
         if not self.replay.check_and_add(sender, nonce, ts + self.skew_ms, now):
@@ -407,8 +495,8 @@ def auth_middleware(verifier: RequestVerifier, *, max_body: int = DEFAULT_MAX_BO
         if len(body) > max_body:
             return refuse(request, 413, f"body exceeds the limit of {max_body} bytes")
         digest = None
-        if len(body) >= 1 << 16:  # hash large bodies in a worker thread, not on the event loop
-            kind = request.headers.get(H_DIGEST) or SHA256
+        kind = request.headers.get(H_DIGEST) or SHA256
+        if len(body) >= 1 << 16 and kind != GMAC:  # hash large bodies in a worker thread, not on the event loop
             try:
                 _merkle_chunk(kind)
             except AuthError as exc:
