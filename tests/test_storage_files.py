@@ -379,7 +379,7 @@ def test_openssl_and_pycryptodome_aead_give_the_same_bytes(monkeypatch, size):
 
 
 @pytest.mark.parametrize("size", [0, 1, 4096, 100_003])
-def test_decrypt_into_gives_decrypt_and_refuses_what_decrypt_refuses(monkeypatch, size):
+def test_decrypt_into_and_encrypt_into_give_decrypt_and_encrypt(monkeypatch, size):
     from dtxfast.crypto import aead
     from dtxfast.crypto.aead import FileCipher
 
@@ -402,3 +402,7 @@ def test_decrypt_into_gives_decrypt_and_refuses_what_decrypt_refuses(monkeypatch
             fc.decrypt_into(3, 1, ct, bytearray(size + 1))
         with pytest.raises(ParameterError):
             fc.decrypt_into(3, 1, ct, bytes(size))
+        enc = bytearray(os.urandom(size + 16))  # reused: earlier contents must not matter
+        assert fc.encrypt_into(3, 1, plain, enc) == size + 16 and enc == ct
+        with pytest.raises(ParameterError):
+            fc.encrypt_into(3, 1, plain, bytearray(size + 15))

@@ -554,7 +554,9 @@ class StorageNode:
         rp = "/v1/replicas/{cid:[0-9a-f]{2,128}}/{slice:[0-9]{1,19}}/{index:[0-9]{1,10}}"
         app.router.add_put(rp, self._put)
         app.router.add_delete(rp, self._delete)
-        app.router.add_get("/v1/files/{fid:[0-9a-f]{32}}/{slice:[0-9]{1,19}}/{index:[0-9]{1,10}}", self._get)
+        # no HEAD: the handler sends the body with sendfile, past aiohttp's writer
+        app.router.add_get("/v1/files/{fid:[0-9a-f]{32}}/{slice:[0-9]{1,19}}/{index:[0-9]{1,10}}", self._get,
+                           allow_head=False)
         app.router.add_post("/v1/challenges", self._challenges)
         app.router.add_get("/v1/health", self._health)
         return app

@@ -430,10 +430,11 @@ class StorageNetwork:
             slice_size=slice_size, chunk_size=chunk_size, progress=progress))
 
     @staticmethod
-    def _encrypt(cipher: FileCipher, s: int, r: int, plain: bytes | bytearray, chunk_size: int
-                 ) -> tuple[bytearray, bytes]:
-        """(replica, Merkle root), in a worker thread (GIL released)."""
-        data = cipher.encrypt(s, r, plain)
+    def _encrypt(cipher: FileCipher, s: int, r: int, plain: memoryview, out: mmap.mmap, chunk_size: int
+                 ) -> tuple[memoryview, bytes]:
+        """(replica, Merkle root): encrypted into ``out``, in a worker thread (GIL released)."""
+        data = memoryview(out)[:len(plain) + TAG_SIZE]
+        cipher.encrypt_into(s, r, plain, data)
         return data, MerkleTree.from_bytes(data, chunk_size, threads=1).root
 
     async def _upload(self, path: str, size: int, placement: list[list[str]], nodes: dict[str, NodeStatus], *,
@@ -454,13 +455,20 @@ class StorageNetwork:
         gate = asyncio.Semaphore(self.parallel)
         fd = os.open(path, os.O_RDONLY)
 
-        def read(s: int) -> bytearray:
+        # reused buffers (a slice's plaintext, its replicas): a fresh 4 MiB buffer costs a page
+        # fault per 4 KiB; taken back only after the replicas' PUTs ended normally
+        cap = slice_size + (-slice_size % chunk_size)
+        free_plain: list[mmap.mmap] = []
+        free_reps: list[mmap.mmap] = []
+
+        def read(s: int, buf: mmap.mmap) -> memoryview:
             want = min(slice_size, size - s * slice_size)
-            buf = bytearray(want + (-want % chunk_size))  # the last slice: padded to a whole chunk only
-            got = os.preadv(fd, [memoryview(buf)[:want]], s * slice_size)
+            view = memoryview(buf)[:want + (-want % chunk_size)]  # the last slice: padded to a whole chunk only
+            got = os.preadv(fd, [view[:want]], s * slice_size)
             if got != want:
                 raise ProtocolError(f"{path} changed while it was read")
-            return buf
+            view[want:] = bytes(len(view) - want)
+            return view
 
         failed = asyncio.Event()
 
@@ -468,10 +476,14 @@ class StorageNetwork:
             async with gate:
                 if failed.is_set():  # stop starting slices once one failed; let those in flight end
                     return
-                plain = await loop.run_in_executor(pool, read, s)
-                encs = await asyncio.gather(*(loop.run_in_executor(pool, self._encrypt, cipher, s, r, plain, chunk_size)
+                pbuf = free_plain.pop() if free_plain else mmap.mmap(-1, cap)
+                rbufs = [free_reps.pop() if free_reps else mmap.mmap(-1, cap + TAG_SIZE) for _ in placement[s]]
+                plain = await loop.run_in_executor(pool, read, s, pbuf)
+                encs = await asyncio.gather(*(loop.run_in_executor(pool, self._encrypt, cipher, s, r, plain, rbufs[r],
+                                                                   chunk_size)
                                               for r in range(len(placement[s]))))
-                del plain
+                plain.release()
+                free_plain.append(pbuf)
                 roots[s] = [root for _, root in encs]
                 sizes[s] = len(encs[0][0])
 
@@ -485,6 +497,7 @@ class StorageNetwork:
                 if errors:
                     failed.set()
                     raise errors[0]
+                free_reps.extend(rbufs)  # every body was sent (each node answered): reusable
             if progress is not None:
                 progress(min(slice_size, size - s * slice_size))
 
@@ -597,6 +610,7 @@ class StorageNetwork:
         http = _Http(self.identity, self._clock, self.timeout, self.parallel)
         gate = asyncio.Semaphore(self.parallel)
         out = PositionedWriter(fd)
+        disk = ThreadPoolExecutor(self.parallel)  # writes wait on the disk: not on the decrypting threads
         cap = max((r.size for s in f.slices for r in s.replicas), default=TAG_SIZE)
         free: list[tuple[bytearray, mmap.mmap]] = []
 
@@ -608,7 +622,7 @@ class StorageNetwork:
                 n = await self._fetch_into(http, f, cipher, s, nodes, pool, recv, plain)
                 if n < length:
                     raise InvalidProof(f"slice {index} of file {f.file_id} decrypts to {n} bytes, not {length}")
-                await loop.run_in_executor(pool, out.pwrite, memoryview(plain)[:length], index * f.slice_size)
+                await loop.run_in_executor(disk, out.pwrite, memoryview(plain)[:length], index * f.slice_size)
                 free.append((recv, plain))  # not on an error: a worker thread may still hold them
             if progress is not None:
                 progress(length)
@@ -624,7 +638,8 @@ class StorageNetwork:
                 raise
         finally:
             await http.close()
-            pool.shutdown(wait=True, cancel_futures=True)  # no thread writes into fd after this returns
+            pool.shutdown(wait=True, cancel_futures=True)
+            disk.shutdown(wait=True, cancel_futures=True)  # no thread writes into fd after this returns
             out.close()
 
 _ = TAG_SIZE
