@@ -422,6 +422,64 @@ def test_a_failed_upload_leaves_no_replicas_and_no_metadata(fresh5, tmp_path):
 
 
 
+_KILLED_UPLOADER = """
+import sys
+from dtxfast.ledger import NodeIdentity, SQLiteLedger
+from dtxfast.storage.network import StorageNetwork
+led = SQLiteLedger(sys.argv[1])
+net = StorageNetwork(led, NodeIdentity.load(sys.argv[2]), liveness=60.0, parallel=1, state_dir=sys.argv[4])
+net.upload(sys.argv[3], slice_size=65536, chunk_size=4096)
+"""
+
+
+def test_the_replicas_of_a_killed_uploader_go_on_the_owners_next_run(net5, tmp_path):
+    """An uploader SIGKILLed midway leaves replicas on the nodes and nothing on the ledger; the
+    owner's next run (remove_orphans, which every upload calls first) deletes them all, and
+    leaves alone an upload still in progress (its journal is locked)."""
+    import fcntl
+    import signal
+
+    key = tmp_path / "owner.key"
+    net5.owner.save(key)
+    state = tmp_path / "state"
+    src = tmp_path / "big.bin"
+    random_file(src, 400 * 65536, seed=14)
+    proc = subprocess.Popen([*dtx_command()[:1], "-c", _KILLED_UPLOADER, str(net5.ledger_path), str(key), str(src),
+                             str(state)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    journals = state / "uploads" / net5.owner.node_id
+
+    def on_nodes(cid: str) -> int:
+        return sum(1 for i in range(5) for p in net5.replica_files(i) if p.parent.name == cid)
+
+    try:
+        deadline = time.monotonic() + 60
+        cid = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(journals.glob("*.json")) if journals.is_dir() else []
+            if found and on_nodes(found[0].stem) >= 6:
+                cid = found[0].stem
+                break
+            time.sleep(0.02)
+        assert cid, f"the uploader never got going: {proc.stderr.read() if proc.poll() is not None else ''}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    left, settled = on_nodes(cid), time.monotonic()
+    while time.monotonic() - settled < 1.0:  # PUTs the nodes had received in full still land
+        time.sleep(0.1)
+        if on_nodes(cid) != left:
+            left, settled = on_nodes(cid), time.monotonic()
+    assert left >= 6 and not [f for f in net5.ledger.list_files(owner=net5.owner.node_id) if f.content_id.hex() == cid]
+    net = net5.network(state_dir=state)
+    with open(journals / f"{cid}.json") as held:  # as if that upload were still running
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert net.remove_orphans() == 0 and on_nodes(cid) == left
+    assert net.remove_orphans() == left
+    assert on_nodes(cid) == 0 and not list(journals.glob("*.json"))
+    assert net.remove_orphans() == 0
+
+
 def test_storage_demo_runs_end_to_end(tmp_path):
     out = subprocess.run(dtx_command("storage", "demo", "--size-mib", "1", "--interval", "0.5", "--nodes", "4",
                                      "--keep", str(tmp_path / "demo")),

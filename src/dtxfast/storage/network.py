@@ -16,7 +16,9 @@ loaded first. A few slices are in flight at once: their replicas are encrypted i
 threads (the AEAD releases the GIL) while earlier ones are uploaded in parallel. Only when
 every replica is stored is the file published (:class:`~dtxfast.ledger.PublishFile`, with each
 replica's index, root and size); if anything fails, the replicas already stored are deleted
-and nothing is published.
+and nothing is published. An upload journals its placement in ``state_dir`` before its first
+PUT and holds that journal locked while it runs, so when an uploader is killed midway, the
+owner's next upload (or :meth:`StorageNetwork.remove_orphans`) deletes what it left on the nodes.
 
 Download
 --------
@@ -42,7 +44,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from .._backend import num_threads
 from .._fs import PositionedWriter, atomic_output
@@ -160,6 +165,13 @@ def replica_load(ledger: Ledger, nodes: Iterable[str]) -> dict[str, int]:
     for n in nodes:
         out[n] = sum(s.nodes.count(n) for f in ledger.list_files(node=n) for s in f.slices)
     return out
+
+
+def _default_state_dir() -> Path:
+    if os.environ.get("DTX_STATE_DIR"):
+        return Path(os.environ["DTX_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "dtxfast"
 
 
 def slice_digest(roots: Iterable[bytes]) -> bytes:
@@ -291,11 +303,14 @@ class StorageNetwork:
         Seconds a single request may take.
     clock : callable, optional
         Milliseconds since the epoch.
+    state_dir : path, optional
+        Where uploads in progress are journaled (see :meth:`remove_orphans`); default
+        ``$DTX_STATE_DIR``, else ``$XDG_STATE_HOME/dtxfast``, else ``~/.local/state/dtxfast``.
     """
 
     def __init__(self, ledger: Ledger, identity: NodeIdentity, *, liveness: float = DEFAULT_LIVENESS,
                  parallel: int | None = None, timeout: float = 120.0,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None, state_dir: str | os.PathLike[str] | None = None) -> None:
         self.ledger = ledger
         self.identity = identity
         self.liveness = float(liveness)
@@ -304,6 +319,7 @@ class StorageNetwork:
         self.timeout = float(timeout)
         self._clock = clock or ledger.now_ms
         self._owner = DataOwner(identity.private_key)
+        self._state_dir = Path(state_dir) if state_dir is not None else _default_state_dir()
 
     # -- ledger views --------------------------------------------------------------------
     def nodes(self) -> dict[str, NodeStatus]:
@@ -398,6 +414,99 @@ class StorageNetwork:
                                  f"drop --replicas or raise the namespace's count (dtx file namespace)")
         return ns.replicas
 
+    # -- orphans of uploads that died ---------------------------------------------------------
+    def _journal_dir(self) -> Path:
+        return self._state_dir / "uploads" / self.identity.node_id
+
+    def _journal_open(self, cid: bytes, placement: list[list[str]]) -> int:
+        """Record an upload before its first PUT (which replicas go where); returns the journal's
+        descriptor, locked for as long as this upload runs."""
+        import fcntl
+
+        d = self._journal_dir()
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = d / f"{cid.hex()}.json"
+        entry = {"content_id": cid.hex(), "replicas": [[n, s, r] for s, nodes in enumerate(placement)
+                                                        for r, n in enumerate(nodes)]}
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, msgspec.json.encode(entry))
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        return fd
+
+    def _journal_close(self, cid: bytes, fd: int) -> None:
+        """The upload is over (published, or its replicas taken back): forget it."""
+        (self._journal_dir() / f"{cid.hex()}.json").unlink(missing_ok=True)
+        os.close(fd)
+
+    def remove_orphans(self) -> int:
+        """Delete the replicas of this owner's uploads that died midway; returns how many went.
+
+        Every upload journals its placement (in ``state_dir``) before its first PUT and holds a
+        lock on that journal while it runs; a failed upload takes its replicas back itself and
+        drops the journal. A journal that nobody holds locked belongs to an uploader that was
+        killed (or lost its machine's power): unless its content was published after all, each
+        replica it placed is deleted (signed DELETEs, as the owner), and the journal goes once
+        every node answered. :meth:`upload` calls this first, so the owner's next upload cleans
+        up after the last one; nodes also drop unplaced replicas on their own after
+        ``orphan_hours``.
+        """
+        import fcntl
+
+        d = self._journal_dir()
+        if not d.is_dir():
+            return 0
+        published = None
+        removed = 0
+        for path in sorted(d.glob("*.json")):
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # an upload in progress (this process or another)
+                try:
+                    entry = msgspec.json.decode(path.read_bytes())
+                    cid = bytes.fromhex(entry["content_id"])
+                    todo = [(str(n), int(s), int(r)) for n, s, r in entry["replicas"]]
+                except (ValueError, KeyError, TypeError, msgspec.DecodeError):
+                    path.unlink(missing_ok=True)  # not ours to read: drop it, the nodes age orphans out
+                    continue
+                if published is None:
+                    published = {f.content_id for f in self.ledger.list_files(owner=self.identity.node_id)}
+                if cid not in published:
+                    n, left = asyncio.run(self._delete_all(cid, todo))
+                    removed += n
+                    if left:
+                        continue  # a node did not answer: try again next time
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        return removed
+
+    async def _delete_all(self, cid: bytes, todo: list[tuple[str, int, int]]) -> tuple[int, int]:
+        """DELETE each (node, slice, replica) of a content id; (deleted, not reached)."""
+        nodes = self.nodes()
+        http = _Http(self.identity, self._clock, self.timeout, self.parallel)
+        try:
+            async def one(n: str, s: int, r: int) -> int:
+                if n not in nodes:
+                    return 0  # no longer registered: nothing to ask
+                data = await http.request(nodes[n], "DELETE", http.replica_path(cid, s, r))
+                return int(msgspec.json.decode(data).get("deleted", 0))
+            out = await asyncio.gather(*(one(*t) for t in todo), return_exceptions=True)
+        finally:
+            await http.close()
+        return sum(x for x in out if isinstance(x, int)), sum(1 for x in out if isinstance(x, BaseException))
+
     # -- upload --------------------------------------------------------------------------------
     def upload(self, path: str | os.PathLike[str], *, name: str | None = None, namespace: str = "default",
                replicas: int | None = None, expire_days: float = 365.0, description: str = "",
@@ -423,6 +532,10 @@ class StorageNetwork:
         # placement first: an upload that cannot be placed writes nothing on the ledger
         placement = choose_placement([n.node_id for n in healthy], slices=n_slices, replicas=count, load=load)
         self._ensure_owner(namespace, replicas)
+        try:
+            self.remove_orphans()  # what an earlier upload that died left on the nodes
+        except (DtxError, OSError):
+            pass  # best effort: it is tried again next time, and nodes age orphans out
         now = self._clock()
         return asyncio.run(self._upload(
             os.fspath(path), size, placement, nodes, name=name or os.path.basename(os.fspath(path)),
@@ -454,6 +567,13 @@ class StorageNetwork:
         sizes = [0] * len(placement)
         gate = asyncio.Semaphore(self.parallel)
         fd = os.open(path, os.O_RDONLY)
+        try:
+            journal = self._journal_open(cid, placement)
+        except BaseException:
+            os.close(fd)
+            await http.close()
+            pool.shutdown(wait=False)
+            raise
 
         # reused buffers (a slice's plaintext, its replicas): a fresh 4 MiB buffer costs a page
         # fault per 4 KiB; taken back only after the replicas' PUTs ended normally
@@ -517,11 +637,21 @@ class StorageNetwork:
             receipt = self.ledger.submit(self.identity, body)  # in this thread: one ledger connection
             return receipt.object_id
         except BaseException:
-            # nothing was published: take back every replica stored so far (best effort)
-            await asyncio.gather(*(http.delete(nodes[n], cid, s, r) for n, s, r in stored), return_exceptions=True)
+            # nothing was published: take back every replica stored so far (best effort; what
+            # is not reached stays journaled for remove_orphans)
+            took = await asyncio.gather(*(http.delete(nodes[n], cid, s, r) for n, s, r in stored),
+                                        return_exceptions=True)
+            if not any(isinstance(x, BaseException) for x in took):
+                self._journal_close(cid, journal)
+                journal = -1
             raise
+        else:
+            self._journal_close(cid, journal)
+            journal = -1
         finally:
             os.close(fd)
+            if journal >= 0:
+                os.close(journal)  # unlocked: the next remove_orphans finishes the job
             await http.close()
             pool.shutdown(wait=False, cancel_futures=True)
 
