@@ -771,5 +771,3 @@ class StorageNetwork:
             pool.shutdown(wait=True, cancel_futures=True)
             disk.shutdown(wait=True, cancel_futures=True)  # no thread writes into fd after this returns
             out.close()
-
-_ = TAG_SIZE
