@@ -40,6 +40,7 @@ from typing import Any
 import msgspec
 
 from ..crypto.aead import FileCipher
+from ..crypto.merkle import MerkleTree
 from ..errors import DtxError, MalformedInput, ParameterError, ProtocolError
 from ..ledger import (
     AddReplica,
@@ -61,7 +62,7 @@ from ..protocols.storage import (
     ReplicaId,
     check_answers,
 )
-from ..transport.http_auth import SHA256, merkle_digest_kind
+from ..transport.http_auth import GMAC
 from .network import _RANK, NodeStatus, NodeUnreachable, StorageNetwork, _Http, replica_load
 
 __all__ = ["RoundReport", "StorageMonitor"]
@@ -305,8 +306,11 @@ class StorageMonitor:
         cipher = FileCipher(net.file_key(f), f.content_id)
         plain, _ = await net.fetch_slice(http, f, cipher, s, nodes, pool, skip=bad_nodes | ({old} if old else set()))
         index = max(r.index for r in s.replicas) + 1
-        data, root, digest = await loop.run_in_executor(pool, net._encrypt, cipher, int(sid), index, plain,
-                                                        f.chunk_size)
+        def encrypt() -> tuple[bytearray, bytes]:  # in a worker thread (the AEAD and the tree release the GIL)
+            data = cipher.encrypt(int(sid), index, plain)
+            return data, MerkleTree.from_bytes(data, f.chunk_size, threads=1).root
+
+        data, root = await loop.run_in_executor(pool, encrypt)
         tried: set[str] = set()
         while True:
             async with lock:  # pick the target and count it before the next repair picks
@@ -317,8 +321,8 @@ class StorageMonitor:
                 target = min(choices, key=lambda n: load.get(n.node_id, 0))
                 load[target.node_id] = load.get(target.node_id, 0) + 1
             try:
-                await http.put(target, f.content_id, int(sid), index, data, digest,
-                               merkle_digest_kind(f.chunk_size) or SHA256)
+                await http.put(target, f.content_id, int(sid), index, data, digest_kind=GMAC,
+                               peer_key=led.get_node(target.node_id).public_key)
                 break
             except ProtocolError as exc:
                 tried.add(target.node_id)
