@@ -92,36 +92,50 @@ def test_linear_rmse_within_one_percent_of_central_least_squares():
 # which runs the estimators' default mode: secret-shared.
 
 
-def _breast_cancer_auc_gaps() -> list[float]:
+def _breast_cancer_auc_gaps() -> tuple[list[float], list[float]]:
+    """Per split: sklearn's AUC minus the secret-shared model's, and minus the plaintext Taylor model's."""
     X, y = load_breast_cancer(return_X_y=True)
-    gaps = []
+    gaps, plain_gaps = [], []
     for seed in range(5):
         perm = np.random.default_rng(seed).permutation(len(y))
         te, tr = perm[:171], perm[171:]
         ss = StandardScaler().fit(X[tr])
         clf = LogisticRegression(max_iter=5000).fit(ss.transform(X[tr]), y[tr])
         central = roc_auc_score(y[te], clf.predict_proba(ss.transform(X[te]))[:, 1])
-        est = VerticalLogisticRegression(alpha=0.5, max_epochs=10, batch_size=0, key_bits=1024)
+        kw = dict(alpha=0.5, max_epochs=10, batch_size=0)
+        est = VerticalLogisticRegression(**kw, key_bits=1024)
         est.fit([X[tr, :15], X[tr, 15:]], y[tr], keypairs=keypairs())
-        fed = roc_auc_score(y[te], est.predict_proba([X[te, :15], X[te, 15:]])[:, 1])
-        gaps.append(central - fed)
-    return gaps
+        gaps.append(central - roc_auc_score(y[te], est.predict_proba([X[te, :15], X[te, 15:]])[:, 1]))
+        plain = VerticalLogisticRegression(**kw, secure=False).fit([X[tr, :15], X[tr, 15:]], y[tr])
+        plain_gaps.append(central - roc_auc_score(y[te], plain.predict_proba([X[te, :15], X[te, 15:]])[:, 1]))
+    return gaps, plain_gaps
 
 
 @pytest.fixture(scope="module")
-def auc_gaps() -> list[float]:
+def auc_gaps() -> tuple[list[float], list[float]]:
     return _breast_cancer_auc_gaps()
 
 
 def test_breast_cancer_auc_close_to_central_logistic_regression(auc_gaps):
-    assert np.mean(auc_gaps) < 0.006, auc_gaps
-    assert max(auc_gaps) < 0.012, auc_gaps
+    gaps, _ = auc_gaps
+    assert np.mean(gaps) < 0.006, gaps
+    assert max(gaps) < 0.012, gaps
 
 
-@pytest.mark.xfail(strict=True, reason="the Taylor sigmoid misses sklearn's AUC by up to 0.01 on two of five "
-                   "splits (a better sigmoid on shares is not built yet)")
+def test_breast_cancer_gap_is_the_taylor_models_not_the_protocols(auc_gaps):
+    """The secret-shared run scores as the same Taylor training in floats does, split by split:
+    the shares, the fixed point and the truncations cost no AUC; the gap is the model's."""
+    gaps, plain_gaps = auc_gaps
+    np.testing.assert_allclose(gaps, plain_gaps, atol=1e-3)
+
+
+@pytest.mark.xfail(strict=True, reason="the Taylor model (sigmoid ~ 1/2 + z/4) converges to the least-squares "
+                   "discriminant, which misses sklearn's AUC by up to 0.01 on two of five splits; no odd polynomial "
+                   "up to degree 9 fixes it (they diverge or stall, tests/test_vfl_sigmoid_study.py); a saturating "
+                   "sigmoid on shares (secure comparison) is not built yet")
 def test_breast_cancer_auc_within_0_005_on_every_split(auc_gaps):
-    assert max(auc_gaps) <= 0.005, auc_gaps
+    gaps, _ = auc_gaps
+    assert max(gaps) <= 0.005, gaps
 
 
 def test_checks_and_messages():
