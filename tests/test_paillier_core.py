@@ -274,6 +274,30 @@ def test_matmul_ints_exact(keys, X, data):
 
 
 @given(
+    X=hnp.arrays(np.int64, st.tuples(st.integers(1, 12), st.integers(1, 9)),
+                 elements=st.integers(-(2**62), 2**62) | st.integers(-(2**20), 2**20)),
+    data=st.data(),
+)
+def test_matmul_negative_entries_offset_or_inverted_give_the_same_ciphertexts(keys, X, data):
+    """Both ways of handling negative entries (inverted columns; offset entries and one correction)
+    give the same ciphertexts, bit for bit, and the exact product."""
+    import dtxfast.crypto.paillier as paillier_mod
+
+    v = np.array(data.draw(st.lists(st.integers(-(2**30), 2**30), min_size=X.shape[1], max_size=X.shape[1])))
+    ev = keys.pk.encrypt(v)
+    saved = paillier_mod._INVERT_COST
+    try:
+        paillier_mod._INVERT_COST = 0  # inversion is free: always invert
+        inverted = matmul(X, ev)
+        paillier_mod._INVERT_COST = 10**9  # inversion is dear: offset whenever the entries allow it
+        offset = matmul(X, ev)
+    finally:
+        paillier_mod._INVERT_COST = saved
+    assert np.array_equal(inverted.ciphertexts, offset.ciphertexts)
+    assert keys.sk.decrypt(offset).tolist() == [int(x) for x in (X.astype(object) @ v.astype(object))]
+
+
+@given(
     X=hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 8)), elements=st.floats(-100, 100)),
     data=st.data(),
 )
