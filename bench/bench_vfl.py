@@ -1,4 +1,4 @@
-"""VFL benchmarks: one training epoch of two-party vertical linear regression under Paillier.
+"""VFL benchmarks: one training epoch of two-party vertical linear and logistic regression under Paillier.
 
 * ``vfl.epoch`` (us/elem = microseconds per sample per epoch, both parties on this machine, 2048-bit
   keys, 20 + 20 features, mini-batches of 1024 rows):
@@ -18,7 +18,15 @@
   (``sample`` in the row), timed by ``_spu_vfl.py`` under the interpreter named by
   ``DTX_BENCH_SPU_PYTHON`` (SPU needs ``numpy < 2``; without it the row is omitted and ``dtx bench``
   says why). dtxfast runs on all cores and on one (``threads``), so the one-thread ``phe`` row has
-  a same-thread dtxfast row.
+  a same-thread dtxfast row. On all cores the two parties run at the same time, each in its own
+  thread on half of the cores (as on two machines, and as SPU's simulator runs its two parties
+  as threads); on one thread they take turns.
+* ``vfl.epoch.logistic`` (us/elem, the same shape and run): the same epoch of *logistic* regression
+  (labels ``y > median(y)``, the data of ``vfl.epoch``): ``dtxfast`` (fast mode), ``dtxfast-ss``
+  (secret-shared mode), both with the Taylor sigmoid ``1/2 + z/4`` on the scores; ``numpy`` the same
+  Taylor algorithm in plaintext; ``spu-cheetah`` SPU's CHEETAH with SPU's own sigmoid (its default
+  ``jax.nn.sigmoid`` evaluation on shares), on ``SPU_BATCHES`` batches. All rows on all cores (no
+  one-thread peer here, so no one-thread dtxfast rows).
 * ``vfl.epoch.bytes`` (bytes/sample): payload bytes both parties sent in one epoch, per sample
   (``value`` recorded directly). ``floor-ciphertexts`` is the minimum the protocol needs: two
   2048-bit ciphertexts (512 bytes each in minimal form) per sample.
@@ -28,11 +36,13 @@ from __future__ import annotations
 
 import functools
 import secrets
+import threading
 from typing import Any
 
 import numpy as np
 import pytest
 
+import dtxfast
 from dtxfast.crypto.paillier import generate_keypair
 from dtxfast.protocols.vfl import (
     FeatureParty,
@@ -55,6 +65,8 @@ PHE_SAMPLE = 20 if QUICK else 200  # rows the python-paillier baseline runs
 SPU_BATCHES = 10  # whole batches the SPU CHEETAH row runs (about 1 ms per sample: 100k rows would take minutes)
 CFG = TrainingConfig(model="linear", mode="fast", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
 CFG_SS = TrainingConfig(model="linear", mode="ss", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
+CFG_LOG = TrainingConfig(model="logistic", mode="fast", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
+CFG_LOG_SS = TrainingConfig(model="logistic", mode="ss", alpha=0.05, max_epochs=1, batch_size=BATCH, amplitude=0)
 
 
 @functools.cache
@@ -74,15 +86,63 @@ def _keys() -> tuple:
     return ka, kb
 
 
-def _ready_parties(n: int, ss: bool = False) -> tuple[Any, Any, InMemoryNetwork, bytes, bytes]:
+def _labels(y: np.ndarray) -> np.ndarray:
+    """The logistic groups' classes: ``y > median(y)`` (as ``_spu_vfl.py`` draws them)."""
+    return (y > np.median(y)).astype(np.int64)
+
+
+def _ready_parties(n: int, ss: bool = False, model: str = "linear") -> tuple[Any, Any, InMemoryNetwork, bytes, bytes]:
     XA, XB, y = _data(n)
     ka, kb = _keys()
-    if ss:
-        fa, lb = SharedFeatureParty(XA, CFG_SS, keypair=ka), SharedLabelParty(XB, y, CFG_SS, keypair=kb)
+    if model == "logistic":
+        y = _labels(y)
+        cfg = CFG_LOG_SS if ss else CFG_LOG
     else:
-        fa, lb = FeatureParty(XA, CFG, keypair=ka), LabelParty(XB, y, CFG, keypair=kb)
+        cfg = CFG_SS if ss else CFG
+    if ss:
+        fa, lb = SharedFeatureParty(XA, cfg, keypair=ka), SharedLabelParty(XB, y, cfg, keypair=kb)
+    else:
+        fa, lb = FeatureParty(XA, cfg, keypair=ka), LabelParty(XB, y, cfg, keypair=kb)
     net = InMemoryNetwork(["A", "B"])
     return fa, lb, net, fa.hello(), lb.hello()  # the hello messages are made outside the timed epoch
+
+
+def _epoch_concurrent(fa: Any, lb: Any, net: InMemoryNetwork, ha: bytes, hb: bytes) -> None:
+    """One epoch with the two parties running at the same time, each in its own thread on half of
+    the row's threads (as they would on two machines, and as SPU's simulator runs its parties)."""
+    threads = dtxfast.num_threads()
+    errors: list[BaseException] = []
+
+    def run(party: Any, me: str, peer: str, hello: bytes) -> None:
+        ch = net.channel(me)
+        try:
+            ch.send(peer, hello)
+            while (out := party.receive(ch.recv(peer, timeout=600))) is not None:
+                ch.send(peer, out)
+        except BaseException as exc:  # pragma: no cover - re-raised below
+            errors.append(exc)
+
+    dtxfast.set_num_threads(max(1, threads // 2))
+    try:
+        workers = [threading.Thread(target=run, args=(fa, "A", "B", ha)),
+                   threading.Thread(target=run, args=(lb, "B", "A", hb))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        dtxfast.set_num_threads(threads)
+    if errors:
+        raise errors[0]
+    assert fa.done and lb.done
+
+
+def _timed_epoch(fa: Any, lb: Any, net: InMemoryNetwork, ha: bytes, hb: bytes) -> None:
+    """The timed epoch of the dtxfast rows: the parties side by side on 2+ threads, else in turn."""
+    if dtxfast.num_threads() > 1:
+        _epoch_concurrent(fa, lb, net, ha, hb)
+    else:
+        _epoch(fa, lb, net, ha, hb)
 
 
 def _epoch(fa: Any, lb: Any, net: InMemoryNetwork, ha: bytes, hb: bytes) -> None:
@@ -103,7 +163,7 @@ def _epoch(fa: Any, lb: Any, net: InMemoryNetwork, ha: bytes, hb: bytes) -> None
 @pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", ROWS)
 def test_epoch_dtxfast(benchmark, n, threads):
-    measure(benchmark, _epoch, impl="dtxfast", size=n, per=n, rounds=1 if not QUICK else 2, bits=BITS,
+    measure(benchmark, _timed_epoch, impl="dtxfast", size=n, per=n, rounds=1 if not QUICK else 2, bits=BITS,
             threads=threads, setup=lambda: (_ready_parties(n), {}))
 
 
@@ -111,7 +171,7 @@ def test_epoch_dtxfast(benchmark, n, threads):
 @pytest.mark.parametrize("threads", thread_variants())
 @pytest.mark.parametrize("n", ROWS)
 def test_epoch_dtxfast_ss(benchmark, n, threads):
-    measure(benchmark, _epoch, impl="dtxfast-ss", size=n, per=n, rounds=1 if not QUICK else 2, bits=BITS,
+    measure(benchmark, _timed_epoch, impl="dtxfast-ss", size=n, per=n, rounds=1 if not QUICK else 2, bits=BITS,
             threads=threads, setup=lambda: (_ready_parties(n, ss=True), {}))
 
 
@@ -199,6 +259,42 @@ def test_epoch_spu_cheetah(benchmark, n):
     out = peer_row(benchmark, SPU_PYTHON, "_spu_vfl.py", args, impl="spu-cheetah", size=n, threads=CORES,
                    unit="us/elem", per=rows, sample=rows, bits=BITS)
     benchmark.extra_info["note"] = f"SPU {out['spu']} CHEETAH FM64, simulator, {CFG.model}"
+
+
+# -- logistic regression: dtxfast fast and secret-shared mode, numpy, SPU CHEETAH ------------------
+@pytest.mark.benchmark(group="vfl.epoch.logistic")
+@pytest.mark.parametrize("n", ROWS)
+def test_logistic_epoch_dtxfast(benchmark, n):
+    measure(benchmark, _timed_epoch, impl="dtxfast", size=n, per=n, rounds=1 if not QUICK else 2, bits=BITS,
+            threads=CORES, setup=lambda: (_ready_parties(n, model="logistic"), {}))
+
+
+@pytest.mark.benchmark(group="vfl.epoch.logistic")
+@pytest.mark.parametrize("n", ROWS)
+def test_logistic_epoch_dtxfast_ss(benchmark, n):
+    measure(benchmark, _timed_epoch, impl="dtxfast-ss", size=n, per=n, rounds=1 if not QUICK else 2, bits=BITS,
+            threads=CORES, setup=lambda: (_ready_parties(n, ss=True, model="logistic"), {}))
+
+
+@pytest.mark.benchmark(group="vfl.epoch.logistic")
+@pytest.mark.parametrize("n", ROWS)
+def test_logistic_epoch_numpy(benchmark, n):
+    XA, XB, y = _data(n)
+    t = _labels(y)
+    with blas_threads(CORES):
+        measure(benchmark, lambda: plain_train_glm(XA, XB, t, CFG_LOG), impl="numpy", size=n, per=n, rounds=5,
+                bits=BITS, threads=CORES)
+
+
+@pytest.mark.benchmark(group="vfl.epoch.logistic")
+@pytest.mark.parametrize("n", ROWS)
+def test_logistic_epoch_spu_cheetah(benchmark, n):
+    rows = min(n, SPU_BATCHES * BATCH)
+    args = {"model": "logistic", "rows": rows, "d_a": D_A, "d_b": D_B, "batch": BATCH, "alpha": CFG_LOG.alpha,
+            "rounds": 1}
+    out = peer_row(benchmark, SPU_PYTHON, "_spu_vfl.py", args, impl="spu-cheetah", size=n, threads=CORES,
+                   unit="us/elem", per=rows, sample=rows, bits=BITS)
+    benchmark.extra_info["note"] = f"SPU {out['spu']} CHEETAH FM64, simulator, logistic ({out['sigmoid']} sigmoid)"
 
 
 # -- bytes on the wire ----------------------------------------------------------------------------
