@@ -478,6 +478,13 @@ def test_the_replicas_of_a_killed_uploader_go_on_the_owners_next_run(net5, tmp_p
     assert net.remove_orphans() == left
     assert on_nodes(cid) == 0 and not list(journals.glob("*.json"))
     assert net.remove_orphans() == 0
+    # no writable state folder: the upload still works (unjournaled)
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the state folder would be")
+    small = tmp_path / "small.bin"
+    data = random_file(small, 3 * 65536 + 5, seed=15)
+    fid = net5.network(state_dir=blocked).upload(small, slice_size=65536, chunk_size=4096)
+    assert _download(net5, fid, tmp_path) == data
 
 
 def test_storage_demo_runs_end_to_end(tmp_path):

@@ -487,6 +487,9 @@ class StorageNode:
                 await loop.sendfile(transport, fobj, 0, size)
             except NotImplementedError:  # a transport without sendfile (TLS): write it
                 await resp.write(await loop.run_in_executor(None, os.pread, fobj.fileno(), size, 0))
+            except (ConnectionError, OSError) as exc:  # the client went away mid-body: nothing to answer
+                _log.warning("GET %s from %s ended early: %s", request.path, sender, exc)
+                return resp
             await resp.write_eof()
         return resp
 

@@ -569,6 +569,8 @@ class StorageNetwork:
         fd = os.open(path, os.O_RDONLY)
         try:
             journal = self._journal_open(cid, placement)
+        except OSError:  # no writable state folder: upload unjournaled (nodes still age orphans out)
+            journal = -1
         except BaseException:
             os.close(fd)
             await http.close()
@@ -641,13 +643,14 @@ class StorageNetwork:
             # is not reached stays journaled for remove_orphans)
             took = await asyncio.gather(*(http.delete(nodes[n], cid, s, r) for n, s, r in stored),
                                         return_exceptions=True)
-            if not any(isinstance(x, BaseException) for x in took):
+            if journal >= 0 and not any(isinstance(x, BaseException) for x in took):
                 self._journal_close(cid, journal)
                 journal = -1
             raise
         else:
-            self._journal_close(cid, journal)
-            journal = -1
+            if journal >= 0:
+                self._journal_close(cid, journal)
+                journal = -1
         finally:
             os.close(fd)
             if journal >= 0:
