@@ -219,6 +219,32 @@ cdef class PublicContext:
                 dtx_decode_i64(&self.k, &m[0, 0], &o[0], &st[0], cnt, threads)
         return out, status
 
+    @property
+    def simd_one(self):
+        """True when :meth:`pow_one` uses the single-number IFMA path (else GMP)."""
+        return bool(self.k.hx)
+
+    def pow_one(self, c, e, bint negative):
+        """``c ** e`` (``c ** -e`` if ``negative``) mod n^2 for ints ``0 <= c < n^2``, ``e >= 0``;
+        None when ``negative`` and ``c`` is not invertible. The GIL is released."""
+        cdef bytes cb = int(c).to_bytes(self.w * 8, "little")
+        e = int(e)
+        cdef bytes eb = e.to_bytes(max(8, (e.bit_length() + 63) // 64 * 8), "little")
+        cdef size_t olen = self.w * 8
+        out = bytearray(olen)
+        cdef const unsigned char *cp = cb
+        cdef const unsigned char *ep = eb
+        cdef unsigned char *op = out
+        cdef size_t clen = len(cb), elen = len(eb)
+        cdef int rc
+        with nogil:
+            rc = dtx_pow_one(&self.k, cp, clen, ep, elen, 1 if negative else 0, op, olen)
+        if rc < 0:
+            raise MemoryError("pow_one: out of memory")
+        if rc == 1:
+            return None
+        return int.from_bytes(out, "little")
+
     def check_range(self, const uint64_t[:, ::1] c, bint ciphertext):
         cdef long cnt = c.shape[0]
         cdef long bad = -1
@@ -248,6 +274,31 @@ cdef class PrivateContext:
     def simd(self):
         """True when decryption uses the AVX-512 IFMA path (else GMP)."""
         return bool(self.s.simd)
+
+    @property
+    def simd_one(self):
+        """True when :meth:`decrypt_one` uses the single-number IFMA path (else GMP)."""
+        return bool(self.s.hx)
+
+    def decrypt_one(self, c):
+        """The residue in ``[0, n)`` of one ciphertext, an int in ``[0, n^2)``.
+
+        Single-number AVX-512 IFMA where the CPU has it (the p and q halves interleaved on one
+        core; fixed window, every table entry read for every digit), else GMP; the GIL is
+        released.
+        """
+        cdef bytes cb = int(c).to_bytes(self.pub.w * 8, "little")
+        cdef size_t olen = self.pub.wn * 8
+        out = bytearray(olen)
+        cdef const unsigned char *cp = cb
+        cdef unsigned char *op = out
+        cdef size_t clen = len(cb)
+        cdef int rc
+        with nogil:
+            rc = dtx_decrypt_one(&self.pub.k, &self.s, cp, clen, op, olen)
+        if rc != 0:
+            raise MemoryError("decrypt_one: out of memory")
+        return int.from_bytes(out, "little")
 
     def decrypt(self, const uint64_t[:, ::1] c, int threads):
         cdef long cnt = c.shape[0]

@@ -23,6 +23,7 @@
 #endif
 
 #include "_ifma.h"
+#include "_ifma_one.h"
 
 typedef struct {
     mpz_t n, nsq, max_int, n_minus_max;
@@ -34,12 +35,17 @@ typedef struct {
     int simd;
     ifma_ctx im;
     uint64_t *mtab;
+    /* single-number IFMA context mod n^2 (hx != 0; n^2 of up to HX_MAXV * 8 digits) */
+    int hx;
+    hx_ctx hxn;
 } dtx_pub;
 
 typedef struct {
     mpz_t p, q, psq, qsq, pm1, qm1, hp, hq, qinv; /* qinv = q^-1 mod p */
     int simd;
     ifma_ctx ip, iq; /* Montgomery contexts mod p^2 and q^2 */
+    int hx;          /* single-number IFMA contexts mod p^2 and q^2 (same digit count) */
+    hx_ctx hxp, hxq;
 } dtx_priv;
 
 static inline void dtx_load(mpz_t x, const uint64_t *limbs, int w) {
@@ -76,6 +82,14 @@ static void dtx_pub_init(dtx_pub *k, const uint64_t *n, int wn) {
     k->win = k->nwin = 0;
     k->mtab = NULL;
     k->simd = dtx_ifma_cpu_ok() && ifma_init(&k->im, k->nsq) == 0;
+    k->hx = 0;
+    k->hxn.N = NULL;
+#if DTX_HAVE_IFMA_BUILD
+    if (dtx_ifma_cpu_ok()) {
+        if (hx_init(&k->hxn, k->nsq, 0) == 0) k->hx = 1;
+        else hx_clear(&k->hxn);
+    }
+#endif
 }
 
 static void dtx_pub_clear(dtx_pub *k) {
@@ -85,6 +99,7 @@ static void dtx_pub_clear(dtx_pub *k) {
     free(k->mtab);
     k->mtab = NULL;
     if (k->simd) ifma_clear(&k->im);
+    hx_clear(&k->hxn);
 }
 
 static void dtx_priv_init(dtx_priv *s, const dtx_pub *k, const uint64_t *p, int wp, const uint64_t *q,
@@ -114,6 +129,18 @@ static void dtx_priv_init(dtx_priv *s, const dtx_pub *k, const uint64_t *p, int 
     mpz_invert(s->qinv, s->q, s->p);
     mpz_clear(t);
     s->simd = dtx_ifma_cpu_ok() && ifma_init(&s->ip, s->psq) == 0 && ifma_init(&s->iq, s->qsq) == 0;
+    s->hx = 0;
+    s->hxp.N = s->hxq.N = NULL;
+#if DTX_HAVE_IFMA_BUILD
+    if (dtx_ifma_cpu_ok()) {
+        int L = hx_digits(s->psq) > hx_digits(s->qsq) ? hx_digits(s->psq) : hx_digits(s->qsq);
+        if (hx_init(&s->hxp, s->psq, L) == 0 && hx_init(&s->hxq, s->qsq, L) == 0) s->hx = 1;
+        else {
+            hx_clear(&s->hxp);
+            hx_clear(&s->hxq);
+        }
+    }
+#endif
 }
 
 static void dtx_priv_clear(dtx_priv *s) {
@@ -122,6 +149,8 @@ static void dtx_priv_clear(dtx_priv *s) {
         ifma_clear(&s->ip);
         ifma_clear(&s->iq);
     }
+    hx_clear(&s->hxp);
+    hx_clear(&s->hxq);
 }
 
 static inline int dtx_threads(int t) { return t > 0 ? t : 1; }
@@ -1020,6 +1049,76 @@ static void dtx_decrypt(const dtx_pub *k, const dtx_priv *s, const uint64_t *c, 
         }
         mpz_clears(xp, xq, t, NULL);
     }
+}
+
+/* One ciphertext (clen little-endian bytes, < n^2) to its residue m in [0, n), written to out
+ * (outlen >= 8 wn bytes, zero-padded). With single-number IFMA (fixed window, see _ifma_one.h) where the
+ * CPU has it, the p and q exponentiations run interleaved on one core (one core is what a single
+ * number can use well: two threads cost more in wake-ups than they save on a busy machine); else
+ * GMP as in dtx_decrypt. Returns 0, or -1 when out of memory. */
+static int dtx_decrypt_one(const dtx_pub *k, const dtx_priv *s, const unsigned char *c, size_t clen,
+                           unsigned char *out, size_t outlen) {
+    (void)k;
+    mpz_t cv, xp, xq, t;
+    mpz_inits(cv, xp, xq, t, NULL);
+    mpz_import(cv, clen, -1, 1, 0, 0, c);
+    mpz_tdiv_r(xp, cv, s->psq);
+    mpz_tdiv_r(xq, cv, s->qsq);
+    const uint64_t *ep = (const uint64_t *)mpz_limbs_read(s->pm1), *eq = (const uint64_t *)mpz_limbs_read(s->qm1);
+    const int wp = (int)mpz_size(s->pm1), wq = (int)mpz_size(s->qm1);
+    int done = 0;
+#if DTX_HAVE_IFMA_BUILD
+    if (s->hx) done = hx_powm(xp, xp, ep, wp, &s->hxp, xq, xq, eq, wq, &s->hxq) == 0;
+#else
+    (void)ep; (void)eq; (void)wp; (void)wq;
+#endif
+    if (!done) {
+        mpz_powm(xp, xp, s->pm1, s->psq);
+        mpz_powm(xq, xq, s->qm1, s->qsq);
+    }
+    dtx_crt_finish(s, xp, xq, t);
+    memset(out, 0, outlen);
+    int rc = 0;
+    if (mpz_sgn(t)) {
+        if ((mpz_sizeinbase(t, 2) + 7) / 8 <= outlen) mpz_export(out, NULL, -1, 1, 0, 0, t);
+        else rc = -1;
+    }
+    mpz_clears(cv, xp, xq, t, NULL);
+    return rc;
+}
+
+/* One power c^(+-e) mod n^2 (c: clen bytes < n^2, e: elen bytes, both little-endian), written to
+ * out (outlen >= 8 w bytes, zero-padded); a negative exponent inverts c first (unless e = 0).
+ * Single-number IFMA (fixed window, time depending on e's width only) where the CPU has it, else
+ * GMP. Returns 0, 1 when c is not invertible (out = 1), or -1 when out of memory. */
+static int dtx_pow_one(const dtx_pub *k, const unsigned char *c, size_t clen, const unsigned char *e,
+                       size_t elen, int neg, unsigned char *out, size_t outlen) {
+    mpz_t cv, ev, r;
+    mpz_inits(cv, ev, r, NULL);
+    mpz_import(cv, clen, -1, 1, 0, 0, c);
+    mpz_import(ev, elen, -1, 1, 0, 0, e);
+    int rc = 0;
+    if (neg && mpz_sgn(ev) != 0 && !mpz_invert(cv, cv, k->nsq)) {
+        rc = 1;
+        mpz_set_ui(r, 1);
+    } else {
+        int done = 0;
+#if DTX_HAVE_IFMA_BUILD
+        if (k->hx && mpz_sgn(ev) != 0) {
+            mpz_tdiv_r(cv, cv, k->nsq);
+            done = hx_powm(r, cv, (const uint64_t *)mpz_limbs_read(ev), (int)mpz_size(ev), &k->hxn, NULL, NULL,
+                           NULL, 0, NULL) == 0;
+        }
+#endif
+        if (!done) mpz_powm(r, cv, ev, k->nsq);
+    }
+    memset(out, 0, outlen);
+    if (mpz_sgn(r)) {
+        if ((mpz_sizeinbase(r, 2) + 7) / 8 <= outlen) mpz_export(out, NULL, -1, 1, 0, 0, r);
+        else rc = -1;
+    }
+    mpz_clears(cv, ev, r, NULL);
+    return rc;
 }
 
 /* ---- encoding -------------------------------------------------------------------------- */

@@ -10,8 +10,10 @@ cdef extern from "_paillier_core.h" nogil:
         void *table
         void *mtab
         int simd
+        int hx
     ctypedef struct dtx_priv:
         int simd
+        int hx
     void dtx_pub_init(dtx_pub *k, const uint64_t *n, int wn)
     void dtx_pub_clear(dtx_pub *k)
     void dtx_priv_init(dtx_priv *s, const dtx_pub *k, const uint64_t *p, int wp, const uint64_t *q, int wq)
@@ -27,6 +29,8 @@ cdef extern from "_paillier_core.h" nogil:
     void dtx_prod(const dtx_pub *k, const uint64_t *c, long cnt, uint64_t *out, int threads)
     void dtx_matmul(const dtx_pub *k, const uint64_t *xabs, const uint8_t *xneg, const uint64_t *c, const uint64_t *cinv, uint64_t *out, long m, long kk, int bits, int window, int threads)
     void dtx_decrypt(const dtx_pub *k, const dtx_priv *s, const uint64_t *c, uint64_t *out, long cnt, int threads)
+    int dtx_decrypt_one(const dtx_pub *k, const dtx_priv *s, const unsigned char *c, size_t clen, unsigned char *out, size_t outlen)
+    int dtx_pow_one(const dtx_pub *k, const unsigned char *c, size_t clen, const unsigned char *e, size_t elen, int neg, unsigned char *out, size_t outlen)
     long dtx_encode_f64(const dtx_pub *k, const double *x, int frac, uint64_t *out, long cnt, int threads)
     long dtx_encode_i64(const dtx_pub *k, const int64_t *x, int shift, uint64_t *out, long cnt, int threads)
     long dtx_decode_f64(const dtx_pub *k, const uint64_t *m, int frac, double *out, long cnt, int threads)

@@ -114,6 +114,20 @@ def test_operation_results_equal_python_paillier(keys):
         assert (ours.ciphertext(False), ours.exponent) == (theirs.ciphertext(False), theirs.exponent)
 
 
+@given(a=st.one_of(st.integers(-(2**60), 2**60), st.floats(-1e9, 1e9, allow_nan=False)),
+       k=st.one_of(st.integers(-(2**80), 2**80), st.floats(-1e6, 1e6, allow_nan=False)))
+def test_scalar_products_and_decryptions_equal_python_paillier(keys, a, k):
+    """The single-number kernel calls (a power mod n^2 per product, one CRT decryption) give
+    python-paillier's numbers: the same ciphertext for the same r, the same residue."""
+    pk, sk, ppk, psk = keys
+    r = 98765
+    ours, theirs = pk.encrypt(a, r_value=r) * k, ppk.encrypt(a, r_value=r) * k
+    assert (ours.ciphertext(False), ours.exponent) == (theirs.ciphertext(False), theirs.exponent)
+    assert sk.raw_decrypt(ours.ciphertext(False)) == psk.raw_decrypt(theirs.ciphertext(False))
+    c = theirs.ciphertext()
+    assert sk.raw_decrypt(c) == psk.raw_decrypt(c)
+
+
 # -------------------------------------------------------------- batch helpers, vectors
 
 

@@ -122,6 +122,19 @@ class PublicContext:
             out.append(gmpy2.powmod(x, k, self._nsq))
         return _pack(out, self.w), bad
 
+    simd_one = False
+
+    def pow_one(self, c: int, e: int, negative: bool) -> int | None:
+        """``c ** e`` (``c ** -e`` if ``negative``) mod n^2; None when ``negative`` and ``c`` is
+        not invertible."""
+        x = mpz(c)
+        if negative and e != 0:
+            try:
+                x = gmpy2.invert(x, self._nsq)
+            except ZeroDivisionError:
+                return None
+        return int(gmpy2.powmod(x, e, self._nsq))
+
     def invert(self, c: np.ndarray, threads: int) -> tuple[np.ndarray, int]:
         out, bad = [], -1
         for j, x in enumerate(_rows(c)):
@@ -256,6 +269,15 @@ class PrivateContext:
         self._qinv = gmpy2.invert(self._q, self._p)
 
     simd = False
+    simd_one = False
+
+    def decrypt_one(self, c: int) -> int:
+        """The residue in ``[0, n)`` of one ciphertext, an int in ``[0, n^2)``."""
+        p, q = self._p, self._q
+        x = mpz(c)
+        mp = (gmpy2.powmod(x % self._psq, p - 1, self._psq) - 1) // p * self._hp % p
+        mq = (gmpy2.powmod(x % self._qsq, q - 1, self._qsq) - 1) // q * self._hq % q
+        return int(mq + q * ((mp - mq) * self._qinv % p))
 
     def decrypt(self, c: np.ndarray, threads: int) -> np.ndarray:
         out = []

@@ -446,28 +446,26 @@ class PaillierPublicKey:
     # -- kernel helpers -----------------------------------------------------------------
 
     def _pow(self, c: Any, e: int, negative: bool) -> Any:
-        """``c ** e`` (``c ** -e`` if negative) mod n^2, ``e >= 0``."""
+        """``c ** e`` (``c ** -e`` if negative) mod n^2, ``e >= 0``.
+
+        One number, so one kernel call on Python ints (single-number IFMA where the CPU has it):
+        no limb arrays, no thread pool.
+        """
         if e == 0:
             return _mpz(1)
         if e == 1 and not negative:
             return c
         if self._kernel and e.bit_length() > 8:
-            dk = self.dtxfast_key
-            ctx = dk._ctx
-            row = np.frombuffer(int(c).to_bytes(ctx.w * 8, "little"), dtype="<u8").reshape(1, ctx.w)
-            ew = (e.bit_length() + 63) // 64
-            erow = np.frombuffer(e.to_bytes(ew * 8, "little"), dtype="<u8").reshape(1, ew)
-            out, bad = ctx.pow(row, erow, _NEG if negative else _POS, _threads())
-            if bad >= 0:
+            out = self.dtxfast_key._ctx.pow_one(c, e, negative)
+            if out is None:
                 raise ZeroDivisionError("invert() no inverse exists")
-            return _mpz(int.from_bytes(out.tobytes(), "little"))
+            return _mpz(out)
         if negative:
             return _powmod(util.invert(c, self._nsq), e, self._nsq)
         return _powmod(c, e, self._nsq)
 
 
 _POS = np.zeros(1, np.uint8)
-_NEG = np.ones(1, np.uint8)
 
 
 class PaillierPrivateKey:
@@ -512,6 +510,7 @@ class PaillierPrivateKey:
         self.hp = self.h_function(self.p, self.psquare)
         self.hq = self.h_function(self.q, self.qsquare)
         self._dsk: _dtx.PaillierPrivateKey | None = None
+        self._one: Any = None  # the kernel's single-number decryption, bound on first use
         self._lock = threading.Lock()
 
     @staticmethod
@@ -591,10 +590,10 @@ class PaillierPrivateKey:
     def _raw(self, c: Any) -> int:
         pk = self.public_key
         if pk._kernel and 0 < c < pk._nsq:
-            ctx = self.dtxfast_key._ctx
-            w = pk.dtxfast_key._ctx.w
-            row = np.frombuffer(int(c).to_bytes(w * 8, "little"), dtype="<u8").reshape(1, w)
-            return int.from_bytes(ctx.decrypt(row, _threads()).tobytes(), "little")
+            one = self._one
+            if one is None:
+                one = self._one = self.dtxfast_key._ctx.decrypt_one
+            return one(c)
         p, q = self.p, self.q
         mp = (int(_powmod(c, p - 1, self.psquare)) - 1) // p * self.hp % p
         mq = (int(_powmod(c, q - 1, self.qsquare)) - 1) // q * self.hq % q
