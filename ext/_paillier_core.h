@@ -947,6 +947,24 @@ static inline void dtx_crt_finish(const dtx_priv *s, mpz_t xp, mpz_t xq, mpz_t t
     mpz_add(t, t, xq);
 }
 
+/* m = the decryption of cv (< n^2): single-number IFMA (p and q halves interleaved on this core,
+ * see _ifma_one.h) where the key has it, else GMP. xp, xq, m: initialized scratch / result. */
+static void dtx_decrypt1(const dtx_priv *s, const mpz_t cv, mpz_t m, mpz_t xp, mpz_t xq) {
+    mpz_tdiv_r(xp, cv, s->psq);
+    mpz_tdiv_r(xq, cv, s->qsq);
+    int done = 0;
+#if DTX_HAVE_IFMA_BUILD
+    if (s->hx)
+        done = hx_powm(xp, xp, (const uint64_t *)mpz_limbs_read(s->pm1), (int)mpz_size(s->pm1), &s->hxp, xq, xq,
+                       (const uint64_t *)mpz_limbs_read(s->qm1), (int)mpz_size(s->qm1), &s->hxq) == 0;
+#endif
+    if (!done) {
+        mpz_powm(xp, xp, s->pm1, s->psq);
+        mpz_powm(xq, xq, s->qm1, s->qsq);
+    }
+    dtx_crt_finish(s, xp, xq, m);
+}
+
 #if DTX_HAVE_IFMA_BUILD
 IFMA_TARGET static void dtx_decrypt_ifma(const dtx_pub *k, const dtx_priv *s, const uint64_t *c,
                                          uint64_t *out, long cnt, int threads) {
@@ -1010,13 +1028,37 @@ IFMA_TARGET static void dtx_decrypt_ifma(const dtx_pub *k, const dtx_priv *s, co
 /* out_j = m_j in [0, n) (CRT, g = n + 1) */
 static void dtx_decrypt(const dtx_pub *k, const dtx_priv *s, const uint64_t *c, uint64_t *out,
                         long cnt, int threads) {
+    int w = k->w, wn = k->wn;
 #if DTX_HAVE_IFMA_BUILD
+    if (s->hx) {
+        /* whole 8-lane groups on the batch IFMA path; a tail of at most 5 rows (or a batch of at
+         * most 5) one number at a time on the single-number path, which costs less than a group */
+        long head = s->simd ? cnt / 8 * 8 : 0;
+        if (s->simd && cnt - head > 5) head = cnt;
+        if (head) dtx_decrypt_ifma(k, s, c, out, head, threads);
+        long rest = cnt - head;
+        if (rest > 0) {
+            int nt = dtx_threads(threads) < rest ? dtx_threads(threads) : (int)rest;
+#pragma omp parallel num_threads(nt)
+            {
+                mpz_t cv, xp, xq, t;
+                mpz_inits(xp, xq, t, NULL);
+#pragma omp for schedule(static)
+                for (long j = head; j < cnt; j++) {
+                    dtx_load(cv, c + (size_t)j * (size_t)w, w);
+                    dtx_decrypt1(s, cv, t, xp, xq);
+                    dtx_store(out + (size_t)j * (size_t)wn, t, wn);
+                }
+                mpz_clears(xp, xq, t, NULL);
+            }
+        }
+        return;
+    }
     if (s->simd && cnt >= 4) {
         dtx_decrypt_ifma(k, s, c, out, cnt, threads);
         return;
     }
 #endif
-    int w = k->w, wn = k->wn;
 #pragma omp parallel num_threads(dtx_threads(threads))
     {
         mpz_t cv, xp, xq, t;
@@ -1052,31 +1094,16 @@ static void dtx_decrypt(const dtx_pub *k, const dtx_priv *s, const uint64_t *c, 
 }
 
 /* One ciphertext (clen little-endian bytes, < n^2) to its residue m in [0, n), written to out
- * (outlen >= 8 wn bytes, zero-padded). With single-number IFMA (fixed window, see _ifma_one.h) where the
- * CPU has it, the p and q exponentiations run interleaved on one core (one core is what a single
- * number can use well: two threads cost more in wake-ups than they save on a busy machine); else
- * GMP as in dtx_decrypt. Returns 0, or -1 when out of memory. */
+ * (outlen >= 8 wn bytes, zero-padded), by dtx_decrypt1: on one core (what a single number can use
+ * well: two threads cost more in wake-ups than they save on a busy machine). Returns 0, or -1 if
+ * out is too short. */
 static int dtx_decrypt_one(const dtx_pub *k, const dtx_priv *s, const unsigned char *c, size_t clen,
                            unsigned char *out, size_t outlen) {
     (void)k;
     mpz_t cv, xp, xq, t;
     mpz_inits(cv, xp, xq, t, NULL);
     mpz_import(cv, clen, -1, 1, 0, 0, c);
-    mpz_tdiv_r(xp, cv, s->psq);
-    mpz_tdiv_r(xq, cv, s->qsq);
-    const uint64_t *ep = (const uint64_t *)mpz_limbs_read(s->pm1), *eq = (const uint64_t *)mpz_limbs_read(s->qm1);
-    const int wp = (int)mpz_size(s->pm1), wq = (int)mpz_size(s->qm1);
-    int done = 0;
-#if DTX_HAVE_IFMA_BUILD
-    if (s->hx) done = hx_powm(xp, xp, ep, wp, &s->hxp, xq, xq, eq, wq, &s->hxq) == 0;
-#else
-    (void)ep; (void)eq; (void)wp; (void)wq;
-#endif
-    if (!done) {
-        mpz_powm(xp, xp, s->pm1, s->psq);
-        mpz_powm(xq, xq, s->qm1, s->qsq);
-    }
-    dtx_crt_finish(s, xp, xq, t);
+    dtx_decrypt1(s, cv, t, xp, xq);
     memset(out, 0, outlen);
     int rc = 0;
     if (mpz_sgn(t)) {
