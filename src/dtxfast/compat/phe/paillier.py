@@ -18,9 +18,11 @@ What is faster, and how
   python-paillier's ``r^n`` for a uniform ``r`` in ``[1, n)`` instead (the kernel's batch
   exponentiation; the exponent is the public ``n``), and ``encrypt(x, r_value=r)`` gives exactly
   python-paillier's ciphertext for that ``r``.
-* Decryption (CRT, constants precomputed) and exponentiation by plaintexts run in the kernel;
-  sums are gmpy2 multiplications; the fixed-point encoding is exact integer arithmetic instead of
-  :class:`fractions.Fraction`.
+* A single decryption (CRT, constants precomputed) and a single exponentiation by a plaintext
+  are one call each into the kernel's single-number path, on Python ints: with AVX-512 IFMA one
+  number is spread across the vector lanes (radix 2^52), and a decryption's p and q halves run
+  interleaved on one core; without IFMA, GMP. Sums are gmpy2 multiplications; the fixed-point
+  encoding is exact integer arithmetic instead of :class:`fractions.Fraction`.
 * Batch helpers python-paillier lacks: :meth:`PaillierPublicKey.encrypt_many`,
   :meth:`PaillierPrivateKey.decrypt_many`, and :func:`to_vector` / :func:`from_vector` between
   ``EncryptedNumber`` lists and :class:`dtxfast.crypto.paillier.EncryptedVector` (sharing the
