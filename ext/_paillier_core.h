@@ -932,11 +932,11 @@ static void dtx_matmul(const dtx_pub *k, const uint64_t *xabs, const uint8_t *xn
 /* m from u_p = c^(p-1) mod p^2 and u_q = c^(q-1) mod q^2 (consumes xp, xq) */
 static inline void dtx_crt_finish(const dtx_priv *s, mpz_t xp, mpz_t xq, mpz_t t) {
     mpz_sub_ui(xp, xp, 1);
-    mpz_divexact(xp, xp, s->p);
+    mpz_fdiv_q(xp, xp, s->p); /* floor, as Python's // (exact for valid ciphertexts) */
     mpz_mul(xp, xp, s->hp);
     mpz_mod(xp, xp, s->p);
     mpz_sub_ui(xq, xq, 1);
-    mpz_divexact(xq, xq, s->q);
+    mpz_fdiv_q(xq, xq, s->q);
     mpz_mul(xq, xq, s->hq);
     mpz_mod(xq, xq, s->q);
     /* CRT: m = m_q + q * ((m_p - m_q) * q^-1 mod p) */
@@ -1072,13 +1072,13 @@ static void dtx_decrypt(const dtx_pub *k, const dtx_priv *s, const uint64_t *c, 
             mpz_tdiv_r(xp, cv, s->psq);
             mpz_powm(xp, xp, s->pm1, s->psq);
             mpz_sub_ui(xp, xp, 1);
-            mpz_divexact(xp, xp, s->p);
+            mpz_fdiv_q(xp, xp, s->p);
             mpz_mul(xp, xp, s->hp);
             mpz_mod(xp, xp, s->p);
             mpz_tdiv_r(xq, cv, s->qsq);
             mpz_powm(xq, xq, s->qm1, s->qsq);
             mpz_sub_ui(xq, xq, 1);
-            mpz_divexact(xq, xq, s->q);
+            mpz_fdiv_q(xq, xq, s->q);
             mpz_mul(xq, xq, s->hq);
             mpz_mod(xq, xq, s->q);
             /* CRT: m = m_q + q * ((m_p - m_q) * q^-1 mod p) */
