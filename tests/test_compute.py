@@ -493,6 +493,13 @@ def test_ray_client_address(ray_client_head):
     on the cluster equal the plaintext results."""
     address, token = ray_client_head
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-    out = subprocess.run([sys.executable, "-c", _CLIENT_SCRIPT, address], capture_output=True, text=True,
-                         timeout=300, env=env)
+    for _attempt in range(3):
+        out = subprocess.run([sys.executable, "-c", _CLIENT_SCRIPT, address], capture_output=True, text=True,
+                             timeout=300, env=env)
+        # Ray's own flake, not dtxfast's: the head's client proxy sometimes fails to start the
+        # per-client server (its process exits at once with an empty log; seen once in a clean CI
+        # run and several times under load). A new connection gets a new server; any other error,
+        # or this one three times, fails the test.
+        if "Starting Ray client server failed" not in out.stderr:
+            break
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
