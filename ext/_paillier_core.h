@@ -227,15 +227,6 @@ static int dtx_table_build(dtx_pub *k, const uint64_t *hs, int exp_bits, int win
     return 0;
 }
 
-/* bits [bitpos, bitpos + win) of a little-endian limb array of `we` limbs (zero past the end) */
-static inline uint64_t dtx_digit_safe(const uint64_t *e, int we, int bitpos, int win) {
-    int limb = bitpos >> 6, off = bitpos & 63;
-    if (limb >= we) return 0;
-    uint64_t v = e[limb] >> off;
-    if (off + win > 64 && limb + 1 < we) v |= e[limb + 1] << (64 - off);
-    return v & ((((uint64_t)1) << win) - 1);
-}
-
 #if DTX_HAVE_IFMA_BUILD
 /* Per-thread scratch of the IFMA paths. */
 typedef struct {
@@ -284,7 +275,7 @@ IFMA_TARGET static void ifma_powm8(ifma_work *wk, const ifma_ctx *c, const uint6
             for (int s = 0; s < win; s++) ifma_mul(wk->acc, wk->acc, wk->acc, c, wk->scratch);
         int same = 1;
         for (int e = 0; e < 8; e++) {
-            idx[e] = (int64_t)dtx_digit_safe(exps[e], we[e], wi * win, win);
+            idx[e] = (int64_t)hx_digit(exps[e], we[e], wi * win, win);
             if (idx[e] != idx[0]) same = 0;
         }
         const uint64_t *operand;
@@ -330,7 +321,7 @@ IFMA_TARGET static void dtx_obf_djn_ifma(const dtx_pub *k, const uint64_t *exps,
                 for (int e = 0; e < 8; e++) {
                     long j = base + e < cnt ? base + e : base;
                     const uint64_t *ex = exps + (size_t)j * (size_t)we;
-                    idx[e] = (int64_t)((size_t)i * per + dtx_digit_safe(ex, we, i * win, win));
+                    idx[e] = (int64_t)((size_t)i * per + hx_digit(ex, we, i * win, win));
                 }
                 if (i == 0) {
                     ifma_gather_entries(wk.acc, k->mtab, idx, L);
