@@ -626,3 +626,30 @@ def test_large_bodies_reach_the_handler_exact_through_reused_buffers():
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def test_a_node_is_alive_on_the_ledger_when_it_says_it_is_ready(tmp_path):
+    """The node's first heartbeat is on the ledger when ``start`` returns (when ``dtx storage
+    start`` prints its readiness line), not later from the background loop: a client that
+    uploads at once sees it alive. The heartbeat period is an hour here, so only the first
+    heartbeat can make it alive; checked before the event loop runs anything else."""
+    import asyncio
+
+    from dtxfast.ledger import MemoryLedger
+    from dtxfast.nodes.storage import build_storage_node
+    from dtxfast.storage.network import node_statuses
+
+    led = MemoryLedger()
+    me = NodeIdentity.generate()
+    cfg = StorageNodeConfig.load(None, env={}, data_dir=str(tmp_path / "d"), listen="127.0.0.1:0", heartbeat=3600)
+    node = build_storage_node(cfg, identity=me, ledger=led)
+
+    async def main() -> bool:
+        await node.start()
+        try:
+            status = node_statuses(led, liveness=10.0)[me.node_id]  # no await since start returned
+            return status.alive and status.healthy
+        finally:
+            await node.stop()
+
+    assert asyncio.run(main())

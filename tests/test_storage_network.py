@@ -149,6 +149,21 @@ def test_too_few_healthy_nodes_is_a_clear_error(net5, tmp_path):
         net5.network().upload(src, namespace="six", replicas=6, slice_size=SLICE)
 
 
+def test_freshly_started_nodes_take_an_upload_at_once(node_launcher, tmp_path):
+    """Three node processes that heartbeat once an hour: each is alive on the ledger from its
+    readiness line on (its first heartbeat is sent before it), so an upload started right away
+    places three replicas per slice (it used to see "only 2 healthy" when the last node's first
+    heartbeat had not landed yet)."""
+    base = tmp_path / "fresh3"
+    base.mkdir()
+    c = Cluster(base, base / "ledger.db", node_launcher)
+    for _ in range(3):
+        c.add_node("--heartbeat", "3600")
+    fid, data = _upload(c, tmp_path, replicas=3)
+    assert all(sorted(s.nodes) == sorted(c.ids) for s in c.ledger.get_file(fid).slices)
+    assert _download(c, fid, tmp_path) == data
+
+
 def test_namespace_sets_the_replica_count(net5, tmp_path):
     net = net5.network()
     fid, _ = _upload(net5, tmp_path, size=SLICE + 5, seed=5, namespace="two", replicas=2)

@@ -583,6 +583,11 @@ class StorageNode:
 
             self.ledger.submit(self.identity, SetNodeStatus(online=True))
 
+    def _announce(self) -> None:
+        """Register (if needed) and send the first heartbeat."""
+        self._register()
+        self._beat()
+
     def _beat(self) -> None:
         self._mark.check(self.ledger)  # a ledger that went back is refused, not heartbeaten on
         self.ledger.submit(self.identity, Heartbeat())
@@ -620,17 +625,29 @@ class StorageNode:
         return dropped
 
     async def _background(self) -> None:
+        """Housekeeping now, then a heartbeat and housekeeping every ``heartbeat`` seconds (the
+        first heartbeat was sent by :meth:`start`)."""
         loop = asyncio.get_running_loop()
+        beat = False
         while True:
             try:
-                await loop.run_in_executor(None, self._beat)
+                if beat:
+                    await loop.run_in_executor(None, self._beat)
                 await loop.run_in_executor(None, self.housekeeping)
             except Exception as exc:  # the ledger may be busy; the next beat retries
                 _log.warning("heartbeat failed: %s", exc)
+            beat = True
             await asyncio.sleep(self.config.heartbeat)
 
     async def start(self) -> str:
-        """Listen, register on the ledger, start the heartbeats; returns ``http://HOST:PORT``."""
+        """Listen, register on the ledger, send a first heartbeat, start the heartbeats; returns
+        ``http://HOST:PORT``.
+
+        The first heartbeat is on the ledger before this returns (before ``dtx storage start``
+        prints its readiness line): a client counts a node as alive only by its heartbeats, so a
+        node that said it was ready but had not beaten yet was not chosen by an upload started at
+        once (three fresh nodes, an upload asking for three replicas: "only 2 healthy").
+        """
         from aiohttp import web
 
         host, port = parse_listen(self.config.listen)
@@ -641,7 +658,7 @@ class StorageNode:
         bound = self._runner.addresses[0]
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.url = f"http://{shown}:{bound[1]}"
-        await asyncio.get_running_loop().run_in_executor(None, self._register)
+        await asyncio.get_running_loop().run_in_executor(None, self._announce)
         self._tasks.append(asyncio.create_task(self._background()))
         return self.url
 
