@@ -179,6 +179,45 @@ def slice_digest(roots: Iterable[bytes]) -> bytes:
     return hashlib.sha256(_SLICE_DOMAIN + b"".join(roots)).digest()
 
 
+#: bodies at least this big are sent in pieces of this size (see _SlicedBody)
+_SLICED = 1 << 18
+
+
+def _sliced_body_class() -> type:
+    from aiohttp.payload import BytesPayload
+
+    class SlicedBody(BytesPayload):  # type: ignore[misc]
+        """A large body written to the connection in pieces of :data:`_SLICED` bytes.
+
+        aiohttp writes a bytes-like body in one call, which on Python < 3.12.9 joins the headers
+        and the whole body into one new bytes object (a copy of every replica, into fresh pages)
+        and then copies whatever the socket did not take at once into the transport's buffer (a
+        second copy of most of it). Written in pieces, each waiting for the transport to drain,
+        only the first piece is joined with the headers and little is ever left to buffer: the
+        kernel reads the rest straight from the caller's buffer. The bytes sent are the same.
+        """
+
+        async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+            view = self._value if content_length is None else self._value[:content_length]
+            for start in range(0, len(view), _SLICED):
+                await writer.write(view[start:start + _SLICED])
+
+        async def write(self, writer: Any) -> None:
+            await self.write_with_length(writer, None)
+
+    return SlicedBody
+
+
+_sliced_body: type | None = None
+
+
+def _SlicedBody(view: memoryview) -> Any:
+    global _sliced_body
+    if _sliced_body is None:
+        _sliced_body = _sliced_body_class()
+    return _sliced_body(view.cast("B"))
+
+
 class _Http:
     """Signed requests to storage nodes over one aiohttp session (HTTP framing lives here)."""
 
@@ -198,16 +237,20 @@ class _Http:
     async def close(self) -> None:
         await self.session.close()
 
-    async def request(self, node: NodeStatus, method: str, path: str, body: bytes | bytearray = b"",
+    async def request(self, node: NodeStatus, method: str, path: str, body: bytes | bytearray | memoryview = b"",
                       body_digest: bytes | None = None, digest_kind: str = SHA256,
-                      peer_key: bytes | None = None) -> bytes:
-        """Send a signed request; the response body, or raise (ProtocolError / Unauthorized / NotFound)."""
+                      peer_key: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
+        """Send a signed request; the response body, or raise (ProtocolError / Unauthorized / NotFound).
+
+        ``headers`` are the request's signature headers when the caller made them already
+        (:meth:`RequestSigner.headers`, e.g. in a worker thread); otherwise they are made here.
+        """
         import aiohttp
 
-        headers = self.signer.headers(method, path, body, to=node.node_id, body_digest=body_digest,
-                                      digest_kind=digest_kind, peer_key=peer_key)
-        # a memoryview: aiohttp slices its payload to the content length, a copy for a bytearray
-        data = memoryview(body) if body else None
+        if headers is None:
+            headers = self.signer.headers(method, path, body, to=node.node_id, body_digest=body_digest,
+                                          digest_kind=digest_kind, peer_key=peer_key)
+        data = _SlicedBody(memoryview(body)) if len(body) >= _SLICED else memoryview(body) if body else None
         try:
             async with self.session.request(method, node.address + path, data=data, headers=headers) as resp:
                 data = await resp.read()
@@ -270,11 +313,11 @@ class _Http:
     def replica_path(self, content_id: bytes, slice_index: int, index: int) -> str:
         return f"/v1/replicas/{content_id.hex()}/{slice_index}/{index}"
 
-    async def put(self, node: NodeStatus, content_id: bytes, s: int, r: int, data: bytes | bytearray,
+    async def put(self, node: NodeStatus, content_id: bytes, s: int, r: int, data: bytes | bytearray | memoryview,
                   body_digest: bytes | None = None, digest_kind: str = SHA256,
-                  peer_key: bytes | None = None) -> None:
+                  peer_key: bytes | None = None, headers: dict[str, str] | None = None) -> None:
         await self.request(node, "PUT", self.replica_path(content_id, s, r), data, body_digest, digest_kind,
-                           peer_key)
+                           peer_key, headers)
 
     async def delete(self, node: NodeStatus, content_id: bytes, s: int, r: int) -> None:
         await self.request(node, "DELETE", self.replica_path(content_id, s, r))
@@ -543,12 +586,15 @@ class StorageNetwork:
             slice_size=slice_size, chunk_size=chunk_size, progress=progress))
 
     @staticmethod
-    def _encrypt(cipher: FileCipher, s: int, r: int, plain: memoryview, out: mmap.mmap, chunk_size: int
-                 ) -> tuple[memoryview, bytes]:
-        """(replica, Merkle root): encrypted into ``out``, in a worker thread (GIL released)."""
+    def _encrypt(cipher: FileCipher, s: int, r: int, plain: memoryview, out: mmap.mmap, chunk_size: int,
+                 sign: Callable[[memoryview], dict[str, str]] | None = None
+                 ) -> tuple[memoryview, bytes, dict[str, str] | None]:
+        """(replica, Merkle root, its PUT's signature headers): encrypted into ``out`` and, if
+        ``sign`` is given, signed (a GMAC over the replica and an Ed25519 signature), in a worker
+        thread (GIL released), so the event loop only moves bytes."""
         data = memoryview(out)[:len(plain) + TAG_SIZE]
         cipher.encrypt_into(s, r, plain, data)
-        return data, MerkleTree.from_bytes(data, chunk_size, threads=1).root
+        return data, MerkleTree.from_bytes(data, chunk_size, threads=1).root, None if sign is None else sign(data)
 
     async def _upload(self, path: str, size: int, placement: list[list[str]], nodes: dict[str, NodeStatus], *,
                       name: str, namespace: str, expires_ms: int, description: str, slice_size: int,
@@ -601,18 +647,24 @@ class StorageNetwork:
                 pbuf = free_plain.pop() if free_plain else mmap.mmap(-1, cap)
                 rbufs = [free_reps.pop() if free_reps else mmap.mmap(-1, cap + TAG_SIZE) for _ in placement[s]]
                 plain = await loop.run_in_executor(pool, read, s, pbuf)
+
+                def signer(r: int) -> Callable[[memoryview], dict[str, str]]:
+                    node = placement[s][r]
+                    return lambda body: http.signer.headers("PUT", http.replica_path(cid, s, r), body, to=node,
+                                                            digest_kind=GMAC, peer_key=keys[node])
+
                 encs = await asyncio.gather(*(loop.run_in_executor(pool, self._encrypt, cipher, s, r, plain, rbufs[r],
-                                                                   chunk_size)
+                                                                   chunk_size, signer(r))
                                               for r in range(len(placement[s]))))
                 plain.release()
                 free_plain.append(pbuf)
-                roots[s] = [root for _, root in encs]
+                roots[s] = [root for _, root, _ in encs]
                 sizes[s] = len(encs[0][0])
 
                 async def put(r: int) -> None:
                     node = nodes[placement[s][r]]
                     stored.append((node.node_id, s, r))  # attempted: may be stored even if it fails here
-                    await http.put(node, cid, s, r, encs[r][0], digest_kind=GMAC, peer_key=keys[node.node_id])
+                    await http.put(node, cid, s, r, encs[r][0], headers=encs[r][2])
 
                 results = await asyncio.gather(*(put(r) for r in range(len(encs))), return_exceptions=True)
                 errors = [e for e in results if isinstance(e, BaseException)]
