@@ -177,6 +177,100 @@ IFMA_TARGET static void ifma_mul(uint64_t *out, const uint64_t *a, const uint64_
     }
 }
 
+/* out = a * a * R^-1 mod N (almost reduced, < 2N), 8 lanes; out may alias a. The same result as
+ * ifma_mul(out, a, a, ...) with about 3 L^2 instead of 4 L^2 IFMA operations: each cross product
+ * a_i a_j (i < j) is formed once and the sum doubled, then the diagonal a_i^2 is added, then the
+ * 2L-digit square is Montgomery-reduced. Both passes take two rows per sweep over T, so each load
+ * and store of T carries four IFMA operations, as in ifma_mul (one row per sweep leaves the loop
+ * bound by T's loads and stores, and slower than ifma_mul).
+ * Accumulation bound per 64-bit position: cross terms < L 2^52, doubled < 2L 2^52, + 2 2^52
+ * diagonal, + 2L 2^52 reduction terms + carries: < (4L + 4) 2^52 < 2^64 for L < 1000 (ifma_init
+ * keeps L <= 120). */
+IFMA_TARGET static void ifma_sqr(uint64_t *out, const uint64_t *a, const ifma_ctx *c, uint64_t *scratch) {
+    const int L = c->L;
+    __m512i *T = (__m512i *)scratch;
+    const __m512i *A = (const __m512i *)a;
+    const __m512i *Nv = (const __m512i *)c->N;
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i k0 = _mm512_set1_epi64((long long)c->k0);
+    const __m512i mask = _mm512_set1_epi64((long long)IFMA_MASK52);
+    for (int k = 0; k < 2 * L + 2; k++) T[k] = zero;
+    /* cross products a_i a_j, i < j (lo at i + j, hi at i + j + 1), rows i and i + 1 together */
+    for (int i = 0; i + 1 < L; i += 2) {
+        const __m512i ai = A[i], ai1 = A[i + 1];
+        __m512i hi = T[2 * i + 1];
+        int d = i + 1;
+        for (; d < L && d < i + 3; d++) { /* row i alone (row i + 1 starts at j = i + 2) */
+            __m512i cur = _mm512_madd52lo_epu64(hi, ai, A[d]);
+            hi = _mm512_madd52hi_epu64(T[i + d + 1], ai, A[d]);
+            T[i + d] = cur;
+        }
+        if (i + 2 >= L) { /* row i + 1 has no cross products */
+            T[i + L] = hi;
+            continue;
+        }
+        for (; d < L; d++) { /* row i: a_i a_d; row i + 1: a_(i+1) a_(d-1); both lo at i + d */
+            __m512i cur = _mm512_madd52lo_epu64(hi, ai, A[d]);
+            cur = _mm512_madd52lo_epu64(cur, ai1, A[d - 1]);
+            __m512i nxt = _mm512_madd52hi_epu64(T[i + d + 1], ai, A[d]);
+            hi = _mm512_madd52hi_epu64(nxt, ai1, A[d - 1]);
+            T[i + d] = cur;
+        }
+        T[i + L] = _mm512_madd52lo_epu64(hi, ai1, A[L - 1]);
+        T[i + L + 1] = _mm512_madd52hi_epu64(T[i + L + 1], ai1, A[L - 1]);
+    }
+    /* doubled, plus the diagonal a_i^2 */
+    for (int i = 0; i < L; i++) {
+        const __m512i ai = A[i];
+        T[2 * i] = _mm512_madd52lo_epu64(_mm512_slli_epi64(T[2 * i], 1), ai, ai);
+        T[2 * i + 1] = _mm512_madd52hi_epu64(_mm512_slli_epi64(T[2 * i + 1], 1), ai, ai);
+    }
+    /* Montgomery reduction, two 52-bit digits (rows i, i + 1) per sweep */
+    int i = 0;
+    for (; i + 1 < L; i += 2) {
+        __m512i t0 = T[i];
+        const __m512i m0 = _mm512_madd52lo_epu64(zero, t0, k0);
+        t0 = _mm512_madd52lo_epu64(t0, Nv[0], m0);
+        __m512i t1 = _mm512_madd52hi_epu64(T[i + 1], Nv[0], m0);
+        t1 = _mm512_add_epi64(t1, _mm512_srli_epi64(t0, 52));
+        t1 = _mm512_madd52lo_epu64(t1, Nv[1], m0); /* position i + 1 complete */
+        const __m512i m1 = _mm512_madd52lo_epu64(zero, t1, k0);
+        t1 = _mm512_madd52lo_epu64(t1, Nv[0], m1);
+        __m512i hi = _mm512_madd52hi_epu64(T[i + 2], Nv[1], m0);
+        hi = _mm512_madd52hi_epu64(hi, Nv[0], m1);
+        hi = _mm512_add_epi64(hi, _mm512_srli_epi64(t1, 52));
+        for (int j = 2; j < L; j++) { /* row i: N_j m0; row i + 1: N_(j-1) m1; lo at i + j */
+            __m512i cur = _mm512_madd52lo_epu64(hi, Nv[j], m0);
+            cur = _mm512_madd52lo_epu64(cur, Nv[j - 1], m1);
+            __m512i nxt = _mm512_madd52hi_epu64(T[i + j + 1], Nv[j], m0);
+            hi = _mm512_madd52hi_epu64(nxt, Nv[j - 1], m1);
+            T[i + j] = cur;
+        }
+        T[i + L] = _mm512_madd52lo_epu64(hi, Nv[L - 1], m1);
+        T[i + L + 1] = _mm512_madd52hi_epu64(T[i + L + 1], Nv[L - 1], m1);
+    }
+    if (i < L) { /* odd L: the last row alone */
+        __m512i t0 = T[i];
+        const __m512i m = _mm512_madd52lo_epu64(zero, t0, k0);
+        t0 = _mm512_madd52lo_epu64(t0, Nv[0], m);
+        __m512i hi = _mm512_madd52hi_epu64(T[i + 1], Nv[0], m);
+        hi = _mm512_add_epi64(hi, _mm512_srli_epi64(t0, 52));
+        for (int j = 1; j < L; j++) {
+            __m512i cur = _mm512_madd52lo_epu64(hi, Nv[j], m);
+            hi = _mm512_madd52hi_epu64(T[i + j + 1], Nv[j], m);
+            T[i + j] = cur;
+        }
+        T[i + L] = hi;
+    }
+    __m512i carry = zero;
+    __m512i *O = (__m512i *)out;
+    for (int j = 0; j < L; j++) {
+        __m512i v = _mm512_add_epi64(T[L + j], carry);
+        O[j] = _mm512_and_si512(v, mask);
+        carry = _mm512_srli_epi64(v, 52);
+    }
+}
+
 /* dst = digits gathered per lane: lane e takes entry idx[e] of `table` (entries of L*8? no: of L
  * digits each, scalar layout entry*L + j) */
 IFMA_TARGET static void ifma_gather_entries(uint64_t *dst, const uint64_t *table, const int64_t *idx, int L) {

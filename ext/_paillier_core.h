@@ -272,7 +272,7 @@ IFMA_TARGET static void ifma_powm8(ifma_work *wk, const ifma_ctx *c, const uint6
     int64_t idx[8];
     for (int wi = nwin - 1; wi >= 0; wi--) {
         if (wi != nwin - 1)
-            for (int s = 0; s < win; s++) ifma_mul(wk->acc, wk->acc, wk->acc, c, wk->scratch);
+            for (int s = 0; s < win; s++) ifma_sqr(wk->acc, wk->acc, c, wk->scratch);
         int same = 1;
         for (int e = 0; e < 8; e++) {
             idx[e] = (int64_t)hx_digit(exps[e], we[e], wi * win, win);
@@ -777,7 +777,7 @@ IFMA_TARGET static void dtx_matmul_ifma(const dtx_pub *k, const uint64_t *xabs, 
             int acc_set = 0;
             for (int wi = nwin - 1; wi >= 0; wi--) {
                 if (acc_set)
-                    for (int sq = 0; sq < window; sq++) ifma_mul(wk.acc, wk.acc, wk.acc, ic, wk.scratch);
+                    for (int sq = 0; sq < window; sq++) ifma_sqr(wk.acc, wk.acc, ic, wk.scratch);
                 for (long b = 1; b <= nb; b++) memcpy(bucket + (size_t)b * V, ic->R1, V * 8);
                 const int shift = wi * window;
                 for (long j = 0; j < kk; j++) {
