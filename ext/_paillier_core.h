@@ -247,13 +247,27 @@ static void ifma_work_free(ifma_work *wk) {
     free(wk->acc); free(wk->tmp); free(wk->x); free(wk->scratch); free(wk->tab);
 }
 
-/* wk->acc = x^e_lane * R mod N for 8 lanes (x in Montgomery form in wk->x), fixed window `win`:
+/* The fixed window (1 .. DTX_POW_MAXWIN) that minimises table products (2^win - 2) plus one
+ * product per window of a `bits`-bit exponent (squarings do not depend on it): 1 bit for the
+ * 2^d of a rescale, 3 for a 53-bit scalar, 6 for a 2048-bit n. */
+#define DTX_POW_MAXWIN 6
+static inline int dtx_pow_window(int bits) {
+    int best = 1;
+    long best_cost = -1;
+    for (int w = 1; w <= DTX_POW_MAXWIN; w++) {
+        long cost = ((1L << w) - 2) + (bits + w - 1) / w;
+        if (best_cost < 0 || cost < best_cost) { best_cost = cost; best = w; }
+    }
+    return best;
+}
+
+/* wk->acc = x^e_lane * R mod N for 8 lanes (x in Montgomery form in wk->x), fixed window `win`
+ * (win <= 0: dtx_pow_window of the lanes' longest exponent; the table needs 2^win entries):
  * exps[lane] points to `we[lane]` limbs. Table of 2^win Montgomery powers per lane. */
 IFMA_TARGET static void ifma_powm8(ifma_work *wk, const ifma_ctx *c, const uint64_t *const *exps,
                                    const int *we, int win) {
     const int L = c->L;
     const size_t V = (size_t)L * 8;
-    const int ent = 1 << win;
     int maxbits = 0;
     for (int e = 0; e < 8; e++) {
         int b = 0;
@@ -261,6 +275,8 @@ IFMA_TARGET static void ifma_powm8(ifma_work *wk, const ifma_ctx *c, const uint6
             if (exps[e][l]) { b = l * 64 + 64 - __builtin_clzll(exps[e][l]); break; }
         if (b > maxbits) maxbits = b;
     }
+    if (win <= 0) win = dtx_pow_window(maxbits);
+    const int ent = 1 << win;
     memcpy(wk->tab, c->R1, V * 8);
     memcpy(wk->tab + V, wk->x, V * 8);
     for (int k = 2; k < ent; k++) ifma_mul(wk->tab + (size_t)k * V, wk->tab + (size_t)(k - 1) * V, wk->x, c, wk->scratch);
@@ -586,7 +602,7 @@ IFMA_TARGET static long dtx_pow_ifma(const dtx_pub *k, const uint64_t *c, long c
 #pragma omp parallel num_threads(dtx_threads(threads))
     {
         ifma_work wk;
-        ifma_work_init(&wk, ic, 16);
+        ifma_work_init(&wk, ic, 1 << DTX_POW_MAXWIN);
         mpz_t r, cv;
         mpz_init2(r, 64 * (w + 2));
         const uint64_t *ep[8];
@@ -616,7 +632,7 @@ IFMA_TARGET static long dtx_pow_ifma(const dtx_pub *k, const uint64_t *c, long c
                 }
             }
             ifma_mul(wk.x, wk.x, ic->R2, ic, wk.scratch); /* to Montgomery form */
-            ifma_powm8(&wk, ic, ep, wes, 4);
+            ifma_powm8(&wk, ic, ep, wes, 0);
             ifma_mul(wk.acc, wk.acc, ic->ONE, ic, wk.scratch);
             for (int l = 0; l < 8 && base + l < cnt; l++) {
                 ifma_get_reduced(r, wk.acc, l, ic);
