@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from dtxfast.compat.phe import EncodedNumber, paillier, util
 from dtxfast.crypto import paillier as dtx
-from dtxfast.errors import DtxError, KeyMismatch, WrongType
+from dtxfast.errors import DtxError, EncodingOverflowError, KeyMismatch, WrongType
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +170,32 @@ def test_to_vector_aligns_mixed_exponents(keys):
     pk, sk, _, _ = keys
     numbers = [pk.encrypt(3), pk.encrypt(0.125), pk.encrypt(-2.5)]
     assert list(sk.dtxfast_key.decrypt(paillier.to_vector(numbers))) == [3, 0.125, -2.5]
+
+
+@given(values=st.lists(st.one_of(st.floats(-1e9, 1e9).filter(lambda v: v == 0 or abs(v) > 1e-6),
+                                 st.integers(-(2**40), 2**40)),
+                       min_size=1, max_size=12))
+def test_to_vector_aligns_as_from_phe(keys, values):
+    """Aligned on the kernel rows, the vector holds the same ciphertexts (and exponent) as
+    interop's from_phe gives for the same numbers, and decrypts to the values."""
+    from dtxfast.interop.phe import from_phe
+
+    pk, sk, _, _ = keys
+    numbers = pk.encrypt_many(values)
+    vec = paillier.to_vector(numbers)
+    ref = from_phe(numbers, pk.dtxfast_key)
+    assert (vec.exponent, vec.is_float) == (ref.exponent, ref.is_float)
+    assert vec.raw_ciphertexts() == ref.raw_ciphertexts()
+    assert np.allclose(sk.dtxfast_key.decrypt(vec), values, rtol=1e-12, atol=0)
+
+
+def test_to_vector_aligns_positive_exponents_and_refuses_far_apart_ones(keys):
+    pk, sk, _, _ = keys
+    coarse = [pk.encrypt(EncodedNumber(pk, 3, 2)), pk.encrypt(EncodedNumber(pk, 5, 0))]  # 3 * 16^2, 5
+    assert list(sk.dtxfast_key.decrypt(paillier.to_vector(coarse))) == [768, 5]
+    far = [pk.encrypt(EncodedNumber(pk, 1, 0)), pk.encrypt(EncodedNumber(pk, 1, -250))]
+    with pytest.raises(EncodingOverflowError):
+        paillier.to_vector(far)
 
 
 def test_obfuscated_number_leaves_the_shared_buffer(keys):

@@ -58,7 +58,7 @@ import numpy as np
 
 from ..._backend import num_threads
 from ...crypto import paillier as _dtx
-from ...errors import KeyMismatch, MalformedInput, NotFound, ParameterError, WrongType
+from ...errors import EncodingOverflowError, KeyMismatch, MalformedInput, NotFound, ParameterError, WrongType
 from . import util
 from .encoding import EncodedNumber, _decode, _scaled
 
@@ -954,8 +954,15 @@ def to_vector(numbers: Sequence[EncryptedNumber]) -> _dtx.EncryptedVector:
 
     When the numbers share one exponent ``e <= 0`` and are consecutive rows of one buffer (as
     :meth:`PaillierPublicKey.encrypt_many` and :func:`from_vector` make them) the vector uses
-    that buffer without copying; otherwise the ciphertexts are packed, and numbers of different
-    exponents are aligned (as :func:`dtxfast.interop.phe.from_phe` does).
+    that buffer without copying; otherwise the ciphertexts are packed. Numbers of different
+    exponents (python-paillier gives each float its own) are aligned to the smallest: a number
+    ``d`` base-16 digits above it is raised to ``16 ** d`` (``4 d`` squarings, in one batch call
+    on the kernel rows), as :func:`dtxfast.interop.phe.from_phe` aligns.
+
+    Raises
+    ------
+    EncodingOverflowError
+        If the exponents lie so far apart that an aligned mantissa could overflow.
 
     Examples
     --------
@@ -963,9 +970,10 @@ def to_vector(numbers: Sequence[EncryptedNumber]) -> _dtx.EncryptedVector:
     >>> v = to_vector(pk.encrypt_many([1, 2, 3]))
     >>> sk.dtxfast_key.decrypt(v * 10)
     array([10, 20, 30])
+    >>> xs = pk.encrypt_many([0.5, 1e6, -3.25])   # exponents -14, -9, -13
+    >>> sk.dtxfast_key.decrypt(to_vector(xs)).tolist()
+    [0.5, 1000000.0, -3.25]
     """
-    from ...interop.phe import from_phe
-
     numbers = list(numbers)
     if not numbers:
         raise ParameterError("nothing to convert")
@@ -976,13 +984,23 @@ def to_vector(numbers: Sequence[EncryptedNumber]) -> _dtx.EncryptedVector:
         if x.public_key is not pk and x.public_key != pk:
             raise KeyMismatch("the numbers are encrypted under different keys")
     dk = pk.dtxfast_key
-    exponents = {x.exponent for x in numbers}
-    if len(exponents) == 1 and next(iter(exponents)) <= 0:
-        e = exponents.pop()
-        rows = _rows(pk, numbers)
+    exps = [x.exponent for x in numbers]
+    frac = max(0, -4 * min(exps))  # binary exponent of the vector
+    shifts = [frac + 4 * e for e in exps]  # bits each plaintext moves up
+    top = max(shifts)
+    rows = _rows(pk, numbers)
+    if not top:
         obfuscated = all(x._EncryptedNumber__is_obfuscated for x in numbers)  # type: ignore[attr-defined]
-        return _dtx.EncryptedVector(dk, rows, -4 * e, e < 0, obfuscated=obfuscated)
-    return from_phe(numbers, dk)  # type: ignore[arg-type]
+        return _dtx.EncryptedVector(dk, rows, frac, frac > 0, obfuscated=obfuscated)
+    if top > dk.max_int.bit_length() - 128:
+        # a mantissa of up to 128 bits must still fit after the shift (as from_phe)
+        raise EncodingOverflowError(
+            f"the numbers' exponents are {top} bits apart: too far to align in one vector "
+            "without risking overflow (convert them in groups of similar magnitude)"
+        )
+    powers = _dtx._pack_ints([1 << s for s in shifts], (top + 64) // 64)
+    aligned, _ = dk._ctx.pow(rows, powers, np.zeros(len(numbers), np.uint8), _threads())
+    return _dtx.EncryptedVector(dk, aligned, frac, frac > 0)
 
 
 def from_vector(vector: _dtx.EncryptedVector, public_key: PaillierPublicKey | None = None) -> list[EncryptedNumber]:
