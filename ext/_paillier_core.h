@@ -592,6 +592,79 @@ static void dtx_add_plain(const dtx_pub *k, const uint64_t *c, const uint64_t *m
 /* out_j = c_(j*cstride)^(+-e_(j*estride)) mod n^2; a negative exponent inverts c first.
  * Returns the first index whose ciphertext is not invertible, or -1. */
 #if DTX_HAVE_IFMA_BUILD
+/* Montgomery's batch inversion, 8 lanes per vector: inv + rows[q] * w receives c_rows[q]^-1 mod n^2
+ * for q < m (c rows spaced `cstride` apart), at the cost of 5 vector products per 8 rows and 8
+ * GMP inversions instead of one GMP inversion per row. Returns 0, or -1 when some c is not
+ * invertible (nothing useful written: the caller inverts row by row). */
+IFMA_TARGET static int dtx_invert_rows_ifma(const dtx_pub *k, const uint64_t *c, long cstride, const long *rows,
+                                            long m, uint64_t *inv, ifma_work *wk) {
+    const ifma_ctx *ic = &k->im;
+    const int L = ic->L, w = k->w;
+    const size_t V = (size_t)L * 8;
+    const long nv = (m + 7) / 8;
+    if (nv == 0) return 0;
+    uint64_t *X = (uint64_t *)ifma_alloc((size_t)nv * V * 8), *P = (uint64_t *)ifma_alloc((size_t)nv * V * 8);
+    int ok = X && P;
+    mpz_t cv, r;
+    mpz_init2(r, 64 * (w + 2));
+    for (long t = 0; ok && t < nv; t++) { /* X_t = the rows in Montgomery form, P_t = X_0 ... X_t */
+        uint64_t *x = X + (size_t)t * V;
+        for (int l = 0; l < 8; l++) {
+            long q = t * 8 + l;
+            if (q < m) {
+                dtx_load(cv, c + (size_t)(rows[q] * cstride) * (size_t)w, w);
+                ifma_put(x, l, cv, L);
+            } else {
+                mpz_set_ui(r, 1);
+                ifma_put(x, l, r, L);
+            }
+        }
+        ifma_mul(x, x, ic->R2, ic, wk->scratch);
+        if (t == 0) memcpy(P, x, V * 8);
+        else ifma_mul(P + (size_t)t * V, P + (size_t)(t - 1) * V, x, ic, wk->scratch);
+    }
+    uint64_t *Q = wk->acc, *y = wk->tmp;
+    if (ok) { /* Q = P_last^-1, lane by lane */
+        ifma_mul(Q, P + (size_t)(nv - 1) * V, ic->ONE, ic, wk->scratch);
+        for (int l = 0; ok && l < 8; l++) {
+            ifma_get_reduced(r, Q, l, ic);
+            if (!mpz_invert(r, r, k->nsq)) ok = 0;
+            else ifma_put(Q, l, r, L);
+        }
+    }
+    if (ok) {
+        ifma_mul(Q, Q, ic->R2, ic, wk->scratch);
+        for (long t = nv - 1; t >= 0; t--) { /* X_t^-1 = (P_t)^-1 P_(t-1); (P_(t-1))^-1 = (P_t)^-1 X_t */
+            if (t > 0) {
+                ifma_mul(y, Q, P + (size_t)(t - 1) * V, ic, wk->scratch);
+                ifma_mul(Q, Q, X + (size_t)t * V, ic, wk->scratch);
+            } else {
+                memcpy(y, Q, V * 8);
+            }
+            ifma_mul(y, y, ic->ONE, ic, wk->scratch);
+            for (int l = 0; l < 8; l++) {
+                long q = t * 8 + l;
+                if (q < m) {
+                    ifma_get_reduced(r, y, l, ic);
+                    dtx_store(inv + (size_t)rows[q] * (size_t)w, r, w);
+                }
+            }
+        }
+    }
+    mpz_clear(r);
+    free(X);
+    free(P);
+    return ok ? 0 : -1;
+}
+
+static inline int dtx_limbs_zero(const uint64_t *e, int we) {
+    for (int l = 0; l < we; l++)
+        if (e[l]) return 0;
+    return 1;
+}
+
+/* out_j = c_j^(+-e_j) mod n^2 for 8 rows at a time; returns the first row whose base is not
+ * invertible for a negative exponent (its output is 1), -1 if none, -2 if out of memory. */
 IFMA_TARGET static long dtx_pow_ifma(const dtx_pub *k, const uint64_t *c, long cstride, const uint64_t *e,
                                      int we, const uint8_t *eneg, long estride, uint64_t *out, long cnt,
                                      int threads) {
@@ -599,7 +672,20 @@ IFMA_TARGET static long dtx_pow_ifma(const dtx_pub *k, const uint64_t *c, long c
     const int w = k->w, L = ic->L;
     long bad = -1;
     long groups = (cnt + 7) / 8;
-#pragma omp parallel num_threads(dtx_threads(threads))
+    /* rows raised to a negative (nonzero) exponent: their bases are inverted first, all at once */
+    long *negrows = (long *)malloc(sizeof(long) * (size_t)(cnt > 0 ? cnt : 1));
+    uint8_t *failed = (uint8_t *)calloc((size_t)(cnt > 0 ? cnt : 1), 1);
+    uint64_t *inv = NULL;
+    long m = 0;
+    if (!negrows || !failed) { free(negrows); free(failed); return -2; }
+    for (long j = 0; j < cnt; j++)
+        if (eneg[j * estride] && !dtx_limbs_zero(e + (size_t)(j * estride) * (size_t)we, we)) negrows[m++] = j;
+    if (m) {
+        inv = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)cnt * (size_t)w);
+        if (!inv) { free(negrows); free(failed); return -2; }
+    }
+    const int nth = dtx_threads(threads);
+#pragma omp parallel num_threads(nth)
     {
         ifma_work wk;
         ifma_work_init(&wk, ic, 1 << DTX_POW_MAXWIN);
@@ -608,26 +694,41 @@ IFMA_TARGET static long dtx_pow_ifma(const dtx_pub *k, const uint64_t *c, long c
         const uint64_t *ep[8];
         int wes[8];
         static const uint64_t zero_limb = 0;
+        /* each thread inverts one contiguous share of the negative rows */
+#pragma omp for schedule(static, 1)
+        for (int part = 0; part < nth; part++) {
+            long lo = m * part / nth, hi = m * (part + 1) / nth;
+            if (hi > lo && dtx_invert_rows_ifma(k, c, cstride, negrows + lo, hi - lo, inv, &wk) != 0) {
+                for (long q = lo; q < hi; q++) { /* some base is not invertible: find which, row by row */
+                    long j = negrows[q];
+                    dtx_load(cv, c + (size_t)(j * cstride) * (size_t)w, w);
+                    if (mpz_invert(r, cv, k->nsq)) {
+                        dtx_store(inv + (size_t)j * (size_t)w, r, w);
+                    } else {
+                        failed[j] = 1;
+#pragma omp critical
+                        { if (bad < 0 || j < bad) bad = j; }
+                    }
+                }
+            }
+        }
 #pragma omp for schedule(dynamic, 1)
         for (long g = 0; g < groups; g++) {
             long base = g * 8;
             for (int l = 0; l < 8; l++) {
                 long j = base + l < cnt ? base + l : base;
-                dtx_load(cv, c + (size_t)(j * cstride) * (size_t)w, w);
                 ep[l] = e + (size_t)(j * estride) * (size_t)we;
                 wes[l] = we;
-                if (eneg[j * estride]) {
-                    if (!mpz_invert(r, cv, k->nsq)) {
-                        if (base + l < cnt) {
-#pragma omp critical
-                            { if (bad < 0 || j < bad) bad = j; }
-                        }
-                        mpz_set_ui(r, 1);
-                        ep[l] = &zero_limb;
-                        wes[l] = 1;
-                    }
+                if (failed[j]) { /* non-invertible base: 1, as the GMP path writes */
+                    mpz_set_ui(r, 1);
                     ifma_put(wk.x, l, r, L);
+                    ep[l] = &zero_limb;
+                    wes[l] = 1;
+                } else if (eneg[j * estride] && !dtx_limbs_zero(ep[l], we)) {
+                    dtx_load(cv, inv + (size_t)j * (size_t)w, w);
+                    ifma_put(wk.x, l, cv, L);
                 } else {
+                    dtx_load(cv, c + (size_t)(j * cstride) * (size_t)w, w);
                     ifma_put(wk.x, l, cv, L);
                 }
             }
@@ -642,6 +743,9 @@ IFMA_TARGET static long dtx_pow_ifma(const dtx_pub *k, const uint64_t *c, long c
         mpz_clear(r);
         ifma_work_free(&wk);
     }
+    free(negrows);
+    free(failed);
+    free(inv);
     return bad;
 }
 #endif
@@ -649,7 +753,10 @@ IFMA_TARGET static long dtx_pow_ifma(const dtx_pub *k, const uint64_t *c, long c
 static long dtx_pow(const dtx_pub *k, const uint64_t *c, long cstride, const uint64_t *e, int we,
                     const uint8_t *eneg, long estride, uint64_t *out, long cnt, int threads) {
 #if DTX_HAVE_IFMA_BUILD
-    if (k->simd && cnt >= 4) return dtx_pow_ifma(k, c, cstride, e, we, eneg, estride, out, cnt, threads);
+    if (k->simd && cnt >= 4) {
+        long r = dtx_pow_ifma(k, c, cstride, e, we, eneg, estride, out, cnt, threads);
+        if (r != -2) return r; /* -2: out of memory for the batch inversion; GMP below */
+    }
 #endif
     int w = k->w;
     long bad = -1;

@@ -106,3 +106,25 @@ def test_batch_pow_equals_twin_and_gmp(bits, data):
     assert _ints(mod, got) == _ints(mod, gmp) == _ints(twin, want)
     for c, e, ng, g in zip(cs, es, neg, _ints(mod, got)):
         assert g == pow(pow(c, -1, nsq) if ng else c, e, nsq)
+
+
+@pytest.mark.parametrize("bits", [1024, 2048])
+def test_batch_pow_reports_the_first_non_invertible_base(bits):
+    """Negative exponents invert their bases all at once (Montgomery's trick); a base sharing a
+    factor with n is still found, reported as the first bad row, and its output is 1, as on GMP
+    and in the twin. A zero exponent needs no inverse, so a bad base with ``-0`` is not an error."""
+    mod, n, p, q, (tpub, _), (fpub, _), (gpub, _) = _setup(bits)
+    rng = random.Random(bits + 1)
+    cs = [rng.randrange(1, n * n) | 1 for _ in range(ROWS)]
+    cs = [c if gmpy2.gcd(c, n) == 1 else 3 for c in cs]
+    cs[11], cs[5], cs[2] = p * 7, q * q, p
+    es = [rng.getrandbits(60) + 1 for _ in range(ROWS)]
+    es[2] = 0
+    neg = np.array([1] * ROWS, dtype=np.uint8)
+    rows, exps = _rows(mod, cs, fpub.w), _rows(mod, es, 1)
+    want, wbad = tpub.pow(rows.copy(), exps.copy(), neg.copy(), 1)
+    got, bad = fpub.pow(rows, exps, neg, 2)
+    gmp, gbad = gpub.pow(rows, exps, neg, 1)
+    assert bad == gbad == wbad == 5
+    assert _ints(mod, got) == _ints(mod, gmp) == _ints(twin, want)
+    assert _ints(mod, got)[11] == _ints(mod, got)[5] == 1 and _ints(mod, got)[2] == 1
