@@ -19,7 +19,7 @@ from dtxfast.errors import BackendUnavailable
 #: set in CI: a kernel that should have been built is a failure, not a skip
 REQUIRE_EXTENSIONS = os.environ.get("DTX_REQUIRE_EXTENSIONS", "") not in ("", "0")
 #: the compiled (Cython/C) kernels, switched together by the ``backend`` fixture
-C_KERNELS = ("_paillier", "_merkle", "_psi")
+C_KERNELS = ("_paillier", "_merkle", "_psi", "_ot")
 
 
 def compiled_or_skip(name: str) -> ModuleType:

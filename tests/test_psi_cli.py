@@ -36,13 +36,13 @@ def files(tmp_path):
             [x for x in dict.fromkeys(a) if x in set(b)])
 
 
-@pytest.mark.parametrize("mode", ["rsa", "ecdh"])
+@pytest.mark.parametrize("mode", ["rsa", "ecdh", "ot"])
 def test_embedded_demo(tmp_path, files, mode):
     a, b, want = files
     key = tmp_path / "key.pem"
     key.write_bytes(rsa_key().to_pem())
     out = tmp_path / "out.csv"
-    key_args = ["--key", str(key)] if mode == "rsa" else []  # ecdh draws its own key; --key is refused
+    key_args = ["--key", str(key)] if mode == "rsa" else []  # ecdh and ot draw their own key; --key is refused
     code = main(["psi", "--ids", str(a), "--other", str(b), "--other-column", "uid", *key_args,
                  "--mode", mode, "--chunk", "64", "-o", str(out), "-q"])
     assert code == 0
@@ -146,3 +146,34 @@ def test_a_requester_of_another_mode_is_refused_at_the_handshake(tmp_path, files
         "dtx: error: the requester refused the run: the signer runs rsa PSI, this requester wants ecdh; "
         "nothing was computed"]
     assert not cache.exists() or not list(cache.glob("*.npy"))  # no tag was computed
+
+
+@pytest.mark.integration
+def test_ot_mode_in_two_processes_and_against_another_mode(tmp_path, files):
+    """``--mode ot`` over loopback between two real processes gives the plain intersection; an
+    OT signer and an ECDH requester stop at the handshake with one line each."""
+    a, b, want = files
+    out = tmp_path / "out.csv"
+    code = main(["psi", "--ids", str(a), "--other", str(b), "--other-column", "uid", "--mode", "ot",
+                 "--transport", "process", "--chunk", "100", "-o", str(out), "-q"])
+    assert code == 0
+    assert _read(out) == (["id"], want)
+    dtx = [sys.executable, "-m", "dtxfast", "psi"]
+    signer = subprocess.Popen([*dtx, "--role", "signer", "--ids", str(b), "--column", "uid", "--mode", "ot",
+                               "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = signer.stdout.readline().split()  # type: ignore[union-attr]
+        assert line and line[0] == "listening", signer.stderr.read()  # type: ignore[union-attr]
+        req = subprocess.run([*dtx, "--role", "requester", "--ids", str(a), "--connect", line[1], "--mode", "ecdh",
+                              "-o", str(tmp_path / "x.csv")], capture_output=True, text=True, timeout=60)
+        signer_err = signer.communicate(timeout=30)[1]
+    finally:
+        if signer.poll() is None:
+            signer.kill()
+            signer.wait()
+    assert req.stderr.strip().splitlines() == [
+        "dtx: error: the signer runs ot PSI, this requester wants ecdh; nothing was computed"]
+    assert signer_err.strip().splitlines() == [
+        "dtx: error: the requester refused the run: the signer runs ot PSI, this requester wants ecdh; "
+        "nothing was computed"]
+    assert not (tmp_path / "x.csv").exists()

@@ -33,7 +33,7 @@ __all__ = [
 
 # Primitive modules whose import loads a kernel; backend_info() imports them to report.
 _PRIMITIVES = ("dtxfast.crypto.paillier", "dtxfast.crypto.merkle", "dtxfast.protocols.mpc",
-               "dtxfast.crypto.blind_rsa")
+               "dtxfast.crypto.blind_rsa", "dtxfast.crypto.ot")
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,10 @@ _SWITCHES: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
                   (("dtxfast.crypto.paillier", "_kernel"),)),
     "_merkle": ("dtxfast.crypto._merkle_py", "dtxfast._kernels._merkle", (("dtxfast.crypto.merkle", "_kernel"),)),
     "_psi": ("dtxfast.crypto._psi_py", "dtxfast._kernels._psi",
-             (("dtxfast.crypto.blind_rsa", "_kernel"), ("dtxfast.crypto.ecdh", "_kernel"))),
+             (("dtxfast.crypto.blind_rsa", "_kernel"), ("dtxfast.crypto.ecdh", "_kernel"),
+              ("dtxfast.protocols._psi_ot", "_psi"))),
+    "_ot": ("dtxfast.crypto._ot_py", "dtxfast._kernels._ot",
+            (("dtxfast.crypto.ot", "_kernel"), ("dtxfast.protocols._psi_ot", "_ot"))),
     "_mpc": ("dtxfast.protocols.mpc._kernels_ref", "dtxfast.protocols.mpc._kernels", ()),
 }
 

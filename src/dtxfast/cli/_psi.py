@@ -59,8 +59,8 @@ def psi(
         10.0, "--connect-timeout", help="Requester: seconds to keep retrying while nobody listens at --connect "
         "(a signer that is still starting)."),
     mode: Optional[str] = typer.Option(
-        None, "--mode", help="rsa (blind signatures, the default) or ecdh (X25519); a requester given --mode "
-        "refuses a signer of the other mode."),
+        None, "--mode", help="rsa (blind signatures, the default), ecdh (X25519) or ot (KKRT16 OPRF from OT "
+        "extension, the fastest); a requester given --mode refuses a signer of another mode."),
     key: Optional[Path] = typer.Option(None, "--key", help="Signer: RSA private key (PEM); default a fresh key."),
     bits: int = typer.Option(2048, "--bits", help="Size of a fresh RSA key."),
     chunk: int = typer.Option(4096, "--chunk", help="Ids per message."),
@@ -77,8 +77,8 @@ def psi(
     """Private set intersection of --ids with another party's ids; writes the aligned ids."""
     from ..compute import get_compute
 
-    if mode not in (None, "rsa", "ecdh"):
-        raise ParameterError(f"--mode must be rsa or ecdh, not {mode!r}")
+    if mode not in (None, "rsa", "ecdh", "ot"):
+        raise ParameterError(f"--mode must be rsa, ecdh or ot, not {mode!r}")
     if role not in ("demo", "signer", "requester"):
         raise ParameterError("--role must be demo, signer or requester")
     if transport not in ("embedded", "process"):
@@ -96,8 +96,8 @@ def psi(
     if chunk < 1:
         raise ParameterError(f"--chunk must be at least 1, not {chunk}")
     finite("--connect-timeout", connect_timeout, low=0)
-    if key is not None and mode == "ecdh":
-        raise ParameterError("--key is an RSA key (--mode rsa); --mode ecdh draws a fresh X25519 key")
+    if key is not None and mode in ("ecdh", "ot"):
+        raise ParameterError(f"--key is an RSA key (--mode rsa); --mode {mode} draws a fresh key")
     for name, path in (("--ids", ids), ("--other", other), ("--key", key)):
         if path is not None and not path.is_file():
             raise ParameterError(f"{name} {path}: {'is a directory' if path.is_dir() else 'no such file'}")

@@ -50,6 +50,7 @@ from ..transport.stream import StreamChannel, connect, listen_once
 if TYPE_CHECKING:
     from ..crypto.blind_rsa import BlindRSASigner, IdBatch
     from ..crypto.ecdh import ECDHMaskKey
+    from ..crypto.ot import OPRFKey
     from ..protocols.psi import PSIRequester, PSISigner
 
 __all__ = [
@@ -68,7 +69,7 @@ __all__ = [
 MAX_MESSAGE = 28 + (1 << 16) * 1024
 #: blinded chunks the requester keeps in flight
 WINDOW = 2
-_MODES = ("rsa", "ecdh")
+_MODES = ("rsa", "ecdh", "ot")
 
 
 def read_id_column(path: str | os.PathLike[str], column: str) -> Iterator[str]:
@@ -126,9 +127,9 @@ def load_ids(path: str | os.PathLike[str], column: str) -> IdBatch:
 
 
 def signer_key(mode: str, key: str | os.PathLike[str] | None = None, bits: int = 2048
-               ) -> BlindRSASigner | ECDHMaskKey:
+               ) -> BlindRSASigner | ECDHMaskKey | OPRFKey:
     """The signer's key: an RSA key from a PEM file (or a fresh one of ``bits``) for ``rsa``, a
-    fresh X25519 mask key for ``ecdh``.
+    fresh X25519 mask key for ``ecdh``, a fresh OPRF key (KKRT16's secret bits) for ``ot``.
 
     Examples
     --------
@@ -137,13 +138,18 @@ def signer_key(mode: str, key: str | os.PathLike[str] | None = None, bits: int =
     """
     from ..crypto.blind_rsa import BlindRSASigner
     from ..crypto.ecdh import ECDHMaskKey
+    from ..crypto.ot import OPRFKey
 
     if mode not in _MODES:
-        raise ParameterError(f"the PSI mode must be rsa or ecdh, got {mode!r}")
+        raise ParameterError(f"the PSI mode must be rsa, ecdh or ot, got {mode!r}")
     if mode == "ecdh":
         if key is not None:
             raise ParameterError("a key file is for the rsa mode; the ecdh mode draws a fresh X25519 key")
         return ECDHMaskKey.generate()
+    if mode == "ot":
+        if key is not None:
+            raise ParameterError("a key file is for the rsa mode; the ot mode draws a fresh OPRF key")
+        return OPRFKey.generate()
     if key is not None:
         return BlindRSASigner.from_pem(Path(key).read_bytes())
     return BlindRSASigner.generate(bits)
@@ -215,7 +221,7 @@ class SignerProcess:
                  cache_dir: str | os.PathLike[str] | None = None, compute: str | None = None,
                  private_keys: str | None = None, wait: float = 60.0) -> None:
         if mode not in _MODES:
-            raise ParameterError(f"the PSI mode must be rsa or ecdh, got {mode!r}")
+            raise ParameterError(f"the PSI mode must be rsa, ecdh or ot, got {mode!r}")
         self.argv = [sys.executable, "-m", "dtxfast", "psi", "--role", "signer", "--ids", str(ids),
                      "--column", column, "--listen", "127.0.0.1:0", "--mode", mode, "--bits", str(bits),
                      "--chunk", str(chunk), "--quiet"]

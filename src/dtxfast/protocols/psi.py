@@ -1,4 +1,4 @@
-"""Private set intersection (L2): RSA blind signatures (default) or X25519 ECDH, 2 or 3 parties.
+"""Private set intersection (L2): RSA blind signatures (default), X25519 ECDH or OT extension (KKRT16).
 
 Vertical federated learning starts by aligning samples: the parties find the ids they share and
 reveal no other id. Each party is a pure state machine: it takes a message (``bytes``) and returns
@@ -44,6 +44,39 @@ Diffie–Hellman on Curve25519 and its twist. S does one X25519 operation per id
 instead of one RSA-2048 private operation: several times less work, but R's work is about the
 same as S's (in RSA mode R's work is a small fraction of S's).
 
+OT mode (KKRT16: an OPRF from OT extension)
+--------------------------------------------
+The signer S holds an :class:`~dtxfast.crypto.ot.OPRFKey` (512 secret bits ``s``, fresh per run)
+and ids Y; the requester R holds ids X and learns ``X ∩ Y``. Messages (all after the handshake):
+
+1. S → R ``HELLO``: as above, plus S's 16-byte seed and a base-OT point ``A`` (Ed25519).
+2. R → S ``HELLO`` (|X|, chunk size), then ``SETUP``: R's 16-byte seed and 128 base-OT points
+   (R's choice bits Δ). The seeds of both give the id-hash key and the code key. Before it, R
+   hashes its ids (keyed SHA-256 to 128 bits) into a cuckoo table of ``1.27 |X| + 1`` bins
+   (rounded up to 128) with 3 hash functions; an insertion failure draws a fresh R seed (a
+   retry; S sees only the final seed), empty bins get a dummy input.
+3. S → R ``EXT``: IKNP's matrix (512 × 128 bits): 512 random OTs with S's choice bits ``s``.
+4. R → S ``REQUEST`` chunks: the rows ``U_b = T0_b ^ T1_b ^ C(x_b)`` of KKRT16's OPRF, one
+   64-byte row per bin (no answers: R streams them all).
+5. S → R ``TAGS`` chunks: for each distinct ``y`` in Y, its OPRF value at each of its 3 bins
+   (``w`` bytes, ``w = ceil((40 + log2(3 |X| |Y|)) / 8)``, 8..16), all shuffled (Fisher–Yates).
+6. R compares them with its own bins' values: ``X ∩ Y`` (false match probability below 2^-40).
+
+What each side learns (semi-honest parties; CDH on Ed25519 for the base OTs; AES as a PRG and
+pseudorandom code, SHA-256 as a correlation-robust hash / random oracle):
+
+- S learns |X| (R's HELLO; the table size follows from it) and nothing else: ``U`` is masked by
+  ``T1``, which S does not know (IKNP hides Δ, the base OTs hide R's keys).
+- R learns ``X ∩ Y`` and |Y| (HELLO), and the number of *distinct* ids of Y (3 values each). The
+  values of ids outside X are pseudorandom to R (the OPRF needs ``s``); their order is a random
+  permutation, and duplicates of Y are dropped before evaluation, so neither order nor
+  multiplicity of Y leaks.
+- What differs from RSA mode: no long-term key, so no signer tag cache (each run is a fresh
+  OPRF; nothing can be precomputed for a dataset), both parties must be online for the whole run,
+  and there is no three-party variant; R's work and S's work are about equal and both are cheap
+  (AES and SHA-256 per bin and per id, no public-key operation per id). ``max_requests`` still
+  bounds |X| as announced.
+
 Three parties (RSA mode)
 ------------------------
 Parties A (the leader), B and C; C is the signer, its key defines the tags of everyone.
@@ -86,6 +119,14 @@ Examples
 >>> r = PSIRequester(["b", "c", "d"])
 >>> [x.decode() for x in run_two_party(r, s)]
 ['b', 'c']
+
+OT mode:
+
+>>> from dtxfast.crypto.ot import OPRFKey
+>>> s = PSISigner(["a", "b", "c"], OPRFKey.generate())
+>>> r = PSIRequester(["b", "c", "d"], mode="ot")
+>>> [x.decode() for x in run_two_party(r, s)]
+['b', 'c']
 """
 
 from __future__ import annotations
@@ -112,6 +153,7 @@ from ..crypto.blind_rsa import (
     Rng,
 )
 from ..crypto.ecdh import POINT_SIZE, ECDHMaskKey, ecdh_tags
+from ..crypto.ot import OPRFKey
 from ..errors import (
     KeyMismatch,
     MalformedInput,
@@ -122,6 +164,7 @@ from ..errors import (
 
 if TYPE_CHECKING:
     from ..compute import ComputeBackend
+    from . import _psi_ot
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -167,6 +210,8 @@ class MsgType(enum.IntEnum):
     RELAY = 5
     RESULT = 6
     REFUSE = 7
+    SETUP = 8
+    EXT = 9
 
 
 class Mode(enum.IntEnum):
@@ -174,6 +219,7 @@ class Mode(enum.IntEnum):
 
     RSA = 1
     ECDH = 2
+    OT = 3
 
 
 @dataclass(frozen=True)
@@ -278,9 +324,9 @@ def _mode_name(mode: Mode) -> str:
 def _as_mode(mode: Mode | str | None) -> Mode | None:
     if mode is None or isinstance(mode, Mode):
         return mode
-    if isinstance(mode, str) and mode.lower() in ("rsa", "ecdh"):
+    if isinstance(mode, str) and mode.lower() in ("rsa", "ecdh", "ot"):
         return Mode[mode.upper()]
-    raise ParameterError(f"the PSI mode must be rsa or ecdh, not {mode!r}")
+    raise ParameterError(f"the PSI mode must be rsa, ecdh or ot, not {mode!r}")
 
 
 def _as_batch(ids: IdsLike) -> IdBatch:
@@ -406,8 +452,8 @@ class PSISigner:
     ----------
     ids : IdBatch or iterable of str
         The signer's own ids.
-    key : BlindRSASigner or ECDHMaskKey
-        RSA private key (RSA mode) or X25519 scalar (ECDH mode).
+    key : BlindRSASigner, ECDHMaskKey or OPRFKey
+        RSA private key (RSA mode), X25519 scalar (ECDH mode) or OPRF key (OT mode; one run).
     chunk_size : int
         Values per ``TAGS`` message.
     cache : SignerTagCache, optional
@@ -420,15 +466,17 @@ class PSISigner:
         :mod:`dtxfast.compute`); default :func:`dtxfast.compute.default_compute`.
     """
 
-    def __init__(self, ids: IdsLike, key: BlindRSASigner | ECDHMaskKey, *,
+    def __init__(self, ids: IdsLike, key: BlindRSASigner | ECDHMaskKey | OPRFKey, *,
                  chunk_size: int = DEFAULT_CHUNK, cache: SignerTagCache | None = None,
                  max_requests: int | None = None, compute: ComputeBackend | None = None) -> None:
         if isinstance(key, BlindRSASigner):
             self.mode = Mode.RSA
         elif isinstance(key, ECDHMaskKey):
             self.mode = Mode.ECDH
+        elif isinstance(key, OPRFKey):
+            self.mode = Mode.OT
         else:
-            raise ParameterError("key must be a BlindRSASigner or an ECDHMaskKey")
+            raise ParameterError("key must be a BlindRSASigner, an ECDHMaskKey or an OPRFKey")
         self.key = key
         self.ids = _as_batch(ids)
         self.chunk_size = _check_chunk(chunk_size)
@@ -444,6 +492,13 @@ class PSISigner:
         self.final: IdBatch | None = None
         self._own: np.ndarray | None = None
         self._per_id: np.ndarray | None = None
+        self._ot: _psi_ot.SignerSide | None = None
+        self._ot_seq = 0
+        self._ot_requester_count = 0
+        if isinstance(key, OPRFKey):
+            from . import _psi_ot
+
+            self._ot = _psi_ot.SignerSide(key, self.ids)
 
     @property
     def key_id(self) -> bytes:
@@ -451,7 +506,12 @@ class PSISigner:
 
     def hello(self) -> bytes:
         """The first message: version and mode (header), public key (RSA), number of own ids, chunk size."""
-        keybytes = self.key.public_key().to_bytes() if isinstance(self.key, BlindRSASigner) else b""
+        if isinstance(self.key, BlindRSASigner):
+            keybytes = self.key.public_key().to_bytes()
+        elif self._ot is not None:
+            keybytes = self._ot.hello_extra()  # seed and base-OT point
+        else:
+            keybytes = b""
         body = _HELLO.pack(len(self.ids), self.chunk_size) + keybytes
         return PSIMessage(MsgType.HELLO, self.mode, self.key_id, 0, 1, len(body), True, body).encode()
 
@@ -462,6 +522,8 @@ class PSISigner:
         """
         if self._per_id is not None:
             return self._per_id
+        if self.mode == Mode.OT:
+            raise StateError("an OT-mode signer has no per-id tags (its OPRF values depend on the run)")
         name = SignerTagCache.entry_name(self.mode, self.key_id, self.ids.digest())
         cached = self.cache.get(name)
         if cached is not None and cached.shape[0] == len(self.ids):
@@ -472,6 +534,7 @@ class PSISigner:
         if isinstance(self.key, BlindRSASigner):
             values = self.compute.sign_own(self.key, self.ids)
         else:
+            assert isinstance(self.key, ECDHMaskKey)
             values = self.key.mask(ECDHMaskKey.hash_ids(self.ids))
         self.cache.put(name, values)
         self._per_id = values
@@ -500,7 +563,12 @@ class PSISigner:
         """
         if not self.greeted:
             raise StateError("no requester's HELLO yet: the signer computes its tags after the handshake")
-        values = self.own_values()
+        if self._ot is not None:
+            if not self._ot.complete:
+                raise StateError("an OT-mode signer sends its OPRF values after every row of U")
+            values = self._ot.values()
+        else:
+            values = self.own_values()
         total = values.shape[0]
         seq = 0
         for start in range(0, max(total, 1), self.chunk_size):
@@ -531,8 +599,10 @@ class PSISigner:
         if msg.type == MsgType.HELLO:
             self._on_hello(msg)
             return None
-        if msg.type == MsgType.REQUEST and not self.greeted:
-            raise ProtocolError("REQUEST before the requester's HELLO")
+        if msg.type in (MsgType.REQUEST, MsgType.SETUP) and not self.greeted:
+            raise ProtocolError(f"{msg.type.name} before the requester's HELLO")
+        if self._ot is not None:
+            return self._receive_ot(msg)
         if msg.type == MsgType.REQUEST:
             if self.max_requests is not None and self.requests_served + msg.count > self.max_requests:
                 raise ProtocolError(f"requester asked for more than {self.max_requests} signatures")
@@ -543,6 +613,7 @@ class PSISigner:
             else:
                 if msg.width != POINT_SIZE:
                     raise MalformedInput("X25519 points are 32 bytes")
+                assert isinstance(self.key, ECDHMaskKey)
                 out = self.key.mask(msg.values())
             self.requests_served += msg.count
             return _msg(MsgType.RESPONSE, self.mode, self.key_id, msg.seq, out, msg.last)
@@ -559,7 +630,30 @@ class PSISigner:
             return None
         raise ProtocolError(f"a signer does not expect a {msg.type.name} message")
 
+    def _receive_ot(self, msg: PSIMessage) -> bytes | None:
+        assert self._ot is not None
+        if msg.type == MsgType.SETUP:
+            if msg.count != 1:
+                raise MalformedInput("a SETUP message carries one value")
+            ext = self._ot.on_setup(msg.body, self._ot_requester_count)
+            return PSIMessage(MsgType.EXT, Mode.OT, self.key_id, 0, len(ext) // 16, 16, True, ext).encode()
+        if msg.type == MsgType.REQUEST:
+            if msg.seq != self._ot_seq:
+                raise ProtocolError(f"REQUEST {msg.seq} out of order (expected {self._ot_seq})")
+            if msg.width != 64:
+                raise MalformedInput("rows of U are 64 bytes")
+            if msg.last != (self._ot.rows and self._ot.rows == self._ot._lo + self._ot._pending_rows + msg.count):
+                raise ProtocolError("the last REQUEST flag does not match the requester's table size")
+            self._ot.on_u(msg.values())
+            self._ot_seq += 1
+            if self._ot.complete:
+                self.requests_served = self._ot_requester_count
+            return None
+        raise ProtocolError(f"an OT-mode signer does not expect a {msg.type.name} message")
+
     def _on_hello(self, msg: PSIMessage) -> None:
+        if self._ot is not None and self.greeted:
+            raise ProtocolError("an OT-mode signer serves one requester per run")
         if msg.count != 1 or msg.width != _HELLO.size:
             if msg.count == 1 and msg.width > _HELLO.size:
                 raise ProtocolError("a signer does not take a signer's HELLO")
@@ -570,6 +664,7 @@ class PSISigner:
         if self.max_requests is not None and self.requests_announced + count > self.max_requests:
             raise ProtocolError(f"the requester holds {count} ids; this signer signs at most {self.max_requests}")
         self.requests_announced += count
+        self._ot_requester_count = count
         self.greeted = True
 
 
@@ -593,7 +688,7 @@ class PSIRequester:
     compute : ComputeBackend, optional
         Where blinding and unblinding run (see :mod:`dtxfast.compute`); default
         :func:`dtxfast.compute.default_compute`. A custom ``rng`` needs the local backend.
-    mode : {"rsa", "ecdh"} or Mode, optional
+    mode : {"rsa", "ecdh", "ot"} or Mode, optional
         The mode this requester runs: a signer's ``HELLO`` of another mode is refused before any
         work (default: whichever the signer runs).
     """
@@ -629,6 +724,8 @@ class PSIRequester:
         self._theirs_done = False
         self._result: np.ndarray | None = None
         self.final_index: np.ndarray | None = None
+        self._ot: _psi_ot.RequesterSide | None = None
+        self._ot_stage = 0  # 0 before SETUP, 1 SETUP sent, 2 EXT taken
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -656,6 +753,9 @@ class PSIRequester:
     def requests(self) -> Iterator[bytes]:
         """The ``REQUEST`` messages, computed lazily chunk by chunk (at most ``max_pending`` open)."""
         self._require_hello()
+        if self._ot is not None:
+            yield from self._ot_requests()
+            return
         while self._issued < self._nchunks:
             if len(self._pending) >= self.max_pending:
                 raise StateError(f"{self.max_pending} requests await responses; receive them first")
@@ -675,6 +775,34 @@ class PSIRequester:
             self._issued += 1
             assert self.key_id is not None and self.mode is not None
             yield _msg(MsgType.REQUEST, self.mode, self.key_id, seq, values, last)
+
+    def _ot_requests(self) -> Iterator[bytes]:
+        assert self._ot is not None and self.key_id is not None
+        if self._ot_stage != 2:
+            raise StateError("OT mode: send SETUP and take the signer's EXT before the requests")
+        if self._issued:
+            raise StateError("the requests were already sent")
+        rows = self._ot.rows
+        for lo, block in self._ot.u_blocks():
+            for start in range(0, block.shape[0], self.chunk_size):
+                part = block[start : start + self.chunk_size]
+                last = lo + start + part.shape[0] == rows
+                yield _msg(MsgType.REQUEST, Mode.OT, self.key_id, self._issued, part, last)
+                self._issued += 1
+                self._answered = self._issued
+
+    def setup_message(self) -> bytes:
+        """OT mode, after :meth:`hello`: the ``SETUP`` message (the requester's seed and its
+        128 base-OT points; the ids are cuckoo-hashed first)."""
+        self._require_hello()
+        if self._ot is None:
+            raise StateError("SETUP exists in OT mode only")
+        if self._ot_stage:
+            raise StateError("SETUP was already sent")
+        assert self.key_id is not None
+        body = self._ot.setup()
+        self._ot_stage = 1
+        return PSIMessage(MsgType.SETUP, Mode.OT, self.key_id, 0, 1, len(body), True, body).encode()
 
     def hello(self) -> bytes:
         """The answer to the signer's ``HELLO``: its mode and key id (accepted), the number of
@@ -720,6 +848,9 @@ class PSIRequester:
             raise ProtocolError("message of another PSI mode")
         if msg.key_id != self.key_id:
             raise KeyMismatch("message is under another signer key")
+        if self._ot is not None:
+            self._receive_ot(msg)
+            return
         if msg.type == MsgType.RESPONSE:
             self._on_response(msg)
         elif msg.type == MsgType.TAGS:
@@ -736,6 +867,28 @@ class PSIRequester:
             raise ProtocolError(f"a requester does not expect a {msg.type.name} message")
         self._maybe_finish()
 
+    def _receive_ot(self, msg: PSIMessage) -> None:
+        assert self._ot is not None
+        if msg.type == MsgType.EXT:
+            if self._ot_stage != 1:
+                raise ProtocolError("EXT before this party's SETUP, or twice")
+            if msg.count != 512 or msg.width != 16 or msg.seq != 0:
+                raise MalformedInput("an EXT message holds 512 rows of 16 bytes")
+            self._ot.on_ext(msg.body)
+            self._ot_stage = 2
+        elif msg.type == MsgType.TAGS:
+            if self._issued == 0 or self._issued < self._nchunks:
+                raise ProtocolError("OPRF values before every request was sent")
+            if msg.seq != self._theirs_seq:
+                raise ProtocolError(f"value chunk {msg.seq} out of order (expected {self._theirs_seq})")
+            self._theirs_seq += 1
+            self._ot.on_values(msg.values(), msg.last)
+            if msg.last:
+                self._theirs_done = True
+                self._result = self._ot.result
+        else:
+            raise ProtocolError(f"an OT-mode requester does not expect a {msg.type.name} message")
+
     def _on_hello(self, msg: PSIMessage) -> None:
         if self.mode is not None:
             raise ProtocolError("second HELLO")
@@ -751,6 +904,14 @@ class PSIRequester:
             if pub.key_id != msg.key_id:
                 raise KeyMismatch("HELLO's key id does not match its key")
             self.public_key = pub
+        elif msg.mode == Mode.OT:
+            if not self.expect_signer_tags:
+                raise ProtocolError("OT mode is two-party only")
+            from . import _psi_ot
+
+            self._ot = _psi_ot.RequesterSide(self.ids, count, keybytes, self._rng)
+            self._nchunks = sum((min(lo + _psi_ot.BLOCK_ROWS, self._ot.rows) - lo + self.chunk_size - 1)
+                                // self.chunk_size for lo in range(0, self._ot.rows, _psi_ot.BLOCK_ROWS))
         else:
             if keybytes:
                 raise MalformedInput("an ECDH HELLO carries no key")
@@ -825,6 +986,8 @@ class PSIRequester:
 
     def own_tags(self) -> np.ndarray:
         """The ``(count, 16)`` tags of the requester's ids (once every response arrived)."""
+        if self._ot is not None:
+            raise StateError("an OT-mode requester has no tags (its OPRF values are per bin and run)")
         if self._answered < self._nchunks:
             raise StateError("not every request was answered yet")
         return self._tags
@@ -835,6 +998,20 @@ def run_two_party(requester: PSIRequester, signer: PSISigner, *,
     """Drive a requester and a signer in-process; returns the intersection (requester's order)."""
     requester.receive(signer.hello())
     signer.receive(requester.hello())
+    if requester.mode == Mode.OT:
+        ext = signer.receive(requester.setup_message())
+        assert ext is not None
+        requester.receive(ext)
+        total = requester.progress[1]
+        for i, req in enumerate(requester.requests()):
+            signer.receive(req)
+            if on_progress is not None:
+                on_progress(i + 1, total)
+        for msg in signer.signer_messages():
+            requester.receive(msg)
+        if not requester.done:
+            raise ProtocolError("the run ended before the intersection was known")
+        return requester.intersection().to_list()
     for msg in signer.signer_messages():
         requester.receive(msg)
     total = requester.progress[1]

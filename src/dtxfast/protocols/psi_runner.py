@@ -52,7 +52,7 @@ from collections.abc import Callable
 
 from ..errors import DtxError, ParameterError, ProtocolError
 from .channel import Channel
-from .psi import PSIRequester, PSISigner, is_refusal, refusal
+from .psi import Mode, PSIRequester, PSISigner, is_refusal, refusal
 
 __all__ = ["DONE", "accept_requester", "greet_requester", "greet_signer", "run_requester", "run_signer",
            "send_requests", "serve_requests"]
@@ -71,10 +71,32 @@ def run_signer(signer: PSISigner, channel: Channel, peer: str, *, timeout: float
         sent a malformed message.
     """
     greet_requester(signer, channel, peer, timeout=timeout)
+    if signer.mode == Mode.OT:
+        _serve_ot(signer, channel, peer, timeout=timeout)
+        return int(signer.requests_served)
     for msg in signer.signer_messages():
         channel.send(peer, msg)
     serve_requests(signer, channel, peer, timeout=timeout)
     return int(signer.requests_served)
+
+
+def _serve_ot(signer: PSISigner, channel: Channel, peer: str, *, timeout: float | None) -> None:
+    """OT mode after the handshake: SETUP in, EXT out; the rows of U in; once the last row
+    arrived, the signer's OPRF values out; then wait for the requester's DONE."""
+    sent = False
+    while True:
+        frame = channel.recv(peer, timeout=timeout)
+        if frame == DONE:
+            if not sent:
+                raise ProtocolError("the requester stopped before the signer's OPRF values")
+            return
+        reply = signer.receive(frame)
+        if reply is not None:
+            channel.send(peer, reply)
+        if not sent and signer._ot is not None and signer._ot.complete:
+            for msg in signer.signer_messages():
+                channel.send(peer, msg)
+            sent = True
 
 
 def _take_or_refuse(channel: Channel, peer: str, frame: bytes, take: Callable[[bytes], object]) -> None:
@@ -148,11 +170,30 @@ def run_requester(requester: PSIRequester, channel: Channel, peer: str, *, windo
     if window < 1:
         raise ParameterError("window must be at least 1")
     greet_signer(requester, channel, peer, timeout=timeout)
+    if requester.mode == Mode.OT:
+        return _request_ot(requester, channel, peer, timeout=timeout, on_progress=on_progress)
     while not requester.signer_values_complete:  # the signer's own tags follow its HELLO
         requester.receive(channel.recv(peer, timeout=timeout))
     send_requests(requester, channel, peer, window=window, timeout=timeout, on_progress=on_progress)
     if not requester.done:
         raise ProtocolError("the run ended before the intersection was known")
+    channel.send(peer, DONE)
+    return requester.intersection().to_list()
+
+
+def _request_ot(requester: PSIRequester, channel: Channel, peer: str, *, timeout: float | None,
+                on_progress: Callable[[int, int], None] | None) -> list[bytes]:
+    """OT mode after the handshake: SETUP out, EXT in, every row of U out (no answers to wait
+    for), the signer's OPRF values in; then DONE."""
+    channel.send(peer, requester.setup_message())
+    requester.receive(channel.recv(peer, timeout=timeout))
+    total = requester.progress[1]
+    for i, msg in enumerate(requester.requests()):
+        channel.send(peer, msg)
+        if on_progress is not None:
+            on_progress(i + 1, total)
+    while not requester.done:
+        requester.receive(channel.recv(peer, timeout=timeout))
     channel.send(peer, DONE)
     return requester.intersection().to_list()
 
