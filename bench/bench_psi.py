@@ -1,4 +1,4 @@
-"""PSI benchmarks: dtxfast (RSA and ECDH modes) against its twin, OpenMined's PSI and two floors.
+"""PSI benchmarks: dtxfast (RSA, ECDH and OT modes) against its twin, OpenMined's PSI, SPU and floors.
 
 Groups, at 10^4, 10^5 and 10^6 ids per side with 50% overlap (``--quick``: 10^3 and 10^4), with a
 2048-bit RSA key:
@@ -19,7 +19,9 @@ SPU rows of ``psi.total`` (``spu-rr22``, ``spu-ecdh``, ``spu-kkrt``): SecretFlow
 process over SPU's in-memory link, on the same ids, timed by ``_spu_psi.py`` under the interpreter
 named by ``DTX_BENCH_SPU_PYTHON`` (SPU needs ``numpy < 2``); without it these rows are omitted
 and ``dtx bench`` says why under the table. SPU parallelises inside each party as it sees fit, so
-the rows say ``threads`` = all cores; their ratios are taken against ``dtxfast-ecdh``.
+the rows say ``threads`` = all cores; ``spu-ecdh``'s ratio is taken against ``dtxfast-ecdh``,
+``spu-rr22``'s and ``spu-kkrt``'s against ``dtxfast-ot`` (the OT-based mode: KKRT16, the
+protocol of SPU's KKRT rows).
 
 ``dtxfast-ecdh`` masks with X25519 8 points per ladder on AVX-512 IFMA where the CPU has it;
 ``dtxfast-ecdh-openssl`` is the same kernel's one-at-a-time OpenSSL path (``DTXFAST_SIMD=0``) on a
@@ -48,6 +50,7 @@ import pytest
 from dtxfast._backend import use_backend
 from dtxfast.crypto.blind_rsa import BlindRSASigner, IdBatch
 from dtxfast.crypto.ecdh import ECDHMaskKey, ecdh_tags
+from dtxfast.crypto.ot import OPRFKey
 from dtxfast.protocols.psi import PSIRequester, PSISigner, SignerTagCache, run_two_party
 
 from . import _openssl_floor
@@ -318,6 +321,22 @@ def test_total_dtxfast_ecdh(benchmark, data, n, threads):
 
 
 @pytest.mark.benchmark(group="psi.total")
+@pytest.mark.parametrize("threads", thread_variants())
+@pytest.mark.parametrize("n", SIZES)
+def test_total_dtxfast_ot(benchmark, data, n, threads):
+    a, b = data(n)
+
+    def setup():
+        return (PSIRequester(a, mode="ot"), PSISigner(b, OPRFKey.generate())), {}
+
+    def check(result: list[bytes]) -> None:
+        assert len(result) == n // 2
+
+    check(measure(benchmark, run_two_party, impl="dtxfast-ot", size=n, unit="s", rounds=_rounds(n),
+                  setup=setup, threads=threads, **_note(note="KKRT16, base OTs included")))
+
+
+@pytest.mark.benchmark(group="psi.total")
 @pytest.mark.parametrize("n", SIZES)
 def test_total_python_twin(benchmark, key, data, n):
     if n > PY_TOTAL_MAX:
@@ -355,6 +374,7 @@ def test_total_openmined(benchmark, n):
 def test_total_spu(benchmark, n, protocol):
     rounds = min(_rounds(n), 2) if QUICK else _rounds(n)
     out = peer_row(benchmark, SPU_PYTHON, "_spu_psi.py", {"protocol": protocol, "size": n, "rounds": rounds},
-                   impl=f"spu-{protocol}", size=n, threads=CORES, ref="dtxfast-ecdh")
+                   impl=f"spu-{protocol}", size=n, threads=CORES,
+                   ref="dtxfast-ecdh" if protocol == "ecdh" else "dtxfast-ot")
     curve = ", Curve25519" if protocol == "ecdh" else ""
     benchmark.extra_info["note"] = f"SPU {out['spu']} {protocol.upper()}{curve}, CSV in/out"
