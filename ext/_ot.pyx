@@ -54,6 +54,7 @@ cdef extern from "_ot_core.h" nogil:
     uint64_t dtx_xorshift(uint64_t *s)
     uint64_t dtx_load64(const uint8_t *p)
     uint64_t dtx_slot(uint64_t key, uint64_t mask)
+    void dtx_prefetch_row(const uint8_t *p)
 
 #: bytes of a KKRT row (the 512-bit code width)
 ROW = 64
@@ -61,6 +62,7 @@ DEF _ROW = 64
 #: rows per scheduling chunk of the code/hash kernels
 CHUNK = 256
 DEF _CHUNK = 256
+DEF _AHEAD = 16
 
 
 cdef class _Ciphers:
@@ -220,9 +222,13 @@ cdef int _eval_chunk(Py_ssize_t lo, Py_ssize_t hi, const EVP_CIPHER *ecb, const 
     cdef EVP_CIPHER_CTX *c = _ecb(ecb, key)
     if c == NULL:
         return 1
+    for i in range(lo, min(lo + _AHEAD, hi)):
+        dtx_prefetch_row(q + bins[i] * _ROW)
     _codes(c, inputs + lo * 16, hi - lo, code)
     EVP_CIPHER_CTX_free(c)
     for i in range(lo, hi):
+        if i + _AHEAD < hi:  # random rows of q: keep a few cache misses in flight
+            dtx_prefetch_row(q + bins[i + _AHEAD] * _ROW)
         qr = q + bins[i] * _ROW
         for b in range(_ROW):
             row[b] = qr[b] ^ (code[(i - lo) * _ROW + b] & s[b])
@@ -303,6 +309,48 @@ cdef int64_t _cuckoo(const uint32_t[:, ::1] bins, const uint8_t[:, ::1] items, i
     return -1
 
 
+cdef int _eval3_chunk(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, const EVP_CIPHER *ecb,
+                      const uint8_t *key, const uint8_t *q, const uint8_t *s, const uint32_t *bins3,
+                      const uint8_t *items, uint8_t *out, Py_ssize_t w) noexcept nogil:
+    cdef uint8_t inp[_CHUNK * 16]
+    cdef int64_t bb[_CHUNK]
+    cdef Py_ssize_t i, h
+    cdef int err = 0
+    for h in range(3):
+        for i in range(lo, hi):
+            memcpy(inp + (i - lo) * 16, items + i * 16, 16)
+            inp[(i - lo) * 16 + 15] = <uint8_t>((items[i * 16 + 15] & 0xf0) | (h << 2))
+            bb[i - lo] = bins3[i * 3 + h]
+        err |= _eval_chunk(0, hi - lo, ecb, key, q, s, bb, inp, out + (h * n + lo) * w, w)
+    return err
+
+
+def kkrt_eval_ids(const uint8_t[:, ::1] q, const uint8_t[::1] s, const uint32_t[:, ::1] bins,
+                  const uint8_t[:, ::1] items, const uint8_t[::1] code_key, uint8_t[:, ::1] out,
+                  int nthreads):
+    """:func:`kkrt_eval` of every item under each of its 3 hash functions: row ``h * n + i`` of
+    ``out`` is the OPRF at row ``bins[i, h]`` of ``items[i]`` with the low nibble of byte 15
+    replaced by ``h << 2`` (the input tag of hash function ``h``)."""
+    cdef Py_ssize_t n = items.shape[0], m = q.shape[0], w = out.shape[1], i, h
+    if (q.shape[1] != _ROW or s.shape[0] != _ROW or items.shape[1] != 16 or bins.shape[0] != n
+            or bins.shape[1] != 3 or out.shape[0] != 3 * n or not 1 <= w <= 32 or code_key.shape[0] != 16):
+        raise ValueError("kkrt_eval_ids: q (m, 64), s 64 bytes, items (n, 16), bins (n, 3), out (3n, 1..32)")
+    for i in range(n):
+        for h in range(3):
+            if bins[i, h] >= m:
+                raise ValueError("kkrt_eval_ids: a bin is out of range")
+    if n == 0:
+        return 0
+    cdef _Ciphers ciphers = _Ciphers()
+    cdef Py_ssize_t nch = (n + _CHUNK - 1) // _CHUNK, c
+    cdef int64_t[::1] errs = np.zeros(nch, dtype=np.int64)
+    with nogil:
+        for c in prange(nch, schedule="dynamic", num_threads=max(nthreads, 1)):
+            errs[c] = _eval3_chunk(c * _CHUNK, min(c * _CHUNK + _CHUNK, n), n, ciphers.ecb, &code_key[0],
+                                   &q[0, 0], &s[0], &bins[0, 0], &items[0, 0], &out[0, 0], w)
+    return 1 if np.any(np.asarray(errs)) else 0
+
+
 def cuckoo_insert(const uint32_t[:, ::1] bins, const uint8_t[:, ::1] items, int64_t[::1] table,
                   int8_t[::1] which, uint8_t[::1] dup, uint64_t seed, int64_t max_kicks):
     """Insert items ``0..n-1`` into a cuckoo table of ``len(table)`` bins (3 hash functions).
@@ -370,24 +418,39 @@ def match_values(const uint8_t[:, ::1] mine, const uint8_t[::1] valid, const uin
                     slot = (slot + 1) & mask
                 tab[slot] = i
         for i in prange(t, schedule="static", num_threads=max(nthreads, 1)):
+            if i + _AHEAD < t:
+                dtx_prefetch_row(<const uint8_t *>(tab + dtx_slot(dtx_load64(tp + (i + _AHEAD) * w), mask)))
             _probe(tab, mask, mp, tp + i * w, w, &hit[0])
     free(tab)
 
 
-def shuffle_rows(uint8_t[:, ::1] rows, const uint64_t[::1] rnd):
+def shuffle_rows(uint8_t[:, ::1] rows, const uint8_t[::1] key):
     """Fisher–Yates shuffle of the rows in place: for i = n-1 .. 1, swap rows i and
-    ``rnd[i] % (i + 1)`` (the caller's random words; the modulo bias is below n / 2^64)."""
+    ``r[i] % (i + 1)``, where ``r`` is the AES-128-CTR keystream of ``key`` (the caller's random
+    16 bytes) read as little-endian 64-bit words (the modulo bias is below n / 2^64)."""
     cdef Py_ssize_t n = rows.shape[0], w = rows.shape[1], i, j
-    if rnd.shape[0] != n or w > 64:
-        raise ValueError("shuffle_rows: one random word per row, rows of at most 64 bytes")
+    if key.shape[0] != 16 or w > 64:
+        raise ValueError("shuffle_rows: a 16-byte key, rows of at most 64 bytes")
+    if n < 2:
+        return
+    cdef _Ciphers ciphers = _Ciphers()
+    cdef uint64_t *rnd = <uint64_t *>malloc(n * 8)
+    if rnd == NULL:
+        raise MemoryError()
     cdef uint8_t tmp[64]
+    cdef int err
     with nogil:
-        for i in range(n - 1, 0, -1):
-            j = <Py_ssize_t>(rnd[i] % <uint64_t>(i + 1))
-            if j != i:
-                memcpy(tmp, &rows[i, 0], w)
-                memcpy(&rows[i, 0], &rows[j, 0], w)
-                memcpy(&rows[j, 0], tmp, w)
+        err = _ctr(ciphers.ctr, &key[0], 0, <uint8_t *>rnd, n * 8)
+        if not err:
+            for i in range(n - 1, 0, -1):
+                j = <Py_ssize_t>(rnd[i] % <uint64_t>(i + 1))
+                if j != i:
+                    memcpy(tmp, &rows[i, 0], w)
+                    memcpy(&rows[i, 0], &rows[j, 0], w)
+                    memcpy(&rows[j, 0], tmp, w)
+    free(rnd)
+    if err:
+        raise MemoryError("OpenSSL failed in shuffle_rows")
 
 
 def first_occurrence(const uint8_t[:, ::1] items, uint8_t[::1] first):

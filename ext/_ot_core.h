@@ -69,6 +69,12 @@ static inline void dtx_bit_transpose(const uint8_t *in, uint8_t *out, size_t nro
     }
 }
 
+/* bring a 64-byte row (two cache lines if unaligned) towards L1 ahead of its use */
+static inline void dtx_prefetch_row(const uint8_t *p) {
+    __builtin_prefetch(p, 0, 3);
+    __builtin_prefetch(p + 63, 0, 3);
+}
+
 /* xorshift64* (the cuckoo table's eviction choices; not a source of secrets) */
 static inline uint64_t dtx_xorshift(uint64_t *s) {
     uint64_t x = *s;

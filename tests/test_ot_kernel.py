@@ -132,10 +132,10 @@ def test_match_shuffle_first_match_twin(m, t, w, seed):
         hits.append(hit)
     np.testing.assert_array_equal(*hits)
     assert hits[0][:k].tolist() == valid[:k].tolist()
-    rnd = rng.integers(0, 2**63, size=t, dtype=np.uint64)
+    key = _rand(rng, 16)
     a, b = theirs.copy(), theirs.copy()
-    K.shuffle_rows(a, rnd)
-    P.shuffle_rows(b, rnd)
+    K.shuffle_rows(a, key)
+    P.shuffle_rows(b, key)
     np.testing.assert_array_equal(a, b)
     assert sorted(map(bytes, a)) == sorted(map(bytes, theirs))
     items = mine.copy()
@@ -146,3 +146,25 @@ def test_match_shuffle_first_match_twin(m, t, w, seed):
     P.first_occurrence(items, f2)
     np.testing.assert_array_equal(f1, f2)
     assert int(f1.sum()) == len({bytes(r) for r in items})
+
+
+@needs_compiled
+@given(st.integers(0, 300), st.integers(1, 3), st.integers(8, 16), st.integers(0, 2**32))
+def test_kkrt_eval_ids_matches_twin_and_eval(n, threads, w, seed):
+    rng = np.random.default_rng(seed)
+    m = 256
+    q, s, key = _rand(rng, m, 64), _rand(rng, 64), _rand(rng, 16)
+    items = _rand(rng, n, 16)
+    bins = rng.integers(0, m, size=(n, 3), dtype=np.uint32)
+    outs = []
+    for mod in (K, P):
+        out = np.zeros((3 * n, w), np.uint8)
+        assert mod.kkrt_eval_ids(q, s, bins, items, key, out, threads) == 0
+        outs.append(out)
+    np.testing.assert_array_equal(*outs)
+    for h in range(3):  # the same as kkrt_eval on the tagged items
+        tagged = items.copy()
+        tagged[:, 15] = (tagged[:, 15] & 0xF0) | (h << 2)
+        one = np.zeros((n, w), np.uint8)
+        K.kkrt_eval(q, s, bins[:, h].astype(np.int64), tagged, key, one, threads)
+        np.testing.assert_array_equal(one, outs[0][h * n:(h + 1) * n])

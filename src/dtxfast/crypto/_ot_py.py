@@ -22,6 +22,7 @@ __all__ = [
     "first_occurrence",
     "kkrt_encode",
     "kkrt_eval",
+    "kkrt_eval_ids",
     "kkrt_sender_q",
     "match_values",
     "prg_rows",
@@ -164,14 +165,33 @@ def match_values(mine: Any, valid: Any, theirs: Any, hit: Any, nthreads: int) ->
             hit[i] = 1
 
 
-def shuffle_rows(rows: Any, rnd: Any) -> None:
+def shuffle_rows(rows: Any, key: Any) -> None:
     n, w = rows.shape
-    if rnd.shape[0] != n or w > 64:
-        raise ValueError("shuffle_rows: one random word per row, rows of at most 64 bytes")
+    if len(key) != 16 or w > 64:
+        raise ValueError("shuffle_rows: a 16-byte key, rows of at most 64 bytes")
+    if n < 2:
+        return
+    rnd = np.frombuffer(_ctr(bytes(key), 0, 8 * n), dtype="<u8")
     for i in range(n - 1, 0, -1):
         j = int(rnd[i]) % (i + 1)
         if j != i:
             rows[[i, j]] = rows[[j, i]]
+
+
+def kkrt_eval_ids(q: Any, s: Any, bins: Any, items: Any, code_key: Any, out: Any, nthreads: int) -> int:
+    n = items.shape[0]
+    if (q.shape[1] != ROW or len(s) != ROW or items.shape[1] != 16 or bins.shape != (n, 3)
+            or out.shape[0] != 3 * n or not 1 <= out.shape[1] <= 32 or len(code_key) != 16):
+        raise ValueError("kkrt_eval_ids: q (m, 64), s 64 bytes, items (n, 16), bins (n, 3), out (3n, 1..32)")
+    if n and int(np.max(bins)) >= q.shape[0]:
+        raise ValueError("kkrt_eval_ids: a bin is out of range")
+    for h in range(3):
+        tagged = np.array(items, dtype=np.uint8, copy=True)
+        tagged[:, 15] = (tagged[:, 15] & 0xF0) | (h << 2)
+        part = np.zeros((n, out.shape[1]), np.uint8)
+        kkrt_eval(q, s, np.asarray(bins[:, h], dtype=np.int64), tagged, code_key, part, nthreads)
+        out[h * n:(h + 1) * n] = part
+    return 0
 
 
 def first_occurrence(items: Any, first: Any) -> None:

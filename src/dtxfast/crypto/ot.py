@@ -410,10 +410,27 @@ class KKRTSender:
             raise ParameterError("u is (B, 64) with B a multiple of 128")
         if lo != self._filled or lo + b > self.rows:
             raise StateError(f"U rows [{lo}, {lo + b}) out of order (expected from {self._filled} to {self.rows})")
-        q = _prg_rows(self._seeds, lo, b)
+        q = self._q[lo:lo + b]  # contiguous rows: the kernel writes them in place
+        if _kernel.prg_rows(self._seeds, lo, q, num_threads()):
+            raise RuntimeError("OpenSSL failed in the OT kernel")
         _kernel.kkrt_sender_q(q, u, self._s, num_threads())
-        self._q[lo:lo + b] = q
         self._filled += b
+
+    def evaluate_ids(self, bins: np.ndarray, items: np.ndarray, width: int) -> np.ndarray:
+        """The OPRF of each item at each of its three bins (cuckoo hashing): ``(3n, width)``,
+        row ``h * n + i`` for item ``i`` at ``bins[i, h]``, its input tagged with ``h`` (the low
+        nibble of byte 15 replaced by ``h << 2``)."""
+        if not self.complete:
+            raise StateError("not every row of U was received")
+        bins = np.ascontiguousarray(bins, dtype=np.uint32)
+        items = np.ascontiguousarray(items, dtype=np.uint8)
+        if items.ndim != 2 or items.shape[1] != 16 or bins.shape != (items.shape[0], 3):
+            raise ParameterError("bins (n, 3) and items (n, 16)")
+        out = np.empty((3 * items.shape[0], width), np.uint8)
+        if items.shape[0] and _kernel.kkrt_eval_ids(self._q, self._s, bins, items, self._key, out,
+                                                    num_threads()):
+            raise RuntimeError("OpenSSL failed in the OT kernel")
+        return out
 
     def evaluate(self, rows: np.ndarray, inputs: np.ndarray, width: int) -> np.ndarray:
         """The OPRF of ``inputs[i]`` at row ``rows[i]``, truncated to ``width`` bytes (1..32)."""

@@ -238,13 +238,9 @@ class SignerSide:
         items, bins = hash_ids(self.ids, self.hash_key, self.rows)
         first = np.zeros(len(self.ids), np.uint8)
         _ot.first_occurrence(items, first)
-        keep = first.astype(bool)
-        items, bins = items[keep], bins[keep]
-        n = items.shape[0]
-        rows = np.concatenate([bins[:, h].astype(np.int64) for h in range(3)])
-        inputs = np.concatenate([_tagged(items, h) for h in range(3)])
-        out = self._oprf.evaluate(rows, inputs, self.width)
-        if 3 * n > 1:
-            rnd = np.frombuffer(self._rng(8 * 3 * n), dtype=np.uint64)
-            _ot.shuffle_rows(out, rnd)
+        if not first.all():
+            keep = first.astype(bool)
+            items, bins = np.ascontiguousarray(items[keep]), np.ascontiguousarray(bins[keep])
+        out = self._oprf.evaluate_ids(bins, items, self.width)
+        _ot.shuffle_rows(out, np.frombuffer(self._rng(16), np.uint8))
         return out
