@@ -169,6 +169,29 @@ def test_a_signer_of_another_mode_is_refused_at_hello():
         r2.receive(s.hello())
 
 
+def test_more_ids_than_the_code_covers_are_refused(monkeypatch):
+    """A HELLO announcing more ids than KKRT16's 512-bit code covers stops the run before the
+    signer allocates its table (a requester could otherwise make it reserve any memory)."""
+    monkeypatch.setattr(_psi_ot, "MAX_IDS", 4)
+    s = PSISigner(list("abcde"), OPRFKey.generate())
+    with pytest.raises(ProtocolError, match="the signer holds 5 ids"):
+        PSIRequester(["a"], mode="ot").receive(s.hello())
+    monkeypatch.setattr(_psi_ot, "MAX_IDS", 1 << 24)
+    s, r = _started(r_ids=list("abcde"), s_ids=["a"])
+    setup = r.setup_message()
+    monkeypatch.setattr(_psi_ot, "MAX_IDS", 4)
+    with pytest.raises(ProtocolError, match="the requester holds 5 ids"):
+        s.receive(setup)
+    s = PSISigner(["a"], OPRFKey.generate())
+    r = PSIRequester(list("abcde"), mode="ot")
+    monkeypatch.setattr(_psi_ot, "MAX_IDS", 1 << 24)
+    r.receive(s.hello())
+    monkeypatch.setattr(_psi_ot, "MAX_IDS", 4)
+    with pytest.raises(ProtocolError, match="the requester holds 5 ids"):
+        s.receive(r.hello())  # at the handshake, before any work
+    assert not s.greeted
+
+
 def test_one_requester_per_signer_run():
     s, r = _started()
     with pytest.raises(ProtocolError, match="one requester"):

@@ -50,6 +50,8 @@ LOAD = 1.27
 #: statistical security of the match: false positives at most 2^-40 per run
 STAT_BITS = 40
 MAX_KICKS = 500
+#: most ids per party: KKRT16's 512-bit code gives 128-bit security up to 2^24 OPRF inputs
+MAX_IDS = 1 << 24
 MAX_REHASH = 64
 _ID_DOMAIN = b"dtxfast/psi/ot/id/v1\x00"
 _DUMMY_TAG = 3
@@ -65,6 +67,11 @@ def value_width(n_requester: int, n_signer: int) -> int:
     """Bytes of an OPRF value on the wire: ``40 + log2(3 n_r n_s)`` bits, 8..16 bytes."""
     bits = STAT_BITS + math.log2(max(2, 3 * n_requester * n_signer))
     return min(16, max(8, math.ceil(bits / 8)))
+
+
+def check_size(n: int, who: str) -> None:
+    if n > MAX_IDS:
+        raise ProtocolError(f"{who} holds {n} ids; OT-mode PSI takes at most 2^24 per party")
 
 
 def _derive(tag: bytes, seed_s: bytes, seed_r: bytes) -> bytes:
@@ -96,6 +103,8 @@ class RequesterSide:
     def __init__(self, ids: IdBatch, signer_count: int, extra: bytes, rng: Rng) -> None:
         if len(extra) != HELLO_EXTRA:
             raise MalformedInput("an OT-mode HELLO carries a 16-byte seed and a 64-byte point")
+        check_size(len(ids), "this requester")
+        check_size(signer_count, "the signer")
         self.ids = ids
         self._rng = rng
         self.seed_s = bytes(extra[:SEED])
@@ -197,6 +206,8 @@ class SignerSide:
             raise ProtocolError("a second SETUP")
         if len(body) != SETUP_SIZE:
             raise MalformedInput(f"a SETUP body is {SETUP_SIZE} bytes")
+        check_size(requester_count, "the requester")
+        check_size(len(self.ids), "this signer")
         seed_r = bytes(body[:SEED])
         k0, k1 = self._base.keys(bytes(body[SEED:]))
         ext = IKNPReceiver(np.stack([k0, k1], axis=1), bits_of(self.key.bits, CODE_BITS))

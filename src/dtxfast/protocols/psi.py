@@ -75,7 +75,8 @@ pseudorandom code, SHA-256 as a correlation-robust hash / random oracle):
   OPRF; nothing can be precomputed for a dataset), both parties must be online for the whole run,
   and there is no three-party variant; R's work and S's work are about equal and both are cheap
   (AES and SHA-256 per bin and per id, no public-key operation per id). ``max_requests`` still
-  bounds |X| as announced.
+  bounds |X| as announced. Each party holds at most 2^24 ids (KKRT16's 512-bit code is sized for
+  that many OPRF inputs at 128-bit security); a HELLO announcing more is refused.
 
 Three parties (RSA mode)
 ------------------------
@@ -663,6 +664,10 @@ class PSISigner:
             raise MalformedInput(f"the requester's HELLO names a chunk size of {chunk}")
         if self.max_requests is not None and self.requests_announced + count > self.max_requests:
             raise ProtocolError(f"the requester holds {count} ids; this signer signs at most {self.max_requests}")
+        if self._ot is not None:
+            from . import _psi_ot
+
+            _psi_ot.check_size(count, "the requester")
         self.requests_announced += count
         self._ot_requester_count = count
         self.greeted = True
