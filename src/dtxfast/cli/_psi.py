@@ -137,7 +137,9 @@ def _psi(ids: Path, column: str, other: Optional[Path], other_column: str, role:
         served = serve_signer(signer, listen or "127.0.0.1:0",
                               on_listening=lambda a: print(f"listening {a}", flush=True))
         if not quiet:
-            print(f"dtx psi: signed {served} blinded ids for the requester", file=err)
+            done = (f"served the OPRF for the requester's {served} ids" if mode == "ot"
+                    else f"signed {served} blinded ids for the requester")
+            print(f"dtx psi: {done}", file=err)
         return
 
     # a requester given --mode refuses a signer of the other mode at the signer's HELLO (before any work)
