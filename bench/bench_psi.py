@@ -12,7 +12,10 @@ Groups, at 10^4, 10^5 and 10^6 ids per side with 50% overlap (``--quick``: 10^3 
   answer and mask + hash of the signer's value (ECDH); ``CreateRequest`` + ``GetIntersection``
   (OpenMined).
 - ``psi.total`` (seconds): a whole two-party run in-process, cold signer cache (the signer tags its
-  own ids inside the timed part), key generation excluded.
+  own ids inside the timed part), key generation excluded. ``dtxfast-ot`` is the OT mode (KKRT16):
+  its base OTs, IKNP, cuckoo hashing and OPRF are all inside the timed part (only the OPRF key's
+  64 random bytes and the signer's base-OT point are drawn in the setup); its per-stage times come
+  from ``python bench/psi_ot_stages.py N``.
 
 SPU rows of ``psi.total`` (``spu-rr22``, ``spu-ecdh``, ``spu-kkrt``): SecretFlow SPU's two-party PSI
 (``spu.psi.psi_execute``: the VOLE-based RR22, ECDH on Curve25519, KKRT16), both parties in one
