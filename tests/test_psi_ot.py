@@ -215,6 +215,30 @@ def test_signer_sees_nothing_of_the_requesters_ids_in_u():
     assert 0.45 < bits.mean() < 0.55
 
 
+def test_signer_cannot_tell_the_requesters_inputs_from_its_view():
+    """The attack on the requester's privacy from the signer's whole view (its key ``s``, its rows
+    ``Ts`` = Q ^ (U & s), the public code): for the requester's true input of a bin, the signer's
+    natural test U ^ Ts ^ C(x) is T1 on the columns where s is 0 and T0 where s is 1 - bits the
+    signer never saw. It is as balanced for the true inputs as for wrong ones."""
+    from dtxfast.crypto import _ot_py
+
+    ids = [f"id{i}" for i in range(2000)]
+    s, r = _started(r_ids=ids, s_ids=["x"])
+    r.receive(s.receive(r.setup_message()))
+    msgs = list(r.requests())
+    for m in msgs:
+        s.receive(m)
+    u = np.concatenate([PSIMessage.decode(m).values() for m in msgs])
+    q = s._ot._oprf._q
+    ts = q ^ (u & s.key.bits[None, :])
+    true_inputs = r._ot._inputs
+    code_key = r._ot.code_key
+    for inputs in (true_inputs, true_inputs[::-1].copy()):
+        d = u ^ ts ^ _ot_py._codes(inputs, code_key)
+        assert 0.48 < np.unpackbits(d).mean() < 0.52
+        assert not (d == 0).all(axis=1).any()
+
+
 def test_requester_learns_nothing_beyond_the_intersection():
     """The attack on the signer's privacy: the requester holds the signer's OPRF values; values
     of ids outside its own set match none of its values at any bin, and the signer's values

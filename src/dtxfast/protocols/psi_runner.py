@@ -10,6 +10,11 @@ requests in flight (so the signer's CPU never waits for a round trip), and when 
 intersection it sends one empty message, which ends the signer's run. Every message is a PSI
 message of :mod:`dtxfast.protocols.psi` except that final empty one.
 
+OT mode after the same handshake: the requester sends ``SETUP`` and waits for the signer's
+``EXT``; then it streams every row of ``U`` (nothing to wait for: the signer answers none of
+them), the signer, once the last row arrived, sends its OPRF values, and the requester matches
+them and sends the empty message.
+
 Examples
 --------
 >>> import threading
