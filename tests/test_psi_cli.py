@@ -96,6 +96,11 @@ def test_user_errors_are_one_line(tmp_path, files, capsys):
     assert main(["psi", "--ids", str(tmp_path / "missing.csv"), "--other", str(b)]) == 2
     assert main(["psi", "--ids", str(a)]) == 2  # demo without --other
     assert main(["psi", "--ids", str(a), "--other", str(b), "--mode", "dsa"]) == 2
+    capsys.readouterr()
+    assert main(["psi", "--ids", str(a), "--other", str(b), "--mode", "ot", "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["dtx: error: --cache-dir keeps a signer's tags across runs; --mode ot has "
+                                        "none (each run is a fresh OPRF)"]
     assert main(["psi", "--role", "requester", "--ids", str(a)]) == 2
 
 

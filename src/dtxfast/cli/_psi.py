@@ -98,6 +98,9 @@ def psi(
     finite("--connect-timeout", connect_timeout, low=0)
     if key is not None and mode in ("ecdh", "ot"):
         raise ParameterError(f"--key is an RSA key (--mode rsa); --mode {mode} draws a fresh key")
+    if cache_dir is not None and mode == "ot":
+        raise ParameterError("--cache-dir keeps a signer's tags across runs; --mode ot has none (each run is a "
+                             "fresh OPRF)")
     for name, path in (("--ids", ids), ("--other", other), ("--key", key)):
         if path is not None and not path.is_file():
             raise ParameterError(f"{name} {path}: {'is a directory' if path.is_dir() else 'no such file'}")
