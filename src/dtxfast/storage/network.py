@@ -797,18 +797,25 @@ class StorageNetwork:
         out = PositionedWriter(fd)
         disk = ThreadPoolExecutor(self.parallel)  # writes wait on the disk: not on the decrypting threads
         cap = max((r.size for s in f.slices for r in s.replicas), default=TAG_SIZE)
-        free: list[tuple[bytearray, mmap.mmap]] = []
+        writes = asyncio.Semaphore(2 * self.parallel)
+        free_recv: list[bytearray] = []
+        free_plain: list[mmap.mmap] = []
 
         async def one(s: SliceInfo) -> None:
-            async with gate:
-                recv, plain = free.pop() if free else (bytearray(cap), mmap.mmap(-1, max(1, cap - TAG_SIZE)))
-                index = int(s.slice_id)
-                length = min(f.slice_size, f.size - index * f.slice_size)
-                n = await self._fetch_into(http, f, cipher, s, nodes, pool, recv, plain)
-                if n < length:
-                    raise InvalidProof(f"slice {index} of file {f.file_id} decrypts to {n} bytes, not {length}")
+            # a slice holds a place in `gate` while it is fetched and decrypted, and one in
+            # `writes` while its plaintext goes to disk: the next slice is fetched meanwhile
+            async with writes:
+                async with gate:
+                    recv = free_recv.pop() if free_recv else bytearray(cap)
+                    plain = free_plain.pop() if free_plain else mmap.mmap(-1, max(1, cap - TAG_SIZE))
+                    index = int(s.slice_id)
+                    length = min(f.slice_size, f.size - index * f.slice_size)
+                    n = await self._fetch_into(http, f, cipher, s, nodes, pool, recv, plain)
+                    if n < length:
+                        raise InvalidProof(f"slice {index} of file {f.file_id} decrypts to {n} bytes, not {length}")
+                    free_recv.append(recv)  # not on an error: a worker thread may still hold it
                 await loop.run_in_executor(disk, out.pwrite, memoryview(plain)[:length], index * f.slice_size)
-                free.append((recv, plain))  # not on an error: a worker thread may still hold them
+                free_plain.append(plain)
             if progress is not None:
                 progress(length)
 
