@@ -598,14 +598,16 @@ class StorageNode:
         keep_ms = int(self.config.retention_days * _DAY_MS)
         dropped = 0
         by_content = {f.content_id: f for f in self.ledger.list_files(node=self.node_id) if f.content_id}
+        placed: dict[bytes, set[tuple[int, int]]] = {}  # per file, built once (not once per replica)
         orphan_s = self.config.orphan_hours * 3600
         for rid in self.store.list():
             f = by_content.get(rid.file_id)
+            if f is not None and rid.file_id not in placed:
+                placed[rid.file_id] = {(int(s.slice_id), r.index) for s in f.slices
+                                       for n, r in zip(s.nodes, s.replicas) if n == self.node_id}
             if f is not None and (f.status == FileStatus.DELETED or now > f.expires_ms + keep_ms):
                 drop = True
-            elif f is None or (rid.slice_index, rid.replica_index) not in {
-                    (int(s.slice_id), r.index) for s in f.slices for n, r in zip(s.nodes, s.replicas)
-                    if n == self.node_id}:
+            elif f is None or (rid.slice_index, rid.replica_index) not in placed[rid.file_id]:
                 # not placed here by any published file: an upload or repair under way, one that
                 # failed midway, or a replica migrated away; dropped once older than orphan_hours
                 try:
