@@ -1,4 +1,6 @@
-"""Exact ring matrix products on float64 BLAS (``_ring``, ``_ring_ref``) against Python integers."""
+"""Exact ring matrix products against Python integers: float64 BLAS limbs (``_ring_ref`` and
+``_ring.blas_matmul_sum``), the AVX-512 IFMA kernel (``_ring.ifma_matmul_sum``) and its numpy
+twin (``_ring_ref.ifma_matmul_sum``)."""
 
 from __future__ import annotations
 
@@ -13,13 +15,24 @@ from dtxfast.protocols.mpc import _kernels_ref, _ring_ref
 MOD = 1 << 64
 
 
+class _Path:
+    """One implementation of ``matmul_sum`` under test (a module or one path of it)."""
+
+    def __init__(self, name: str, fn) -> None:
+        self.__name__ = name
+        self.matmul_sum = fn
+
+
 def _ring_modules() -> list:
-    mods = [_ring_ref]
+    mods = [_ring_ref, _Path("ifma_ref", _ring_ref.ifma_matmul_sum)]
     try:
         from dtxfast.protocols.mpc import _ring
     except ImportError:  # pragma: no cover - numba missing
         return mods
-    return [*mods, _ring]
+    mods += [_ring, _Path("blas", _ring.blas_matmul_sum)]
+    if _ring.ifma_available():
+        mods.append(_Path("ifma", _ring.ifma_matmul_sum))
+    return mods
 
 
 RINGS = _ring_modules()
@@ -105,6 +118,68 @@ def test_ring_matmul_sum_of_pairs_and_right_sums(mod, data, n: int, ks: list[int
             pairs.append((x, y))
             want += exact(x, y)
     assert np.array_equal(mod.matmul_sum(pairs, base.copy()), want + base)
+
+
+#: 64-bit values at the edges of the IFMA kernel's split x = x0 + 2^52 x1 (x0 < 2^52, x1 < 2^12)
+_IFMA_EDGE = [0, 1, (1 << 52) - 1, 1 << 52, (1 << 64) - 1, ((1 << 12) - 1) << 52, (1 << 63) + (1 << 52) - 1,
+              0xFFF, (1 << 63) | 0xFFF]
+
+
+@pytest.mark.parametrize("mod", RINGS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@settings(max_examples=30, deadline=None)
+@given(data=st.data(), n=st.integers(1, 9), k=st.integers(1, 700), m=st.integers(1, 40))
+@example(data=None, n=5, k=_ring_ref.IFMA_KC, m=17)
+@example(data=None, n=4, k=_ring_ref.IFMA_KC + 1, m=16)
+@example(data=None, n=1, k=3 * _ring_ref.IFMA_KC - 1, m=33)
+def test_ring_matmul_ifma_split_edges(mod, data, n: int, k: int, m: int) -> None:
+    """Values at the 52/12-bit split and all-ones factors (the largest x1 y1 sums the kernel's
+    middle accumulator must keep below 2^40 per block), at tile edges (4 rows, 16 columns) and
+    block edges (IFMA_KC terms)."""
+    if data is None:
+        x = np.full((n, k), (1 << 64) - 1, dtype=np.uint64)
+        y = np.full((k, m), ((1 << 12) - 1) << 52 | 0xFFF, dtype=np.uint64)
+    else:
+        seed = data.draw(st.integers(0, 2**32 - 1))
+        rng = np.random.default_rng(seed)
+        edge = np.array(_IFMA_EDGE, dtype=np.uint64)
+        x = edge[rng.integers(0, len(edge), size=(n, k))]
+        y = edge[rng.integers(0, len(edge), size=(k, m))]
+        if data.draw(st.booleans()):
+            x = np.where(rng.random((n, k)) < 0.5, x, rng.integers(0, MOD, size=(n, k), dtype=np.uint64))
+    assert np.array_equal(mod.matmul_sum([(x, y)]), exact(x, y))
+
+
+def test_ring_matmul_ifma_large_matrices_match_blas() -> None:
+    """Sizes with many tiles on every thread (rows and columns not multiples of the tile, K not a
+    multiple of the block, a right factor given as a sum): the IFMA kernel equals the BLAS path."""
+    from dtxfast.protocols.mpc import _ring
+    if not _ring.ifma_available():
+        pytest.skip("no AVX-512 IFMA kernel here")
+    rng = np.random.default_rng(7)
+    x, x2 = (rng.integers(0, MOD, size=(203, kk), dtype=np.uint64) for kk in (517, 260))
+    y, y2, z2 = (rng.integers(0, MOD, size=s, dtype=np.uint64) for s in ((517, 301), (260, 301), (260, 301)))
+    base = rng.integers(0, MOD, size=(203, 301), dtype=np.uint64)
+    pairs = [(x, y), (x2, (y2, z2))]
+    saved = _ring.PARALLEL_IFMA
+    _ring.PARALLEL_IFMA = 0  # all threads, even for this size
+    try:
+        got = _ring.ifma_matmul_sum(pairs, base.copy())
+    finally:
+        _ring.PARALLEL_IFMA = saved
+    assert np.array_equal(got, _ring.blas_matmul_sum(pairs, base.copy()))
+    assert np.array_equal(got[:3, :4], (exact(x[:3], y[:, :4]) + exact(x2[:3], y2[:, :4] + z2[:, :4]) + base[:3, :4]))
+
+
+def test_ring_matmul_falls_back_to_blas_without_simd(monkeypatch) -> None:
+    """DTXFAST_SIMD=0 switches the IFMA kernel off at run time; matmul_sum then runs on BLAS."""
+    from dtxfast.protocols.mpc import _ring
+    monkeypatch.setenv("DTXFAST_SIMD", "0")
+    assert not _ring.ifma_available()
+    calls = []
+    monkeypatch.setattr(_ring, "blas_matmul_sum", lambda pairs, out=None: calls.append(1) or _ring_ref.matmul_sum(pairs, out))
+    x = np.array([[2**64 - 1, 7]], dtype=np.uint64)
+    y = np.array([[2**63 + 3], [2**52]], dtype=np.uint64)
+    assert np.array_equal(_ring.matmul_sum([(x, y)]), exact(x, y)) and calls == [1]
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])

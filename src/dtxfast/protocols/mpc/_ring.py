@@ -1,8 +1,12 @@
-"""Exact matrix products over Z_2^64 on float64 BLAS: limb splitting and joining in Numba.
+"""Exact matrix products over Z_2^64: AVX-512 IFMA where the CPU has it, else float64 BLAS.
 
-The same functions as :mod:`._ring_ref` (which explains the scheme), with the element-wise work
-(splitting into limbs, joining the five products) in one pass each, on all threads for large
-matrices. The float64 products are numpy's ``@`` (BLAS) in both.
+:func:`matmul_sum` runs the compiled IFMA kernel ``dtxfast._kernels._ring`` (three IFMA
+instructions per 8 multiply-adds, ``ext/_ring_ifma.h``; numpy twin
+:func:`._ring_ref.ifma_matmul_sum`) when it was built and the CPU has AVX-512 IFMA, and
+:func:`blas_matmul_sum` otherwise: the float64 limb products of :mod:`._ring_ref` (which explains
+that scheme) with the element-wise work (splitting into limbs, joining the five products) in
+Numba, one pass each, on all threads for large matrices; the float64 products are numpy's ``@``
+(BLAS).
 """
 
 from __future__ import annotations
@@ -14,8 +18,18 @@ from numba import njit, prange
 
 from . import _ring_ref
 from ._ring_ref import KC, Right
+from ._select import _threads
 
-__all__ = ["KC", "join", "matmul_sum", "split_left_into", "split_right_into", "split_right_sum_into"]
+try:
+    from ..._kernels import _ring as _ifma
+except ImportError:  # not built: the BLAS path
+    _ifma = None
+
+__all__ = ["KC", "blas_matmul_sum", "ifma_available", "join", "matmul_sum", "split_left_into", "split_right_into",
+           "split_right_sum_into"]
+
+#: multiply-adds from which the IFMA kernel runs on all threads (fewer: on one)
+PARALLEL_IFMA = 1 << 22
 
 #: elements from which a split or join runs on all threads
 PARALLEL_ELEMS = 1 << 18
@@ -135,8 +149,43 @@ def join(out: np.ndarray, d0: np.ndarray, d1: np.ndarray, p: np.ndarray, q: np.n
     (_join_par if out.size >= PARALLEL_ELEMS else _join_ser)(out, d0, d1, p, q)
 
 
+def ifma_available() -> bool:
+    """True when :func:`matmul_sum` runs on the AVX-512 IFMA kernel (built, CPU has it, and
+    ``DTXFAST_SIMD`` is not ``0``)."""
+    return _ifma is not None and bool(_ifma.simd_available())
+
+
+def _u64(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.uint64)
+
+
+def ifma_matmul_sum(pairs: Sequence[tuple[np.ndarray, Right]], out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`matmul_sum` on the IFMA kernel (raises RuntimeError where it cannot run)."""
+    if _ifma is None:
+        raise RuntimeError("dtxfast._kernels._ring was not built")
+    first = pairs[0][1]
+    n, m = pairs[0][0].shape[0], (first[0] if isinstance(first, tuple) else first).shape[1]
+    if out is None:
+        out = np.zeros((n, m), dtype=np.uint64)
+    work = n * m * sum(x.shape[1] for x, _ in pairs)
+    xs = [_u64(x) for x, _ in pairs]
+    ys = [_u64(y[0] if isinstance(y, tuple) else y) for _, y in pairs]
+    y2s = [_u64(y[1]) if isinstance(y, tuple) else None for _, y in pairs]
+    _ifma.matmul_sum(xs, ys, y2s, out, _threads() if work >= PARALLEL_IFMA else 1)
+    return out
+
+
+def blas_matmul_sum(pairs: Sequence[tuple[np.ndarray, Right]], out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`matmul_sum` on float64 BLAS limb products (see :func:`._ring_ref.matmul_sum`)."""
+    return _ring_ref.matmul_sum(pairs, out, kernels=_THIS)
+
+
 def matmul_sum(pairs: Sequence[tuple[np.ndarray, Right]], out: np.ndarray | None = None) -> np.ndarray:
-    """``sum(x @ y for x, y in pairs)`` modulo 2^64 (see :func:`._ring_ref.matmul_sum`).
+    """``sum(x @ y for x, y in pairs)`` modulo 2^64, added to ``out`` if given (and returned).
+
+    Every ``x`` is ``n x k_i`` and every ``y`` is ``k_i x m`` (or a pair ``(y, z)`` standing for
+    ``y + z``), all ``uint64``. Runs on AVX-512 IFMA when :func:`ifma_available`, else on float64
+    BLAS (:func:`blas_matmul_sum`); both give the exact product.
 
     Examples
     --------
@@ -144,7 +193,9 @@ def matmul_sum(pairs: Sequence[tuple[np.ndarray, Right]], out: np.ndarray | None
     >>> int(matmul_sum([(x, y)])[0, 0]) == ((2**63 + 1) * 2 + 15) % 2**64
     True
     """
-    return _ring_ref.matmul_sum(pairs, out, kernels=_THIS)
+    if ifma_available():
+        return ifma_matmul_sum(pairs, out)
+    return blas_matmul_sum(pairs, out)
 
 
 _THIS = __import__("sys").modules[__name__]

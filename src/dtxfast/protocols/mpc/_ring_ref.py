@@ -37,7 +37,8 @@ import numpy as np
 
 from ._select import blas_threads
 
-__all__ = ["KC", "Right", "join", "matmul_sum", "split_left_into", "split_right_into", "split_right_sum_into"]
+__all__ = ["IFMA_KC", "KC", "Right", "ifma_matmul_sum", "join", "matmul_sum", "split_left_into", "split_right_into",
+           "split_right_sum_into"]
 
 #: largest inner dimension of one block (keeps every float64 dot product exact)
 KC = 1024
@@ -177,6 +178,58 @@ def _block(kern: Any, block: list[tuple[np.ndarray, Right]], out: np.ndarray, n:
             kern.split_right_into(y, y0, y1, ys, yq, c)
         c += x.shape[1]
     kern.join(out, x0 @ y0, x1 @ y1, xs @ ys, xq @ yq)
+
+
+#: inner terms the IFMA kernel (``ext/_ring_ifma.h``) sums in registers before adding to the result
+IFMA_KC = 256
+_M52 = np.uint64((1 << 52) - 1)
+_M26 = np.uint64((1 << 26) - 1)
+_M12 = np.uint64((1 << 12) - 1)
+
+
+def _mul52(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Low and high 52 bits of the products of the low 52 bits of ``a`` and ``b`` (what AVX-512
+    IFMA's ``vpmadd52luq`` / ``vpmadd52huq`` add), element-wise on ``uint64`` arrays."""
+    a = a & _M52
+    b = b & _M52
+    al, ah, bl, bh = a & _M26, a >> np.uint64(26), b & _M26, b >> np.uint64(26)
+    mid = ah * bl + al * bh  # < 2^53
+    t = al * bl + ((mid & _M26) << np.uint64(26))  # < 2^53
+    return t & _M52, ah * bh + (mid >> np.uint64(26)) + (t >> np.uint64(52))
+
+
+def _p(v: np.ndarray) -> np.ndarray:
+    """The IFMA kernel's second operand: ``(v >> 52) + 2^40 (v mod 2^12)``."""
+    return (v >> np.uint64(52)) | ((v & _M12) << np.uint64(40))
+
+
+def ifma_matmul_sum(pairs: Sequence[tuple[np.ndarray, Right]], out: np.ndarray | None = None) -> np.ndarray:
+    """``sum(x @ y for x, y in pairs)`` modulo 2^64 with exactly the AVX-512 IFMA kernel's arithmetic.
+
+    The numpy twin of ``dtxfast._kernels._ring`` (``ext/_ring_ifma.h`` explains the scheme):
+    per block of :data:`IFMA_KC` inner terms it sums ``lo52(x y)``, ``hi52(x y)`` and
+    ``lo52(P(x) P(y))`` with ``P(v) = (v >> 52) + 2^40 (v mod 2^12)`` in wrapping 64-bit
+    accumulators and adds ``acc0 + 2^52 (acc1 + (acc2 >> 40))``. Element-wise over
+    ``n x IFMA_KC x m`` arrays: for checking the scheme on small matrices, not for speed.
+
+    Examples
+    --------
+    >>> x = np.array([[2**64 - 1, 3]], dtype=np.uint64); y = np.array([[2**63 + 5], [2**52]], dtype=np.uint64)
+    >>> int(ifma_matmul_sum([(x, y)])[0, 0]) == ((2**64 - 1) * (2**63 + 5) + 3 * 2**52) % 2**64
+    True
+    """
+    x = np.concatenate([np.asarray(a, dtype=np.uint64) for a, _ in pairs], axis=1)
+    y = np.concatenate([np.asarray(b[0] + b[1] if isinstance(b, tuple) else b, dtype=np.uint64) for _, b in pairs])
+    if out is None:
+        out = np.zeros((x.shape[0], y.shape[1]), dtype=np.uint64)
+    for k0 in range(0, x.shape[1], IFMA_KC):
+        xb = x[:, k0:k0 + IFMA_KC, None]
+        yb = y[None, k0:k0 + IFMA_KC, :]
+        lo, hi = _mul52(xb, yb)
+        mid, _ = _mul52(_p(xb), _p(yb))
+        acc0, acc1, acc2 = (v.sum(axis=1, dtype=np.uint64) for v in (lo, hi, mid))
+        out += acc0 + ((acc1 + (acc2 >> np.uint64(40))) << np.uint64(52))
+    return out
 
 
 _THIS = sys.modules[__name__]
