@@ -50,9 +50,15 @@
 
 #define DTX_RING_MR 4
 #define DTX_RING_NR 16
+#ifndef DTX_RING_KC
 #define DTX_RING_KC 256
+#endif
+#ifndef DTX_RING_MCP
 #define DTX_RING_MCP 16
+#endif
+#ifndef DTX_RING_NCP
 #define DTX_RING_NCP 8
+#endif
 
 typedef uint64_t dtx_u64;
 

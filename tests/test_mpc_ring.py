@@ -192,13 +192,17 @@ def test_party_products_add_up_to_the_product(backend: str, data, n: int, k: int
     s = [data.draw(matrices(n, k)) for _ in range(3)]
     t = [data.draw(matrices(k, m)) for _ in range(3)]
     zero = np.zeros((n, m), dtype=np.uint64)
-    saved = mod.RING_MATMUL
+    saved = mod.RING_MATMUL, getattr(mod, "IFMA_MATMUL", None)
     mod.RING_MATMUL = 0 if big else 1 << 62
+    if saved[1] is not None:
+        mod.IFMA_MATMUL = 1 << 62  # big: every size on _ring.matmul_sum; else: the uint64 path
     try:
         z = [mod.matmul_local(s[i], s[(i + 1) % 3], t[i], t[(i + 1) % 3], zero, role=i) for i in range(3)]
         aby3 = [mod.matmul_local(s[i], s[(i + 1) % 3], t[i], t[(i + 1) % 3], zero) for i in range(3)]
     finally:
-        mod.RING_MATMUL = saved
+        mod.RING_MATMUL = saved[0]
+        if saved[1] is not None:
+            mod.IFMA_MATMUL = saved[1]
     want = (s[0] + s[1] + s[2]) @ (t[0] + t[1] + t[2])
     assert np.array_equal(z[0] + z[1] + z[2], want)
     assert np.array_equal(aby3[0] + aby3[1] + aby3[2], want)

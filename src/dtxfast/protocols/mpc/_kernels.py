@@ -18,7 +18,7 @@ from numba import njit, prange
 from . import _ring
 from ._kernels_ref import TRUNC_OFFSET, matmul_terms
 
-__all__ = ["RING_MATMUL", "and_local", "ks_level", "matmul_local", "mul_local", "trunc_hi", "trunc_lo"]
+__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "ks_level", "matmul_local", "mul_local", "trunc_hi", "trunc_lo"]
 
 _RB = 8    # rows of the result per task (the register block)
 #: multiply-adds from which a share matmul runs on all threads (smaller ones run on one thread:
@@ -120,15 +120,23 @@ def _matmul2_serial(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarr
         _matmul2_rows(a0, b0, a1, b1, c, ib * _RB)
 
 
-#: multiply-adds from which a share matmul runs on float64 BLAS (exact limb products, see
-#: :mod:`._ring_ref`) instead of the register-blocked ``uint64`` kernel below
+#: multiply-adds from which a share matmul runs on :func:`._ring.matmul_sum` (AVX-512 IFMA, or
+#: float64 BLAS limb products without it, see :mod:`._ring_ref`) instead of the register-blocked
+#: ``uint64`` kernel above
 RING_MATMUL = 1 << 20
+
+
+#: multiply-adds from which a share matmul of at least :data:`IFMA_MIN_COLS` result columns runs on
+#: the AVX-512 IFMA kernel where the CPU has it (about 3x the uint64 kernel below from here; a
+#: narrower result wastes most of the kernel's 16-column tiles)
+IFMA_MATMUL = 1 << 13
+IFMA_MIN_COLS = 8
 
 
 def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, alpha: np.ndarray, role: int = -1) -> np.ndarray:
     """z = (this party's products, see :func:`._kernels_ref.matmul_terms`) + alpha."""
     work = xa.shape[0] * xa.shape[1] * ya.shape[1]
-    if work >= RING_MATMUL:
+    if work >= RING_MATMUL or (work >= IFMA_MATMUL and ya.shape[1] >= IFMA_MIN_COLS and _ring.ifma_available()):
         return _ring.matmul_sum(matmul_terms(xa, xb, ya, yb, role), alpha.copy())
     c = alpha.copy()
     kern = _matmul2 if work >= PARALLEL_MATMUL else _matmul2_serial
