@@ -8,8 +8,10 @@ Groups
                 plaintext product in the same ring (``uint64`` matmul: numpy has no BLAS for
                 integers, so it runs one naive loop on one thread); ``floor-blas-f64`` is one
                 float64 BLAS product of that shape (1 thread and all cores). The secure product
-                costs 25 such float64 products in all (five ring products between the parties,
-                five limb products each, see ``dtxfast.protocols.mpc._ring_ref``). ``spu`` is
+                costs five ring products between the parties; on AVX-512 IFMA each is three
+                IFMA instructions per 8 multiply-adds (``ext/_ring_ifma.h``), elsewhere five
+                float64 limb products (``dtxfast.protocols.mpc._ring_ref``; the ``dtxfast-blas`` rows
+                force that path with ``DTXFAST_SIMD=0``). ``spu`` is
                 SecretFlow SPU's ABY3 (FM64, its three-party simulator) on the same sizes.
 ``mpc.relu``    secure ReLU (exact comparison by bit decomposition, plus its derivative) on 10^6
                 shared values, all three parties; ``numpy`` is ``np.maximum(x, 0)`` in plaintext,
@@ -98,8 +100,9 @@ def _shared_inputs(impl: str, values: list[np.ndarray]):
 
 
 @pytest.mark.benchmark(group="mpc.matmul")
-@pytest.mark.parametrize("impl,threads", IMPLS + [("naive-numpy", 1)] + [("floor-blas-f64", t) for t in thread_variants()])
-def test_matmul(benchmark, impl, threads):
+@pytest.mark.parametrize("impl,threads", IMPLS + [("dtxfast-blas", t) for t in thread_variants()] + [("naive-numpy", 1)]
+                         + [("floor-blas-f64", t) for t in thread_variants()])
+def test_matmul(benchmark, impl, threads, monkeypatch):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(MAT_N, MAT_N)), rng.normal(size=(MAT_N, MAT_N))
     rounds = 1 if impl == "dtxfast-python" and not QUICK else 3
@@ -113,13 +116,18 @@ def test_matmul(benchmark, impl, threads):
             measure(benchmark, lambda: x @ y, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds,
                     threads=threads)
         return
+    note = None
+    if impl == "dtxfast-blas":  # the float64 BLAS limb products, what runs without AVX-512 IFMA
+        monkeypatch.setenv("DTXFAST_SIMD", "0")
+        impl, note = "dtxfast", "DTXFAST_SIMD=0: float64 BLAS limb products instead of AVX-512 IFMA"
     _, parties, shares = _shared_inputs(impl, [x, y])
 
     def run():
         progs = [p.matmul(s[0], s[1]) for p, s in zip(parties, shares)]
         return run_local(progs, [p.channel for p in parties])
 
-    measure(benchmark, run, impl=impl, size=MAT_N, unit="s", per=1, rounds=rounds, threads=threads)
+    measure(benchmark, run, impl="dtxfast-blas" if note else impl, size=MAT_N, unit="s", per=1, rounds=rounds,
+            threads=threads, **({"note": note} if note else {}))
 
 
 @pytest.mark.benchmark(group="mpc.matmul")

@@ -12,6 +12,7 @@ Numba, one pass each, on all threads for large matrices; the float64 products ar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
@@ -20,6 +21,7 @@ from . import _ring_ref
 from ._ring_ref import KC, Right
 from ._select import _threads
 
+_ifma: Any
 try:
     from ..._kernels import _ring as _ifma
 except ImportError:  # not built: the BLAS path
