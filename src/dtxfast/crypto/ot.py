@@ -85,9 +85,14 @@ CODE_BITS = 512
 #: bytes of an Ed25519 point on the wire (x and y, 32 bytes each, big-endian)
 POINT_BYTES = 64
 
-_CURVE = ECC._curves["Ed25519"]
-_G = _CURVE.G
-_ORDER = int(_CURVE.order)
+#: Ed25519's base point and prime subgroup order (RFC 8032, section 5.1), built through
+#: pycryptodome's public point constructor (which checks that the point is on the curve)
+_G = ECC.EccPoint(
+    15112221349535400772501151409588531511454012693041857206046113283949847762202,
+    46316835694926478169428394003475163141307993866256225615783033603165251855960,
+    curve="Ed25519",
+)
+_ORDER = 2**252 + 27742317777372353535851937790883648493
 _BASE_DOMAIN = b"dtxfast/ot/base/v1\x00"
 _IKNP_DOMAIN = b"dtxfast/ot/iknp/v1\x00"
 
