@@ -233,3 +233,32 @@ def test_five_ring_products_are_the_fewest() -> None:
     five = [term(0, (1, 1), (1, 1)), term(1, (1, 0), (0, 1)), term(1, (0, 1), (1, 1)),
             term(2, (1, 0), (0, 1)), term(2, (0, 1), (1, 0))]  # _kernels_ref.matmul_terms
     assert tuple(sum(c) for c in zip(*five)) == target
+
+
+def test_numba_thread_count_follows_the_setting() -> None:
+    """set_numba_threads skips Numba's check while the setting is unchanged, and still applies a
+    changed setting (and a new thread starts from its own state)."""
+    import threading
+
+    numba = pytest.importorskip("numba")
+    import dtxfast
+    from dtxfast.protocols.mpc._select import set_numba_threads
+
+    try:
+        for n in (1, 2, 1):
+            dtxfast.set_num_threads(n)
+            set_numba_threads()
+            assert numba.get_num_threads() == min(n, numba.config.NUMBA_NUM_THREADS)
+        seen = []
+
+        def other() -> None:
+            set_numba_threads()
+            seen.append(numba.get_num_threads())
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert seen == [1]
+    finally:
+        dtxfast.set_num_threads(None)
+        set_numba_threads()

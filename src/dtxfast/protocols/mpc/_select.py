@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -52,15 +53,27 @@ def _threads() -> int:
     return _DEFAULT[env]
 
 
+_LOCAL = threading.local()
+
+
 def set_numba_threads() -> None:
-    """Apply :func:`dtxfast.num_threads` to Numba's pool (no-op without Numba)."""
+    """Apply :func:`dtxfast.num_threads` to Numba's pool (no-op without Numba).
+
+    Numba's count is per thread and only this function sets it, so each thread remembers what it
+    applied last and skips Numba's own check (~7 us, called before every share operation) while
+    the setting is unchanged.
+    """
+    threads = _threads()
+    if getattr(_LOCAL, "numba_threads", None) == threads:
+        return
     try:
         import numba
     except ImportError:  # pragma: no cover
         return
-    want = max(1, min(_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    want = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     if numba.get_num_threads() != want:
         numba.set_num_threads(want)
+    _LOCAL.numba_threads = threads
 
 
 _BLAS: list[Any] | None = None
