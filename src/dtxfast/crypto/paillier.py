@@ -27,6 +27,12 @@ kernel multiplies eight residues at once in radix-2^52 Montgomery form: DJN obfu
 decryption (mod ``p^2`` and ``q^2``), exponentiation by plaintexts, ciphertext products and
 ``X @ v`` (Pippenger's bucket method over eight rows at a time). Elsewhere it uses GMP. All paths,
 and the pure-Python reference, return identical ciphertexts for the same randomness.
+Decryption is not constant-time in the private key on every path: a batch decryption's eight-row
+groups read their window table at an address given by each 5-bit digit of ``p - 1`` and ``q - 1``
+and skip the product for a zero digit (GMP's ``mpz_powm``, the path without IFMA, is not
+side-channel silent either); only the single-number IFMA path (``decrypt_one``, short batches)
+reads every table entry and multiplies for every digit. Where a co-resident attacker can observe
+cache timing, decrypt on a host that does not share its cores' caches.
 ``"standard"``
     ``r^n mod n^2`` for a uniform ``r`` in ``Z_n^*``, computed with GMP's side-channel silent
     ``mpz_powm_sec``.
