@@ -438,24 +438,17 @@ class SharedLabelParty(_LabelRole, _SharedParty):
 
     Parameters
     ----------
-    X : array (n, d)
-    y : array (n,)
-        Labels: numbers (linear) or class values (logistic).
-    config : TrainingConfig
-    positive_class : label value, optional
-        Logistic only: which label value is the positive class (default the larger of two).
+    X, y, config, positive_class, threshold : as :class:`~dtxfast.protocols.vfl.LabelParty`
+        (``config.mode="ss"``).
     key_bits, keypair, compute : as :class:`SharedFeatureParty`.
-    threshold : float, default 0.5
-        Logistic only: probability threshold stored in the model part.
     """
 
     role = "label"
     _role_code = _ROLE_LABEL
 
-    def __init__(self, X: Any, y: Any, config: TrainingConfig, *, positive_class: Any = None,
-                 threshold: float = 0.5, **kwargs: Any) -> None:
-        super().__init__(X, config, **kwargs)
-        self._init_labels(y, positive_class, threshold)
+    def _init_labels(self, y: Any, positive_class: Any, threshold: float) -> None:
+        super()._init_labels(y, positive_class, threshold)
+        config = self.config
         t = self.labels.target
         if config.model == "linear":
             self._offset = [-int(v) for v in np.rint(np.ldexp(t, _FW)).astype(np.int64)]

@@ -235,10 +235,16 @@ class _FeatureRole:
 
 
 class _LabelRole:
-    """The label party's labels, threshold and model part (mixed into both modes' label parties)."""
+    """The label party's constructor, labels, threshold and model part (mixed into both modes'
+    label parties, before their mode's party class)."""
 
     labels: LabelEncoding
     threshold: float
+
+    def __init__(self, X: Any, y: Any, config: TrainingConfig, *, positive_class: Any = None,
+                 threshold: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(X, config, **kwargs)  # type: ignore[call-arg]  # the mode's party class
+        self._init_labels(y, positive_class, threshold)
 
     def _init_labels(self: Any, y: Any, positive_class: Any, threshold: float) -> None:
         self.labels = encode_labels(y, self.config.model, positive_class)
@@ -508,11 +514,6 @@ class LabelParty(_LabelRole, _Party):
 
     role = "label"
     _role_code = _ROLE_LABEL
-
-    def __init__(self, X: Any, y: Any, config: TrainingConfig, *, positive_class: Any = None,
-                 threshold: float = 0.5, **kwargs: Any) -> None:
-        super().__init__(X, config, **kwargs)
-        self._init_labels(y, positive_class, threshold)
 
     def _residual_term(self, idx: np.ndarray, u: np.ndarray) -> np.ndarray:
         t = self.labels.target[idx]
