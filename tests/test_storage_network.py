@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,9 +19,10 @@ import pytest
 from node_procs import dtx_command
 from storagenet_helpers import HEARTBEAT, LIVENESS, Cluster, make_cluster, random_file
 
-from dtxfast.errors import ParameterError, StateError, Unauthorized
+from dtxfast.errors import NotFound, ParameterError, StateError, Unauthorized
 from dtxfast.ledger import (
     ApplyFile,
+    CreateNamespace,
     ApproveApplication,
     ChallengeStatus,
     ExpireFile,
@@ -32,6 +34,7 @@ from dtxfast.ledger import (
 from dtxfast.ledger.records import FileStatus
 from dtxfast.storage.applications import revoke_application
 from dtxfast.storage.monitor import StorageMonitor
+from dtxfast.storage.network import DEFAULT_REPLICAS
 from dtxfast.transport.http_auth import RequestSigner
 
 pytestmark = pytest.mark.integration
@@ -188,6 +191,39 @@ def test_namespace_sets_the_replica_count(net5, tmp_path):
     assert len(report.added) == 2 and not report.errors
     f = net5.ledger.get_file(fid)
     assert all(len(set(s.nodes)) == 3 and len({r.index for r in s.replicas}) == 3 for s in f.slices)
+
+
+class _NamespaceRaceLedger:
+    """The owner's ledger, on which another upload of the same owner creates the namespace between
+    this upload's lookup and its CreateNamespace (as two tasks' results published at once)."""
+
+    def __init__(self, ledger, owner, name):
+        self._ledger, self._owner, self._name, self.raced = ledger, owner, name, False
+
+    def __getattr__(self, attr):
+        return getattr(self._ledger, attr)
+
+    def get_namespace(self, ns_id):
+        # the lookup that decides whether to create it (not the earlier replica-count one)
+        if not self.raced and ns_id.endswith("/" + self._name) and sys._getframe(1).f_code.co_name == "_ensure_owner":
+            self.raced = True
+            self._ledger.submit(self._owner, CreateNamespace(name=self._name, replicas=DEFAULT_REPLICAS))
+            raise NotFound(ns_id)
+        return self._ledger.get_namespace(ns_id)
+
+
+def test_upload_into_a_namespace_another_upload_just_created(net5, tmp_path):
+    """The check-then-create race of two uploads into a new namespace: the loser's CreateNamespace
+    is refused (it exists), so it takes the namespace the winner made (with the same default
+    replica count) instead of failing the upload."""
+    net = net5.network()
+    net.ledger = race = _NamespaceRaceLedger(net.ledger, net5.owner, "raced")
+    src = tmp_path / "r.bin"
+    data = random_file(src, SLICE + 3, seed=11)
+    fid = net.upload(src, namespace="raced", slice_size=SLICE, chunk_size=CHUNK)
+    assert race.raced
+    assert all(len(s.nodes) == DEFAULT_REPLICAS for s in net5.ledger.get_file(fid).slices)
+    assert _download(net5, fid, tmp_path) == data
 
 
 # ------------------------------------------------------------------------- who may read

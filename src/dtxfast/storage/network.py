@@ -450,8 +450,16 @@ class StorageNetwork:
             ns = self.ledger.get_namespace(f"{me}/{namespace}")
         except NotFound:
             want = DEFAULT_REPLICAS if replicas is None else replicas
-            self.ledger.submit(self.identity, CreateNamespace(name=namespace, replicas=want))
-            return want
+            try:
+                self.ledger.submit(self.identity, CreateNamespace(name=namespace, replicas=want))
+                return want
+            except StateError:
+                # another upload of this owner created it since the lookup (an executor publishing
+                # two tasks' results at once): use it; any other refusal stands
+                try:
+                    ns = self.ledger.get_namespace(f"{me}/{namespace}")
+                except NotFound:
+                    raise
         if replicas is not None and replicas != ns.replicas:
             raise ParameterError(f"namespace {namespace!r} keeps {ns.replicas} replicas; "
                                  f"drop --replicas or raise the namespace's count (dtx file namespace)")
