@@ -1,7 +1,8 @@
 """The README's benchmark table, generated from stored ``dtx bench AREA --json`` results.
 
-``python bench/readme_table.py [DIR]`` reads ``DIR/<area>.json`` (default ``bench/results``) and
-prints the markdown table; ``tests/test_readme_bench.py`` checks that the README holds exactly
+``python bench/readme_table.py [DIR]`` reads ``DIR/<area>.json`` (default ``bench/results``; a
+focused ``dtx bench AREA -k ... --json`` run is stored as ``<area>.<name>.json`` and its lines name
+it as their area) and prints the markdown table; ``tests/test_readme_bench.py`` checks that the README holds exactly
 this table, so every number and ratio in it comes from one ``dtx bench AREA --json`` run. Each
 line is one row of a run beside its dtxfast reference (``ref``, default ``dtxfast``): on the same
 number of threads (the ratio to quote) and on all cores.
@@ -35,6 +36,8 @@ LINES: list[tuple[str, str, str, str, int | None]] = [
     ("PSI signer, RSA-2048", "psi", "psi.signer", "floor-openssl", None),
     ("PSI signer (RSA; OpenMined: P-256)", "psi", "psi.signer", "openmined-psi", 1),
     ("PSI end to end (size: ids per side)", "psi", "psi.total", "openmined-psi", 1),
+    ("PSI end to end, OT mode (KKRT16) against SecretFlow SPU RR22", "psi.ot", "psi.total", "spu-rr22", None),
+    ("PSI end to end, OT mode (KKRT16) against SecretFlow SPU KKRT", "psi.ot", "psi.total", "spu-kkrt", None),
     ("VFL linear regression epoch, 20+20 features", "vfl", "vfl.epoch", "phe", 1),
     ("VFL epoch, plaintext numpy (no encryption)", "vfl", "vfl.epoch", "numpy", 1),
     ("VFL epoch, secret-shared mode (the default) against fast mode", "vfl", "vfl.epoch", "dtxfast-ss", 1),
@@ -44,6 +47,7 @@ LINES: list[tuple[str, str, str, str, int | None]] = [
     ("MPC share matmul n×n", "mpc", "mpc.matmul", "floor-blas-f64", None),
     ("MPC share matmul n×n", "mpc", "mpc.matmul", "naive-numpy", 1),
     ("MPC share matmul n×n, SecretFlow SPU ABY3", "mpc", "mpc.matmul", "spu", None),
+    ("MPC share matmul n×n, dtxfast's float64 BLAS path (CPUs without IFMA)", "mpc", "mpc.matmul", "dtxfast-blas", None),
     ("MPC ReLU on shares (size: elements)", "mpc", "mpc.relu", "spu", None),
     ("Merkle tree build (size: MiB)", "storage", "merkle.build", "floor-sha256", 1),
     ("Merkle tree build (size: MiB)", "storage", "merkle.build", "floor-sha256", None),
