@@ -117,12 +117,12 @@ static void dtx_priv_init(dtx_priv *s, const dtx_pub *k, const uint64_t *p, int 
     mpz_init(t);
     /* hp = L_p(g^(p-1) mod p^2)^-1 mod p with g = n + 1 */
     mpz_add_ui(t, k->n, 1);
-    mpz_powm(t, t, s->pm1, s->psq);
+    mpz_powm_sec(t, t, s->pm1, s->psq);
     mpz_sub_ui(t, t, 1);
     mpz_divexact(t, t, s->p);
     mpz_invert(s->hp, t, s->p);
     mpz_add_ui(t, k->n, 1);
-    mpz_powm(t, t, s->qm1, s->qsq);
+    mpz_powm_sec(t, t, s->qm1, s->qsq);
     mpz_sub_ui(t, t, 1);
     mpz_divexact(t, t, s->q);
     mpz_invert(s->hq, t, s->q);
@@ -261,11 +261,30 @@ static inline int dtx_pow_window(int bits) {
     return best;
 }
 
+/* Constant-time table read for secret digits: dst = entry idx[lane] of the transposed table, lane
+ * by lane, reading every entry in full (no address or branch depends on idx). */
+IFMA_TARGET static void ifma_select_ct(uint64_t *dst, const uint64_t *tab, const int64_t *idx, int ent, int L) {
+    const size_t V = (size_t)L * 8;
+    const __m512i vidx = _mm512_loadu_si512((const void *)idx);
+    for (int j = 0; j < L; j++) {
+        __m512i acc = _mm512_setzero_si512();
+        for (int k = 0; k < ent; k++) {
+            __mmask8 m = _mm512_cmpeq_epi64_mask(vidx, _mm512_set1_epi64(k));
+            acc = _mm512_mask_blend_epi64(m, acc, _mm512_load_si512((const void *)(tab + (size_t)k * V + (size_t)j * 8)));
+        }
+        _mm512_store_si512((void *)(dst + (size_t)j * 8), acc);
+    }
+}
+
 /* wk->acc = x^e_lane * R mod N for 8 lanes (x in Montgomery form in wk->x), fixed window `win`
  * (win <= 0: dtx_pow_window of the lanes' longest exponent; the table needs 2^win entries):
- * exps[lane] points to `we[lane]` limbs. Table of 2^win Montgomery powers per lane. */
+ * exps[lane] points to `we[lane]` limbs. Table of 2^win Montgomery powers per lane.
+ * secret != 0 (decryption: the exponents are p - 1, q - 1): every digit reads the whole table
+ * (ifma_select_ct) and multiplies, also by a zero digit, so neither memory addresses nor the
+ * sequence of operations depend on the exponent's digits (only on its bit length, which is the
+ * public size of p); public exponents take the shared-digit and zero-digit shortcuts. */
 IFMA_TARGET static void ifma_powm8(ifma_work *wk, const ifma_ctx *c, const uint64_t *const *exps,
-                                   const int *we, int win) {
+                                   const int *we, int win, int secret) {
     const int L = c->L;
     const size_t V = (size_t)L * 8;
     int maxbits = 0;
@@ -295,6 +314,12 @@ IFMA_TARGET static void ifma_powm8(ifma_work *wk, const ifma_ctx *c, const uint6
             if (idx[e] != idx[0]) same = 0;
         }
         const uint64_t *operand;
+        if (secret) {
+            ifma_select_ct(wk->tmp, wk->tab, idx, ent, L);
+            if (wi == nwin - 1) memcpy(wk->acc, wk->tmp, V * 8);
+            else ifma_mul(wk->acc, wk->acc, wk->tmp, c, wk->scratch);
+            continue;
+        }
         if (same) {
             operand = wk->tab + (size_t)idx[0] * V;
         } else {
@@ -733,7 +758,7 @@ IFMA_TARGET static long dtx_pow_ifma(const dtx_pub *k, const uint64_t *c, long c
                 }
             }
             ifma_mul(wk.x, wk.x, ic->R2, ic, wk.scratch); /* to Montgomery form */
-            ifma_powm8(&wk, ic, ep, wes, 0);
+            ifma_powm8(&wk, ic, ep, wes, 0, 0);
             ifma_mul(wk.acc, wk.acc, ic->ONE, ic, wk.scratch);
             for (int l = 0; l < 8 && base + l < cnt; l++) {
                 ifma_get_reduced(r, wk.acc, l, ic);
@@ -1073,8 +1098,8 @@ static void dtx_decrypt1(const dtx_priv *s, const mpz_t cv, mpz_t m, mpz_t xp, m
                        (const uint64_t *)mpz_limbs_read(s->qm1), (int)mpz_size(s->qm1), &s->hxq) == 0;
 #endif
     if (!done) {
-        mpz_powm(xp, xp, s->pm1, s->psq);
-        mpz_powm(xq, xq, s->qm1, s->qsq);
+        mpz_powm_sec(xp, xp, s->pm1, s->psq);
+        mpz_powm_sec(xq, xq, s->qm1, s->qsq);
     }
     dtx_crt_finish(s, xp, xq, m);
 }
@@ -1116,10 +1141,10 @@ IFMA_TARGET static void dtx_decrypt_ifma(const dtx_pub *k, const dtx_priv *s, co
                 ifma_put(wkq.x, e, t, s->iq.L);
             }
             ifma_mul(wkp.x, wkp.x, s->ip.R2, &s->ip, wkp.scratch);
-            ifma_powm8(&wkp, &s->ip, ep, wep, 5);
+            ifma_powm8(&wkp, &s->ip, ep, wep, 5, 1);
             ifma_mul(wkp.acc, wkp.acc, s->ip.ONE, &s->ip, wkp.scratch);
             ifma_mul(wkq.x, wkq.x, s->iq.R2, &s->iq, wkq.scratch);
-            ifma_powm8(&wkq, &s->iq, eq, weq, 5);
+            ifma_powm8(&wkq, &s->iq, eq, weq, 5, 1);
             ifma_mul(wkq.acc, wkq.acc, s->iq.ONE, &s->iq, wkq.scratch);
             for (int e = 0; e < 8 && base + e < cnt; e++) {
                 ifma_get_reduced(xp[e], wkp.acc, e, &s->ip);
@@ -1184,13 +1209,13 @@ static void dtx_decrypt(const dtx_pub *k, const dtx_priv *s, const uint64_t *c, 
             dtx_load(cv, c + (size_t)j * (size_t)w, w);
             /* m_p = L_p(c^(p-1) mod p^2) * hp mod p */
             mpz_tdiv_r(xp, cv, s->psq);
-            mpz_powm(xp, xp, s->pm1, s->psq);
+            mpz_powm_sec(xp, xp, s->pm1, s->psq);
             mpz_sub_ui(xp, xp, 1);
             mpz_fdiv_q(xp, xp, s->p);
             mpz_mul(xp, xp, s->hp);
             mpz_mod(xp, xp, s->p);
             mpz_tdiv_r(xq, cv, s->qsq);
-            mpz_powm(xq, xq, s->qm1, s->qsq);
+            mpz_powm_sec(xq, xq, s->qm1, s->qsq);
             mpz_sub_ui(xq, xq, 1);
             mpz_fdiv_q(xq, xq, s->q);
             mpz_mul(xq, xq, s->hq);

@@ -20,6 +20,10 @@ decryption with precomputed constants, and two ways to draw the obfuscator ``r^n
     1 s and 67 MB for a 2048-bit key (17 MB at 1024 bits). The table lookups depend on the secret
     exponent: on hosts where a co-resident attacker can observe cache timing, use ``"standard"``.
 
+``"standard"``
+    ``r^n mod n^2`` for a uniform ``r`` in ``Z_n^*``, computed with GMP's side-channel silent
+    ``mpz_powm_sec``.
+
 Kernels
 -------
 On CPUs with AVX-512 IFMA (checked at run time; ``DTXFAST_SIMD=0`` turns it off) the compiled
@@ -27,15 +31,13 @@ kernel multiplies eight residues at once in radix-2^52 Montgomery form: DJN obfu
 decryption (mod ``p^2`` and ``q^2``), exponentiation by plaintexts, ciphertext products and
 ``X @ v`` (Pippenger's bucket method over eight rows at a time). Elsewhere it uses GMP. All paths,
 and the pure-Python reference, return identical ciphertexts for the same randomness.
-Decryption is not constant-time in the private key on every path: a batch decryption's eight-row
-groups read their window table at an address given by each 5-bit digit of ``p - 1`` and ``q - 1``
-and skip the product for a zero digit (GMP's ``mpz_powm``, the path without IFMA, is not
-side-channel silent either); only the single-number IFMA path (``decrypt_one``, short batches)
-reads every table entry and multiplies for every digit. Where a co-resident attacker can observe
-cache timing, decrypt on a host that does not share its cores' caches.
-``"standard"``
-    ``r^n mod n^2`` for a uniform ``r`` in ``Z_n^*``, computed with GMP's side-channel silent
-    ``mpz_powm_sec``.
+Decryption's exponentiations by the secret ``p - 1`` and ``q - 1`` (where the key's digits would
+steer memory accesses and work) take the same steps for every key of a size on every compiled
+path: the batch IFMA kernel's eight-row groups read their whole window table for every 5-bit digit
+(masked blends) and multiply for every digit, zero or not (about 10 % of a batch decryption's
+time); the single-number IFMA path (``decrypt_one``, short batches) does the same; without IFMA,
+GMP's side-channel silent ``mpz_powm_sec``. The CRT recombination around them uses GMP's ordinary
+arithmetic (running time by operand length). The pure-Python twin is not constant-time.
 
 Statistically hiding re-randomization
 -------------------------------------
