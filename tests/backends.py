@@ -30,3 +30,20 @@ def compiled_or_skip(name: str) -> ModuleType:
         if REQUIRE_EXTENSIONS:
             pytest.fail(f"DTX_REQUIRE_EXTENSIONS is set but {exc}")
         pytest.skip(str(exc))
+
+
+def paillier_contexts(mod: ModuleType, n: int, p: int, q: int, simd: bool) -> tuple:
+    """``(PublicContext, PrivateContext)`` of Paillier kernel module ``mod`` for the key ``n = p q``;
+    ``simd=False`` builds them with ``DTXFAST_SIMD=0`` (the GMP paths; read when a context is
+    created), the environment restored afterwards."""
+    saved = os.environ.get("DTXFAST_SIMD")
+    if not simd:
+        os.environ["DTXFAST_SIMD"] = "0"
+    try:
+        pub = mod.PublicContext(n)
+        return pub, mod.PrivateContext(pub, p, q)
+    finally:
+        if saved is None:
+            os.environ.pop("DTXFAST_SIMD", None)
+        else:
+            os.environ["DTXFAST_SIMD"] = saved

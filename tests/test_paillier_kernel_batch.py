@@ -13,33 +13,18 @@ the largest residues (``n^2 - 1``, ``p^2 - 1`` mod p^2) where the almost-reduced
 from __future__ import annotations
 
 import importlib
-import os
 import random
 
 import gmpy2
 import numpy as np
 import pytest
-from backends import compiled_or_skip
+from backends import compiled_or_skip, paillier_contexts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 twin = importlib.import_module("dtxfast.crypto._paillier_py")
 
 ROWS = 17
-
-
-def _contexts(mod, n: int, p: int, q: int, simd: bool):
-    saved = os.environ.get("DTXFAST_SIMD")
-    if not simd:
-        os.environ["DTXFAST_SIMD"] = "0"  # read when a context is created
-    try:
-        pub = mod.PublicContext(n)
-        return pub, mod.PrivateContext(pub, p, q)
-    finally:
-        if saved is None:
-            os.environ.pop("DTXFAST_SIMD", None)
-        else:
-            os.environ["DTXFAST_SIMD"] = saved
 
 
 _KEYS: dict[int, tuple] = {}
@@ -53,8 +38,8 @@ def _setup(bits: int):
         p = int(gmpy2.next_prime(rng.getrandbits(half) | (1 << (half - 1))))
         q = int(gmpy2.next_prime(rng.getrandbits(half) | (1 << (half - 1))))
         n = p * q
-        _KEYS[bits] = (mod, n, p, q, _contexts(twin, n, p, q, False), _contexts(mod, n, p, q, True),
-                       _contexts(mod, n, p, q, False))
+        _KEYS[bits] = (mod, n, p, q, paillier_contexts(twin, n, p, q, False), paillier_contexts(mod, n, p, q, True),
+                       paillier_contexts(mod, n, p, q, False))
     return _KEYS[bits]
 
 

@@ -7,12 +7,11 @@ and across modulus sizes, so every digit count the IFMA code is instantiated for
 from __future__ import annotations
 
 import importlib
-import os
 import random
 
 import gmpy2
 import pytest
-from backends import compiled_or_skip
+from backends import compiled_or_skip, paillier_contexts
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -54,20 +53,6 @@ def test_pow_one_refuses_non_invertible_only_for_negative_exponents(both_keys):
         assert ctx.pow_one(p, 5, False) == pow(p, 5, comp.pk.n**2)
 
 
-def _contexts(mod, n: int, p: int, q: int, simd: bool):
-    saved = os.environ.get("DTXFAST_SIMD")
-    if not simd:
-        os.environ["DTXFAST_SIMD"] = "0"  # read when a context is created
-    try:
-        pub = mod.PublicContext(n)
-        return pub, mod.PrivateContext(pub, p, q)
-    finally:
-        if saved is None:
-            os.environ.pop("DTXFAST_SIMD", None)
-        else:
-            os.environ["DTXFAST_SIMD"] = saved
-
-
 @pytest.mark.parametrize("bits", [1536, 2048, 3072, 4096])
 def test_single_number_kernels_across_key_sizes(bits):
     """2048: p^2 in 5 vectors, n^2 in 10; 3072: 8 and 15; 4096: p^2 in 10, n^2 beyond the IFMA
@@ -77,9 +62,9 @@ def test_single_number_kernels_across_key_sizes(bits):
     p = int(gmpy2.next_prime(rng.getrandbits(bits // 2) | (1 << (bits // 2 - 1))))
     q = int(gmpy2.next_prime(rng.getrandbits(bits // 2) | (1 << (bits // 2 - 1))))
     n = p * q
-    tpub, tpriv = _contexts(twin, n, p, q, False)
-    fast = _contexts(mod, n, p, q, True)
-    gmp = _contexts(mod, n, p, q, False)
+    tpub, tpriv = paillier_contexts(twin, n, p, q, False)
+    fast = paillier_contexts(mod, n, p, q, True)
+    gmp = paillier_contexts(mod, n, p, q, False)
     if mod.simd_available():
         assert fast[1].simd_one and fast[0].simd_one == (bits <= 3072)
     assert not gmp[0].simd_one and not gmp[1].simd_one

@@ -270,21 +270,16 @@ def test_requester_learns_nothing_beyond_the_intersection():
 def test_values_are_shuffled():
     """Positions leak nothing: the signer's value for its i-th id is not at a fixed place."""
     s_ids = [f"s{i}" for i in range(256)]
-    s, r = _started(r_ids=s_ids[:1], s_ids=s_ids)
-    r.receive(s.receive(r.setup_message()))
-    for req in r.requests():
-        s.receive(req)
-    vals = np.concatenate([PSIMessage.decode(m).values() for m in s.signer_messages()])
-    mine = r._ot._mine[r._ot.valid.astype(bool)][0, : vals.shape[1]]
-    pos = int(np.flatnonzero((vals == mine).all(axis=1))[0])
-    # unshuffled, id 0's values would sit at 0, 256 or 512
-    positions = {pos}
-    for _ in range(3):
+
+    def position() -> int:
         s, r = _started(r_ids=s_ids[:1], s_ids=s_ids)
         r.receive(s.receive(r.setup_message()))
         for req in r.requests():
             s.receive(req)
         vals = np.concatenate([PSIMessage.decode(m).values() for m in s.signer_messages()])
         mine = r._ot._mine[r._ot.valid.astype(bool)][0, : vals.shape[1]]
-        positions.add(int(np.flatnonzero((vals == mine).all(axis=1))[0]))
+        return int(np.flatnonzero((vals == mine).all(axis=1))[0])
+
+    # unshuffled, id 0's values would sit at 0, 256 or 512
+    positions = {position() for _ in range(4)}
     assert len(positions) > 1 and not positions <= {0, 256, 512}
