@@ -42,6 +42,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -177,7 +178,26 @@ def _refuse_if_diverged(p: MPCParty, count: ArithShare) -> Proto:
 
 # -- per-party secure programs ----------------------------------------------------------------
 def _concat_cols(parts: Sequence[ArithShare]) -> ArithShare:
+    if len(parts) == 1:
+        return parts[0]
     return ArithShare(np.concatenate([p.a for p in parts], axis=1), np.concatenate([p.b for p in parts], axis=1))
+
+
+class _ColumnBlocks:
+    """The parties' shared feature blocks side by side, joined only for the rows a step reads.
+
+    Joining the ``n x d`` blocks of all rows once (``np.concatenate(axis=1)``) copies row by
+    row and cost about as much as a tenth of an epoch at 100k rows; a mini-batch's rows are
+    gathered from each block and joined instead (a few microseconds per batch).
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: Sequence[ArithShare]) -> None:
+        self.parts = list(parts)
+
+    def __getitem__(self, idx: Any) -> ArithShare:
+        return _concat_cols([p[idx] for p in self.parts])
 
 
 def _share_columns(p: MPCParty, own: np.ndarray | None, n: int, cols: Sequence[int]) -> Proto:
@@ -187,7 +207,7 @@ def _share_columns(p: MPCParty, own: np.ndarray | None, n: int, cols: Sequence[i
             continue
         mine = encode(own, p.frac_bits) if p.index == owner and own is not None else None
         parts.append((yield from p.share_input(owner, mine, (n, d))))
-    return _concat_cols(parts)
+    return _ColumnBlocks(parts)
 
 
 def _forward(p: MPCParty, x: ArithShare, W: list[ArithShare], B: list[ArithShare], keep: bool) -> Proto:
