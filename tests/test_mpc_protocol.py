@@ -34,12 +34,35 @@ def test_numba_kernels_equal_numpy_reference(n: int, seed: int, d: int) -> None:
     a, b, c, e, f, g = (u64(rng, n) for _ in range(6))
     for name in ("mul_local", "and_local"):
         assert np.array_equal(getattr(k, name)(a, b, c, e, f, g), getattr(_kernels_ref, name)(a, b, c, e, f, g))
-    f2, g2 = u64(rng, 2 * n), u64(rng, 2 * n)
-    s = d % 32 + 1
-    assert np.array_equal(k.ks_level(a, b, c, e, s, f2, g2), _kernels_ref.ks_level(a, b, c, e, s, f2, g2))
+    assert np.array_equal(k.bit_planes(a), _kernels_ref.bit_planes(a))
     for got, want in zip(k.trunc_lo(a, d), _kernels_ref.trunc_lo(a, d)):
         assert np.array_equal(got, want)
     for got, want in zip(k.trunc_hi(a, b, d), _kernels_ref.trunc_hi(a, b, d)):
+        assert np.array_equal(got, want)
+
+
+@given(x=hnp.arrays(np.uint64, st.integers(0, 200), elements=st.integers(0, 2**64 - 1)))
+def test_bit_planes_put_bit_k_of_word_r_in_bit_r_of_plane_k(x: np.ndarray) -> None:
+    planes = kernel_module("numba").bit_planes(x)
+    assert planes.shape == (64, (x.size + 63) // 64)
+    for e, v in enumerate(x.tolist()):
+        for bit in range(64):
+            assert (int(planes[bit, e // 64]) >> (e % 64)) & 1 == (v >> bit) & 1
+    assert np.array_equal(planes, _kernels_ref.bit_planes(x))
+    if x.size % 64:  # only the words given: the rest of the last block is 0
+        assert all(int(w) >> (x.size % 64) == 0 for w in planes[:, -1])
+
+
+@given(m=st.integers(2, 63), nb=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
+def test_carry_tree_kernels_equal_numpy_reference(m: int, nb: int, seed: int) -> None:
+    k = kernel_module("numba")
+    rng = np.random.default_rng(seed)
+    ga, gb, pa, pb = (u64(rng, (m, nb)) for _ in range(4))
+    rows = m // 2 * 2 - 1
+    rn, rp = u64(rng, rows * nb), u64(rng, rows * nb)
+    z = k.tree_level(ga, gb, pa, pb, rn, rp)
+    assert np.array_equal(z, _kernels_ref.tree_level(ga, gb, pa, pb, rn, rp))
+    for got, want in zip(k.tree_join(ga, pa, z), _kernels_ref.tree_join(ga, pa, z)):
         assert np.array_equal(got, want)
 
 
@@ -249,6 +272,24 @@ def test_comparison_and_relu_are_exact(backend: str, vals: list, seed: int) -> N
     assert np.array_equal(neg, (v < 0).astype(np.uint64))
     assert np.array_equal(d, (v >= 0).astype(np.uint64))
     assert np.array_equal(r.view(np.int64), np.maximum(v, 0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(words=st.lists(st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 2**63 - 1, 2**63, 2**64 - 1, 1])),
+                      min_size=1, max_size=150),
+       seed=st.integers(0, 1000))
+def test_msb_is_bit_63_of_every_word(backend: str, words: list, seed: int) -> None:
+    # the whole ring, not only fixed-point values: the carry tree must be right for every sum of
+    # three components (blocks of 64 values, a partial last block)
+    v = np.array(words, dtype=np.uint64)
+
+    def fn(p: MPCParty):
+        s = yield from p.share_input(2, v if p.index == 2 else None, v.shape)
+        bit = yield from p.msb(s)
+        return (yield from p.reveal((yield from p.b2a(bit))))
+
+    out, _ = run3(fn, backend=backend, seed=seed)
+    assert np.array_equal(out[0], v >> np.uint64(63))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -18,7 +18,8 @@ from numba import njit, prange
 from . import _ring
 from ._kernels_ref import TRUNC_OFFSET, matmul_terms
 
-__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "ks_level", "matmul_local", "mul_local", "trunc_hi", "trunc_lo"]
+__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "bit_planes", "matmul_local", "mul_local", "tree_join", "tree_level",
+           "trunc_hi", "trunc_lo"]
 
 _RB = 8    # rows of the result per task (the register block)
 #: multiply-adds from which a share matmul runs on all threads (smaller ones run on one thread:
@@ -45,21 +46,74 @@ def _and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, r
     return z
 
 
-def _ks_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, s: int, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """Both ANDs of a Kogge-Stone level: z[:n] shares p & (g << s), z[n:] shares p & (p << s)."""
-    n = ga.shape[0]
-    z = np.empty(2 * n, dtype=np.uint64)
-    sh = np.uint64(s)
-    for k in prange(n):
-        a = pa[k]
-        b = pb[k]
-        u = ga[k] << sh
-        v = gb[k] << sh
-        z[k] = (a & (u ^ v)) ^ (b & u) ^ rn[k] ^ rp[k]
-        u = a << sh
-        v = b << sh
-        z[n + k] = (a & (u ^ v)) ^ (b & u) ^ rn[n + k] ^ rp[n + k]
+_M32 = np.uint64(0x00000000FFFFFFFF)
+
+
+@njit(cache=True, nogil=True)
+def _bit_planes(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """out[k, b] = bit k of words 64b .. 64b+63 (word 64b + r in bit r): a 64x64 bit transpose
+    per block by the six swap stages of Hacker's Delight (7-3), all blocks at once (row ``r`` of
+    ``out`` starts as word ``r`` of every block, so each stage is a loop over blocks that the
+    compiler vectorises)."""
+    n = x.shape[0]
+    nb = out.shape[1]
+    for r in range(64):
+        for b in range(nb):
+            e = 64 * b + r
+            out[r, b] = x[e] if e < n else np.uint64(0)
+    j = 32
+    m = _M32
+    while j != 0:
+        sj = np.uint64(j)
+        k = 0
+        while k < 64:
+            # swap bits [j, 2j) of row k (within each 2j-bit group) with bits [0, j) of row k + j
+            lo = out[k]
+            hi = out[k + j]
+            for b in range(nb):
+                t = ((lo[b] >> sj) ^ hi[b]) & m
+                lo[b] ^= t << sj
+                hi[b] ^= t
+            k = (k + j + 1) & ~j
+        j >>= 1
+        m ^= m << np.uint64(j)
+
+
+@njit(cache=True, nogil=True)
+def tree_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """The ANDs of one level of the carry tree (see :func:`._kernels_ref.tree_level`)."""
+    q = ga.shape[0] // 2
+    nb = ga.shape[1]
+    z = np.empty((2 * q - 1, nb), dtype=np.uint64)
+    for j in range(2 * q - 1):
+        if j < q:
+            xa, xb, ya, yb = pa[2 * j + 1], pb[2 * j + 1], ga[2 * j], gb[2 * j]
+        else:
+            i = 2 * (j - q) + 3
+            xa, xb, ya, yb = pa[i], pb[i], pa[i - 1], pb[i - 1]
+        o = j * nb
+        for c in range(nb):
+            z[j, c] = (xa[c] & (ya[c] ^ yb[c])) ^ (xb[c] & ya[c]) ^ rn[o + c] ^ rp[o + c]
     return z
+
+
+@njit(cache=True, nogil=True)
+def tree_join(g: np.ndarray, p: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """One component of the next level's groups (see :func:`._kernels_ref.tree_join`)."""
+    m, nb = g.shape
+    q = m // 2
+    mm = q + m % 2
+    new_g = np.empty((mm, nb), dtype=np.uint64)
+    new_p = np.empty((mm, nb), dtype=np.uint64)
+    for j in range(q):
+        for c in range(nb):
+            new_g[j, c] = g[2 * j + 1, c] ^ r[j, c]
+            new_p[j, c] = p[0, c] if j == 0 else r[q + j - 1, c]
+    if m % 2:
+        for c in range(nb):
+            new_g[q, c] = g[m - 1, c]
+            new_p[q, c] = p[m - 1, c]
+    return new_g, new_p
 
 
 @njit(cache=True, nogil=True)
@@ -201,7 +255,6 @@ def _compiled(fn: Callable[..., Any], size_arg: int = 0) -> tuple[Any, Any]:
 
 _MUL = _compiled(_mul_local)
 _AND = _compiled(_and_local)
-_KS = _compiled(_ks_level)
 _TLO = _compiled(_trunc_lo)
 _THI = _compiled(_trunc_hi)
 
@@ -216,9 +269,13 @@ def and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn
     return _AND[xa.shape[0] < PARALLEL_ELEMS](xa, xb, ya, yb, rn, rp)  # type: ignore[no-any-return]
 
 
-def ks_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, s: int, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
-    """Both ANDs of a Kogge-Stone level: z[:n] shares p & (g << s), z[n:] shares p & (p << s)."""
-    return _KS[ga.shape[0] < PARALLEL_ELEMS](ga, gb, pa, pb, s, rn, rp)  # type: ignore[no-any-return]
+def bit_planes(x: np.ndarray) -> np.ndarray:
+    """Bit-slice ``x`` in blocks of 64 words: ``out[k, b]`` is bit ``k`` of words ``64 b ..
+    64 b + 63`` (word ``64 b + r`` in bit ``r``), missing words 0; shape ``(64, ceil(n / 64))``."""
+    n = x.shape[0]
+    out = np.empty((64, (n + 63) // 64), dtype=np.uint64)
+    _bit_planes(x, out)
+    return out
 
 
 def trunc_lo(z: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:

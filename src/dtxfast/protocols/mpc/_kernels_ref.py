@@ -6,7 +6,8 @@ import numpy as np
 
 from . import _ring_ref
 
-__all__ = ["RING_MATMUL", "and_local", "ks_level", "matmul_local", "matmul_terms", "mul_local", "trunc_hi", "trunc_lo"]
+__all__ = ["RING_MATMUL", "and_local", "bit_planes", "matmul_local", "matmul_terms", "mul_local", "tree_join", "tree_level",
+           "trunc_hi", "trunc_lo"]
 
 
 def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
@@ -19,14 +20,49 @@ def and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn
     return (xa & (ya ^ yb)) ^ (xb & ya) ^ rn ^ rp
 
 
-def ks_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, s: int, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
-    """Both ANDs of a Kogge-Stone level: z[:n] shares p & (g << s), z[n:] shares p & (p << s)."""
-    sh = np.uint64(s)
-    a = np.concatenate([pa, pa])
-    b = np.concatenate([pb, pb])
-    ya = np.concatenate([ga << sh, pa << sh])
-    yb = np.concatenate([gb << sh, pb << sh])
-    return and_local(a, b, ya, yb, rn, rp)
+def bit_planes(x: np.ndarray) -> np.ndarray:
+    """Bit-slice ``x`` (flat ``uint64``) in blocks of 64 words: ``out[k, b]`` holds bit ``k`` of
+    the words ``64 b .. 64 b + 63`` (word ``64 b + r`` in bit ``r``); missing words are 0.
+
+    Shape ``(64, ceil(n / 64))``. The map is linear over XOR, so it turns a boolean sharing of the
+    words into a boolean sharing of the planes.
+    """
+    n = x.shape[0]
+    nb = (n + 63) // 64
+    padded = np.zeros(64 * nb, dtype=np.uint64)
+    padded[:n] = x
+    bits = ((padded[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)  # [word, bit]
+    bits = bits.reshape(nb, 64, 64).transpose(2, 0, 1)  # [bit k, block b, word r]
+    packed = np.packbits(bits, axis=2, bitorder="little")  # [k, b, 8 bytes]
+    return np.ascontiguousarray(packed).view("<u8").reshape(64, nb).astype(np.uint64)
+
+
+def tree_level(ga: np.ndarray, gb: np.ndarray, pa: np.ndarray, pb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
+    """The ANDs of one level of the carry tree over ``m`` groups (rows of ``g``, ``p``), q = m // 2.
+
+    Row ``j < q`` shares ``p[2j + 1] & g[2j]``, row ``q + j`` (``j < q - 1``) shares
+    ``p[2j + 3] & p[2j + 2]``; ``rn``, ``rp`` mask the ``2q - 1`` rows (flat).
+    """
+    q = ga.shape[0] // 2
+    xa = np.concatenate([pa[1:2 * q:2], pa[3:2 * q:2]])
+    xb = np.concatenate([pb[1:2 * q:2], pb[3:2 * q:2]])
+    ya = np.concatenate([ga[0:2 * q:2], pa[2:2 * q:2]])
+    yb = np.concatenate([gb[0:2 * q:2], pb[2:2 * q:2]])
+    return and_local(xa.reshape(-1), xb.reshape(-1), ya.reshape(-1), yb.reshape(-1), rn, rp).reshape(2 * q - 1, -1)
+
+
+def tree_join(g: np.ndarray, p: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One component of the next level's groups from the level's AND results ``r`` (rows as
+    :func:`tree_level`): ``g'[j] = g[2j + 1] ^ r[j]``, ``p'[j] = r[q + j - 1]`` (``p'[0]``, the
+    lowest group's, is never read: ``p[0]``); an odd last group moves up unchanged."""
+    m = g.shape[0]
+    q = m // 2
+    new_g = [g[1:2 * q:2] ^ r[:q]]
+    new_p = [p[:1], r[q:]]
+    if m % 2:
+        new_g.append(g[m - 1:])
+        new_p.append(p[m - 1:])
+    return np.concatenate(new_g), np.concatenate(new_p)
 
 
 #: multiply-adds from which a share matmul runs on float64 BLAS (exact limb products, see
