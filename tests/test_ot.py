@@ -72,6 +72,49 @@ def test_iknp_random_ots():
         IKNPSender(delta, rcv.keys()).receive(ext_r.message()[:-16])
 
 
+@pytest.mark.parametrize("how", ["sha256", "tccr"])
+def test_iknp_later_extensions_take_fresh_rows(how):
+    """Extensions at ``lo`` = 0, 256 from the same base OTs: both correct, no row shared (a repeated
+    row would show the XOR of two choice vectors in U0 ^ U1), outputs distinct."""
+    delta = np.frombuffer(os.urandom(KAPPA // 8), np.uint8)
+    snd = BaseOTSender(KAPPA)
+    rcv = BaseOTReceiver(bits_of(delta, KAPPA), snd.message())
+    pairs = np.stack(snd.keys(rcv.message()), axis=1)
+    ext_s = IKNPSender(delta, rcv.keys())
+    r = _bits(256)
+    seen = []
+    for lo in (0, 256):
+        ext_r = IKNPReceiver(pairs, r, lo=lo, hash=how)
+        m0, m1 = ext_s.receive(ext_r.message(), lo=lo, hash=how)
+        assert ((ext_r.outputs() == np.where(r[:, None] == 1, m1, m0)).all(axis=1)).all()
+        seen.append((np.frombuffer(ext_r.message(), np.uint8).reshape(-1, 16), ext_r.outputs()))
+    u0, u1 = seen[0][0], seen[1][0]
+    assert ((u0 ^ u1) != 0).any(axis=1).all()  # same rows, same choices: U0 ^ U1 would be all zero
+    assert not (seen[0][1] == seen[1][1]).all(axis=1).any()
+    with pytest.raises(ParameterError):
+        IKNPReceiver(pairs, r, lo=5)
+    with pytest.raises(ParameterError):
+        IKNPReceiver(pairs, r, hash="md5")
+
+
+def test_tccr_rows_is_the_fixed_key_aes_construction():
+    """H(i, x) = pi(pi(x) ^ i) ^ pi(x) with pi = AES-128 under the public key, recomputed here with
+    pycryptodome (another AES implementation than the one under test)."""
+    from Crypto.Cipher import AES
+
+    from dtxfast.crypto.ot import _TCCR_KEY, tccr_rows
+
+    x = np.frombuffer(os.urandom(5 * 16), np.uint8).reshape(5, 16)
+    pi = AES.new(_TCCR_KEY, AES.MODE_ECB)
+    want = []
+    for i in range(5):
+        p = pi.encrypt(x[i].tobytes())
+        tw = (1000 + i).to_bytes(8, "little") + bytes(8)
+        q = pi.encrypt(bytes(a ^ b for a, b in zip(p, tw)))
+        want.append(bytes(a ^ b for a, b in zip(q, p)))
+    assert [bytes(r) for r in tccr_rows(x, lo=1000)] == want
+
+
 def test_kkrt_oprf_matches_only_equal_inputs_at_the_same_row():
     s = OPRFKey.generate()
     m0 = np.frombuffer(os.urandom(CODE_BITS * 16), np.uint8).reshape(CODE_BITS, 16)

@@ -11,7 +11,10 @@ Three layers, each a pair of classes (the two parties; no sockets, bytes in and 
 - **IKNP extension** (:class:`IKNPReceiver`, :class:`IKNPSender`): ``n`` random OTs (the receiver
   chooses its bits, both messages are random) from :data:`KAPPA` = 128 base OTs with the roles
   reversed. The receiver sends one ``(n, 16)`` matrix ``U = T0 ^ T1 ^ r·1``; outputs are
-  ``H(i, row)`` (SHA-256, truncated to 16 bytes).
+  ``H(i, row)`` (SHA-256, truncated to 16 bytes, one call per row; or, with ``hash="tccr"``,
+  :func:`tccr_rows`: fixed-key AES over the whole matrix at once, for millions of OTs). Further
+  extensions from the same base OTs take fresh rows (``lo``: the PRG position and the hash index
+  ``i`` of the first row), never the same rows twice.
 - **KKRT16 OPRF** (:class:`KKRTReceiver`, :class:`KKRTSender`): a batched oblivious PRF from 512
   random OTs (code width 512 bits, enough for 128-bit security at up to 2^24 inputs per KKRT16's
   table). The receiver has one input per row (bin); it sends ``U_i = T0_i ^ T1_i ^ C(x_i)`` and
@@ -57,6 +60,7 @@ import struct
 
 import numpy as np
 from Crypto.PublicKey import ECC
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .._backend import load_kernel, num_threads
 from ..errors import MalformedInput, ParameterError, StateError
@@ -74,6 +78,7 @@ __all__ = [
     "KKRTSender",
     "OPRFKey",
     "bits_of",
+    "tccr_rows",
 ]
 
 _kernel, _info = load_kernel("_ot", "dtxfast.crypto._ot_py")
@@ -223,12 +228,69 @@ def _prg_rows(seeds: np.ndarray, lo: int, rows: int) -> np.ndarray:
     return out
 
 
-def _hash_rows(rows: np.ndarray) -> np.ndarray:
+def _hash_rows(rows: np.ndarray, lo: int = 0) -> np.ndarray:
     out = np.zeros((rows.shape[0], 16), np.uint8)
     for i in range(rows.shape[0]):
         out[i] = np.frombuffer(
-            hashlib.sha256(_IKNP_DOMAIN + struct.pack(">I", i) + rows[i].tobytes()).digest()[:16], np.uint8)
+            hashlib.sha256(_IKNP_DOMAIN + struct.pack(">Q" if lo else ">I", lo + i) + rows[i].tobytes()).digest()[:16],
+            np.uint8)
     return out
+
+
+#: the public fixed AES key of :func:`tccr_rows` (a hash of a label: nothing up the sleeve)
+_TCCR_KEY = hashlib.sha256(b"dtxfast/ot/tccr/v1").digest()[:16]
+_HASHES = ("sha256", "tccr")
+
+
+def tccr_rows(rows: np.ndarray, lo: int = 0) -> np.ndarray:
+    """Hash every 16-byte row ``x_i`` to ``H(i, x_i) = pi(pi(x_i) ^ i) ^ pi(x_i)``, ``i = lo + row``.
+
+    ``pi`` is AES-128 under a fixed public key: the tweakable correlation-robust hash of Guo,
+    Katz, Wang and Yu (IEEE S&P 2020), what IKNP needs of its hash; two AES-ECB passes over the
+    whole matrix (OpenSSL through ``cryptography``), no Python loop per row.
+
+    Parameters
+    ----------
+    rows : array (n, 16) uint8
+    lo : int
+        Index of the first row (distinct rows of one key must use distinct indices).
+
+    Returns
+    -------
+    array (n, 16) uint8
+
+    Examples
+    --------
+    >>> x = np.zeros((2, 16), np.uint8)
+    >>> h = tccr_rows(x)
+    >>> bool((h[0] != h[1]).any()), bool((tccr_rows(x[1:], lo=1) == h[1:]).all())
+    (True, True)
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.uint8)
+    if rows.ndim != 2 or rows.shape[1] != 16:
+        raise ParameterError("rows must be (n, 16) bytes")
+    if not isinstance(lo, int) or lo < 0:
+        raise ParameterError("lo must be a non-negative int")
+    n = rows.shape[0]
+    enc = Cipher(algorithms.AES(_TCCR_KEY), modes.ECB()).encryptor()
+    p = np.frombuffer(enc.update(rows), np.uint64).reshape(n, 2)
+    x = p.copy()
+    x[:, 0] ^= np.arange(lo, lo + n, dtype=np.uint64)  # the tweak i, little-endian in the first 8 bytes
+    q = np.frombuffer(enc.update(x.view(np.uint8)), np.uint64).reshape(n, 2)
+    return (q ^ p).view(np.uint8).reshape(n, 16)
+
+
+def _hash(rows: np.ndarray, lo: int, how: str) -> np.ndarray:
+    if how == "tccr":
+        return tccr_rows(rows, lo)
+    return _hash_rows(rows, lo)
+
+
+def _check_ext(lo: int, how: str) -> None:
+    if not isinstance(lo, int) or lo < 0 or lo % 128:
+        raise ParameterError("lo (the first row) must be a non-negative multiple of 128")
+    if how not in _HASHES:
+        raise ParameterError(f"hash must be one of {_HASHES}, not {how!r}")
 
 
 class IKNPReceiver:
@@ -240,9 +302,15 @@ class IKNPReceiver:
         Both keys of 128 base OTs in which this party was the *sender*.
     choices : array of 0/1
         This party's choice bits.
+    lo : int, default 0
+        First row of this extension (a multiple of 128): a later extension from the same base
+        OTs starts where the previous one ended (the sender passes the same ``lo``).
+    hash : {"sha256", "tccr"}
+        How rows become outputs (the sender must use the same): SHA-256 per row, or
+        :func:`tccr_rows` over the whole matrix.
     """
 
-    def __init__(self, seed_pairs: np.ndarray, choices: np.ndarray) -> None:
+    def __init__(self, seed_pairs: np.ndarray, choices: np.ndarray, *, lo: int = 0, hash: str = "sha256") -> None:
         seed_pairs = np.ascontiguousarray(seed_pairs, dtype=np.uint8)
         choices = np.asarray(choices, dtype=np.uint8)
         if seed_pairs.shape != (KAPPA, 2, 16):
@@ -250,10 +318,13 @@ class IKNPReceiver:
         n = choices.size
         if choices.ndim != 1 or n == 0 or n % 128 or np.any(choices > 1):
             raise ParameterError("choices: a multiple of 128 bits (0/1)")
-        t0 = _prg_rows(seed_pairs[:, 0], 0, n)
-        t1 = _prg_rows(seed_pairs[:, 1], 0, n)
-        self._u = t0 ^ t1 ^ (choices[:, None] * np.uint8(0xFF))
-        self._out = _hash_rows(t0)
+        _check_ext(lo, hash)
+        t0 = _prg_rows(seed_pairs[:, 0], lo, n)
+        t1 = _prg_rows(seed_pairs[:, 1], lo, n)
+        u = t0.view(np.uint64) ^ t1.view(np.uint64)
+        u ^= choices.astype(np.uint64)[:, None] * np.uint64(0xFFFFFFFFFFFFFFFF)
+        self._u = u.view(np.uint8)
+        self._out = _hash(t0, lo, hash)
 
     def message(self) -> bytes:
         """``U`` as ``(n, 16)`` row-major bytes."""
@@ -276,24 +347,29 @@ class IKNPSender:
     """
 
     def __init__(self, delta: np.ndarray, chosen: np.ndarray) -> None:
-        self._delta = np.asarray(delta, dtype=np.uint8).reshape(KAPPA // 8)
+        self._delta = np.ascontiguousarray(np.asarray(delta, dtype=np.uint8).reshape(KAPPA // 8))
         self._chosen = np.ascontiguousarray(chosen, dtype=np.uint8)
         if self._chosen.shape != (KAPPA, 16):
             raise ParameterError("chosen must be (128, 16)")
 
-    def receive(self, message: bytes) -> tuple[np.ndarray, np.ndarray]:
-        """``(m0, m1)``, ``(n, 16)`` each, from the receiver's ``U``.
+    def receive(self, message: bytes, *, lo: int = 0, hash: str = "sha256") -> tuple[np.ndarray, np.ndarray]:
+        """``(m0, m1)``, ``(n, 16)`` each, from the receiver's ``U`` (``lo``, ``hash``: as the
+        receiver's).
 
         Raises
         ------
         MalformedInput
             The length is not a positive multiple of 128 rows of 16 bytes.
         """
+        _check_ext(lo, hash)
         if len(message) == 0 or len(message) % (128 * 16):
             raise MalformedInput("an IKNP message is a multiple of 128 rows of 16 bytes")
         u = np.frombuffer(bytes(message), np.uint8).reshape(-1, 16)
-        q = _prg_rows(self._chosen, 0, u.shape[0]) ^ (u & self._delta[None, :])
-        return _hash_rows(q), _hash_rows(q ^ self._delta[None, :])
+        d64 = self._delta.view(np.uint64)
+        q = _prg_rows(self._chosen, lo, u.shape[0]).view(np.uint64)
+        q ^= u.view(np.uint64) & d64[None, :]
+        q1 = q ^ d64[None, :]
+        return _hash(q.view(np.uint8), lo, hash), _hash(q1.view(np.uint8), lo, hash)
 
 
 class OPRFKey:
