@@ -105,7 +105,7 @@ class _VerticalModel:
                               batch_size=int(self.batch_size), reg_mode=self.reg_mode or "none",
                               reg_param=float(self.reg_param), amplitude=float(self.amplitude),
                               accuracy=int(self.accuracy), shuffle=bool(self.shuffle),
-                              seed=int(self.random_state))
+                              seed=int(self.random_state), sigmoid=str(getattr(self, "sigmoid", "") or ""))
 
     # -- data -------------------------------------------------------------------------------------
     def _blocks(self, parties: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:

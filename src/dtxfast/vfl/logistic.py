@@ -1,8 +1,10 @@
-"""scikit-learn–style vertical logistic regression (two parties, Paillier, Taylor-approximated loss).
+"""scikit-learn–style vertical logistic regression (two parties, Paillier; an approximated sigmoid in training).
 
-Training uses the approximation of the logistic loss that additive HE allows:
-``sigmoid(z) ~ 1/2 + z/4`` and ``log-likelihood ~ ln 1/2 + (y - 1/2) z - z^2/8``. Prediction uses
-the exact sigmoid of the learned score (the label party holds ``z`` in the clear).
+Training replaces the sigmoid by ``clip(1/2 + z/4, 0, 1)`` in secret-shared mode (the default;
+the clipping is a secure comparison per row and bound on shares) or by its Taylor line
+``1/2 + z/4`` (fast mode, or ``sigmoid="taylor"``; log-likelihood
+``~ ln 1/2 + (y - 1/2) z - z^2/8``). Prediction uses the exact sigmoid of the learned score (the
+label party holds ``z`` in the clear).
 
 Examples
 --------
@@ -39,18 +41,25 @@ class VerticalLogisticRegression(_VerticalModel):
         of exactly two values. With more classes the model is one-vs-rest on this class.
     threshold : float, default 0.5
         Probability at or above which a row is predicted positive.
+    sigmoid : {"", "clip", "taylor"}
+        The sigmoid approximation of training (see
+        :class:`~dtxfast.protocols.vfl.TrainingConfig`): by default ``"clip"`` in secret-shared
+        mode (a secure comparison per row and bound; give it about 30 epochs), ``"taylor"`` in
+        fast mode.
 
     ``predict`` returns class labels when the labels had two values, else booleans
     ("is the positive class").
     """
 
     _model = "logistic"
-    _extra_params = ("positive_class", "threshold")
+    _extra_params = ("positive_class", "threshold", "sigmoid")
 
-    def __init__(self, *, positive_class: Any = None, threshold: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, *, positive_class: Any = None, threshold: float = 0.5, sigmoid: str = "",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.positive_class = positive_class
         self.threshold = threshold
+        self.sigmoid = sigmoid
 
     def _label_kwargs(self) -> dict[str, Any]:
         if not 0.0 < float(self.threshold) < 1.0:

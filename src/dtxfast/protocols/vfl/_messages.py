@@ -34,6 +34,8 @@ class MsgType(enum.IntEnum):
     EPOCH = 10  #: this party's share of the epoch's loss aggregate (only with amplitude > 0)
     FINAL = 11  #: this party's share of the peer's weights, in the clear (end of training)
     LOSS = 12  #: fast mode: this party's share of the epoch's loss aggregate
+    COMPARE = 13  #: secret-shared logistic (sigmoid "clip"): an OT extension or a round of the comparison
+    SELECT = 14  #: secret-shared logistic (sigmoid "clip"): a round of the multiplexer
 
 
 @dataclass(frozen=True)

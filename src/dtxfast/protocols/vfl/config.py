@@ -33,6 +33,7 @@ DEFAULT_BATCH_SIZE = 1024
 _MODELS = ("linear", "logistic")
 _REG_MODES = ("none", "l1", "l2")
 _MODES = ("ss", "fast")
+_SIGMOIDS = ("clip", "taylor")
 
 #: Fractional bits of the public fixed-point encoding of the standardized features in the
 #: encrypted products (both modes): ``X_int = round(X * 2^FEATURE_FRAC_BITS)``. A public per-run
@@ -72,6 +73,14 @@ class TrainingConfig:
         Reshuffle the rows before every epoch (mini-batch only), from ``seed``.
     seed : int
         Public seed of the batch order (derive it from the task id).
+    sigmoid : {"", "clip", "taylor"}
+        Logistic only: the sigmoid approximation of training. ``"clip"`` (the default of
+        ``mode="ss"``): ``clip(1/2 + z/4, 0, 1)``, saturating like the sigmoid; secret-shared mode
+        evaluates it with a secure comparison per row and bound (:mod:`dtxfast.protocols.compare`).
+        It reaches central logistic regression's AUC where ``"taylor"`` (``1/2 + z/4``, a
+        least-squares fit; the only choice of ``mode="fast"``) cannot, and needs more epochs
+        than 10 for it (30 on breast cancer). ``""`` picks the mode's default; linear models
+        have ``"none"``.
     """
 
     model: str = "linear"
@@ -85,6 +94,7 @@ class TrainingConfig:
     accuracy: int = 8
     shuffle: bool = True
     seed: int = 0
+    sigmoid: str = ""
 
     def __post_init__(self) -> None:
         if self.model not in _MODELS:
@@ -110,6 +120,19 @@ class TrainingConfig:
             raise ParameterError("amplitude must be >= 0")
         if not 2 <= int(self.accuracy) <= 18:
             raise ParameterError("accuracy must be between 2 and 18 decimal digits")
+        sig = str(self.sigmoid or "").lower()
+        if self.model == "linear":
+            if sig not in ("", "none"):
+                raise ParameterError("sigmoid applies to model='logistic' only")
+            sig = "none"
+        elif not sig:
+            sig = "clip" if self.mode == "ss" else "taylor"
+        elif sig not in _SIGMOIDS:
+            raise ParameterError(f"sigmoid must be one of {_SIGMOIDS}, not {self.sigmoid!r}")
+        elif sig == "clip" and self.mode == "fast":
+            raise ParameterError("sigmoid='clip' needs the secure comparison of mode='ss'; fast mode trains "
+                                 "with 'taylor'")
+        object.__setattr__(self, "sigmoid", sig)
 
     @property
     def plaintext_bits(self) -> int:

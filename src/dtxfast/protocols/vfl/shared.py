@@ -40,9 +40,23 @@ for the labels, so only A's side is written out.
    so a slot is hidden exactly as an unpacked value was (within ``2^-64``) and stays in
    ``[0, 2^k)`` for every ``|u_A| < 2^(k-2)``: packing changes the message's length, not what B
    learns. Now ``z = u_A + u_B`` is shared; each party truncates its share by ``2^20``.
+2a. Logistic with the saturating sigmoid (``sigmoid="clip"``, the default of this mode:
+   ``f(z) = clip(1/2 + z/4, 0, 1)``), on shares with :mod:`dtxfast.protocols.compare`: each party
+   keeps :data:`CMP_FRAC_BITS` = 12 fractional bits of its share of ``z`` (locally; the sum is
+   off by at most ``2^-12``) and reduces the shares of ``2 - z`` and ``z + 2`` mod
+   ``2^CMP_BITS`` (``CMP_BITS`` = 38: exact ring shares, and the top bit is the sign for every
+   ``|z| < 2^25``). ``COMPARE`` (first): each party's IKNP matrix for this batch's random OTs
+   (16 bytes per OT, ``2 m (and_count(37) + 1)`` OTs each way); in the first batch of a run
+   ``SHARE`` and ``SCORE`` also carry the two rounds of 128 base OTs each way. ``COMPARE``
+   (7 rounds): the sign bits ``[z > 2]`` and ``[z < -2]`` of every row, as a carry circuit with
+   bit triples from the OTs; the bits stay XOR-shared. ``SELECT`` (2 rounds): the multiplexer
+   gives integer shares of ``f = [z > 2] + [-2 <= z <= 2] (1/2 + z/4)`` (masks of
+   ``STAT_BITS`` = 64 bits more than the shares' public bound). No comparison bit is ever
+   opened: each message is an OT matrix, an opened Beaver difference or derandomization bit
+   (uniform), or an OT message the receiver opens to a statistically masked value.
 3. ``RESIDUAL``: each party forms its share of the residual from its share of ``z`` (linear:
-   ``d = z - t``, B subtracts the labels; logistic, Taylor: ``d = z/4 + 1/2 - t``) and sends it
-   under its own key: A sends ``[[d_A]]_A``.
+   ``d = z - t``, B subtracts the labels; logistic, Taylor: ``d = z/4 + 1/2 - t``; logistic,
+   clip: ``d = f - t``) and sends it under its own key: A sends ``[[d_A]]_A``.
 4. ``GRADIENT``: A computes ``[[g_A]]_B = X_A^T ([[d_B]]_B + d_A)`` and sends ``[[g_A + gamma]]_B``
    (fresh mask, statistically hiding re-randomization). B decrypts: its share of A's gradient;
    A keeps ``-gamma``. Both update their shares of both weight vectors locally
@@ -51,16 +65,18 @@ for the labels, so only A's side is written out.
    B's share of the batch's ``|d|^2``.
 5. ``EPOCH`` (only with ``amplitude > 0``, once per epoch): each party sends its share of the
    epoch's ``sum |d|^2``; both compute the epoch loss (the Taylor/MSE data loss, without the
-   regularization term) and apply the stop rule.
+   regularization term; logistic: ``ln 2 - 1/2 + 2 mean(d^2)``, the Taylor loss where ``f`` is
+   not clipped) and apply the stop rule.
 6. ``FINAL`` (once, at the end): each party sends its share of the *peer's* weights in the clear,
    so each party obtains its own weights - and only its own.
 
 What each party learns
 ----------------------
 Besides the public configuration, shapes and keys: every plaintext a party receives (its
-decryptions in steps 2 and 4, the peer's shares in steps 5 and 6) is either a uniformly masked
-value (statistically independent of the other party's data, within ``2^-64`` per value) or a
-declared output: the epoch losses when ``amplitude > 0`` was asked for, and at the end its own
+decryptions in steps 2 and 4, the peer's shares in steps 5 and 6, the values it opens in the
+comparison's and the multiplexer's OTs in step 2a) is either a uniformly masked value
+(statistically independent of the other party's data, within ``2^-64`` per value), a uniform bit
+(the comparison's rounds), or a declared output: the epoch losses when ``amplitude > 0`` was asked for, and at the end its own
 weights. Every ciphertext it receives is under the peer's key (semantically secure) or was
 re-randomized with statistically hiding randomness before it decrypted it. In particular the
 feature party never learns a label, a residual or a gradient, at any batch size and in the
@@ -71,7 +87,10 @@ unchanged: the label party learns the scores of the rows it predicts (the output
 Cost per batch and party: ``d + 1`` encryptions (step 1), ``d (per - 1)`` powers by ``2^k`` and an
 ``m / per x d per`` multi-exponentiation (step 2), ``m / per`` statistically hiding
 re-randomizations and ``m / per`` decryptions (step 2), ``m`` encryptions (step 3), a ``d x m``
-multi-exponentiation and ``d`` decryptions (step 4).
+multi-exponentiation and ``d`` decryptions (step 4). The comparison (step 2a) adds per row
+``2 (and_count(37) + 1) = 220`` random OTs each way (hashed with fixed-key AES),
+~3.5 KB each way and 10 message rounds per batch, and no Paillier operation; a run adds the 128
+base OTs each way once.
 
 Examples
 --------
@@ -109,6 +128,7 @@ from ...crypto.paillier import (
     unpack_slots,
 )
 from ...errors import MalformedInput, ParameterError, ProtocolError, StateError
+from ..compare import Multiplexer, OTPool, SignBit
 from ._messages import MsgType, pack, pack_signed, unpack, unpack_signed
 from .config import FEATURE_FRAC_BITS, TrainingConfig, batch_schedule
 from .training import _ROLE_FEATURE, _ROLE_LABEL, _FeatureRole, _LabelRole, _PartyBase
@@ -117,6 +137,8 @@ if TYPE_CHECKING:
     from ...compute import ComputeBackend
 
 __all__ = [
+    "CMP_BITS",
+    "CMP_FRAC_BITS",
     "SCORE_BOUND_BITS",
     "SCORE_SLOT_BITS",
     "STAT_BITS",
@@ -138,6 +160,15 @@ _LN2 = math.log(2.0)
 _SCORE_MASK_BITS = SCORE_BOUND_BITS + _FX + _FW + STAT_BITS
 #: width of one slot of a packed ``SCORE`` ciphertext (the masked score plus one bit of offset)
 SCORE_SLOT_BITS = _SCORE_MASK_BITS + 1
+#: fractional bits of the scores compared with the sigmoid's bounds +-2 (``sigmoid="clip"``): each
+#: party drops the others of its share locally (the sum is off by at most one unit, 2^-12)
+CMP_FRAC_BITS = 12
+#: the ring ``2^CMP_BITS`` of the comparison: exact for ``|z| < 2^(CMP_BITS - 1 - CMP_FRAC_BITS) - 2``,
+#: which covers the public score bound ``2^SCORE_BOUND_BITS``
+CMP_BITS = SCORE_BOUND_BITS + CMP_FRAC_BITS + 2
+_CLIP_BOUND = 2 << CMP_FRAC_BITS  # z = 2 at the comparison's scale
+#: public bound of a party's share of ``1/2 + z/4`` (its share of ``z`` is under ``2^(SCORE_SLOT_BITS - FX)``)
+_MUX_VALUE_BITS = SCORE_SLOT_BITS - _FX + 1
 
 
 def _ints(values: Any) -> np.ndarray:
@@ -210,6 +241,13 @@ class _SharedParty(_PartyBase):
         self._alpha = Fraction(self.config.alpha)
         cfg = self.config
         self._decay = self._alpha * Fraction(cfg.reg_param) if cfg.reg_mode == "l2" else Fraction(0)
+        #: logistic with the saturating sigmoid: a secure comparison per row and bound (OT-based)
+        self._clip = cfg.model == "logistic" and cfg.sigmoid == "clip"
+        self._pool: OTPool | None = OTPool() if self._clip else None
+        self._sign: SignBit | None = None
+        self._mux: Multiplexer | None = None
+        self._y: list[int] = []
+        self._ots = 0
 
     # -- public surface ---------------------------------------------------------------------------
     def receive(self, data: bytes) -> bytes | None:
@@ -220,6 +258,10 @@ class _SharedParty(_PartyBase):
             "score": self._on_score,
             "residual": self._on_residual,
             "gradient": self._on_gradient,
+            "compare_ext": self._on_compare_ext,
+            "compare": self._on_compare,
+            "select1": self._on_select1,
+            "select2": self._on_select2,
             "epoch": self._on_epoch,
             "final": self._on_final,
         }.get(self._state)
@@ -264,13 +306,22 @@ class _SharedParty(_PartyBase):
         self._bidx = 0
         self._loss_share = 0
 
+    def _setting_up(self) -> bool:
+        """The first batch of a run with the comparison: the base OTs ride on SHARE and SCORE."""
+        return self._clip and self.epoch == 0 and self._bidx == 0
+
     def _share(self) -> bytes:
         self._state = "share"
         ev = self.compute.encrypt(self.public_key, _ints(self._peer))
-        return self._pack(MsgType.SHARE, [ev.to_bytes()])
+        sections = [ev.to_bytes()]
+        if self._setting_up():
+            assert self._pool is not None
+            sections.append(self._pool.setup_message())
+        return self._pack(MsgType.SHARE, sections)
 
     def _on_share(self, data: bytes) -> bytes:
-        msg = self._msg(data, MsgType.SHARE, 1)
+        setup = self._setting_up()
+        msg = self._msg(data, MsgType.SHARE, 2 if setup else 1)
         assert self.peer_key is not None
         peer_share = self._vector(msg.sections[0], self.peer_key, self._k, "SHARE")
         w_enc = peer_share + _ints(self._own)  # [[w_own]]_peer
@@ -290,11 +341,19 @@ class _SharedParty(_PartyBase):
         # each slot carries u + 2^(k-2) + U with U uniform of k-1 bits: in [0, 2^k) for |u| < 2^(k-2)
         self._score_mask = [(1 << (k - 2)) + r for r in _mask(len(idx), _SCORE_MASK_BITS)]
         out = (u + pack_ints(self._score_mask, k, per)).rerandomize(statistical=True)
+        sections = [out.to_bytes()]
+        if setup:
+            assert self._pool is not None
+            sections.append(self._pool.setup_reply(msg.sections[1]))
         self._state = "score"
-        return self._pack(MsgType.SCORE, [out.to_bytes()])
+        return self._pack(MsgType.SCORE, sections)
 
     def _on_score(self, data: bytes) -> bytes:
-        msg = self._msg(data, MsgType.SCORE, 1)
+        setup = self._setting_up()
+        msg = self._msg(data, MsgType.SCORE, 2 if setup else 1)
+        if setup:
+            assert self._pool is not None
+            self._pool.setup_finish(msg.sections[1])
         idx = self._batches[self._bidx]
         k = SCORE_SLOT_BITS
         per = self.public_key.slots(k)
@@ -302,9 +361,74 @@ class _SharedParty(_PartyBase):
         got = unpack_slots(self._sk.raw_decrypt(ev), k, per, len(idx))  # the peer's masked partial scores
         z = [(g - r) >> _FX for g, r in zip(got, self._score_mask)]  # my share of z, scale 2^FW
         self._score_mask = []
-        self._d = self._residual_share(idx, z)
+        if self._clip:
+            return self._start_compare(z)
+        return self._send_residual(self._residual_share(idx, z))
+
+    def _send_residual(self, d: list[int]) -> bytes:
+        self._d = d
         self._state = "residual"
         return self._pack(MsgType.RESIDUAL, [self.compute.encrypt(self.public_key, _ints(self._d)).to_bytes()])
+
+    # -- the saturating sigmoid: f = [z > 2] + [-2 <= z <= 2] (1/2 + z/4), on shares ------------
+    def _start_compare(self, z: list[int]) -> bytes:
+        """Ring shares of ``2 - z`` and ``z + 2`` (their sign bits are ``[z > 2]``, ``[z < -2]``);
+        this party's share of ``y = 1/2 + z/4``; the OT extension for the batch."""
+        assert self._pool is not None
+        first = self.role == "feature"
+        m = len(z)
+        mod = (1 << CMP_BITS) - 1
+        zc = [v >> (_FW - CMP_FRAC_BITS) for v in z]
+        c = _CLIP_BOUND if first else 0
+        vals = [(c - v) & mod for v in zc] + [(v + c) & mod for v in zc]
+        self._cmp_in = np.array(vals, dtype=np.uint64)
+        half = 0 if first else 1 << (_FW - 1)
+        self._y = [(v >> 2) + half for v in z]
+        self._ots = SignBit.ots_needed(2 * m, CMP_BITS) + 2 * m
+        self._state = "compare_ext"
+        return self._pack(MsgType.COMPARE, [self._pool.extend(self._ots)])
+
+    def _on_compare_ext(self, data: bytes) -> bytes:
+        msg = self._msg(data, MsgType.COMPARE, 1)
+        assert self._pool is not None
+        self._pool.accept(msg.sections[0], self._ots)
+        self._sign = SignBit(self._pool, self.role == "feature", self._cmp_in, CMP_BITS)
+        self._state = "compare"
+        return self._pack(MsgType.COMPARE, [self._sign.message()])
+
+    def _on_compare(self, data: bytes) -> bytes:
+        msg = self._msg(data, MsgType.COMPARE, 1)
+        assert self._sign is not None and self._pool is not None
+        out = self._sign.receive(msg.sections[0])
+        if out is not None:
+            return self._pack(MsgType.COMPARE, [out])
+        bits = self._sign.result
+        assert bits is not None
+        self._sign = None
+        m = len(self._y)
+        first = self.role == "feature"
+        hi, lo = bits[:m], bits[m:]
+        mid = hi ^ lo ^ np.uint8(1 if first else 0)  # [-2 <= z <= 2] = 1 ^ [z > 2] ^ [z < -2]
+        one = [(1 << _FW) if first else 0] * m  # the public 1 (at scale 2^FW), held by the first party
+        self._mux = Multiplexer(self._pool, np.concatenate([hi, mid]), one + self._y, _MUX_VALUE_BITS)
+        self._y = []
+        self._state = "select1"
+        return self._pack(MsgType.SELECT, [self._mux.message()])
+
+    def _on_select1(self, data: bytes) -> bytes:
+        msg = self._msg(data, MsgType.SELECT, 1)
+        assert self._mux is not None
+        self._state = "select2"
+        return self._pack(MsgType.SELECT, [self._mux.receive(msg.sections[0])])
+
+    def _on_select2(self, data: bytes) -> bytes:
+        msg = self._msg(data, MsgType.SELECT, 1)
+        assert self._mux is not None
+        shares = self._mux.finish(msg.sections[0])
+        self._mux = None
+        m = len(shares) // 2
+        f = [a + b for a, b in zip(shares[:m], shares[m:])]  # my share of f(z), scale 2^FW
+        return self._send_residual(self._clip_residual(self._batches[self._bidx], f))
 
     def _on_residual(self, data: bytes) -> bytes:
         msg = self._msg(data, MsgType.RESIDUAL, 1)
@@ -405,6 +529,9 @@ class _SharedParty(_PartyBase):
     def _residual_share(self, idx: np.ndarray, z: list[int]) -> list[int]:
         raise NotImplementedError
 
+    def _clip_residual(self, idx: np.ndarray, f: list[int]) -> list[int]:
+        return f
+
 
 class SharedFeatureParty(_FeatureRole, _SharedParty):
     """The party with feature columns only, in the secret-shared protocol.
@@ -454,6 +581,11 @@ class SharedLabelParty(_LabelRole, _SharedParty):
             self._offset = [-int(v) for v in np.rint(np.ldexp(t, _FW)).astype(np.int64)]
         else:
             self._offset = [int(v) for v in np.rint(np.ldexp(0.5 - t, _FW)).astype(np.int64)]
+            self._target_fx = [int(v) << _FW for v in t.astype(np.int64)]
+
+    def _clip_residual(self, idx: np.ndarray, f: list[int]) -> list[int]:
+        t = self._target_fx
+        return [v - t[i] for v, i in zip(f, idx.tolist())]
 
     def _residual_share(self, idx: np.ndarray, z: list[int]) -> list[int]:
         off = self._offset

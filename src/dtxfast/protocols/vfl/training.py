@@ -562,7 +562,7 @@ def plain_train_glm(
     pass ``(fa.initial_weights, lb.initial_weights)``); default zeros (secret-shared mode).
 
     Same standardization (each block with its own statistics), same label encoding, same batch
-    schedule, same Taylor approximation, same regularization and stop rule.
+    schedule, same sigmoid approximation (``config.sigmoid``), same regularization and stop rule.
 
     ``on_epoch(epoch, loss, w_feature, w_label)`` is called after every epoch.
 
@@ -589,6 +589,9 @@ def plain_train_glm(
             if cfg.model == "linear":
                 d = z - t[idx]
                 loss = 0.5 * float(d @ d) / m
+            elif cfg.sigmoid == "clip":
+                d = np.clip(0.25 * z + 0.5, 0.0, 1.0) - t[idx]
+                loss = _LN2 - 0.5 + 2.0 * float(d @ d) / m  # the Taylor loss's form in d (equal where unclipped)
             else:
                 d = 0.25 * z + 0.5 - t[idx]
                 loss = _LN2 - float((t[idx] - 0.5) @ z) / m + float(z @ z) / (8.0 * m)
