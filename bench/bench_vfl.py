@@ -22,11 +22,12 @@
   thread on half of the cores (as on two machines, and as SPU's simulator runs its two parties
   as threads); on one thread they take turns.
 * ``vfl.epoch.logistic`` (us/elem, the same shape and run): the same epoch of *logistic* regression
-  (labels ``y > median(y)``, the data of ``vfl.epoch``): ``dtxfast`` (fast mode), ``dtxfast-ss``
-  (secret-shared mode), both with the Taylor sigmoid ``1/2 + z/4`` on the scores; ``numpy`` the same
-  Taylor algorithm in plaintext; ``spu-cheetah`` SPU's CHEETAH with SPU's own sigmoid (its default
-  ``jax.nn.sigmoid`` evaluation on shares), on ``SPU_BATCHES`` batches. All rows on all cores (no
-  one-thread peer here, so no one-thread dtxfast rows).
+  (labels ``y > median(y)``, the data of ``vfl.epoch``): ``dtxfast`` (fast mode, the Taylor sigmoid
+  ``1/2 + z/4``), ``dtxfast-ss`` (secret-shared mode with its default sigmoid
+  ``clip(1/2 + z/4, 0, 1)``: two secure comparisons per row over OT, the base OTs included in the
+  timed epoch); ``numpy`` the Taylor algorithm in plaintext; ``spu-cheetah`` SPU's CHEETAH with SPU's
+  own sigmoid (its default ``jax.nn.sigmoid`` evaluation on shares), on ``SPU_BATCHES`` batches.
+  All rows on all cores (no one-thread peer here, so no one-thread dtxfast rows).
 * ``vfl.epoch.bytes`` (bytes/sample): payload bytes both parties sent in one epoch, per sample
   (``value`` recorded directly). ``floor-ciphertexts`` is the minimum the protocol needs: two
   2048-bit ciphertexts (512 bytes each in minimal form) per sample.

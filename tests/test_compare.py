@@ -47,9 +47,15 @@ def _split(x: list[int], bits: int, rng) -> tuple[np.ndarray, np.ndarray]:
             np.array(r, dtype=np.uint64))
 
 
+def _extend2(a, b, na, nb):
+    """OTs sent by a (na) and by b (nb)."""
+    ua, ub = a.extend(nb), b.extend(na)
+    a.accept(ub, na)
+    b.accept(ua, nb)
+
+
 def _sign(a, b, xa, xb, bits, record=None):
-    n = SignBit.ots_needed(len(xa), bits)
-    _extend(a, b, n)
+    _extend2(a, b, *SignBit.ots_needed(len(xa), bits))
     sa, sb = SignBit(a, True, xa, bits), SignBit(b, False, xb, bits)
     ma, mb = sa.message(), sb.message()
     rounds = 0  # messages each party sends
@@ -98,10 +104,12 @@ def test_sign_bit_equals_the_plaintext_comparison(pools, bits, data):
 
 
 def test_and_count_is_what_the_protocol_takes(pools):
-    assert [and_count(w) for w in (1, 2, 37, 63)] == [1, 4, 109, 63 + 62 + 32 + 16 + 8 + 4 + 2]
+    # leaves + per tree level 2 ANDs per pair but the lowest pair's second
+    assert [and_count(w) for w in (1, 2, 37, 63)] == [1, 3, 103, 63 + 61 + 31 + 15 + 7 + 3 + 1]
+    assert SignBit.ots_needed(10, 38) == (10 * 103, 10 * 66)
     a, b = pools
-    n = SignBit.ots_needed(128, 38)  # 109 * 128 OTs: a multiple of 128, no rounding up
-    _extend(a, b, n - 128)  # one block of OTs short
+    na, nb = SignBit.ots_needed(128, 38)  # multiples of 128: no rounding up
+    _extend2(a, b, na, nb - 128)  # one block of OTs short
     sa = SignBit(a, True, np.zeros(128, np.uint64), 38)
     sb = SignBit(b, False, np.zeros(128, np.uint64), 38)
     ma, mb = sa.message(), sb.message()
@@ -136,12 +144,12 @@ def test_multiplexer_gives_exact_integer_shares_of_the_product(pools):
 
 def test_tampered_or_truncated_messages_raise_typed_errors(pools):
     a, b = pools
-    n = SignBit.ots_needed(4, 38)
-    ua, ub = a.extend(n), b.extend(n)
+    na, nb = SignBit.ots_needed(4, 38)
+    ua, ub = a.extend(nb), b.extend(na)
     with pytest.raises(MalformedInput):
-        a.accept(ub[:-16], n)
-    a.accept(ub, n)
-    b.accept(ua, n)
+        a.accept(ub[:-16], na)
+    a.accept(ub, na)
+    b.accept(ua, nb)
     sa = SignBit(a, True, np.arange(4, dtype=np.uint64), 38)
     sb = SignBit(b, False, np.arange(4, dtype=np.uint64), 38)
     ma, mb = sa.message(), sb.message()

@@ -24,16 +24,19 @@ Protocol
   XOR-shared bits ``x, y`` (Beaver) opens ``x ^ a`` and ``y ^ b``: uniform bits.
 * **Sign bit** (:class:`SignBit`): ``msb(x) = msb(x_0) ^ msb(x_1) ^ carry``, the carry out of the
   sum of the low ``l - 1`` bits of the two shares: per bit the generate ``g_i = s_i t_i`` (one AND
-  of the two parties' private bits) and the propagate ``p_i = s_i ^ t_i`` (free), then a
-  log-depth tree of ``(G, P) o (G', P') = (G ^ P G', P P')``. :func:`and_count` ANDs per value
-  (109 at ``l = 38``) in ``1 + ceil(log2(l - 1))`` rounds (7 at ``l = 38``); all values of a call
-  travel together (numpy over bit matrices, no loop per value or per bit).
+  of the two parties' private bits: one OT sent by the first party, ``m_0 ^ m_c = (m_0 ^ m_1) c``,
+  with ``s ^ m_0 ^ m_1`` and ``t ^ c`` opened) and the propagate ``p_i = s_i ^ t_i`` (free), then
+  a log-depth tree of ``(G, P) o (G', P') = (G ^ P G', P P')`` (Beaver ANDs; the lowest group's
+  ``P`` is never needed). :func:`and_count` ANDs per value (103 at ``l = 38``: 37 leaves of one
+  OT, 66 tree ANDs of two) in ``1 + ceil(log2(l - 1))`` rounds (7 at ``l = 38``); all values of
+  a call travel together (numpy over bit matrices, no loop per value or per bit).
 * **Multiplexer** (:class:`Multiplexer`): ``b v = (b_0 ^ b_1)(v_0 + v_1)``. For its own term
   ``(b_0 ^ b_1) v_P`` party P sends, by one OT chosen by the peer's bit ``b_Q``, the two messages
   ``(b_P ^ j) v_P + r`` (``j = 0, 1``) and keeps ``-r``; ``r`` is uniform with
   :data:`STAT_BITS` more bits than the public bound of ``v_P`` and offset so that no message
   wraps: the shares are exact integers. Random OTs become chosen OTs in the usual way (the
-  chooser sends ``b_Q ^ c``, the sender pads message ``j`` with a PRG of key ``m_(j ^ e)``).
+  chooser sends ``b_Q ^ c``, the sender pads message ``j`` with a PRG of key ``m_(j ^ e)``:
+  fixed-key AES of the key under fresh tweaks).
   Two rounds.
 
 What each party learns
@@ -59,9 +62,9 @@ side runs its half and exchanges the same bytes):
 >>> x = np.array([5, -1, 0, -(1 << 38)], dtype=np.int64).astype(np.uint64) & np.uint64((1 << 40) - 1)
 >>> r = np.array([123456789, 42, 7, 99], dtype=np.uint64)
 >>> xa, xb = (x - r) & np.uint64((1 << 40) - 1), r  # additive shares mod 2^40
->>> n = SignBit.ots_needed(4, 40)
->>> ua, ub = a.extend(n), b.extend(n)
->>> a.accept(ub, n); b.accept(ua, n)
+>>> na, nb = SignBit.ots_needed(4, 40)  # OTs each party sends
+>>> ua, ub = a.extend(nb), b.extend(na)  # each chooses in the OTs the other sends
+>>> a.accept(ub, na); b.accept(ua, nb)
 >>> sa, sb = SignBit(a, True, xa, 40), SignBit(b, False, xb, 40)
 >>> ma, mb = sa.message(), sb.message()
 >>> while ma is not None:
@@ -72,15 +75,15 @@ side runs its half and exchanges the same bytes):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..crypto.blind_rsa import Rng
-from ..crypto.ot import KAPPA, BaseOTReceiver, BaseOTSender, IKNPReceiver, IKNPSender, bits_of
+from ..crypto.ot import KAPPA, BaseOTReceiver, BaseOTSender, IKNPReceiver, IKNPSender, bits_of, tccr_rows
 from ..errors import MalformedInput, ParameterError, StateError
 
 __all__ = [
@@ -94,19 +97,20 @@ __all__ = [
 
 #: statistical security of the multiplexer's masks (``2^-STAT_BITS`` distance per value)
 STAT_BITS = 64
-_PAD_DOMAIN = b"dtxfast/compare/mux/v1\x00"
+#: tweaks of the multiplexer's pads start here (IKNP's rows use tweaks from 0: disjoint domains)
+_PAD_TWEAK = 1 << 62
 
 
 def and_count(width: int) -> int:
-    """AND gates of the carry of a ``width``-bit sum (leaves and tree): per value of :class:`SignBit`
-    with ``l = width + 1``.
+    """AND gates of the carry out of a ``width``-bit sum (leaves and tree), per value of
+    :class:`SignBit` with ``l = width + 1``.
 
-    >>> and_count(39)
-    115
+    >>> and_count(37)
+    103
     """
     ands, k = width, width
     while k > 1:
-        ands += 2 * (k // 2)
+        ands += 2 * (k // 2) - 1  # the lowest group's propagate bit is never needed
         k = k // 2 + k % 2
     return ands
 
@@ -246,7 +250,7 @@ class SignBit:
     Parameters
     ----------
     pool : OTPool
-        Set up, and extended by at least :meth:`ots_needed` OTs each way for this call.
+        Set up, and extended for this call by the OTs :meth:`ots_needed` gives for each direction.
     first : bool
         True at exactly one of the two parties.
     shares : array of uint64
@@ -275,16 +279,30 @@ class SignBit:
         #: this party's XOR share of the sign bit of each value (set when the protocol has finished)
         self.result: np.ndarray | None = None
         own = ((x[:, None] >> np.arange(k, dtype=np.uint64)[None, :]) & np.uint64(1)).astype(np.uint8)
-        zero = np.zeros_like(own)
         self._P = own  # XOR shares of the propagate bits s_i ^ t_i
         self._G: np.ndarray | None = None
-        # the generate bits s_i & t_i: one AND of the first party's bits with the other's
-        self._msg = self._open(own if first else zero, zero if first else own)
+        self._and: tuple[Any, ...] | None = None
+        # the generate bits s_i t_i (the first party's bit times the second's): one OT each, sent by
+        # the first party; it opens f = s ^ a (a = m0 ^ m1), the second e = t ^ c
+        n = own.size
+        if first:
+            m0, m1 = pool.take_sent(n)
+            u = (m0[:, 0] & 1).reshape(own.shape)
+            self._leaf = (own, u)
+            self._msg = _packed(own ^ u ^ (m1[:, 0] & 1).reshape(own.shape))
+        else:
+            c, mc = pool.take_received(n)
+            c = c.astype(np.uint8).reshape(own.shape)
+            self._leaf = (c, (mc[:, 0] & 1).reshape(own.shape))
+            self._msg = _packed(own ^ c)
 
     @staticmethod
-    def ots_needed(count: int, bits: int) -> int:
-        """OTs each way one call with ``count`` values in ``2^bits`` takes from the pool."""
-        return int(count) * and_count(int(bits) - 1)
+    def ots_needed(count: int, bits: int) -> tuple[int, int]:
+        """OTs one call with ``count`` values in ``2^bits`` takes from the pool: ``(sent by the first
+        party, sent by the second)``."""
+        width = int(bits) - 1
+        tree = int(count) * (and_count(width) - width)
+        return int(count) * width + tree, tree
 
     def message(self) -> bytes:
         """The first round's message."""
@@ -293,17 +311,15 @@ class SignBit:
     def _open(self, x: np.ndarray, y: np.ndarray) -> bytes:
         n = x.size
         a, b, c = _triples(self._pool, n)
-        self._and = (x.shape, a, b, c)
-        self._dx, self._dy = x.reshape(-1) ^ a, y.reshape(-1) ^ b
-        return np.packbits(np.concatenate([self._dx, self._dy]), bitorder="little").tobytes()
+        self._and = (x.shape, a, b, c, x.reshape(-1) ^ a, y.reshape(-1) ^ b)
+        return _packed(np.concatenate([self._and[4], self._and[5]]))
 
     def _close(self, data: bytes) -> np.ndarray:
-        shape, a, b, c = self._and
+        assert self._and is not None
+        shape, a, b, c, dx, dy = self._and
         n = a.size
-        if len(data) != (2 * n + 7) // 8:
-            raise MalformedInput(f"a comparison round carries {(2 * n + 7) // 8} bytes, not {len(data)}")
-        bits = np.unpackbits(np.frombuffer(bytes(data), np.uint8), count=2 * n, bitorder="little")
-        d, e = self._dx ^ bits[:n], self._dy ^ bits[n:]
+        bits = _unpacked(data, 2 * n, "a comparison round")
+        d, e = dx ^ bits[:n], dy ^ bits[n:]
         z = c ^ (d & b) ^ (e & a)
         if self._first:
             z ^= d & e
@@ -321,14 +337,18 @@ class SignBit:
         """
         if self.result is not None:
             raise StateError("the comparison has finished")
-        z = self._close(data)
-        if self._G is None:
-            self._G = z  # leaves: generate bits
+        if self._G is None:  # the leaves: shares of the generate bits
+            p, q = self._leaf
+            other = _unpacked(data, p.size, "the comparison's first round").reshape(p.shape)
+            # first: u ^ s e (p = s, q = u); second: m_c ^ f c (p = c, q = m_c)
+            self._G = q ^ (p & other)
         else:
-            h = z.shape[1] // 2
+            z = self._close(data)
             G, P = self._G, self._P
+            h = G.shape[1] // 2
             hi, lo = np.arange(1, 2 * h, 2), np.arange(0, 2 * h, 2)
-            newG, newP = G[:, hi] ^ z[:, :h], z[:, h:]
+            newG = G[:, hi] ^ z[:, :h]
+            newP = np.concatenate([np.zeros_like(z[:, :1]), z[:, h:]], axis=1)  # group 0's P: unused
             if G.shape[1] % 2:
                 newG = np.concatenate([newG, G[:, -1:]], axis=1)
                 newP = np.concatenate([newP, P[:, -1:]], axis=1)
@@ -336,16 +356,32 @@ class SignBit:
         G, P = self._G, self._P
         if G.shape[1] == 1:
             self.result = self._top ^ G[:, 0]
-            self._and = None  # type: ignore[assignment]
+            self._and = None
             return None
         h = G.shape[1] // 2
         hi, lo = np.arange(1, 2 * h, 2), np.arange(0, 2 * h, 2)
-        # (G, P)_hi o (G, P)_lo = (G_hi ^ P_hi G_lo, P_hi P_lo): 2 ANDs per pair, one round per level
-        return self._open(np.concatenate([P[:, hi], P[:, hi]], axis=1), np.concatenate([G[:, lo], P[:, lo]], axis=1))
+        # (G, P)_hi o (G, P)_lo = (G_hi ^ P_hi G_lo, P_hi P_lo), one round per level; the lowest
+        # pair's P_hi P_lo is skipped (the carry in is 0: the lowest group's P is never used)
+        return self._open(np.concatenate([P[:, hi], P[:, hi[1:]]], axis=1),
+                          np.concatenate([G[:, lo], P[:, lo[1:]]], axis=1))
 
 
-def _pad(key: np.ndarray, nbytes: int) -> int:
-    return int.from_bytes(hashlib.shake_128(_PAD_DOMAIN + key.tobytes()).digest(nbytes), "little")
+def _packed(bits: np.ndarray) -> bytes:
+    return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
+
+
+def _unpacked(data: bytes, n: int, what: str) -> np.ndarray:
+    if len(data) != (n + 7) // 8:
+        raise MalformedInput(f"{what} carries {(n + 7) // 8} bytes, not {len(data)}")
+    return np.unpackbits(np.frombuffer(bytes(data), np.uint8), count=n, bitorder="little")
+
+
+def _pads(keys: np.ndarray, nbytes: int) -> np.ndarray:
+    """``(n, nbytes)`` pads from ``n`` random 16-byte OT keys: fixed-key AES (:func:`tccr_rows`) of
+    each key under its own tweaks, one per 16-byte block (a PRG under the ideal-cipher model)."""
+    blocks = -(-nbytes // 16)
+    rows = np.repeat(np.ascontiguousarray(keys, dtype=np.uint8), blocks, axis=0)
+    return tccr_rows(rows, _PAD_TWEAK).reshape(len(keys), blocks * 16)[:, :nbytes]
 
 
 class Multiplexer:
@@ -405,18 +441,19 @@ class Multiplexer:
             raise MalformedInput(f"the multiplexer's first round carries {(n + 7) // 8} bytes, not {len(peer_message)}")
         if self._own is not None:
             raise StateError("receive was already called")
-        e = np.unpackbits(np.frombuffer(bytes(peer_message), np.uint8), count=n, bitorder="little").tolist()
+        e = np.unpackbits(np.frombuffer(bytes(peer_message), np.uint8), count=n, bitorder="little")
         lo, span = 1 << self._vb, (1 << self._w) - (2 << self._vb)
-        keys = (self._k0, self._k1)
         own, out = [], bytearray()
-        for i, (bi, v, ei) in enumerate(zip(self._b.tolist(), self._vals, e)):
+        for bi, v in zip(self._b.tolist(), self._vals):
             r = lo + secrets.randbelow(span)  # (b ^ j) v + r in [0, 2^w): no wrap, within 2^-STAT_BITS of r
             own.append(-r)
-            for j in (0, 1):
-                m = ((bi ^ j) * v + r) ^ _pad(keys[j ^ ei][i], w)
-                out += m.to_bytes(w, "little")
+            out += (bi * v + r).to_bytes(w, "little") + ((1 - bi) * v + r).to_bytes(w, "little")
         self._own = own
-        return bytes(out)
+        # message j is padded with the key of OT message j ^ e (the chooser holds the one of its bit)
+        p0, p1 = _pads(self._k0, w), _pads(self._k1, w)
+        flip = (e == 1)[:, None]
+        pads = np.stack([np.where(flip, p1, p0), np.where(flip, p0, p1)], axis=1)
+        return (np.frombuffer(bytes(out), np.uint8).reshape(n, 2, w) ^ pads).tobytes()
 
     def finish(self, peer_message: bytes) -> list[int]:
         """The peer's round-2 message; returns this party's integer shares of ``b_i v_i``."""
@@ -425,12 +462,9 @@ class Multiplexer:
             raise StateError("finish comes after receive")
         if len(peer_message) != 2 * n * w:
             raise MalformedInput(f"the multiplexer's second round carries {2 * n * w} bytes, not {len(peer_message)}")
-        data = bytes(peer_message)
-        shares = []
-        for i, (bi, r) in enumerate(zip(self._b.tolist(), self._own)):
-            off = (2 * i + bi) * w
-            m = int.from_bytes(data[off:off + w], "little") ^ _pad(self._kc[i], w)
-            shares.append(m + r)
+        data = np.frombuffer(bytes(peer_message), np.uint8).reshape(n, 2, w)
+        opened = (data[np.arange(n), self._b.astype(np.intp)] ^ _pads(self._kc, w)).tobytes()
+        shares = [int.from_bytes(opened[i * w:(i + 1) * w], "little") + r for i, r in enumerate(self._own)]
         self._own = []
         return shares
 

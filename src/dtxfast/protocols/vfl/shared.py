@@ -46,7 +46,8 @@ for the labels, so only A's side is written out.
    off by at most ``2^-12``) and reduces the shares of ``2 - z`` and ``z + 2`` mod
    ``2^CMP_BITS`` (``CMP_BITS`` = 38: exact ring shares, and the top bit is the sign for every
    ``|z| < 2^25``). ``COMPARE`` (first): each party's IKNP matrix for this batch's random OTs
-   (16 bytes per OT, ``2 m (and_count(37) + 1)`` OTs each way); in the first batch of a run
+   (16 bytes per OT; ``2 m (and_count(37) + 1)`` OTs in all, 1 + 66 + 1 each way per value and
+   the 37 leaves' from A to B); in the first batch of a run
    ``SHARE`` and ``SCORE`` also carry the two rounds of 128 base OTs each way. ``COMPARE``
    (7 rounds): the sign bits ``[z > 2]`` and ``[z < -2]`` of every row, as a carry circuit with
    bit triples from the OTs; the bits stay XOR-shared. ``SELECT`` (2 rounds): the multiplexer
@@ -88,9 +89,9 @@ Cost per batch and party: ``d + 1`` encryptions (step 1), ``d (per - 1)`` powers
 ``m / per x d per`` multi-exponentiation (step 2), ``m / per`` statistically hiding
 re-randomizations and ``m / per`` decryptions (step 2), ``m`` encryptions (step 3), a ``d x m``
 multi-exponentiation and ``d`` decryptions (step 4). The comparison (step 2a) adds per row
-``2 (and_count(37) + 1) = 220`` random OTs each way (hashed with fixed-key AES),
-~3.5 KB each way and 10 message rounds per batch, and no Paillier operation; a run adds the 128
-base OTs each way once.
+``2 (and_count(37) + 1) = 208`` random OTs (hashed with fixed-key AES; 136 of them with A as
+the sender), ~3.3 KB in all and 10 message rounds per batch, and no Paillier operation; a run adds
+the 128 base OTs each way once.
 
 Examples
 --------
@@ -247,7 +248,7 @@ class _SharedParty(_PartyBase):
         self._sign: SignBit | None = None
         self._mux: Multiplexer | None = None
         self._y: list[int] = []
-        self._ots = 0
+        self._ots = (0, 0)
 
     # -- public surface ---------------------------------------------------------------------------
     def receive(self, data: bytes) -> bytes | None:
@@ -384,14 +385,16 @@ class _SharedParty(_PartyBase):
         self._cmp_in = np.array(vals, dtype=np.uint64)
         half = 0 if first else 1 << (_FW - 1)
         self._y = [(v >> 2) + half for v in z]
-        self._ots = SignBit.ots_needed(2 * m, CMP_BITS) + 2 * m
+        sent = SignBit.ots_needed(2 * m, CMP_BITS)  # by the first party, by the second
+        self._ots = (sent[0] + 2 * m, sent[1] + 2 * m)  # and one each way per multiplexed value
+        mine = 0 if first else 1
         self._state = "compare_ext"
-        return self._pack(MsgType.COMPARE, [self._pool.extend(self._ots)])
+        return self._pack(MsgType.COMPARE, [self._pool.extend(self._ots[1 - mine])])
 
     def _on_compare_ext(self, data: bytes) -> bytes:
         msg = self._msg(data, MsgType.COMPARE, 1)
         assert self._pool is not None
-        self._pool.accept(msg.sections[0], self._ots)
+        self._pool.accept(msg.sections[0], self._ots[0 if self.role == "feature" else 1])
         self._sign = SignBit(self._pool, self.role == "feature", self._cmp_in, CMP_BITS)
         self._state = "compare"
         return self._pack(MsgType.COMPARE, [self._sign.message()])
