@@ -19,7 +19,7 @@ import pytest
 from node_procs import dtx_command
 from storagenet_helpers import HEARTBEAT, LIVENESS, Cluster, make_cluster, random_file
 
-from dtxfast.errors import NotFound, ParameterError, StateError, Unauthorized
+from dtxfast.errors import InvalidProof, NotFound, ParameterError, StateError, Unauthorized
 from dtxfast.ledger import (
     ApplyFile,
     CreateNamespace,
@@ -374,6 +374,40 @@ def test_a_restarted_node_serves_its_replicas_again(net5, tmp_path):
     assert proc.port == port
     status, body = _signed(net5, net5.owner, i, "GET", f"/v1/files/{fid}/0/{f.slices[0].replicas[0].index}")
     assert status == 200 and len(body) == f.slices[0].replicas[0].size
+    assert _download(net5, fid, tmp_path) == data
+
+
+def test_a_download_takes_the_next_replica_and_writes_all_or_nothing(net5, tmp_path):
+    """A slice whose first replica is damaged on disk comes from another; when no replica of a
+    slice is intact, the download fails and the output keeps what it held, with no file left."""
+    fid, data = _upload(net5, tmp_path, size=4 * SLICE, seed=13)
+    f = net5.ledger.get_file(fid)
+    s = f.slices[1]
+    paths = [net5.data_dir(net5.ids.index(n)) / f.content_id.hex() / f"1.{r.index}"
+             for n, r in zip(s.nodes, s.replicas)]
+    originals = [p.read_bytes() for p in paths]
+
+    def damage(p: Path) -> None:
+        b = bytearray(p.read_bytes())
+        b[len(b) // 3] ^= 0x40
+        p.write_bytes(b)
+
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"what the user had")
+    try:
+        damage(paths[0])
+        net5.network().download(fid, out)
+        assert out.read_bytes() == data
+        out.write_bytes(b"what the user had")
+        for p in paths[1:]:
+            damage(p)
+        with pytest.raises(InvalidProof, match="no intact replica of slice 1"):
+            net5.network().download(fid, out)
+        assert out.read_bytes() == b"what the user had"
+        assert sorted(x.name for x in tmp_path.iterdir() if x.name.startswith(".out")) == []
+    finally:
+        for p, b in zip(paths, originals):
+            p.write_bytes(b)
     assert _download(net5, fid, tmp_path) == data
 
 
