@@ -35,10 +35,17 @@ def test_numba_kernels_equal_numpy_reference(n: int, seed: int, d: int) -> None:
     for name in ("mul_local", "and_local"):
         assert np.array_equal(getattr(k, name)(a, b, c, e, f, g), getattr(_kernels_ref, name)(a, b, c, e, f, g))
     assert np.array_equal(k.bit_planes(a), _kernels_ref.bit_planes(a))
-    for got, want in zip(k.trunc_lo(a, d), _kernels_ref.trunc_lo(a, d)):
-        assert np.array_equal(got, want)
-    for got, want in zip(k.trunc_hi(a, b, d), _kernels_ref.trunc_hi(a, b, d)):
-        assert np.array_equal(got, want)
+    h = u64(rng, n)
+    assert np.array_equal(k.trunc_p0_open(a, b), _kernels_ref.trunc_p0_open(a, b))
+    assert np.array_equal(k.trunc_p0_close(a, b, c, e, d), _kernels_ref.trunc_p0_close(a, b, c, e, d))
+    assert np.array_equal(k.trunc_p1(a, b, c, e, f, g, h, d), _kernels_ref.trunc_p1(a, b, c, e, f, g, h, d))
+    assert np.array_equal(k.trunc_p2(a, b, c, e), _kernels_ref.trunc_p2(a, b, c, e))
+    # values around the 2^62 offset and the 2^63 bound reach every branch of the bits
+    edge = np.array([0, 2**62 - 1, 2**62, 2**63 - 1, 2**63, 3 * 2**62, 2**64 - 1, 1 << d], dtype=np.uint64)
+    zero = np.zeros_like(edge)
+    assert np.array_equal(k.trunc_p0_open(edge, zero), _kernels_ref.trunc_p0_open(edge, zero))
+    assert np.array_equal(k.trunc_p1(edge, zero, zero, zero, zero, zero, zero, d),
+                          _kernels_ref.trunc_p1(edge, zero, zero, zero, zero, zero, zero, d))
 
 
 @given(x=hnp.arrays(np.uint64, st.integers(0, 200), elements=st.integers(0, 2**64 - 1)))

@@ -16,10 +16,10 @@ from typing import Any
 from numba import njit, prange
 
 from . import _ring
-from ._kernels_ref import TRUNC_OFFSET, matmul_terms
+from ._kernels_ref import TRUNC_OFFSET, _trunc_consts, matmul_terms
 
 __all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "bit_planes", "matmul_local", "mul_local", "tree_join", "tree_level",
-           "trunc_hi", "trunc_lo"]
+           "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 
 _RB = 8    # rows of the result per task (the register block)
 #: multiply-adds from which a share matmul runs on all threads (smaller ones run on one thread:
@@ -209,32 +209,50 @@ def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray,
     return c
 
 
-def _trunc_lo(z: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """With v = z + 2^62 read unsigned: (floor(v / 2^d), 1[v < 2^63])."""
+def _trunc_p0_open(z: np.ndarray, r0: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     n = z.shape[0]
-    q = np.empty(n, dtype=np.uint64)
-    bit = np.empty(n, dtype=np.uint64)
+    e = np.empty(n, dtype=np.uint64)
+    off = np.uint64(TRUNC_OFFSET)
+    one = np.uint64(1)
+    for k in prange(n):
+        e[k] = (((z[k] + off) >> np.uint64(63)) ^ one) - r0[k]
+    return e
+
+
+def _trunc_p0_close(z: np.ndarray, e1: np.ndarray, m: np.ndarray, mask: np.ndarray, d: int, hi: np.uint64,
+                    const: np.uint64) -> np.ndarray:  # pragma: no cover - compiled
+    n = z.shape[0]
+    y = np.empty(n, dtype=np.uint64)
     off = np.uint64(TRUNC_OFFSET)
     one = np.uint64(1)
     for k in prange(n):
         v = z[k] + off
-        q[k] = v >> np.uint64(d)
-        bit[k] = (v >> np.uint64(63)) ^ one
-    return q, bit
+        alpha = (v >> np.uint64(63)) ^ one
+        y[k] = (v >> np.uint64(d)) + (alpha * e1[k] + m[k]) * hi + const - mask[k]
+    return y
 
 
-def _trunc_hi(z1: np.ndarray, z2: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """With w = z1 + z2 read unsigned: (ceil(w / 2^d), 1[w < 2^63])."""
+def _trunc_p1(z1: np.ndarray, z2: np.ndarray, cm: np.ndarray, e0: np.ndarray, r1: np.ndarray, r: np.ndarray,
+              mp: np.ndarray, d: int, hi: np.uint64) -> np.ndarray:  # pragma: no cover - compiled
     n = z1.shape[0]
-    q = np.empty(n, dtype=np.uint64)
-    bit = np.empty(n, dtype=np.uint64)
+    out = np.empty(2 * n, dtype=np.uint64)
     one = np.uint64(1)
-    mask = (one << np.uint64(d)) - one
+    low = (one << np.uint64(d)) - one
     for k in prange(n):
         w = z1[k] + z2[k]
-        q[k] = (w >> np.uint64(d)) + (one if (w & mask) != np.uint64(0) else np.uint64(0))
-        bit[k] = (w >> np.uint64(63)) ^ one
-    return q, bit
+        up = one if (w & low) != np.uint64(0) else np.uint64(0)
+        out[k] = (w >> np.uint64(d)) + up + (e0[k] * r1[k] + cm[k]) * hi - r[k] + mp[k]
+        out[n + k] = ((w >> np.uint64(63)) ^ one) - r1[k]
+    return out
+
+
+def _trunc_p2(z: np.ndarray, r0: np.ndarray, r1: np.ndarray, m: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    n = z.shape[0]
+    out = np.empty(2 * n, dtype=np.uint64)
+    for k in prange(n):
+        out[k] = z[k]
+        out[n + k] = r0[k] * r1[k] - m[k]
+    return out
 
 
 #: elements from which an element-wise kernel runs on all threads (a parallel region's wake-up
@@ -255,8 +273,10 @@ def _compiled(fn: Callable[..., Any], size_arg: int = 0) -> tuple[Any, Any]:
 
 _MUL = _compiled(_mul_local)
 _AND = _compiled(_and_local)
-_TLO = _compiled(_trunc_lo)
-_THI = _compiled(_trunc_hi)
+_T0O = _compiled(_trunc_p0_open)
+_T0C = _compiled(_trunc_p0_close)
+_T1 = _compiled(_trunc_p1)
+_T2 = _compiled(_trunc_p2)
 
 
 def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
@@ -278,13 +298,24 @@ def bit_planes(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def trunc_lo(z: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """Party 0's part of the exact truncation: with ``v = z + 2^62`` read unsigned,
-    ``(floor(v / 2^d), 1[v < 2^63])``."""
-    return _TLO[z.shape[0] < PARALLEL_ELEMS](z, d)  # type: ignore[no-any-return]
+def trunc_p0_open(z: np.ndarray, r0: np.ndarray) -> np.ndarray:
+    """Party 0's first message of the exact truncation (see :func:`._kernels_ref.trunc_p0_open`)."""
+    return _T0O[z.shape[0] < PARALLEL_ELEMS](z, r0)  # type: ignore[no-any-return]
 
 
-def trunc_hi(z1: np.ndarray, z2: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """Party 1's part of the exact truncation: with ``w = z1 + z2`` read unsigned,
-    ``(ceil(w / 2^d), 1[w < 2^63])``."""
-    return _THI[z1.shape[0] < PARALLEL_ELEMS](z1, z2, d)  # type: ignore[no-any-return]
+def trunc_p0_close(z: np.ndarray, e1: np.ndarray, m: np.ndarray, mask: np.ndarray, d: int) -> np.ndarray:
+    """Party 0's new component (see :func:`._kernels_ref.trunc_p0_close`)."""
+    hi, const = _trunc_consts(d)
+    return _T0C[z.shape[0] < PARALLEL_ELEMS](z, e1, m, mask, d, hi, const)  # type: ignore[no-any-return]
+
+
+def trunc_p1(z1: np.ndarray, z2: np.ndarray, cm: np.ndarray, e0: np.ndarray, r1: np.ndarray, r: np.ndarray,
+             mp: np.ndarray, d: int) -> np.ndarray:
+    """Party 1's message to party 0 (see :func:`._kernels_ref.trunc_p1`)."""
+    hi, _ = _trunc_consts(d)
+    return _T1[z1.shape[0] < PARALLEL_ELEMS](z1, z2, cm, e0, r1, r, mp, d, hi)  # type: ignore[no-any-return]
+
+
+def trunc_p2(z: np.ndarray, r0: np.ndarray, r1: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Party 2's message to party 1 (see :func:`._kernels_ref.trunc_p2`)."""
+    return _T2[z.shape[0] < PARALLEL_ELEMS](z, r0, r1, m)  # type: ignore[no-any-return]

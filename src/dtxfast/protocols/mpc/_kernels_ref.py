@@ -7,7 +7,7 @@ import numpy as np
 from . import _ring_ref
 
 __all__ = ["RING_MATMUL", "and_local", "bit_planes", "matmul_local", "matmul_terms", "mul_local", "tree_join", "tree_level",
-           "trunc_hi", "trunc_lo"]
+           "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 
 
 def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
@@ -103,16 +103,40 @@ def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray,
 TRUNC_OFFSET = 1 << 62
 
 
-def trunc_lo(z: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """Party 0's part of the exact truncation: with ``v = z + 2^62`` read unsigned,
-    ``(floor(v / 2^d), 1[v < 2^63])``."""
+def _trunc_consts(d: int) -> tuple[np.uint64, np.uint64]:
+    """``2^(64 - d)`` and ``-2^(64 - d) - 2^(62 - d)`` in the ring (the wrap's weight; the offset undone)."""
+    return (np.uint64((1 << (64 - d)) & 0xFFFFFFFFFFFFFFFF),
+            np.uint64((-(1 << (64 - d)) - (1 << (62 - d))) & 0xFFFFFFFFFFFFFFFF))
+
+
+def trunc_p0_open(z: np.ndarray, r0: np.ndarray) -> np.ndarray:
+    """Party 0's first message of the exact truncation: ``alpha - r0`` with
+    ``alpha = 1[z + 2^62 < 2^63]`` (``z + 2^62`` read unsigned)."""
+    alpha = ((z + np.uint64(TRUNC_OFFSET)) >> np.uint64(63)) ^ np.uint64(1)
+    return alpha - r0
+
+
+def trunc_p0_close(z: np.ndarray, e1: np.ndarray, m: np.ndarray, mask: np.ndarray, d: int) -> np.ndarray:
+    """Party 0's new component: ``floor(v / 2^d) + (alpha e1 + m) 2^(64-d) + const - mask`` with
+    ``v = z + 2^62``, ``alpha`` as in :func:`trunc_p0_open`."""
+    hi, const = _trunc_consts(d)
     v = z + np.uint64(TRUNC_OFFSET)
-    return v >> np.uint64(d), (v >> np.uint64(63)) ^ np.uint64(1)
+    alpha = (v >> np.uint64(63)) ^ np.uint64(1)
+    return (v >> np.uint64(d)) + (alpha * e1 + m) * hi + const - mask
 
 
-def trunc_hi(z1: np.ndarray, z2: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """Party 1's part of the exact truncation: with ``w = z1 + z2`` read unsigned,
-    ``(ceil(w / 2^d), 1[w < 2^63])``."""
+def trunc_p1(z1: np.ndarray, z2: np.ndarray, cm: np.ndarray, e0: np.ndarray, r1: np.ndarray, r: np.ndarray,
+             mp: np.ndarray, d: int) -> np.ndarray:
+    """Party 1's message to party 0 (``2n`` words): its new component
+    ``ceil(w / 2^d) + (e0 r1 + cm) 2^(64-d) - r + mp`` with ``w = z1 + z2``, then ``beta - r1``
+    with ``beta = 1[w < 2^63]``. The first half is also party 1's own component."""
+    hi, _ = _trunc_consts(d)
     w = z1 + z2
-    low = w & np.uint64((1 << d) - 1)
-    return (w >> np.uint64(d)) + (low != 0).astype(np.uint64), (w >> np.uint64(63)) ^ np.uint64(1)
+    up = ((w & np.uint64((1 << d) - 1)) != 0).astype(np.uint64)
+    beta = (w >> np.uint64(63)) ^ np.uint64(1)
+    return np.concatenate([(w >> np.uint64(d)) + up + (e0 * r1 + cm) * hi - r + mp, beta - r1])
+
+
+def trunc_p2(z: np.ndarray, r0: np.ndarray, r1: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Party 2's message to party 1 (``2n`` words): ``z``, then the triple's ``r0 r1 - m``."""
+    return np.concatenate([z, r0 * r1 - m])

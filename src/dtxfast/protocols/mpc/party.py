@@ -380,36 +380,31 @@ class MPCParty:
         k = self._kern(n)
         z = _flat(z)
         nxt, prv = self._prfs()
-        hi = _U64((1 << (64 - shift)) & _MASK64)  # 2^(64 - s) in the ring (0 for s = 0)
-        const = _U64((-(1 << (64 - shift)) - (1 << (62 - shift))) & _MASK64)  # undo the offset
         if self.index == 0:
-            y0, alpha = k.trunc_lo(z, shift)
             r0 = prv.draw(n)  # seed of parties 2 and 0
             m = prv.draw(n)
-            self._send(1, alpha - r0)
+            self._send(1, k.trunc_p0_open(z, r0))  # alpha - r0
             got = yield from self._recv(1, 2 * n)
-            y1, e1 = got[:n], got[n:]
-            k0 = alpha * e1 + m  # party 0's additive part of alpha * beta
-            y0 = y0 + k0 * hi + const - nxt.draw(n)  # mask m' from the seed of parties 0, 1
+            y1, e1 = got[:n], got[n:]  # e1 = beta - r1
+            # alpha e1 + m is party 0's additive part of alpha beta; mask m' from the seed of 0, 1
+            y0 = k.trunc_p0_close(z, e1, m, nxt.draw(n), shift)
             self._send(2, y0)
             a, b = y0, y1
         elif self.index == 1:
             got = yield from self._recv(2, 2 * n)
             e0 = yield from self._recv(0, n, new_round=False)  # sent in the same round
             z2, cm = got[:n], got[n:]
-            y1, beta = k.trunc_hi(z, z2, shift)
             r1 = nxt.draw(n)  # seed of parties 1 and 2
             r = nxt.draw(n)
             mp = prv.draw(n)  # seed of parties 0 and 1
-            k1 = e0 * r1 + cm  # party 1's additive part of alpha * beta
-            y1 = y1 + k1 * hi - r + mp
-            self._send(0, np.concatenate([y1, beta - r1]))
-            a, b = y1, r
+            out = k.trunc_p1(z, z2, cm, e0, r1, r, mp, shift)  # e0 r1 + cm: party 1's part of alpha beta
+            self._send(0, out)
+            a, b = out[:n], r
         else:
             r0 = nxt.draw(n)  # seed of parties 2 and 0
             m = nxt.draw(n)
             r1 = prv.draw(n)  # seed of parties 1 and 2
-            self._send(1, np.concatenate([z, r0 * r1 - m]))
+            self._send(1, k.trunc_p2(z, r0, r1, m))  # z2 and r0 r1 - m
             r = prv.draw(n)
             y0 = yield from self._recv(0, n)
             a, b = r, y0
