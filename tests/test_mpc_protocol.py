@@ -180,6 +180,26 @@ def test_matmul_within_fixed_point_error(backend: str, n: int, k: int, m: int, s
     assert np.all(np.abs(decode(out[2][1]) - (x @ y).T) <= ULP)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(n=st.integers(1, 12), k=st.integers(1, 20), m=st.integers(1, 12), seed=st.integers(0, 2**31))
+def test_matmul_many_truncates_all_products_in_one_round(backend: str, n: int, k: int, m: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = decode(encode(rng.normal(0, 3, (n, k))))
+    y = decode(encode(rng.normal(0, 3, (k, m))))
+
+    def fn(p: MPCParty):
+        sx = yield from p.share_input(2, encode(x) if p.index == 2 else None, x.shape)
+        sy = yield from p.share_input(0, encode(y) if p.index == 0 else None, y.shape)
+        before = p.rounds
+        z, zt = yield from p.matmul_many([(sx, sy), (sy.T, sx.T)])
+        return p.rounds - before, (yield from p.reveal(z)), (yield from p.reveal(zt))
+
+    out, _ = run3(fn, backend=backend, seed=seed % 1000)
+    assert [o[0] for o in out] == [1, 1, 1]  # each party waits for messages once
+    assert np.all(np.abs(decode(out[2][1]) - x @ y) <= ULP)
+    assert np.all(np.abs(decode(out[2][2]) - (x @ y).T) <= ULP)
+
+
 def test_truncation_is_unbiased() -> None:
     # the exact product is not a multiple of 2^-16: each result is its floor or ceiling, and
     # the mean over many products is the exact value (no drift in long SGD runs)

@@ -286,12 +286,13 @@ def train_program(
             step = lr / len(idx)
             updates = []
             for i in range(L - 1, -1, -1):
-                gw = yield from p.matmul(acts[i].T, delta)
                 gb = delta.sum(axis=0)
-                if i > 0:
-                    back = yield from p.matmul(delta, W[i].T)
+                if i > 0:  # the gradient and the back-propagated error in one truncation round
+                    gw, back = yield from p.matmul_many([(acts[i].T, delta), (delta, W[i].T)])
+                    updates.append((i, gw, gb))
                     delta = yield from p.mul(back, masks[i - 1], fixed=False)
-                updates.append((i, gw, gb))
+                else:
+                    updates.append((i, (yield from p.matmul(acts[i].T, delta)), gb))
             # every layer's step (and weight decay) in one truncation round: W[i] changes only
             # here, after the backward pass has used the old weights, as before
             terms = [t for i, gw, gb in updates for t in ((gw, step), (gb, step))

@@ -433,6 +433,16 @@ class MPCParty:
             return (yield from self._trunc3(z, x.shape, self.frac_bits))
         return (yield from self._reshare(z, x.shape))
 
+    def _matmul_local(self, x: ArithShare, y: ArithShare) -> np.ndarray:
+        """This party's 3-out-of-3 share of ``x @ y``, masked by a zero sharing (local)."""
+        if len(x.shape) != 2 or len(y.shape) != 2 or x.shape[1] != y.shape[0]:
+            raise ParameterError(f"cannot multiply shapes {x.shape} and {y.shape}")
+        n, m = x.shape[0], y.shape[1]
+        c = np.ascontiguousarray
+        alpha = self._zero_arith(n * m).reshape(n, m)
+        return self._kern(n * m * x.shape[1], self.small_matmul).matmul_local(
+            c(x.a), c(x.b), c(y.a), c(y.b), alpha, role=self.index)
+
     def matmul(self, x: ArithShare, y: ArithShare, *, fixed: bool = True) -> Proto:
         """Matrix product of 2-D sharings (local products, one reshare with truncation).
 
@@ -441,16 +451,22 @@ class MPCParty:
         party compute two), see :func:`~dtxfast.protocols.mpc._kernels_ref.matmul_terms`. Large
         products run on float64 BLAS through exact limb products (:mod:`._ring_ref`).
         """
-        if len(x.shape) != 2 or len(y.shape) != 2 or x.shape[1] != y.shape[0]:
-            raise ParameterError(f"cannot multiply shapes {x.shape} and {y.shape}")
-        n, m = x.shape[0], y.shape[1]
-        c = np.ascontiguousarray
-        alpha = self._zero_arith(n * m).reshape(n, m)
-        z = self._kern(n * m * x.shape[1], self.small_matmul).matmul_local(c(x.a), c(x.b), c(y.a), c(y.b), alpha,
-                                                                        role=self.index)
+        z = self._matmul_local(x, y)
         if fixed:
-            return (yield from self._trunc3(z, (n, m), self.frac_bits))
-        return (yield from self._reshare(_flat(z), (n, m)))
+            return (yield from self._trunc3(z, z.shape, self.frac_bits))
+        return (yield from self._reshare(_flat(z), z.shape))
+
+    def matmul_many(self, pairs: Sequence[tuple[ArithShare, ArithShare]]) -> Proto:
+        """``[x @ y for x, y in pairs]`` (fixed point) with one truncation for all: one round
+        where :meth:`matmul` takes one per product (for products that do not depend on each other)."""
+        zs = [self._matmul_local(x, y) for x, y in pairs]
+        out = yield from self._trunc3(np.concatenate([z.reshape(-1) for z in zs]), (sum(z.size for z in zs),),
+                                      self.frac_bits)
+        res, at = [], 0
+        for z in zs:
+            res.append(out[at:at + z.size].reshape(z.shape))
+            at += z.size
+        return res
 
     def mul_public(self, x: ArithShare, c: float) -> Proto:
         """``x * c`` for a public real ``c`` (encoded with ~15 significant bits, one truncation)."""
