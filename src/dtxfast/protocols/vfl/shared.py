@@ -46,8 +46,8 @@ for the labels, so only A's side is written out.
    off by at most ``2^-12``) and reduces the shares of ``2 - z`` and ``z + 2`` mod
    ``2^CMP_BITS`` (``CMP_BITS`` = 38: exact ring shares, and the top bit is the sign for every
    ``|z| < 2^25``). ``COMPARE`` (first): each party's IKNP matrix for this batch's random OTs
-   (16 bytes per OT; ``2 m (and_count(37) + 1)`` OTs in all, 1 + 66 + 1 each way per value and
-   the 37 leaves' from A to B); in the first batch of a run
+   (16 bytes per OT; per compared value 37 + 66 + 1 OTs sent by A and 66 + 1 by B); in the
+   first batch of a run
    ``SHARE`` and ``SCORE`` also carry the two rounds of 128 base OTs each way. ``COMPARE``
    (7 rounds): the sign bits ``[z > 2]`` and ``[z < -2]`` of every row, as a carry circuit with
    bit triples from the OTs; the bits stay XOR-shared. ``SELECT`` (2 rounds): the multiplexer
@@ -89,9 +89,9 @@ Cost per batch and party: ``d + 1`` encryptions (step 1), ``d (per - 1)`` powers
 ``m / per x d per`` multi-exponentiation (step 2), ``m / per`` statistically hiding
 re-randomizations and ``m / per`` decryptions (step 2), ``m`` encryptions (step 3), a ``d x m``
 multi-exponentiation and ``d`` decryptions (step 4). The comparison (step 2a) adds per row
-``2 (and_count(37) + 1) = 208`` random OTs (hashed with fixed-key AES; 136 of them with A as
-the sender), ~3.3 KB in all and 10 message rounds per batch, and no Paillier operation; a run adds
-the 128 base OTs each way once.
+342 random OTs (208 sent by A, 134 by B; IKNP, hashed with fixed-key AES), about 5.7 KB on the
+wire (5.5 KB of them OT matrices) and 10 message rounds per batch, and no Paillier operation; a
+run adds the 128 base OTs each way once (16.5 KB).
 
 Examples
 --------
