@@ -42,6 +42,7 @@ LINES: list[tuple[str, str, str, str, int | None]] = [
     ("VFL epoch, plaintext numpy (no encryption)", "vfl", "vfl.epoch", "numpy", 1),
     ("VFL epoch, secret-shared mode (the default) against fast mode", "vfl", "vfl.epoch", "dtxfast-ss", 1),
     ("VFL epoch, SecretFlow SPU CHEETAH (size: rows)", "vfl", "vfl.epoch", "spu-cheetah", None),
+    ("VFL logistic regression epoch, secret-shared mode (clip sigmoid) against fast mode", "vfl", "vfl.epoch.logistic", "dtxfast-ss", None),
     ("VFL logistic regression epoch, SecretFlow SPU CHEETAH", "vfl", "vfl.epoch.logistic", "spu-cheetah", None),
     ("MPC share matmul n×n", "mpc", "mpc.matmul", "floor-blas-f64", 1),
     ("MPC share matmul n×n", "mpc", "mpc.matmul", "floor-blas-f64", None),
