@@ -161,16 +161,26 @@ def test_multiply_within_fixed_point_error(backend: str, xs: list, seed: int) ->
     assert np.all(np.abs(w - 0.3 * x) <= 2 * ULP + np.abs(x) * 2.0**-18)  # 0.3 has 17 fraction bits
 
 
+def _normal_pair(n: int, k: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """An n x k and a k x m matrix of normal values, exactly representable in fixed point."""
+    rng = np.random.default_rng(seed)
+    return decode(encode(rng.normal(0, 3, (n, k)))), decode(encode(rng.normal(0, 3, (k, m))))
+
+
+def _share_pair(p: MPCParty, x: np.ndarray, y: np.ndarray):
+    """Party 2 shares x, party 0 shares y."""
+    sx = yield from p.share_input(2, encode(x) if p.index == 2 else None, x.shape)
+    sy = yield from p.share_input(0, encode(y) if p.index == 0 else None, y.shape)
+    return sx, sy
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(n=st.integers(1, 12), k=st.integers(1, 20), m=st.integers(1, 12), seed=st.integers(0, 2**31))
 def test_matmul_within_fixed_point_error(backend: str, n: int, k: int, m: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    x = decode(encode(rng.normal(0, 3, (n, k))))
-    y = decode(encode(rng.normal(0, 3, (k, m))))
+    x, y = _normal_pair(n, k, m, seed)
 
     def fn(p: MPCParty):
-        sx = yield from p.share_input(2, encode(x) if p.index == 2 else None, x.shape)
-        sy = yield from p.share_input(0, encode(y) if p.index == 0 else None, y.shape)
+        sx, sy = yield from _share_pair(p, x, y)
         z = yield from p.matmul(sx, sy)
         zt = yield from p.matmul(sy.T, sx.T)
         return (yield from p.reveal(z)), (yield from p.reveal(zt))
@@ -183,13 +193,10 @@ def test_matmul_within_fixed_point_error(backend: str, n: int, k: int, m: int, s
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(n=st.integers(1, 12), k=st.integers(1, 20), m=st.integers(1, 12), seed=st.integers(0, 2**31))
 def test_matmul_many_truncates_all_products_in_one_round(backend: str, n: int, k: int, m: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    x = decode(encode(rng.normal(0, 3, (n, k))))
-    y = decode(encode(rng.normal(0, 3, (k, m))))
+    x, y = _normal_pair(n, k, m, seed)
 
     def fn(p: MPCParty):
-        sx = yield from p.share_input(2, encode(x) if p.index == 2 else None, x.shape)
-        sy = yield from p.share_input(0, encode(y) if p.index == 0 else None, y.shape)
+        sx, sy = yield from _share_pair(p, x, y)
         before = p.rounds
         z, zt = yield from p.matmul_many([(sx, sy), (sy.T, sx.T)])
         return p.rounds - before, (yield from p.reveal(z)), (yield from p.reveal(zt))
