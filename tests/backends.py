@@ -22,6 +22,17 @@ REQUIRE_EXTENSIONS = os.environ.get("DTX_REQUIRE_EXTENSIONS", "") not in ("", "0
 C_KERNELS = ("_paillier", "_merkle", "_psi", "_ot")
 
 
+def compiled_or_none(name: str) -> ModuleType | None:
+    """The compiled module of kernel ``name``, or None where it was not built (for module-level
+    ``skipif`` marks); under DTX_REQUIRE_EXTENSIONS a missing kernel raises instead."""
+    try:
+        return compiled_kernel(name)
+    except BackendUnavailable:
+        if REQUIRE_EXTENSIONS:
+            raise
+        return None
+
+
 def compiled_or_skip(name: str) -> ModuleType:
     """The compiled module of kernel ``name``; skip (or fail, under DTX_REQUIRE_EXTENSIONS) if missing."""
     try:

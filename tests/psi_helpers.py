@@ -1,10 +1,8 @@
-"""Helpers of the PSI tests: keys (1024-bit, made once); the ``backend`` fixture is in conftest.py."""
+"""Helpers of the PSI tests: keys (1024-bit, made once), id strategies; the ``backend`` fixture is in conftest.py."""
 
 from __future__ import annotations
 
-import importlib
-
-from backends import REQUIRE_EXTENSIONS
+from hypothesis import strategies as st
 
 from dtxfast.crypto.blind_rsa import BlindRSASigner
 
@@ -18,11 +16,10 @@ def rsa_key(i: int = 0) -> BlindRSASigner:
     return _KEYS[i]
 
 
-def compiled_kernel():  # type: ignore[no-untyped-def]
-    """The compiled PSI kernel, or None where it was not built (under DTX_REQUIRE_EXTENSIONS: fails)."""
-    try:
-        return importlib.import_module("dtxfast._kernels._psi")
-    except ImportError:
-        if REQUIRE_EXTENSIONS:
-            raise
-        return None
+# ids: short ascii from a small alphabet (so sets overlap), unicode, and very long ones
+id_text = st.one_of(
+    st.text(alphabet="abcde", max_size=3),
+    st.text(max_size=12),
+    st.text(alphabet="xy", min_size=500, max_size=2000),
+)
+id_lists = st.lists(id_text, max_size=40)

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
-from backends import REQUIRE_EXTENSIONS
+from backends import compiled_or_none
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dtxfast.crypto import _ot_py as P
 
 
-def _compiled():  # type: ignore[no-untyped-def]
-    try:
-        return importlib.import_module("dtxfast._kernels._ot")
-    except ImportError:
-        if REQUIRE_EXTENSIONS:
-            raise
-        return None
-
-
-K = _compiled()
+K = compiled_or_none("_ot")
 needs_compiled = pytest.mark.skipif(K is None, reason="compiled OT kernel not built")
 
 

@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from dtxfast.crypto import _psi_py
 from dtxfast.crypto.blind_rsa import IdBatch
 
-from psi_helpers import compiled_kernel, rsa_key
+from backends import compiled_or_none
+from psi_helpers import rsa_key
 
-K = compiled_kernel()
+K = compiled_or_none("_psi")
 needs_compiled = pytest.mark.skipif(K is None, reason="compiled PSI kernel not built")  # K is None: never under
-# DTX_REQUIRE_EXTENSIONS, where compiled_kernel() raises instead
+# DTX_REQUIRE_EXTENSIONS, where compiled_or_none() raises instead
 
 ids_strategy = st.lists(st.binary(max_size=300), max_size=150)
 

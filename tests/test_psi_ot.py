@@ -21,14 +21,9 @@ from dtxfast.protocols.psi import (
     run_two_party,
 )
 
-pytestmark = pytest.mark.usefixtures("backend")
+from psi_helpers import id_lists
 
-id_text = st.one_of(
-    st.text(alphabet="abcde", max_size=3),
-    st.text(max_size=12),
-    st.text(alphabet="xy", min_size=500, max_size=2000),
-)
-id_lists = st.lists(id_text, max_size=40)
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def _run(req_ids, sig_ids, chunk=7):

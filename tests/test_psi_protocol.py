@@ -34,19 +34,12 @@ from dtxfast.protocols.psi import (
     run_two_party,
 )
 
-from psi_helpers import rsa_key
+from psi_helpers import id_lists, rsa_key
 
 # the whole protocol suite (tampering, malformed input, three parties, ...) runs on the compiled
 # kernel and on the pure-Python twin
 pytestmark = pytest.mark.usefixtures("backend")
 
-# ids: short ascii from a small alphabet (so sets overlap), unicode, and very long ones
-id_text = st.one_of(
-    st.text(alphabet="abcde", max_size=3),
-    st.text(max_size=12),
-    st.text(alphabet="xy", min_size=500, max_size=2000),
-)
-id_lists = st.lists(id_text, max_size=40)
 
 
 def _key(mode: str):
