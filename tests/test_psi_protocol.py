@@ -8,7 +8,6 @@ import struct
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from dtxfast.crypto.blind_rsa import BlindRSAPublicKey, BlindRSASigner, IdBatch
 from dtxfast.crypto.ecdh import ECDHMaskKey
