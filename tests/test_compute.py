@@ -497,9 +497,10 @@ def test_ray_client_address(ray_client_head):
         out = subprocess.run([sys.executable, "-c", _CLIENT_SCRIPT, address], capture_output=True, text=True,
                              timeout=300, env=env)
         # Ray's own flake, not dtxfast's: the head's client proxy sometimes fails to start the
-        # per-client server (its process exits at once with an empty log; seen once in a clean CI
-        # run and several times under load). A new connection gets a new server; any other error,
-        # or this one three times, fails the test.
-        if "Starting Ray client server failed" not in out.stderr:
+        # per-client server, either as "Starting Ray client server failed" (its process exits at
+        # once with an empty log) or inside the proxy's start_specific_server (psutil reading a
+        # zombie's cmdline); seen in clean CI runs and several times under load. A new connection
+        # gets a new server; any other error, or this one three times, fails the test.
+        if not any(m in out.stderr for m in ("Starting Ray client server failed", "in start_specific_server")):
             break
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
