@@ -89,7 +89,8 @@ def load_kernel(name: str, python_module: str) -> tuple[ModuleType, BackendInfo]
             simd = getattr(module, "simd_available", None)
             if simd is not None:
                 fallback = getattr(module, "SIMD_FALLBACK", "GMP path")
-                reason += "; AVX-512 IFMA in use" if simd() else f"; {fallback} (no AVX-512 IFMA, or DTXFAST_SIMD=0)"
+                isa = getattr(module, "SIMD_NAME", "AVX-512 IFMA")
+                reason += f"; {isa} in use" if simd() else f"; {fallback} (no {isa}, or DTXFAST_SIMD=0)"
             info = BackendInfo(name, "compiled", reason)
         except ImportError as exc:
             if requested == "compiled":
@@ -167,11 +168,14 @@ _SWITCHES: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
     "_ot": ("dtxfast.crypto._ot_py", "dtxfast._kernels._ot",
             (("dtxfast.crypto.ot", "_kernel"), ("dtxfast.protocols._psi_ot", "_ot"))),
     "_mpc": ("dtxfast.protocols.mpc._kernels_ref", "dtxfast.protocols.mpc._kernels", ()),
+    "_prf": ("dtxfast.protocols.mpc._prf_ref", "dtxfast._kernels._prf",
+             (("dtxfast.protocols.mpc.prf", "_kernel"),)),
 }
 
 
 def compiled_kernel(name: str) -> ModuleType:
-    """The compiled module of kernel ``name`` (``"_paillier"``, ``"_merkle"``, ``"_psi"``, ``"_mpc"``).
+    """The compiled module of kernel ``name`` (``"_paillier"``, ``"_merkle"``, ``"_psi"``, ``"_mpc"``,
+    ``"_prf"``).
 
     Raises
     ------
@@ -199,7 +203,7 @@ def use_backend(backend: Literal["compiled", "python"], kernels: Iterable[str] |
     ----------
     backend : {"compiled", "python"}
     kernels : iterable of str, optional
-        Only these kernels (default: all of ``_paillier``, ``_merkle``, ``_psi``, ``_mpc``).
+        Only these kernels (default: all of ``_paillier``, ``_merkle``, ``_psi``, ``_mpc``, ``_prf``).
 
     Raises
     ------

@@ -262,7 +262,7 @@ class MPCParty:
 
     def _zero_arith(self, n: int) -> np.ndarray:
         nxt, prv = self._prfs()
-        return nxt.draw(n) - prv.draw(n)
+        return nxt.draw_sub(prv, n)  # nxt.draw(n) - prv.draw(n), one pass
 
     # -- setup ----------------------------------------------------------------------------------
     def setup(self, seed: bytes | None = None) -> Proto:
