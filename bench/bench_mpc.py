@@ -22,6 +22,12 @@ Groups
                 pinned to the row's threads).
 ``mpc.epoch.bytes``  MiB each party sends during that epoch (``value`` recorded directly; the
                 row's ``note`` lists every party).
+``mpc.prf``     the parties' PRF stream: 64 MiB of AES-128-CTR keystream as ``uint64`` words, drawn
+                as 1024 draws of 64 KiB (``size`` 64: the epoch's typical draw, one thread
+                whatever ``threads`` says) or as one draw (``size`` 65536, on ``threads``
+                threads), each into a fresh array; ``dtxfast`` is ``PRFStream`` on the compiled
+                VAES kernel (``ext/_prf_aes.h``), ``cryptography`` OpenSSL's AES-CTR
+                (``update_into``, what ``PRFStream`` used before; 1 thread). MiB/s.
 
 Every row carries ``threads``: dtxfast on all cores and on 1; the numpy twin
 (``dtxfast-python``) and plaintext ``numpy`` integer code on 1; SPU on all cores (its simulator
@@ -39,7 +45,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from dtxfast.protocols.mpc import MPCParty, _kernels_ref, encode, run_local
+from dtxfast.protocols.mpc import MPCParty, PRFStream, _kernels_ref, encode, run_local
 from dtxfast.protocols.mpc.mlp import MLPSchedule, init_params, plain_train_mlp, train_program
 from dtxfast.transport.channel import InMemoryNetwork
 from dtxfast.vfl.dnn import PARTY_NAMES
@@ -211,3 +217,32 @@ def test_epoch_bytes(benchmark):
     note = "MiB sent per party per epoch (incl. sharing the inputs): " + ", ".join(f"{k} {v}" for k, v in mib.items())
     measure(benchmark, lambda: None, impl="dtxfast", size=EPOCH_N, unit="MiB/party", rounds=1,
             value=max(mib.values()), note=note)
+
+
+PRF_MIB = 1 if QUICK else 64
+
+
+@pytest.mark.benchmark(group="mpc.prf")
+@pytest.mark.parametrize("kib", [64, 65536])
+@pytest.mark.parametrize("impl,threads", [("dtxfast", t) for t in thread_variants()] + [("cryptography", 1)])
+def test_prf(benchmark, impl, threads, kib):
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    kib = min(kib, PRF_MIB * 1024)
+    words, draws = kib * 128, PRF_MIB * 1024 // kib
+    if impl == "dtxfast":
+        stream = PRFStream(_seed(0))
+
+        def run():
+            for _ in range(draws):
+                stream.draw(words)
+    else:
+        enc = Cipher(algorithms.AES(_seed(0)), modes.CTR(bytes(16))).encryptor()
+        zeros = memoryview(bytes(8 * words))
+
+        def run():
+            for _ in range(draws):
+                out = np.empty(words + 2, dtype=np.uint64)  # update_into wants 15 spare bytes
+                enc.update_into(zeros, out.data.cast("B"))
+
+    measure(benchmark, run, impl=impl, size=kib, unit="MiB/s", per=1, mib=PRF_MIB, rounds=5, threads=threads)
