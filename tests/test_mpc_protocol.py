@@ -83,6 +83,23 @@ def test_numba_matmul_equals_numpy_reference(n: int, kk: int, m: int, seed: int)
     assert np.array_equal(k.matmul_local(xa, xb, ya, yb, al), _kernels_ref.matmul_local(xa, xb, ya, yb, al))
 
 
+@given(n=st.integers(1, 60), widths=st.lists(st.integers(1, 9), min_size=1, max_size=4), m=st.integers(0, 80),
+       seed=st.integers(0, 2**32 - 1))
+def test_gather_rows_equals_numpy_reference(n: int, widths: list[int], m: int, seed: int) -> None:
+    k = kernel_module("numba")
+    rng = np.random.default_rng(seed)
+    blocks = [(u64(rng, (n, d)), u64(rng, (n, d))) for d in widths]
+    idx = rng.integers(-n, n, size=m)  # repeats and negative indices, as numpy allows
+    got, want = k.gather_rows(blocks, idx), _kernels_ref.gather_rows(blocks, idx)
+    for g, w, side in zip(got, want, range(2)):
+        assert g.shape == w.shape == (m, sum(widths)) and np.array_equal(g, w)
+        assert np.array_equal(w, np.concatenate([blk[side] for blk in blocks], axis=1)[idx])
+    for bad in (n, -n - 1):
+        for mod in (k, _kernels_ref):
+            with pytest.raises(IndexError):
+                mod.gather_rows(blocks, np.array([0, bad]))
+
+
 # -- fixed point and PRF ------------------------------------------------------------------------
 @given(hnp.arrays(np.float64, st.integers(0, 20), elements=reals))
 def test_encode_decode_round_trip(x: np.ndarray) -> None:

@@ -8,17 +8,18 @@ correlated randomness (``alpha``, ``r``) is drawn by the caller from the pairwis
 
 from __future__ import annotations
 
-import numpy as np
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from numba import njit, prange
 
 from . import _ring
 from ._kernels_ref import TRUNC_OFFSET, _trunc_consts, matmul_terms
 
-__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "bit_planes", "matmul_local", "mul_local", "tree_join", "tree_level",
+__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "bit_planes", "gather_rows", "matmul_local", "mul_local", "tree_join", "tree_level",
            "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 
 _RB = 8    # rows of the result per task (the register block)
@@ -77,6 +78,35 @@ def _bit_planes(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - c
             k = (k + j + 1) & ~j
         j >>= 1
         m ^= m << np.uint64(j)
+
+
+@njit(cache=True, nogil=True)
+def _gather_into(a: np.ndarray, b: np.ndarray, idx: np.ndarray, oa: np.ndarray, ob: np.ndarray, col: int) -> None:  # pragma: no cover - compiled
+    """oa[i, col:col+d] = a[idx[i]] and the same for b (rows of one column block)."""
+    n, d = a.shape
+    for i in range(idx.shape[0]):
+        r = idx[i]
+        if r < 0:
+            r += n
+        if r < 0 or r >= n:
+            raise IndexError("row index out of range")
+        for j in range(d):
+            oa[i, col + j] = a[r, j]
+            ob[i, col + j] = b[r, j]
+
+
+def gather_rows(blocks: Sequence[tuple[np.ndarray, np.ndarray]], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``idx`` of column blocks, joined (see :func:`._kernels_ref.gather_rows`): one pass
+    that writes each row once, where fancy indexing per block and a join copy twice."""
+    m = idx.shape[0]
+    width = sum(a.shape[1] for a, _ in blocks)
+    oa = np.empty((m, width), dtype=np.uint64)
+    ob = np.empty((m, width), dtype=np.uint64)
+    col = 0
+    for a, b in blocks:
+        _gather_into(a, b, idx, oa, ob, col)
+        col += a.shape[1]
+    return oa, ob
 
 
 @njit(cache=True, nogil=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from . import _ring_ref
 
-__all__ = ["RING_MATMUL", "and_local", "bit_planes", "matmul_local", "matmul_terms", "mul_local", "tree_join", "tree_level",
+__all__ = ["RING_MATMUL", "and_local", "bit_planes", "gather_rows", "matmul_local", "matmul_terms", "mul_local", "tree_join", "tree_level",
            "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 
 
@@ -18,6 +20,24 @@ def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn
 def and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
     """z = (xa&ya) ^ (xa&yb) ^ (xb&ya) ^ rn ^ rp: boolean product share (64 bits per word)."""
     return (xa & (ya ^ yb)) ^ (xb & ya) ^ rn ^ rp
+
+
+def gather_rows(blocks: Sequence[tuple[np.ndarray, np.ndarray]], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``idx`` of a sharing stored as column blocks, joined: ``blocks[i]`` is one party's pair
+    of components ``(a_i, b_i)`` of block ``i`` (``n x d_i`` each); returns the ``len(idx) x sum d_i``
+    components ``(a, b)`` of the rows ``idx`` of the blocks side by side.
+
+    Raises IndexError for an index outside ``-n .. n-1``.
+
+    Examples
+    --------
+    >>> a = np.arange(6, dtype=np.uint64).reshape(3, 2); b = a + np.uint64(10)
+    >>> ra, rb = gather_rows([(a, b), (a[:, :1], b[:, :1])], np.array([2, 0]))
+    >>> ra.tolist(), rb.tolist()
+    ([[4, 5, 4], [0, 1, 0]], [[14, 15, 14], [10, 11, 10]])
+    """
+    return (np.concatenate([np.take(a, idx, axis=0) for a, _ in blocks], axis=1),
+            np.concatenate([np.take(b, idx, axis=0) for _, b in blocks], axis=1))
 
 
 def bit_planes(x: np.ndarray) -> np.ndarray:
