@@ -174,6 +174,65 @@ def test_poll_tells_without_waiting(echo):
     assert echo.recv("B", timeout=0) == b"!"
 
 
+def test_try_recv_returns_a_waiting_message_or_none_at_once(echo):
+    assert echo.try_recv("B") is None
+    echo.send("B", b"one")
+    echo.send("B", b"two")
+    got: list[bytes] = []
+    for _ in range(3000):  # until both echoes are there (at most ~30 s)
+        m = echo.try_recv("B")
+        if m is not None:
+            got.append(m)
+            if len(got) == 2:
+                break
+        else:
+            time.sleep(0.01)
+    assert got == [b"one", b"two"] and all(type(g) is bytes for g in got)
+    assert echo.try_recv("B") is None and not echo.poll("B")
+    with pytest.raises(ParameterError):
+        echo.try_recv("Z")
+
+
+def test_in_memory_network_under_threads_loses_and_reorders_nothing():
+    """Four parties on four threads: each sends numbered messages to every other party while
+    blocking in recv for theirs (so sends race with waiting receivers); every message arrives
+    once, in order per sender, and the counters add up. A lost wake-up fails on the timeout."""
+    names = ["A", "B", "C", "D"]
+    net = InMemoryNetwork(names, record=True)
+    count = 300
+    errors: list[BaseException] = []
+
+    def party(me: str) -> None:
+        ch = net.channel(me)
+        peers = [n for n in names if n != me]
+        try:
+            for i in range(count):
+                for peer in peers:
+                    ch.send(peer, f"{me}>{peer}:{i}".encode())
+                for peer in peers:  # alternate blocking recv and try_recv
+                    m = ch.recv(peer, timeout=30) if i % 2 else None
+                    while m is None:
+                        m = ch.try_recv(peer)
+                        if m is None:
+                            m = ch.recv(peer, timeout=30)
+                    assert m == f"{peer}>{me}:{i}".encode()
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=party, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert net.pending() == 0
+    assert net.transcript is not None and len(net.transcript) == 4 * 3 * count
+    for n in names:
+        size = sum(len(f"{n}>{p}:{i}") for p in names if p != n for i in range(count))
+        assert net.bytes_sent(n) == size
+        assert net.bytes_received(n) == sum(len(f"{p}>{n}:{i}") for p in names if p != n for i in range(count))
+
+
 def test_byte_counters_count_payload_only(open_echo):
     ch, stop = open_echo()
     msgs = [b"", b"abc", bytes(100_000)]

@@ -18,7 +18,8 @@ Contract every implementation keeps
   first and receive afterwards in the same round without deadlock.
 - ``recv(peer, timeout=None)`` returns the oldest unread message from ``peer`` as ``bytes``,
   waiting for it if needed; it raises :class:`~dtxfast.errors.ProtocolError` on timeout.
-- ``poll(peer)`` tells without waiting whether ``recv(peer)`` would return at once.
+- ``poll(peer)`` tells without waiting whether ``recv(peer)`` would return at once;
+  ``try_recv(peer)`` returns the message if one is waiting, else ``None`` (defined from the two).
 - ``bytes_sent`` / ``bytes_received`` count payload bytes of this endpoint (no framing).
 
 Examples
@@ -74,6 +75,14 @@ class Channel(ABC):
     @abstractmethod
     def poll(self, peer: str) -> bool:
         """Whether a message from ``peer`` is waiting (``recv`` would not block)."""
+
+    def try_recv(self, peer: str) -> bytes | None:
+        """The oldest unread message from ``peer``, or ``None`` at once if none is waiting.
+
+        The default is :meth:`poll` then :meth:`recv`; an implementation may do both in one step
+        (a driver that runs many parties in one thread calls this once per message).
+        """
+        return self.recv(peer) if self.poll(peer) else None
 
     @property
     @abstractmethod

@@ -42,6 +42,14 @@ class InMemoryNetwork:
     record : bool, default False
         Keep a transcript of every message as ``(sender, receiver, bytes)`` in :attr:`transcript`
         (tests use it to inspect what a party saw).
+
+    Notes
+    -----
+    One plain lock guards the queues and counters; a receiver that has to wait registers itself,
+    and only then does a send pay for a wake-up (a condition on the same lock). Every endpoint
+    keeps its own links by peer name, so a message costs one copy, one lock and two deque
+    operations; :meth:`InMemoryChannel.try_recv` takes a waiting message with one lock where
+    ``poll`` then ``recv`` take two (what :func:`~dtxfast.protocols.mpc.run_local` calls).
     """
 
     def __init__(self, parties: Iterable[str], *, record: bool = False) -> None:
@@ -49,7 +57,9 @@ class InMemoryNetwork:
         if len(set(names)) != len(names) or len(names) < 2:
             raise ParameterError("an in-memory network needs at least two distinct party names")
         self._names = names
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0  # receivers blocked in _wait (guarded by the lock)
         self._queues: dict[tuple[str, str], deque[bytes]] = {
             (s, r): deque() for s in names for r in names if s != r
         }
@@ -80,48 +90,50 @@ class InMemoryNetwork:
 
     def reset_counters(self) -> None:
         """Set every byte counter back to zero (the transcript is kept)."""
-        with self._cond:
+        with self._lock:
             for n in self._names:
                 self._sent[n] = 0
                 self._received[n] = 0
 
     def pending(self) -> int:
         """Number of messages sent but not yet received (0 after a clean protocol run)."""
-        with self._cond:
+        with self._lock:
             return sum(len(q) for q in self._queues.values())
 
     # -- used by InMemoryChannel ---------------------------------------------------------------
-    def _queue(self, sender: str, receiver: str) -> deque[bytes]:
-        try:
-            return self._queues[(sender, receiver)]
-        except KeyError:
-            raise ParameterError(f"no link from {sender!r} to {receiver!r} in this network") from None
-
-    def _send(self, sender: str, receiver: str, data: BytesLike) -> None:
+    def _put(self, sender: str, receiver: str, queue: deque[bytes], data: BytesLike) -> None:
         payload = bytes(data)  # copy: the caller may reuse its buffer
-        with self._cond:
-            self._queue(sender, receiver).append(payload)
+        with self._lock:
+            queue.append(payload)
             self._sent[sender] += len(payload)
             if self.transcript is not None:
                 self.transcript.append((sender, receiver, payload))
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
-    def _recv(self, receiver: str, sender: str, timeout: float | None) -> bytes:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            queue = self._queue(sender, receiver)
-            while not queue:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ProtocolError(f"{receiver}: no message from {sender} within {timeout} s")
-                self._cond.wait(remaining)
+    def _take(self, receiver: str, queue: deque[bytes]) -> bytes | None:
+        with self._lock:
+            if not queue:
+                return None
             payload = queue.popleft()
             self._received[receiver] += len(payload)
             return payload
 
-    def _poll(self, receiver: str, sender: str) -> bool:
-        with self._cond:
-            return bool(self._queue(sender, receiver))
+    def _wait(self, receiver: str, sender: str, queue: deque[bytes], timeout: float | None) -> bytes:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while not queue:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ProtocolError(f"{receiver}: no message from {sender} within {timeout} s")
+                self._waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiting -= 1
+            payload = queue.popleft()
+            self._received[receiver] += len(payload)
+            return payload
 
 
 class InMemoryChannel(Channel):
@@ -130,15 +142,44 @@ class InMemoryChannel(Channel):
     def __init__(self, network: InMemoryNetwork, name: str) -> None:
         self._net = network
         self.name = name
+        # this endpoint's links by peer name (the network's queues, looked up once)
+        self._out = {r: q for (s, r), q in network._queues.items() if s == name}
+        self._in = {s: q for (s, r), q in network._queues.items() if r == name}
+
+    def _link(self, links: dict[str, deque[bytes]], peer: str, outgoing: bool) -> deque[bytes]:
+        try:
+            return links[peer]
+        except KeyError:
+            pair = (self.name, peer) if outgoing else (peer, self.name)
+            raise ParameterError(f"no link from {pair[0]!r} to {pair[1]!r} in this network") from None
 
     def send(self, peer: str, data: BytesLike) -> None:
-        self._net._send(self.name, peer, data)
+        queue = self._out.get(peer)
+        if queue is None:
+            queue = self._link(self._out, peer, True)
+        self._net._put(self.name, peer, queue, data)
 
     def recv(self, peer: str, timeout: float | None = None) -> bytes:
-        return self._net._recv(self.name, peer, timeout)
+        queue = self._in.get(peer)
+        if queue is None:
+            queue = self._link(self._in, peer, False)
+        payload = self._net._take(self.name, queue)
+        if payload is None:
+            payload = self._net._wait(self.name, peer, queue, timeout)
+        return payload
+
+    def try_recv(self, peer: str) -> bytes | None:
+        """The oldest unread message from ``peer``, or ``None`` at once if there is none."""
+        queue = self._in.get(peer)
+        if queue is None:
+            queue = self._link(self._in, peer, False)
+        return self._net._take(self.name, queue)
 
     def poll(self, peer: str) -> bool:
-        return self._net._poll(self.name, peer)
+        queue = self._in.get(peer)
+        if queue is None:
+            queue = self._link(self._in, peer, False)
+        return bool(queue)  # a deque's length is read atomically
 
     @property
     def bytes_sent(self) -> int:

@@ -39,11 +39,15 @@ def run_local(programs: Sequence[Generator[str, bytes, Any]], channels: Sequence
 
     for k in range(len(programs)):
         advance(k, None)
+    take = [ch.try_recv for ch in channels]
     while not all(done):
         progressed = False
         for k in range(len(programs)):
-            while not done[k] and channels[k].poll(waiting[k]):  # type: ignore[arg-type]
-                advance(k, channels[k].recv(waiting[k]))  # type: ignore[arg-type]
+            while not done[k]:
+                message = take[k](waiting[k])  # type: ignore[arg-type]
+                if message is None:
+                    break
+                advance(k, message)
                 progressed = True
         if not progressed:
             stuck = {channels[k].name: waiting[k] for k in range(len(programs)) if not done[k]}
