@@ -253,7 +253,9 @@ class MPCParty:
             raise ProtocolError(
                 f"party {self.index}: expected {8 * n} bytes from {self.parties[j]}, got {len(data)}"
             )
-        return np.frombuffer(data, dtype=np.uint64).copy()
+        # a read-only view of the message (no copy): nothing writes into a received array, and
+        # the transcript a test records keeps seeing exactly what was sent
+        return np.frombuffer(data, dtype=np.uint64)
 
     def _prfs(self) -> tuple[PRFStream, PRFStream]:
         if self._prf_next is None or self._prf_prev is None:
