@@ -68,12 +68,12 @@ cdef class Stream:
         out = _empty(n, _U64)
         cdef uint64_t *p = _words_of(out, &buf)
         cdef uint64_t at = self.pos
+        self.pos = at + <uint64_t>n  # claimed before the GIL is released: a concurrent draw gets other words
         try:
             with nogil:
                 dtx_prf_words(self.rk, at, n, p, nthreads)
         finally:
             PyBuffer_Release(&buf)
-        self.pos = at + <uint64_t>n
         return out
 
     def draw_sub(self, Stream other not None, Py_ssize_t n, int nthreads=1):
@@ -83,13 +83,13 @@ cdef class Stream:
         out = _empty(n, _U64)
         cdef uint64_t *p = _words_of(out, &buf)
         cdef uint64_t pa = self.pos, pb = other.pos
+        self.pos = pa + <uint64_t>n
+        other.pos = pb + <uint64_t>n
         try:
             with nogil:
                 dtx_prf_sub(self.rk, pa, other.rk, pb, n, p, nthreads)
         finally:
             PyBuffer_Release(&buf)
-        self.pos = pa + <uint64_t>n
-        other.pos = pb + <uint64_t>n
         return out
 
 
