@@ -179,3 +179,28 @@ def test_draws_are_fresh_arrays() -> None:
     assert np.array_equal(s.draw(10), _pycryptodome_words(b"z" * 16, 10, 10))
     with pytest.raises(ParameterError):
         PRFStream(b"z" * 15)
+
+
+@needs_kernel
+def test_threads_drawing_from_one_stream_get_different_words() -> None:
+    """A draw takes its words before it releases the GIL: draws racing from several threads each
+    get a distinct range of the stream (in some order), never the same words twice."""
+    import threading
+
+    key, n, per = b"r" * 16, 1 << 16, 8
+    s = _PRF.Stream(key)
+    got: list = []
+
+    def work() -> None:
+        for _ in range(per):
+            got.append(s.draw(n))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ref = _pycryptodome_words(key, 0, 3 * per * n).reshape(3 * per, n)
+    index = {r.tobytes(): i for i, r in enumerate(ref)}
+    assert sorted(index[g.tobytes()] for g in got) == list(range(3 * per))
+    assert s.pos == 3 * per * n
