@@ -73,6 +73,14 @@ def test_carry_tree_kernels_equal_numpy_reference(m: int, nb: int, seed: int) ->
         assert np.array_equal(got, want)
 
 
+@given(n=st.integers(1, 150), m=st.integers(1, 150), seed=st.integers(0, 2**32 - 1))
+def test_transpose_equals_numpy_reference(n: int, m: int, seed: int) -> None:
+    x = u64(np.random.default_rng(seed), (n, m))
+    got = kernel_module("numba").transpose(x)
+    assert got.flags.c_contiguous and np.array_equal(got, x.T)
+    assert np.array_equal(_kernels_ref.transpose(x), x.T)
+
+
 @given(n=st.integers(1, 40), kk=st.integers(1, 300), m=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
 def test_numba_matmul_equals_numpy_reference(n: int, kk: int, m: int, seed: int) -> None:
     k = kernel_module("numba")
@@ -81,6 +89,11 @@ def test_numba_matmul_equals_numpy_reference(n: int, kk: int, m: int, seed: int)
     ya, yb = u64(rng, (kk, m)), u64(rng, (kk, m))
     al = u64(rng, (n, m))
     assert np.array_equal(k.matmul_local(xa, xb, ya, yb, al), _kernels_ref.matmul_local(xa, xb, ya, yb, al))
+    # transposed views (a weight gradient's acts.T) give the same products, for every role
+    xt = [np.ascontiguousarray(v.T).T for v in (xa, xb, ya, yb)]
+    assert not xt[0].flags.c_contiguous or min(n, kk) == 1
+    for role in (-1, 0, 1, 2):
+        assert np.array_equal(k.matmul_local(*xt, al, role=role), _kernels_ref.matmul_local(xa, xb, ya, yb, al, role=role))
 
 
 @given(n=st.integers(1, 60), widths=st.lists(st.integers(1, 9), min_size=1, max_size=4), m=st.integers(0, 80),

@@ -19,7 +19,7 @@ from numba import njit, prange
 from . import _ring
 from ._kernels_ref import TRUNC_OFFSET, _trunc_consts, matmul_terms
 
-__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "bit_planes", "gather_rows", "matmul_local", "mul_local", "tree_join", "tree_level",
+__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "bit_planes", "gather_rows", "transpose", "matmul_local", "mul_local", "tree_join", "tree_level",
            "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 
 _RB = 8    # rows of the result per task (the register block)
@@ -107,6 +107,29 @@ def gather_rows(blocks: Sequence[tuple[np.ndarray, np.ndarray]], idx: np.ndarray
         _gather_into(a, b, idx, oa, ob, col)
         col += a.shape[1]
     return oa, ob
+
+
+_TB = 32  # tile side of the transpose (two 8 KiB tiles stay in L1)
+
+
+@njit(cache=True, nogil=True)
+def _transpose_into(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    n, m = x.shape
+    for i0 in range(0, n, _TB):
+        i1 = min(i0 + _TB, n)
+        for j0 in range(0, m, _TB):
+            j1 = min(j0 + _TB, m)
+            for j in range(j0, j1):
+                for i in range(i0, i1):
+                    out[j, i] = x[i, j]
+
+
+def transpose(x: np.ndarray) -> np.ndarray:
+    """``x.T`` as a new C-contiguous array, in tiles (see :func:`._kernels_ref.transpose`; numpy's
+    copy of a transposed view walks the source with a large stride)."""
+    out = np.empty((x.shape[1], x.shape[0]), dtype=np.uint64)
+    _transpose_into(x, out)
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -217,11 +240,25 @@ IFMA_MATMUL = 1 << 13
 IFMA_MIN_COLS = 8
 
 
+def _contiguous(x: np.ndarray) -> np.ndarray:
+    if x.flags.c_contiguous:
+        return x
+    if x.ndim == 2 and x.flags.f_contiguous and x.dtype == np.uint64:
+        return transpose(x.T)
+    return np.ascontiguousarray(x, dtype=np.uint64)
+
+
 def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, alpha: np.ndarray, role: int = -1) -> np.ndarray:
-    """z = (this party's products, see :func:`._kernels_ref.matmul_terms`) + alpha."""
+    """z = (this party's products, see :func:`._kernels_ref.matmul_terms`) + alpha.
+
+    The operands may be transposed views (a weight gradient's ``acts.T``): the register-blocked
+    kernel reads them in place (eight rows of a transposed view are adjacent in memory), the
+    ring products get C-contiguous copies from :func:`transpose`.
+    """
     work = xa.shape[0] * xa.shape[1] * ya.shape[1]
     if work >= RING_MATMUL or (work >= IFMA_MATMUL and ya.shape[1] >= IFMA_MIN_COLS and _ring.ifma_available()):
-        return _ring.matmul_sum(matmul_terms(xa, xb, ya, yb, role), alpha.copy())
+        c = _contiguous
+        return _ring.matmul_sum(matmul_terms(c(xa), c(xb), c(ya), c(yb), role), alpha.copy())
     c = alpha.copy()
     kern = _matmul2 if work >= PARALLEL_MATMUL else _matmul2_serial
     if role == 0:  # (xa + xb) @ (ya + yb): the two halves of the inner dimension, the odd column apart

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _ring_ref
 
-__all__ = ["RING_MATMUL", "and_local", "bit_planes", "gather_rows", "matmul_local", "matmul_terms", "mul_local", "tree_join", "tree_level",
+__all__ = ["RING_MATMUL", "and_local", "bit_planes", "gather_rows", "transpose", "matmul_local", "matmul_terms", "mul_local", "tree_join", "tree_level",
            "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 
 
@@ -38,6 +38,17 @@ def gather_rows(blocks: Sequence[tuple[np.ndarray, np.ndarray]], idx: np.ndarray
     """
     return (np.concatenate([np.take(a, idx, axis=0) for a, _ in blocks], axis=1),
             np.concatenate([np.take(b, idx, axis=0) for _, b in blocks], axis=1))
+
+
+def transpose(x: np.ndarray) -> np.ndarray:
+    """``x.T`` as a new C-contiguous array (``x`` a C-contiguous 2-D array).
+
+    Examples
+    --------
+    >>> transpose(np.arange(6, dtype=np.uint64).reshape(2, 3)).tolist()
+    [[0, 3], [1, 4], [2, 5]]
+    """
+    return np.ascontiguousarray(x.T)
 
 
 def bit_planes(x: np.ndarray) -> np.ndarray:

@@ -440,10 +440,10 @@ class MPCParty:
         if len(x.shape) != 2 or len(y.shape) != 2 or x.shape[1] != y.shape[0]:
             raise ParameterError(f"cannot multiply shapes {x.shape} and {y.shape}")
         n, m = x.shape[0], y.shape[1]
-        c = np.ascontiguousarray
         alpha = self._zero_arith(n * m).reshape(n, m)
+        # transposed views go as they are: each kernel copies what its product needs contiguous
         return self._kern(n * m * x.shape[1], self.small_matmul).matmul_local(
-            c(x.a), c(x.b), c(y.a), c(y.b), alpha, role=self.index)
+            x.a, x.b, y.a, y.b, alpha, role=self.index)
 
     def matmul(self, x: ArithShare, y: ArithShare, *, fixed: bool = True) -> Proto:
         """Matrix product of 2-D sharings (local products, one reshare with truncation).
