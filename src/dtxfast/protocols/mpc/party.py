@@ -172,7 +172,12 @@ class BoolShare(_Share):
         return BoolShare(self.a & w, self.b & w)
 
 
+_DT64 = np.dtype(np.uint64)
+
+
 def _flat(x: np.ndarray) -> np.ndarray:
+    if x.dtype is _DT64 and x.flags.c_contiguous:  # the usual case, without numpy's dtype parsing
+        return x.reshape(-1)
     return np.ascontiguousarray(x, dtype=np.uint64).reshape(-1)
 
 
@@ -244,7 +249,7 @@ class MPCParty:
         return self.k
 
     def _send(self, j: int, arr: np.ndarray) -> None:
-        self.channel.send(self.parties[j], np.ascontiguousarray(arr, dtype=np.uint64).data)
+        self.channel.send(self.parties[j], _flat(arr).data)
 
     def _recv(self, j: int, n: int, *, new_round: bool = True) -> Proto:
         data = yield self.parties[j]
@@ -302,8 +307,9 @@ class MPCParty:
             s_own = prv.draw(n)
             s_next = nxt.draw(n)
             last = v - s_own - s_next
-            self._send(self._next, last)
-            self._send(self._prev, last)
+            msg = last.tobytes()  # one copy for both receivers (a channel keeps bytes as they are)
+            self.channel.send(self.parties[self._next], msg)
+            self.channel.send(self.parties[self._prev], msg)
             a, b = s_own, s_next
         elif self.index == (owner + 1) % 3:
             a = prv.draw(n)
