@@ -19,8 +19,9 @@ from numba import njit, prange
 from . import _ring
 from ._kernels_ref import TRUNC_OFFSET, _trunc_consts, matmul_terms
 
-__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "bit_planes", "gather_rows", "transpose", "matmul_local", "mul_local", "tree_join", "tree_level",
-           "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
+__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "bit_planes", "dabit_close", "dabit_mask", "dabit_p0",
+           "gather_rows", "matmul_local", "mul_local", "open_drelu", "open_relu", "transpose", "tree_join",
+           "tree_level", "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 
 _RB = 8    # rows of the result per task (the register block)
 #: multiply-adds from which a share matmul runs on all threads (smaller ones run on one thread:
@@ -45,6 +46,90 @@ def _and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, r
     for k in prange(n):
         z[k] = (xa[k] & (ya[k] ^ yb[k])) ^ (xb[k] & ya[k]) ^ rn[k] ^ rp[k]
     return z
+
+
+@njit(cache=True, nogil=True)
+def dabit_p0(ra: np.ndarray, rb: np.ndarray, m: np.ndarray, mp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Party 0's two messages of the daBit conversion (see :func:`._kernels_ref.dabit_p0`)."""
+    n = 64 * ra.shape[0]
+    w = np.empty(n, dtype=np.uint64)
+    wp = np.empty(n, dtype=np.uint64)
+    one = np.uint64(1)
+    for k in range(n):
+        u = ((ra[k >> 6] ^ rb[k >> 6]) >> np.uint64(k & 63)) & one
+        w[k] = u - m[k]
+        wp[k] = u - mp[k]
+    return w, wp
+
+
+@njit(cache=True, nogil=True)
+def dabit_mask(r2: np.ndarray, m: np.ndarray, alpha: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``s m - alpha`` with ``s = 1 - 2 r2`` (see :func:`._kernels_ref.dabit_mask`)."""
+    n = m.shape[0]
+    out = np.empty(n, dtype=np.uint64)
+    one = np.uint64(1)
+    for k in range(n):
+        b = (r2[k >> 6] >> np.uint64(k & 63)) & one
+        out[k] = (one - (b << one)) * m[k] - alpha[k]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def dabit_close(r2: np.ndarray, w: np.ndarray, x: np.ndarray, beta: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``s w + x + r2 - beta`` with ``s = 1 - 2 r2`` (see :func:`._kernels_ref.dabit_close`)."""
+    n = w.shape[0]
+    out = np.empty(n, dtype=np.uint64)
+    one = np.uint64(1)
+    for k in range(n):
+        b = (r2[k >> 6] >> np.uint64(k & 63)) & one
+        out[k] = (one - (b << one)) * w[k] + x[k] + b - beta[k]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _open_drelu(c: np.ndarray, ra: np.ndarray, rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    n = ra.shape[0]
+    da = np.empty(n, dtype=np.uint64)
+    db = np.empty(n, dtype=np.uint64)
+    one = np.uint64(1)
+    ea = one if role == 0 else np.uint64(0)
+    eb = one if role == 2 else np.uint64(0)
+    for k in range(n):
+        b = (c[k >> 6] >> np.uint64(k & 63)) & one
+        da[k] = ra[k] + b * (ea - (ra[k] << one))
+        db[k] = rb[k] + b * (eb - (rb[k] << one))
+    return da, db
+
+
+@njit(cache=True, nogil=True)
+def _open_relu(c: np.ndarray, xa: np.ndarray, xb: np.ndarray, pa: np.ndarray, pb: np.ndarray, ra: np.ndarray,
+               rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    n = xa.shape[0]
+    ya = np.empty(n, dtype=np.uint64)
+    yb = np.empty(n, dtype=np.uint64)
+    da = np.empty(n, dtype=np.uint64)
+    db = np.empty(n, dtype=np.uint64)
+    one = np.uint64(1)
+    ea = one if role == 0 else np.uint64(0)
+    eb = one if role == 2 else np.uint64(0)
+    for k in range(n):
+        b = (c[k >> 6] >> np.uint64(k & 63)) & one
+        ya[k] = pa[k] + b * (xa[k] - (pa[k] << one))
+        yb[k] = pb[k] + b * (xb[k] - (pb[k] << one))
+        da[k] = ra[k] + b * (ea - (ra[k] << one))
+        db[k] = rb[k] + b * (eb - (rb[k] << one))
+    return ya, yb, da, db
+
+
+def open_drelu(c: np.ndarray, ra: np.ndarray, rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray]:
+    """The components of ``d = c + r - 2 c r`` (see :func:`._kernels_ref.open_drelu`)."""
+    return _open_drelu(c, ra, rb, role)  # type: ignore[no-any-return]
+
+
+def open_relu(c: np.ndarray, xa: np.ndarray, xb: np.ndarray, pa: np.ndarray, pb: np.ndarray, ra: np.ndarray,
+              rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The components of ``x d`` and ``d`` (see :func:`._kernels_ref.open_relu`)."""
+    return _open_relu(c, xa, xb, pa, pb, ra, rb, role)  # type: ignore[no-any-return]
 
 
 _M32 = np.uint64(0x00000000FFFFFFFF)

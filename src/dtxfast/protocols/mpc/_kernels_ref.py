@@ -8,8 +8,9 @@ import numpy as np
 
 from . import _ring_ref
 
-__all__ = ["RING_MATMUL", "and_local", "bit_planes", "gather_rows", "transpose", "matmul_local", "matmul_terms", "mul_local", "tree_join", "tree_level",
-           "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
+__all__ = ["RING_MATMUL", "and_local", "bit_planes", "dabit_close", "dabit_mask", "dabit_p0", "gather_rows",
+           "matmul_local", "matmul_terms", "mul_local", "open_drelu", "open_relu", "transpose", "tree_join",
+           "tree_level", "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 
 
 def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
@@ -103,6 +104,50 @@ def tree_join(g: np.ndarray, p: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, 
         new_g.append(g[m - 1:])
         new_p.append(p[m - 1:])
     return np.concatenate(new_g), np.concatenate(new_p)
+
+
+def _open_bits(c: np.ndarray, n: int) -> np.ndarray:
+    """Bit ``r`` of word ``w`` of ``c`` as element ``64 w + r`` (0 or 1), the first ``n``."""
+    return np.unpackbits(np.ascontiguousarray(c, dtype=np.uint64).view(np.uint8), bitorder="little")[:n].astype(np.uint64)
+
+
+def dabit_p0(ra: np.ndarray, rb: np.ndarray, m: np.ndarray, mp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Party 0's two messages of the daBit conversion: ``u - m`` and ``u - mp`` with ``u`` the bits
+    of ``ra ^ rb`` (packed words in, one element per bit out, ``64 len(ra)`` of them)."""
+    u = _open_bits(ra ^ rb, 64 * ra.shape[0])
+    return u - m, u - mp
+
+
+def dabit_mask(r2: np.ndarray, m: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``s m - alpha`` with ``s = 1 - 2 r2`` (``r2`` packed bits, one element per bit)."""
+    s = np.uint64(1) - np.uint64(2) * _open_bits(r2, m.shape[0])
+    return s * m - alpha
+
+
+def dabit_close(r2: np.ndarray, w: np.ndarray, x: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """``s w + x + r2 - beta`` with ``s = 1 - 2 r2`` (``r2`` packed bits, one element per bit)."""
+    b = _open_bits(r2, w.shape[0])
+    return (np.uint64(1) - np.uint64(2) * b) * w + x + b - beta
+
+
+def open_drelu(c: np.ndarray, ra: np.ndarray, rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray]:
+    """This party's components of ``d = c + r - 2 c r`` (``c ^ r`` for bits): ``c`` the opened bits
+    (packed, bit ``r`` of word ``w`` is element ``64 w + r``), ``(ra, rb)`` the daBits' arithmetic
+    components; the public ``c`` is added to component 0 (``ra`` at party 0, ``rb`` at party 2)."""
+    b = _open_bits(c, ra.shape[0])
+    ea, eb = np.uint64(role == 0), np.uint64(role == 2)
+    two = np.uint64(2)
+    return ra + b * (ea - two * ra), rb + b * (eb - two * rb)
+
+
+def open_relu(c: np.ndarray, xa: np.ndarray, xb: np.ndarray, pa: np.ndarray, pb: np.ndarray, ra: np.ndarray,
+              rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(ya, yb, da, db)``: the components of ``x d = c x + (1 - 2 c) x r`` (``(pa, pb)`` those of
+    ``x r``) and of ``d`` as :func:`open_drelu`."""
+    b = _open_bits(c, xa.shape[0])
+    two = np.uint64(2)
+    da, db = open_drelu(c, ra, rb, role)
+    return pa + b * (xa - two * pa), pb + b * (xb - two * pb), da, db
 
 
 #: multiply-adds from which a share matmul runs on float64 BLAS (exact limb products, see

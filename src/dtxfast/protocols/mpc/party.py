@@ -78,6 +78,10 @@ SMALL_WORK = 0
 #: uses one thread below ``_kernels.PARALLEL_MATMUL``)
 SMALL_MATMUL = 1 << 12
 
+#: daBits made at once when a party's pool runs short (their two rounds and the Python around them
+#: are paid once per this many ReLU elements, about once every 128 batches of the 64-32-1 epoch)
+DABIT_BLOCK = 1 << 15
+
 #: knots of the piecewise-linear sigmoid (interpolates the logistic function, 0 left, 1 right)
 SIGMOID_KNOTS = (-6.0, -4.0, -3.0, -2.0, -1.25, -0.5, 0.5, 1.25, 2.0, 3.0, 4.0, 6.0)
 
@@ -240,6 +244,10 @@ class MPCParty:
         self._prf_prev: PRFStream | None = None  # seed shared with the previous party
         #: number of message rounds this party waited for
         self.rounds = 0
+        # daBits not used yet: packed boolean components (bit r of word w is daBit 64 w + r) and
+        # the arithmetic components of the same bits (64 per word, in the same order)
+        self._dab_bool = BoolShare(np.empty(0, np.uint64), np.empty(0, np.uint64))
+        self._dab_arith = ArithShare(np.empty(0, np.uint64), np.empty(0, np.uint64))
 
     # -- plumbing -------------------------------------------------------------------------------
     def _kern(self, work: int, limit: int | None = None) -> Any:
@@ -534,6 +542,66 @@ class MPCParty:
         b = x.b if self._next == j else np.zeros_like(x.b)
         return BoolShare(a, b)
 
+    def _sign_planes(self, x: ArithShare, fused: tuple[ArithShare, ArithShare] | None = None,
+                     open_mask: BoolShare | None = None) -> Proto:
+        """The sign circuit of :meth:`msb` on packed bits: returns ``(sign, prod)``.
+
+        ``sign`` is a boolean sharing of ``ceil(n / 64)`` words, the sign of element ``64 w + r``
+        in bit ``r`` of word ``w``. With ``open_mask`` (a boolean sharing of as many words) it is
+        instead the public words ``(1 ^ sign) ^ open_mask``, opened to all three parties in the
+        round of the last tree level (see :meth:`drelu`). With ``fused = (u, v)`` the integer
+        product ``u * v`` (as :meth:`mul` with ``fixed=False``) travels in the messages of the
+        first round and is returned as ``prod`` (else ``None``).
+        """
+        a, b = _flat(x.a), _flat(x.b)
+        n = a.size
+        k = self._kern(n)
+        A, B = k.bit_planes(a), k.bit_planes(b)  # planes of components index and index + 1
+        Z = np.zeros_like(A)
+        c0, c1, c2 = (BoolShare(A if self.index == j else Z, B if self._next == j else Z)[:63] for j in range(3))
+        t = BoolShare(A, B)  # planes of s0 ^ s1 ^ s2
+        nxt, prv = self._prfs()
+        # maj[k]: carry of position k into k + 1 (the second addend is maj shifted up by one)
+        u, v = c0 ^ c2, c1 ^ c2
+        m = u.size
+        z = k.and_local(_flat(u.a), _flat(u.b), _flat(v.a), _flat(v.b), nxt.draw(m), prv.draw(m))
+        prod = None
+        if fused is None:
+            maj = (yield from self._reshare_bool(z, u.shape)) ^ c2
+        else:  # one message carries both 3-out-of-3 shares (each masked by its own zero sharing)
+            fx, fy = fused
+            q = fx.size
+            zm = self._kern(q).mul_local(_flat(fx.a), _flat(fx.b), _flat(fy.a), _flat(fy.b), nxt.draw(q), prv.draw(q))
+            self._send(self._prev, np.concatenate([z, zm]))
+            got = yield from self._recv(self._next, m + q)
+            maj = BoolShare(z.reshape(u.shape), got[:m].reshape(u.shape)) ^ c2
+            prod = ArithShare(zm.reshape(fx.shape), got[m:].reshape(fx.shape))
+        g = yield from self.and_(t[1:63], maj[:62])  # generate at positions 1..62 (none at 0)
+        G = _stack([BoolShare(Z[:1], Z[:1]), g])
+        P = _stack([t[:1], t[1:63] ^ maj[:62]])
+        while G.shape[0] > 1:  # groups of positions, lowest first; pair 2j + 1 (high) with 2j
+            # a pair generates if its high group does, or propagates and the low one generates;
+            # it propagates if both do (not needed for the lowest group: nothing lies below it)
+            size = (G.shape[0] // 2 * 2 - 1) * G.shape[1]
+            z = k.tree_level(G.a, G.b, P.a, P.b, nxt.draw(size), prv.draw(size))
+            if open_mask is not None and G.shape[0] == 2:
+                # the last level's one AND, p[1] & g[0], is left 3-out-of-3 shared (z) and opened
+                # at once, masked by the daBits, instead of reshared and opened in a second round
+                own = t.a[63] ^ maj.a[62] ^ G.a[1] ^ z[0] ^ open_mask.a
+                if self.index == 0:
+                    own = ~own  # drelu = 1 ^ sign
+                self._send(self._next, own)
+                self._send(self._prev, own)
+                from_next = yield from self._recv(self._next, own.size)
+                from_prev = yield from self._recv(self._prev, own.size, new_round=False)
+                return own ^ from_next ^ from_prev, prod
+            r = yield from self._reshare_bool(z, z.shape)
+            ga, pa = k.tree_join(G.a, P.a, r.a)
+            gb, pb = k.tree_join(G.b, P.b, r.b)
+            G, P = BoolShare(ga, gb), BoolShare(pa, pb)
+        sign = t[63] ^ maj[62] ^ G[0]  # bit 63 of t + 2 maj
+        return sign, prod
+
     def msb(self, x: ArithShare) -> Proto:
         """Boolean sharing of the sign bit of ``x`` (in bit 0 of each word); exact.
 
@@ -548,29 +616,8 @@ class MPCParty:
         64 values (3.8 words per value) instead of 13 words per value; every AND is the protocol's
         :meth:`and_` (a fresh zero sharing masks each message), so the transcript stays uniform.
         """
-        a, b = _flat(x.a), _flat(x.b)
-        n = a.size
-        k = self._kern(n)
-        A, B = k.bit_planes(a), k.bit_planes(b)  # planes of components index and index + 1
-        Z = np.zeros_like(A)
-        c0, c1, c2 = (BoolShare(A if self.index == j else Z, B if self._next == j else Z)[:63] for j in range(3))
-        t = BoolShare(A, B)  # planes of s0 ^ s1 ^ s2
-        # maj[k]: carry of position k into k + 1 (the second addend is maj shifted up by one)
-        maj = (yield from self.and_(c0 ^ c2, c1 ^ c2)) ^ c2
-        g = yield from self.and_(t[1:63], maj[:62])  # generate at positions 1..62 (none at 0)
-        G = _stack([BoolShare(Z[:1], Z[:1]), g])
-        P = _stack([t[:1], t[1:63] ^ maj[:62]])
-        nxt, prv = self._prfs()
-        while G.shape[0] > 1:  # groups of positions, lowest first; pair 2j + 1 (high) with 2j
-            # a pair generates if its high group does, or propagates and the low one generates;
-            # it propagates if both do (not needed for the lowest group: nothing lies below it)
-            size = (G.shape[0] // 2 * 2 - 1) * G.shape[1]
-            z = k.tree_level(G.a, G.b, P.a, P.b, nxt.draw(size), prv.draw(size))
-            r = yield from self._reshare_bool(z, z.shape)
-            ga, pa = k.tree_join(G.a, P.a, r.a)
-            gb, pb = k.tree_join(G.b, P.b, r.b)
-            G, P = BoolShare(ga, gb), BoolShare(pa, pb)
-        sign = t[63] ^ maj[62] ^ G[0]  # bit 63 of t + 2 maj
+        n = x.size
+        sign, _ = yield from self._sign_planes(x)
         return BoolShare(_unpack_bits(sign.a, n), _unpack_bits(sign.b, n)).reshape(x.shape)
 
     def b2a(self, bits: BoolShare) -> Proto:
@@ -592,20 +639,115 @@ class MPCParty:
         out = c + b2 - prod.mul_int(2)  # c xor b2
         return out.reshape(shape)
 
-    def drelu(self, x: ArithShare) -> Proto:
-        """Arithmetic sharing of ``1[x >= 0]`` (integers 0/1)."""
-        sign = yield from self.msb(x)
+    def _dabit_arith(self, bits: BoolShare) -> Proto:
+        """Arithmetic sharing (integers 0/1, ``64 nw`` of them) of random packed bits ``bits``
+        (``nw`` words, from the PRF streams); one round, four messages, no multiplication.
+
+        ``r = u ^ r2`` with ``u = r0 ^ r1`` known to party 0 and ``r2`` to parties 1 and 2, so
+        ``r = s u + r2`` with the sign ``s = 1 - 2 r2``. The new components are ``alpha`` (seed of
+        parties 2 and 0), ``beta`` (seed of 0 and 1) and ``s2 = r - alpha - beta`` for parties 1
+        and 2, who get ``s u`` without learning ``u``: party 0 sends ``u - m`` to party 1 and
+        ``u - m'`` to party 2 (``m`` from the seed of 2 and 0, ``m'`` from that of 0 and 1), party 2
+        sends ``s m - alpha`` to party 1 and party 1 sends ``s m' - beta`` to party 2; then
+        ``s2 = s (u - m) + (s m - alpha) + r2 - beta`` at party 1 and the same sum with the primed
+        terms at party 2.
+
+        Security: party 0 receives nothing. Party 1 receives ``u - m`` and ``s m - alpha``, masked
+        by ``m`` and ``alpha``, two words of the seed of parties 2 and 0 that it never sees: two
+        independent uniform words, whatever ``u``; likewise party 2 with ``m'`` and ``beta``. The
+        result is the replicated sharing ``(alpha, beta, s2)``: party 1's ``s2`` is masked by
+        ``alpha``, party 2's by ``beta``, and the bit ``r`` itself stays hidden from each party
+        by the component of ``r0 ^ r1 ^ r2`` it does not hold.
+        """
+        nw = bits.size
+        n = 64 * nw
+        nxt, prv = self._prfs()
+        k = self._kern(n)
         if self.index == 0:
-            sign = BoolShare(sign.a ^ _ONE, sign.b)
-        elif self.index == 2:
-            sign = BoolShare(sign.a, sign.b ^ _ONE)
-        return (yield from self.b2a(sign))
+            ma, mb = prv.draw(2 * n), nxt.draw(2 * n)  # (m, alpha) with party 2, (m', beta) with party 1
+            w, wp = k.dabit_p0(_flat(bits.a), _flat(bits.b), ma[:n], mb[:n])
+            self._send(1, w)
+            self._send(2, wp)
+            return ArithShare(ma[n:], mb[n:])
+        if self.index == 1:
+            mb = prv.draw(2 * n)  # (m', beta) with party 0
+            r2 = _flat(bits.b)
+            self._send(2, k.dabit_mask(r2, mb[:n], mb[n:]))
+            w = yield from self._recv(0, n)
+            x = yield from self._recv(2, n, new_round=False)
+            return ArithShare(mb[n:], k.dabit_close(r2, w, x, mb[n:]))
+        ma = nxt.draw(2 * n)  # (m, alpha) with party 0
+        r2 = _flat(bits.a)
+        self._send(1, k.dabit_mask(r2, ma[:n], ma[n:]))
+        w = yield from self._recv(0, n)
+        x = yield from self._recv(1, n, new_round=False)
+        return ArithShare(k.dabit_close(r2, w, x, ma[n:]), ma[n:])
+
+    def _dabits(self, n: int) -> Proto:
+        """``ceil(n / 64)`` words of fresh daBits: ``(bool, arith)``, the same random bits shared
+        in XOR form (packed, bit ``r`` of word ``w`` is bit ``64 w + r``) and as integers 0/1.
+
+        Served from a pool that is refilled :data:`DABIT_BLOCK` bits at a time: every party draws
+        its two components of the packed bits from the pairwise PRF streams (no message: bit
+        ``r = r0 ^ r1 ^ r2`` where party ``i`` holds ``r_i`` and ``r_{i+1}``, so no single party
+        knows ``r``), and :meth:`_dabit_arith` converts them (one round per refill). Each bit is
+        handed out once. All parties ask for the same sizes in the same order, so their pools agree.
+        """
+        nw = (n + 63) // 64
+        have = self._dab_bool.size
+        if have < nw:
+            fresh = max(nw - have, DABIT_BLOCK // 64)
+            nxt, prv = self._prfs()
+            bits = BoolShare(prv.draw(fresh), nxt.draw(fresh))  # components index, index + 1
+            arith = yield from self._dabit_arith(bits)
+            self._dab_bool = BoolShare(np.concatenate([self._dab_bool.a, bits.a]),
+                                       np.concatenate([self._dab_bool.b, bits.b]))
+            self._dab_arith = ArithShare(np.concatenate([self._dab_arith.a, arith.a]),
+                                         np.concatenate([self._dab_arith.b, arith.b]))
+        rb, ra = self._dab_bool[:nw], self._dab_arith[:64 * nw]
+        self._dab_bool, self._dab_arith = self._dab_bool[nw:], self._dab_arith[64 * nw:]
+        return rb, ra
+
+    def drelu(self, x: ArithShare) -> Proto:
+        """Arithmetic sharing of ``1[x >= 0]`` (integers 0/1); 8 rounds.
+
+        With a daBit ``r`` per element (:meth:`_dabits`), the boolean ``d = 1[x >= 0]`` of the
+        sign circuit is opened masked, ``c = d ^ r``, in the round of the carry tree's last level,
+        and ``d = c + r - 2 c r`` is then local in arithmetic form (no :meth:`b2a`: two rounds
+        fewer).
+
+        Security: every party holds two of the three components of ``r``; the third comes from
+        the PRF seed of the other two, so to each party ``r`` is uniform and independent of
+        everything else it sees, and so is ``c = d ^ r``, whatever ``x``. Each party sends its
+        3-out-of-3 share ``c_i`` of ``c`` to both others; that share contains the last level's
+        zero-sharing mask, whose part unknown to a receiver ``j`` is the same PRF word in the two
+        shares ``j`` receives, so ``j``'s view of the round is two uniform words with XOR
+        ``c ^ c_j``: simulatable from ``c`` alone, which is uniform. ``r`` is used for nothing
+        else but ``d`` (and :meth:`relu`'s ``x r``, which opens nothing).
+        """
+        n = x.size
+        rb, ra = yield from self._dabits(n)
+        c, _ = yield from self._sign_planes(x, open_mask=rb)
+        da, db = self._kern(n).open_drelu(c, ra.a[:n], ra.b[:n], self.index)
+        return ArithShare(da.reshape(x.shape), db.reshape(x.shape))
 
     def relu(self, x: ArithShare) -> Proto:
-        """``(max(x, 0), 1[x >= 0])`` as sharings; the second is the derivative for backprop."""
-        d = yield from self.drelu(x)
-        y = yield from self.mul(x, d, fixed=False)
-        return y, d
+        """``(max(x, 0), 1[x >= 0])`` as sharings; the second is the derivative for backprop.
+
+        8 rounds (the sign circuit's). As :meth:`drelu`, with ``d = c ^ r`` opened as ``c``; the
+        product ``x r`` with the daBit's arithmetic form does not depend on ``c``, so it travels
+        in the messages of the circuit's first round, and ``x d = c x + (1 - 2 c) x r`` is local
+        once ``c`` is public. ``x r`` is a multiplication of the protocol (its message masked by
+        a fresh zero sharing); nothing about ``x`` or ``r`` is opened.
+        """
+        n = x.size
+        rb, ra = yield from self._dabits(n)
+        flat = ArithShare(_flat(x.a), _flat(x.b))
+        rn = ra[:n]
+        c, xr = yield from self._sign_planes(flat, fused=(flat, rn), open_mask=rb)
+        ya, yb, da, db = self._kern(n).open_relu(c, flat.a, flat.b, xr.a, xr.b, rn.a, rn.b, self.index)
+        return (ArithShare(ya.reshape(x.shape), yb.reshape(x.shape)),
+                ArithShare(da.reshape(x.shape), db.reshape(x.shape)))
 
     def sigmoid(self, x: ArithShare, knots: Sequence[float] = SIGMOID_KNOTS) -> Proto:
         """Piecewise-linear logistic function: a public combination of ReLUs at ``knots``.

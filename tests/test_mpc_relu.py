@@ -1,0 +1,225 @@
+"""ReLU with daBits: the kernels against their numpy twin, the daBits, exactness, rounds, and what
+each party sees (every test of a view also runs a leaky variant and checks that it is caught)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from mpc_helpers import BACKENDS, kernel_module, run3, u64
+
+from dtxfast.protocols.mpc import MPCParty, _kernels_ref, encode
+from dtxfast.protocols.mpc import party as party_mod
+from dtxfast.protocols.mpc.party import ArithShare, BoolShare
+
+
+# -- kernels: compiled equals reference ---------------------------------------------------------
+@given(nw=st.integers(1, 6), cut=st.integers(0, 63), role=st.integers(0, 2), seed=st.integers(0, 2**32 - 1))
+def test_dabit_and_open_kernels_equal_numpy_reference(nw: int, cut: int, role: int, seed: int) -> None:
+    k = kernel_module("numba")
+    rng = np.random.default_rng(seed)
+    n = 64 * nw
+    wa, wb = u64(rng, nw), u64(rng, nw)
+    m, mp, x, y, z = (u64(rng, n) for _ in range(5))
+    for got, want in ((k.dabit_p0(wa, wb, m, mp), _kernels_ref.dabit_p0(wa, wb, m, mp)),
+                      ((k.dabit_mask(wa, m, mp),), (_kernels_ref.dabit_mask(wa, m, mp),)),
+                      ((k.dabit_close(wa, m, mp, x),), (_kernels_ref.dabit_close(wa, m, mp, x),))):
+        assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    size = n - cut  # the opened words cover a partial last block
+    args = [a[:size] for a in (m, mp, x, y, z)]
+    got = k.open_relu(wa, *args, args[0], role)
+    want = _kernels_ref.open_relu(wa, *args, args[0], role)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    assert all(np.array_equal(g, w) for g, w in zip(k.open_drelu(wa, m[:size], mp[:size], role),
+                                                     _kernels_ref.open_drelu(wa, m[:size], mp[:size], role),
+                                                     strict=True))
+
+
+def test_open_kernels_compute_c_xor_r_and_the_relu() -> None:
+    # the three parties' components of d = c ^ r and of x d, summed, against plain integers
+    rng = np.random.default_rng(1)
+    n = 200
+    c = u64(rng, 4)
+    cb = np.unpackbits(c.view(np.uint8), bitorder="little")[:n].astype(np.uint64)
+    r = rng.integers(0, 2, n, dtype=np.uint64)
+    x = u64(rng, n)
+    rc = [u64(rng, n), u64(rng, n)]
+    rc.append(r - rc[0] - rc[1])
+    xc = [u64(rng, n), u64(rng, n)]
+    xc.append(x - xc[0] - xc[1])
+    xr = x * r
+    pc = [u64(rng, n), u64(rng, n)]
+    pc.append(xr - pc[0] - pc[1])
+    y = np.zeros(n, np.uint64)
+    d = np.zeros(n, np.uint64)
+    for i in range(3):
+        j = (i + 1) % 3
+        ya, _, da, _ = _kernels_ref.open_relu(c, xc[i], xc[j], pc[i], pc[j], rc[i], rc[j], i)
+        y += ya
+        d += da
+    assert np.array_equal(d, cb ^ r)
+    assert np.array_equal(y, x * (cb ^ r))
+
+
+# -- daBits -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(sizes=st.lists(st.integers(1, 300), min_size=1, max_size=4), seed=st.integers(0, 1000))
+def test_dabits_are_one_bit_in_both_forms(backend: str, sizes: list, seed: int) -> None:
+
+    def fn(p: MPCParty):
+        out = []
+        for n in sizes:
+            rb, ra = yield from p._dabits(n)
+            out.append((rb, (yield from p.reveal(ra))))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(party_mod, "DABIT_BLOCK", 256)  # refills mid-sequence, with leftovers
+        out, _ = run3(fn, backend=backend, seed=seed)
+    for k, n in enumerate(sizes):
+        comps = [out[i][k][0] for i in range(3)]
+        for i in range(3):  # replicated: party i's second component is party i+1's first
+            assert np.array_equal(comps[i].b, comps[(i + 1) % 3].a)
+        words = comps[0].a ^ comps[1].a ^ comps[2].a
+        assert words.size == (n + 63) // 64
+        bits = np.unpackbits(words.view(np.uint8), bitorder="little").astype(np.uint64)
+        assert np.array_equal(out[0][k][1], bits)  # the arithmetic form is the same bits, as 0/1
+
+
+# -- exactness across pool refills --------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(sizes=st.lists(st.integers(1, 200), min_size=1, max_size=4), seed=st.integers(0, 1000))
+def test_relu_and_drelu_stay_exact_across_refills(backend: str, sizes: list, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    vals = [rng.integers(-(2**40), 2**40, n) for n in sizes]
+
+    def fn(p: MPCParty):
+        out = []
+        for v in vals:
+            s = yield from p.share_input(0, v.view(np.uint64) if p.index == 0 else None, v.shape)
+            y, d = yield from p.relu(s)
+            d2 = yield from p.drelu(s)
+            opened = []
+            for t in (y, d, d2):
+                opened.append((yield from p.reveal(t)))
+            out.append(opened)
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(party_mod, "DABIT_BLOCK", 128)
+        out, _ = run3(fn, backend=backend, seed=seed)
+    for v, (y, d, d2) in zip(vals, out[0], strict=True):
+        assert np.array_equal(y.view(np.int64), np.maximum(v, 0))
+        assert np.array_equal(d, (v >= 0).astype(np.uint64))
+        assert np.array_equal(d2, d)
+
+
+def test_relu_and_drelu_take_eight_rounds_with_a_warm_pool() -> None:
+    v = np.arange(-500, 500, dtype=np.int64)
+
+    def fn(p: MPCParty):
+        s = yield from p.share_input(1, v.view(np.uint64) if p.index == 1 else None, v.shape)
+        yield from p.relu(s)  # fills the pool
+        counts = []
+        for op in (p.relu, p.drelu, p.msb):
+            before = p.rounds
+            yield from op(s)
+            counts.append(p.rounds - before)
+        return counts
+
+    out, _ = run3(fn)
+    assert out == [[8, 8, 8]] * 3  # was 11 (ReLU) and 10 (its derivative) with b2a after msb
+
+
+# -- what each party sees -----------------------------------------------------------------------
+def _after_setup(net) -> list:
+    """The transcript without the three PRF seeds of :meth:`MPCParty.setup` (its first messages)."""
+    assert all(len(m) == 16 for _, _, m in net.transcript[:3])
+    return net.transcript[3:]
+
+
+def _received(net, name: str) -> np.ndarray:
+    return np.concatenate([np.frombuffer(m, dtype=np.uint64) for s, r, m in _after_setup(net) if r == name])
+
+
+def _looks_uniform(words: np.ndarray) -> bool:
+    """Uniform ring elements: almost never below 2^40 as signed values, bits balanced."""
+    small = np.mean(np.abs(words.view(np.int64).astype(np.float64)) < 2.0**40)
+    bits = np.unpackbits(words.view(np.uint8))
+    return bool(small < 0.01 and abs(bits.mean() - 0.5) < 0.01)
+
+
+def _opened(net) -> np.ndarray:
+    """The public ``c = d ^ r``: the XOR of the last message each party sent (its share of c)."""
+    last = {}
+    for s, _, m in net.transcript:
+        last[s] = np.frombuffer(m, dtype=np.uint64)
+    return last["P0"] ^ last["P1"] ^ last["P2"]
+
+
+def _relu_view(v: np.ndarray, seed: int):
+    def fn(p: MPCParty):
+        s = yield from p.share_input(0, encode(v) if p.index == 0 else None, v.shape)
+        y, d = yield from p.relu(s)
+        return y
+
+    _, net = run3(fn, record=True, seed=seed)
+    return net
+
+
+def _check_relu_view(net, d: np.ndarray) -> None:
+    c = np.unpackbits(_opened(net).view(np.uint8), bitorder="little")[:d.size]
+    # c = d ^ r is uniform and independent of d (here d = 1 for most elements)
+    assert abs(c.mean() - 0.5) < 0.05
+    assert abs(np.mean(c == d) - 0.5) < 0.05
+    for name in ("P0", "P1", "P2"):
+        assert _looks_uniform(_received(net, name)), name
+
+
+def test_relu_view_is_uniform_and_a_leaky_variant_is_caught(monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    v = np.abs(rng.normal(size=4096)) + 0.5
+    v[:512] *= -1  # some negatives, so c's independence of d is tested too
+    d = (v >= 0).astype(np.uint8)
+    _check_relu_view(_relu_view(v, seed=1), d)
+
+    # leaky variant: daBits that are all 0 open d itself
+    def no_mask(self: MPCParty, n: int):
+        nw = (n + 63) // 64
+        z = np.zeros(nw, np.uint64)
+        za = np.zeros(64 * nw, np.uint64)
+        return BoolShare(z, z.copy()), ArithShare(za, za.copy())
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(MPCParty, "_dabits", no_mask)
+    with pytest.raises(AssertionError):
+        _check_relu_view(_relu_view(v, seed=1), d)
+
+
+def _dabit_view(seed: int):
+    def fn(p: MPCParty):
+        return (yield from p._dabits(1 << 14))
+
+    return run3(fn, record=True, seed=seed)
+
+
+def test_dabit_conversion_view_is_uniform_and_a_leaky_variant_is_caught(monkeypatch) -> None:
+    out, net = _dabit_view(seed=2)
+    words = out[0][0].a ^ out[1][0].a ^ out[2][0].a
+    assert abs(np.unpackbits(words.view(np.uint8)).mean() - 0.5) < 0.02  # the daBits are random bits
+    assert not any(r == "P0" for _, r, _ in _after_setup(net))  # party 0 receives nothing
+    for name in ("P1", "P2"):
+        assert _looks_uniform(_received(net, name)), name
+
+    # leaky variant: party 0 sends its bits u without the masks m, m'
+    k = kernel_module("numba")
+    real = k.dabit_p0
+
+    def unmasked(ra, rb, m, mp):
+        w, wp = real(ra, rb, m, mp)
+        return w + m, wp + mp
+
+    monkeypatch.setattr(k, "dabit_p0", unmasked)
+    _, net = _dabit_view(seed=2)
+    assert not _looks_uniform(_received(net, "P1"))
