@@ -223,3 +223,67 @@ def test_dabit_conversion_view_is_uniform_and_a_leaky_variant_is_caught(monkeypa
     monkeypatch.setattr(k, "dabit_p0", unmasked)
     _, net = _dabit_view(seed=2)
     assert not _looks_uniform(_received(net, "P1"))
+
+
+# -- back-propagation through the ReLU without a round of its own -------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(rows=st.integers(1, 12), h=st.integers(1, 9), m=st.integers(1, 3), seed=st.integers(0, 1000))
+def test_backprop_relu_is_the_masked_product_in_one_round(backend: str, rows: int, h: int, m: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x, w, delta, acts = (rng.normal(size=s) for s in ((rows, h), (h, m), (rows, m), (rows, 4)))
+
+    def fn(p: MPCParty):
+        def share(v, owner):
+            return (yield from p.share_input(owner, encode(v) if p.index == owner else None, v.shape))
+        xs, ws, ds, a_s = (yield from share(x, 0)), (yield from share(w, 1)), (yield from share(delta, 2)), \
+            (yield from share(acts, 0))
+        y, grad = yield from p.relu_layer(xs, ws)
+        before = p.rounds
+        (gw,), back = yield from p.backprop_relu([(a_s.T, ds)], ds, ws, grad)
+        rounds = p.rounds - before
+        out = []
+        for t in (y, grad.d, gw, back):
+            out.append((yield from p.reveal(t)))
+        return out, rounds
+
+    out, _ = run3(fn, backend=backend, seed=seed)
+    (y, d, gw, back), rounds = out[0]
+    assert [o[1] for o in out] == [1, 1, 1]  # one truncation round for the gradient and the error
+    from dtxfast.protocols.mpc import decode
+    xe = decode(encode(x))
+    assert np.array_equal(d, (xe >= 0).astype(np.uint64))
+    assert np.array_equal(decode(y), np.maximum(xe, 0))
+    tol = 2.0**-16 * (2 + 4 * max(h, 4, rows))
+    assert np.abs(decode(gw) - acts.T @ delta).max() < tol
+    assert np.abs(decode(back) - (delta @ w.T) * (xe >= 0)).max() < tol
+
+
+def _attack_backprop(seed: int) -> float:
+    """Party 1 tries to read the error ``delta`` from party 2's truncation message: where the
+    opened ``c`` is 0 the combined share is ``z2 = delta q2 + mask``, and party 1 holds ``q2``."""
+    rows, h = 64, 16
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, h))
+    delta = encode(rng.normal(size=(rows, 1)))
+    w = encode(rng.normal(size=(h, 1)))
+
+    def fn(p: MPCParty):
+        xs = yield from p.share_input(0, encode(x) if p.index == 0 else None, x.shape)
+        ws, ds = p.share_public(w), p.share_public(delta)  # components 1 and 2 are 0
+        _, grad = yield from p.relu_layer(xs, ws)
+        yield from p.backprop_relu([], ds, ws, grad)
+        return grad
+
+    out, net = run3(fn, record=True, seed=seed)
+    q2 = out[1].q.b[:, :, 0]  # party 1's second component is component 2
+    last = [np.frombuffer(m, dtype=np.uint64) for s, r, m in net.transcript if (s, r) == ("P2", "P1")][-1]
+    z2 = last[:rows * h].reshape(rows, h)
+    guess = delta * q2  # delta broadcast over the h columns
+    return float(np.mean((z2 == guess) | (z2 == np.uint64(0) - guess)))
+
+
+def test_backprop_relu_hides_the_error_and_a_leaky_variant_is_caught(monkeypatch) -> None:
+    assert _attack_backprop(4) == 0.0
+    # leaky variant: no fresh zero sharing on the combined share (the result stays correct)
+    monkeypatch.setattr(MPCParty, "_zero_arith", lambda self, n: np.zeros(n, np.uint64))
+    assert _attack_backprop(4) > 0.3

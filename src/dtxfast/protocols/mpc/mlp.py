@@ -221,10 +221,12 @@ def _forward(p: MPCParty, x: ArithShare, W: list[ArithShare], B: list[ArithShare
     for i in range(len(W)):
         h = (yield from p.matmul(acts[-1], W[i])) + B[i]
         if i < len(W) - 1:
-            r, d = yield from p.relu(h)
+            if keep:  # the ReLU also prepares the back-propagation through W[i + 1]
+                r, grad = yield from p.relu_layer(h, W[i + 1])
+                masks.append(grad)
+            else:
+                r, _ = yield from p.relu(h)
             acts.append(r)
-            if keep:
-                masks.append(d)
         else:
             out = h
     return out, acts, masks
@@ -292,10 +294,9 @@ def train_program(
             updates = []
             for i in range(L - 1, -1, -1):
                 gb = delta.sum(axis=0)
-                if i > 0:  # the gradient and the back-propagated error in one truncation round
-                    gw, back = yield from p.matmul_many([(acts[i].T, delta), (delta, W[i].T)])
+                if i > 0:  # the gradient and the back-propagated error (through the ReLU) in one round
+                    (gw,), delta = yield from p.backprop_relu([(acts[i].T, delta)], delta, W[i], masks[i - 1])
                     updates.append((i, gw, gb))
-                    delta = yield from p.mul(back, masks[i - 1], fixed=False)
                 else:
                     updates.append((i, (yield from p.matmul(acts[i].T, delta)), gb))
             # every layer's step (and weight decay) in one truncation round: W[i] changes only

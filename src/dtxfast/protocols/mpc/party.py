@@ -59,7 +59,7 @@ from ._select import kernels, set_numba_threads
 from .fixedpoint import DEFAULT_FRAC_BITS, check_frac_bits, encode
 from .prf import PRFStream
 
-__all__ = ["SIGMOID_KNOTS", "ArithShare", "BoolShare", "MPCParty", "Proto"]
+__all__ = ["SIGMOID_KNOTS", "ArithShare", "BoolShare", "MPCParty", "Proto", "ReluGrad"]
 
 #: an MPC operation: yields peer names, receives their messages, returns a value
 Proto = Generator[str, bytes, Any]
@@ -177,6 +177,24 @@ class BoolShare(_Share):
 
 
 _DT64 = np.dtype(np.uint64)
+
+
+class ReluGrad:
+    """What a ReLU layer keeps for back-propagation (:meth:`MPCParty.relu_layer`).
+
+    ``c`` is the public, uniformly random ``d ^ r`` (integers 0/1, the layer's shape) that the
+    ReLU opened, ``d`` the arithmetic sharing of the derivative ``1[x >= 0]``, and ``q`` the sharing
+    of ``r[b, j] * W[j, o]`` (shape ``(batch, h, m)``) for the daBits ``r`` and the next layer's
+    weights ``W`` (``h x m``), with which :meth:`MPCParty.backprop_relu` applies ``d`` without a
+    round of its own.
+    """
+
+    __slots__ = ("c", "d", "q")
+
+    def __init__(self, c: np.ndarray, d: ArithShare, q: ArithShare) -> None:
+        self.c = c
+        self.d = d
+        self.q = q
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -740,14 +758,75 @@ class MPCParty:
         once ``c`` is public. ``x r`` is a multiplication of the protocol (its message masked by
         a fresh zero sharing); nothing about ``x`` or ``r`` is opened.
         """
+        y, grad = yield from self._relu(x, None)
+        return y, grad.d
+
+    def relu_layer(self, x: ArithShare, weights: ArithShare) -> Proto:
+        """``(max(x, 0), grad)`` for a hidden layer ``x`` (``batch x h``) whose output feeds
+        ``weights`` (``h x m``); ``grad`` (:class:`ReluGrad`) is what :meth:`backprop_relu` needs.
+
+        As :meth:`relu` (8 rounds), and the products ``q[b, j, o] = r[b, j] W[j, o]`` of the daBits
+        with the weights (integers times fixed point: no truncation) travel in the same first
+        round as ``x r``: a multiplication of the protocol, opened nowhere.
+        """
+        if len(x.shape) != 2 or len(weights.shape) != 2 or x.shape[1] != weights.shape[0]:
+            raise ParameterError(f"a ReLU layer of shape {x.shape} cannot feed weights of shape {weights.shape}")
+        return (yield from self._relu(x, weights))
+
+    def _relu(self, x: ArithShare, weights: ArithShare | None) -> Proto:
         n = x.size
         rb, ra = yield from self._dabits(n)
         flat = ArithShare(_flat(x.a), _flat(x.b))
         rn = ra[:n]
-        c, xr = yield from self._sign_planes(flat, fused=(flat, rn), open_mask=rb)
-        ya, yb, da, db = self._kern(n).open_relu(c, flat.a, flat.b, xr.a, xr.b, rn.a, rn.b, self.index)
-        return (ArithShare(ya.reshape(x.shape), yb.reshape(x.shape)),
-                ArithShare(da.reshape(x.shape), db.reshape(x.shape)))
+        if weights is None:
+            u, v = flat, rn
+        else:
+            rows, h, m = x.shape[0], x.shape[1], weights.shape[1]
+            wa = np.broadcast_to(weights.a, (rows, h, m)).reshape(-1)
+            wb = np.broadcast_to(weights.b, (rows, h, m)).reshape(-1)
+            u = ArithShare(np.concatenate([flat.a, np.repeat(rn.a, m)]), np.concatenate([flat.b, np.repeat(rn.b, m)]))
+            v = ArithShare(np.concatenate([rn.a, wa]), np.concatenate([rn.b, wb]))
+        c, prod = yield from self._sign_planes(flat, fused=(u, v), open_mask=rb)
+        ya, yb, da, db = self._kern(n).open_relu(c, flat.a, flat.b, prod.a[:n], prod.b[:n], rn.a, rn.b, self.index)
+        y = ArithShare(ya.reshape(x.shape), yb.reshape(x.shape))
+        d = ArithShare(da.reshape(x.shape), db.reshape(x.shape))
+        if weights is None:
+            return y, ReluGrad(np.empty(0, np.uint64), d, ArithShare(np.empty(0, np.uint64), np.empty(0, np.uint64)))
+        q = prod[n:].reshape(rows, h, m)
+        return y, ReluGrad(_unpack_bits(c, n).reshape(x.shape), d, q)
+
+    def backprop_relu(self, pairs: Sequence[tuple[ArithShare, ArithShare]], delta: ArithShare, weights: ArithShare,
+                      grad: ReluGrad) -> Proto:
+        """``([x @ y for x, y in pairs], (delta @ weights.T) * d)`` (fixed point) in one truncation
+        round; ``d`` is the derivative kept in ``grad`` by :meth:`relu_layer` (with these ``weights``).
+
+        :meth:`mul` by ``d`` would take a round of its own after the truncation of ``delta @ W.T``.
+        With the public ``c = d ^ r`` and ``d = c + r - 2 c r``,
+        ``(delta W^T) d = c (delta W^T) + (1 - 2 c) sum_o delta[b, o] q[b, j, o]``, where
+        ``q = r W`` was made in the ReLU's first round: both terms are local 3-out-of-3 products
+        of replicated sharings, combined with public coefficients, so the result joins the other
+        products' truncation. Security: the second term carries a fresh zero sharing, scaled by
+        the public ``+-1`` per element, so the combined 3-out-of-3 share is masked per element as
+        :meth:`_trunc3` needs; nothing is opened.
+        """
+        rows, m = delta.shape
+        h = weights.shape[0]
+        if weights.shape[1] != m or grad.q.shape != (rows, h, m):
+            raise ParameterError(f"delta {delta.shape}, weights {weights.shape} and the ReLU layer do not match")
+        zs = [self._matmul_local(x, y) for x, y in pairs]
+        zb = self._matmul_local(delta, weights.T)
+        xa, xb = delta.a[:, None, :], delta.b[:, None, :]
+        qa, qb = grad.q.a, grad.q.b
+        zq = (xa * (qa + qb) + xb * qa).sum(axis=2, dtype=np.uint64) + self._zero_arith(rows * h).reshape(rows, h)
+        c = grad.c
+        zs.append(c * zb + (_ONE - (c << _ONE)) * zq)
+        out = yield from self._trunc3(np.concatenate([z.reshape(-1) for z in zs]), (sum(z.size for z in zs),),
+                                      self.frac_bits)
+        res, at = [], 0
+        for z in zs:
+            res.append(out[at:at + z.size].reshape(z.shape))
+            at += z.size
+        return res[:-1], res[-1]
 
     def sigmoid(self, x: ArithShare, knots: Sequence[float] = SIGMOID_KNOTS) -> Proto:
         """Piecewise-linear logistic function: a public combination of ReLUs at ``knots``.
