@@ -549,6 +549,11 @@ class MPCParty:
         z = self._kern(n).and_local(_flat(x.a), _flat(x.b), _flat(y.a), _flat(y.b), nxt.draw(n), prv.draw(n))
         return (yield from self._reshare_bool(z, x.shape))
 
+    def _recv_after_send(self, z: np.ndarray, n: int) -> Proto:
+        """Send ``z`` to the previous party, return the ``n`` words of the next one (one round)."""
+        self._send(self._prev, z)
+        return (yield from self._recv(self._next, n))
+
     def _reshare_bool(self, z: np.ndarray, shape: tuple[int, ...]) -> Proto:
         self._send(self._prev, z)
         zn = yield from self._recv(self._next, z.size)
@@ -575,27 +580,39 @@ class MPCParty:
         n = a.size
         k = self._kern(n)
         A, B = k.bit_planes(a), k.bit_planes(b)  # planes of components index and index + 1
-        Z = np.zeros_like(A)
-        c0, c1, c2 = (BoolShare(A if self.index == j else Z, B if self._next == j else Z)[:63] for j in range(3))
         t = BoolShare(A, B)  # planes of s0 ^ s1 ^ s2
         nxt, prv = self._prfs()
-        # maj[k]: carry of position k into k + 1 (the second addend is maj shifted up by one)
-        u, v = c0 ^ c2, c1 ^ c2
-        m = u.size
-        z = k.and_local(_flat(u.a), _flat(u.b), _flat(v.a), _flat(v.b), nxt.draw(m), prv.draw(m))
+        # maj[k]: carry of position k into k + 1 (the second addend is maj shifted up by one):
+        # maj = ((c0 ^ c2) & (c1 ^ c2)) ^ c2 for the sharings c_j whose only non-zero component is
+        # s_j; this party's local AND terms of it reduce to A & B (party 2: also ^ A), and c2 is
+        # party 2's first component and party 1's second
+        A63, B63 = A[:63], B[:63]
+        shape = A63.shape
+        m = A63.size
+        z = (A63 & B63).reshape(-1)
+        if self.index == 2:
+            z ^= A63.reshape(-1)
+        z ^= nxt.draw(m)
+        z ^= prv.draw(m)
         prod = None
         if fused is None:
-            maj = (yield from self._reshare_bool(z, u.shape)) ^ c2
+            zn = yield from self._recv_after_send(z, m)
         else:  # one message carries both 3-out-of-3 shares (each masked by its own zero sharing)
             fx, fy = fused
             q = fx.size
             zm = self._kern(q).mul_local(_flat(fx.a), _flat(fx.b), _flat(fy.a), _flat(fy.b), nxt.draw(q), prv.draw(q))
-            self._send(self._prev, np.concatenate([z, zm]))
-            got = yield from self._recv(self._next, m + q)
-            maj = BoolShare(z.reshape(u.shape), got[:m].reshape(u.shape)) ^ c2
+            got = yield from self._recv_after_send(np.concatenate([z, zm]), m + q)
+            zn = got[:m]
             prod = ArithShare(zm.reshape(fx.shape), got[m:].reshape(fx.shape))
+        z, zn = z.reshape(shape), zn.reshape(shape)
+        if self.index == 2:
+            z ^= A63
+        elif self.index == 1:
+            zn ^= B63
+        maj = BoolShare(z, zn)
         g = yield from self.and_(t[1:63], maj[:62])  # generate at positions 1..62 (none at 0)
-        G = _stack([BoolShare(Z[:1], Z[:1]), g])
+        zero = np.zeros((1, A.shape[1]), dtype=np.uint64)
+        G = _stack([BoolShare(zero, zero), g])
         P = _stack([t[:1], t[1:63] ^ maj[:62]])
         while G.shape[0] > 1:  # groups of positions, lowest first; pair 2j + 1 (high) with 2j
             # a pair generates if its high group does, or propagates and the low one generates;
