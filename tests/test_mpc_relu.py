@@ -36,6 +36,30 @@ def test_dabit_and_open_kernels_equal_numpy_reference(nw: int, cut: int, role: i
                                                      strict=True))
 
 
+@given(rows=st.integers(1, 9), h=st.integers(1, 9), m=st.integers(0, 3), seed=st.integers(0, 2**32 - 1))
+def test_relu_products_and_backprop_mask_equal_numpy_reference(rows: int, h: int, m: int, seed: int) -> None:
+    k = kernel_module("numba")
+    rng = np.random.default_rng(seed)
+    n = rows * h
+    xa, xb, ra, rb = (u64(rng, n) for _ in range(4))
+    wa, wb = u64(rng, (h, m)), u64(rng, (h, m))
+    mask = u64(rng, n + n * m)
+    got = k.relu_products(xa, xb, ra, rb, wa, wb, mask)
+    assert np.array_equal(got, _kernels_ref.relu_products(xa, xb, ra, rb, wa, wb, mask))
+    # against mul_local of the two products written out
+    rr = np.repeat(ra, m), np.repeat(rb, m)
+    ww = np.tile(wa, (rows, 1)).reshape(-1), np.tile(wb, (rows, 1)).reshape(-1)
+    want = _kernels_ref.mul_local(np.concatenate([xa, rr[0]]), np.concatenate([xb, rr[1]]),
+                                  np.concatenate([ra, ww[0]]), np.concatenate([rb, ww[1]]), mask, np.zeros_like(mask))
+    assert np.array_equal(got, want)
+    if m:
+        c = u64(rng, (n + 63) // 64)
+        zb, da, db, qa, qb = u64(rng, (rows, h)), u64(rng, (rows, m)), u64(rng, (rows, m)), u64(rng, (rows, h, m)), \
+            u64(rng, (rows, h, m))
+        got = k.backprop_mask(c, zb, da, db, qa, qb, mask[:n])
+        assert np.array_equal(got, _kernels_ref.backprop_mask(c, zb, da, db, qa, qb, mask[:n]))
+
+
 def test_open_kernels_compute_c_xor_r_and_the_relu() -> None:
     # the three parties' components of d = c ^ r and of x d, summed, against plain integers
     rng = np.random.default_rng(1)

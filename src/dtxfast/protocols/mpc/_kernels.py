@@ -19,10 +19,9 @@ from numba import njit, prange
 from . import _ring
 from ._kernels_ref import TRUNC_OFFSET, _trunc_consts, matmul_terms
 
-__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "bit_planes", "dabit_close", "dabit_mask", "dabit_p0",
-           "gather_rows", "matmul_local", "mul_local", "open_drelu", "open_relu", "transpose", "tree_join",
-           "tree_level", "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
-
+__all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "backprop_mask", "bit_planes", "dabit_close", "dabit_mask",
+           "dabit_p0", "gather_rows", "matmul_local", "mul_local", "open_drelu", "open_relu", "relu_products",
+           "transpose", "tree_join", "tree_level", "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 _RB = 8    # rows of the result per task (the register block)
 #: multiply-adds from which a share matmul runs on all threads (smaller ones run on one thread:
 #: a parallel region's barrier costs milliseconds when the cores are shared with other work)
@@ -84,6 +83,44 @@ def dabit_close(r2: np.ndarray, w: np.ndarray, x: np.ndarray, beta: np.ndarray) 
         b = (r2[k >> 6] >> np.uint64(k & 63)) & one
         out[k] = (one - (b << one)) * w[k] + x[k] + b - beta[k]
     return out
+
+
+@njit(cache=True, nogil=True)
+def relu_products(xa: np.ndarray, xb: np.ndarray, ra: np.ndarray, rb: np.ndarray, wa: np.ndarray, wb: np.ndarray,
+                  mask: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """The products ``x r`` and ``r w`` (see :func:`._kernels_ref.relu_products`)."""
+    n = xa.shape[0]
+    h, m = wa.shape
+    z = np.empty(n + n * m, dtype=np.uint64)
+    for k in range(n):
+        z[k] = xa[k] * (ra[k] + rb[k]) + xb[k] * ra[k] + mask[k]
+    if m == 0:
+        return z
+    at = n
+    for k in range(n):
+        j = k % h
+        for o in range(m):
+            z[at] = ra[k] * (wa[j, o] + wb[j, o]) + rb[k] * wa[j, o] + mask[at]
+            at += 1
+    return z
+
+
+@njit(cache=True, nogil=True)
+def backprop_mask(c: np.ndarray, zb: np.ndarray, da: np.ndarray, db: np.ndarray, qa: np.ndarray, qb: np.ndarray,
+                  mask: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """The 3-out-of-3 share of ``(delta W^T) d`` (see :func:`._kernels_ref.backprop_mask`)."""
+    rows, h, m = qa.shape
+    z = np.empty((rows, h), dtype=np.uint64)
+    one = np.uint64(1)
+    for b in range(rows):
+        for j in range(h):
+            s = mask[b * h + j]
+            for o in range(m):
+                s += da[b, o] * (qa[b, j, o] + qb[b, j, o]) + db[b, o] * qa[b, j, o]
+            k = b * h + j
+            bit = (c[k >> 6] >> np.uint64(k & 63)) & one
+            z[b, j] = s + bit * (zb[b, j] - (s << one))
+    return z
 
 
 @njit(cache=True, nogil=True)

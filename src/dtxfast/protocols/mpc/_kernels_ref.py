@@ -8,9 +8,9 @@ import numpy as np
 
 from . import _ring_ref
 
-__all__ = ["RING_MATMUL", "and_local", "bit_planes", "dabit_close", "dabit_mask", "dabit_p0", "gather_rows",
-           "matmul_local", "matmul_terms", "mul_local", "open_drelu", "open_relu", "transpose", "tree_join",
-           "tree_level", "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
+__all__ = ["RING_MATMUL", "and_local", "backprop_mask", "bit_planes", "dabit_close", "dabit_mask", "dabit_p0",
+           "gather_rows", "matmul_local", "matmul_terms", "mul_local", "open_drelu", "open_relu", "relu_products",
+           "transpose", "tree_join", "tree_level", "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 
 
 def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
@@ -128,6 +128,33 @@ def dabit_close(r2: np.ndarray, w: np.ndarray, x: np.ndarray, beta: np.ndarray) 
     """``s w + x + r2 - beta`` with ``s = 1 - 2 r2`` (``r2`` packed bits, one element per bit)."""
     b = _open_bits(r2, w.shape[0])
     return (np.uint64(1) - np.uint64(2) * b) * w + x + b - beta
+
+
+def relu_products(xa: np.ndarray, xb: np.ndarray, ra: np.ndarray, rb: np.ndarray, wa: np.ndarray, wb: np.ndarray,
+                  mask: np.ndarray) -> np.ndarray:
+    """3-out-of-3 shares of ``x r`` (``n`` words) then of ``q[b, j, o] = r[b, j] w[j, o]`` (``n m``
+    words, ``w`` of shape ``(h, m)``, ``n = rows h``; ``m = 0``: none), as :func:`mul_local` of
+    ``(x, r)`` and ``(r, w)``, plus ``mask`` (a zero sharing, ``n + n m`` words)."""
+    n = xa.shape[0]
+    h, m = wa.shape
+    if m == 0:
+        return xa * (ra + rb) + xb * ra + mask
+    rq = np.repeat(ra, m).reshape(-1, h, m)
+    rbq = np.repeat(rb, m).reshape(-1, h, m)
+    q = rq * (wa + wb)[None] + rbq * wa[None]
+    return np.concatenate([xa * (ra + rb) + xb * ra, q.reshape(-1)]) + mask[:n + q.size]
+
+
+def backprop_mask(c: np.ndarray, zb: np.ndarray, da: np.ndarray, db: np.ndarray, qa: np.ndarray, qb: np.ndarray,
+                  mask: np.ndarray) -> np.ndarray:
+    """``c zb + (1 - 2 c) (sum_o (da (qa + qb) + db qa)[b, j, o] + mask)``: the 3-out-of-3 share of
+    ``(delta W^T) d`` from ``zb`` (that of ``delta W^T``), ``delta``'s components ``(da, db)``
+    (``rows x m``), ``q``'s (``rows x h x m``) and the opened bits ``c`` (packed, element
+    ``b h + j``); ``mask`` a zero sharing of ``rows h`` words. Shape ``(rows, h)``."""
+    rows, h, m = qa.shape
+    cb = _open_bits(c, rows * h).reshape(rows, h)
+    zq = (da[:, None, :] * (qa + qb) + db[:, None, :] * qa).sum(axis=2, dtype=np.uint64) + mask.reshape(rows, h)
+    return cb * zb + (np.uint64(1) - np.uint64(2) * cb) * zq
 
 
 def open_drelu(c: np.ndarray, ra: np.ndarray, rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray]:

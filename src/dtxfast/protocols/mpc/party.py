@@ -182,8 +182,8 @@ _DT64 = np.dtype(np.uint64)
 class ReluGrad:
     """What a ReLU layer keeps for back-propagation (:meth:`MPCParty.relu_layer`).
 
-    ``c`` is the public, uniformly random ``d ^ r`` (integers 0/1, the layer's shape) that the
-    ReLU opened, ``d`` the arithmetic sharing of the derivative ``1[x >= 0]``, and ``q`` the sharing
+    ``c`` is the public, uniformly random ``d ^ r`` (packed: element ``k`` of the flattened layer
+    in bit ``k % 64`` of word ``k // 64``) that the ReLU opened, ``d`` the arithmetic sharing of the derivative ``1[x >= 0]``, and ``q`` the sharing
     of ``r[b, j] * W[j, o]`` (shape ``(batch, h, m)``) for the daBits ``r`` and the next layer's
     weights ``W`` (``h x m``), with which :meth:`MPCParty.backprop_relu` applies ``d`` without a
     round of its own.
@@ -565,16 +565,17 @@ class MPCParty:
         b = x.b if self._next == j else np.zeros_like(x.b)
         return BoolShare(a, b)
 
-    def _sign_planes(self, x: ArithShare, fused: tuple[ArithShare, ArithShare] | None = None,
+    def _sign_planes(self, x: ArithShare, fused: tuple[ArithShare, ArithShare, np.ndarray, np.ndarray] | None = None,
                      open_mask: BoolShare | None = None) -> Proto:
         """The sign circuit of :meth:`msb` on packed bits: returns ``(sign, prod)``.
 
         ``sign`` is a boolean sharing of ``ceil(n / 64)`` words, the sign of element ``64 w + r``
         in bit ``r`` of word ``w``. With ``open_mask`` (a boolean sharing of as many words) it is
         instead the public words ``(1 ^ sign) ^ open_mask``, opened to all three parties in the
-        round of the last tree level (see :meth:`drelu`). With ``fused = (u, v)`` the integer
-        product ``u * v`` (as :meth:`mul` with ``fixed=False``) travels in the messages of the
-        first round and is returned as ``prod`` (else ``None``).
+        round of the last tree level (see :meth:`drelu`). With ``fused = (x, r, wa, wb)`` the
+        integer products ``x r`` and ``r w`` of :func:`._kernels_ref.relu_products` (as
+        :meth:`mul` with ``fixed=False``, flat) travel in the messages of the first round and
+        are returned as ``prod`` (else ``None``).
         """
         a, b = _flat(x.a), _flat(x.b)
         n = a.size
@@ -598,12 +599,12 @@ class MPCParty:
         if fused is None:
             zn = yield from self._recv_after_send(z, m)
         else:  # one message carries both 3-out-of-3 shares (each masked by its own zero sharing)
-            fx, fy = fused
-            q = fx.size
-            zm = self._kern(q).mul_local(_flat(fx.a), _flat(fx.b), _flat(fy.a), _flat(fy.b), nxt.draw(q), prv.draw(q))
+            fx, fr, wa, wb = fused
+            q = fx.size * (1 + wa.shape[1])
+            zm = self._kern(q).relu_products(fx.a, fx.b, fr.a, fr.b, wa, wb, self._zero_arith(q))
             got = yield from self._recv_after_send(np.concatenate([z, zm]), m + q)
             zn = got[:m]
-            prod = ArithShare(zm.reshape(fx.shape), got[m:].reshape(fx.shape))
+            prod = ArithShare(zm, got[m:])
         z, zn = z.reshape(shape), zn.reshape(shape)
         if self.index == 2:
             z ^= A63
@@ -796,21 +797,18 @@ class MPCParty:
         flat = ArithShare(_flat(x.a), _flat(x.b))
         rn = ra[:n]
         if weights is None:
-            u, v = flat, rn
+            wa = wb = np.empty((1, 0), dtype=np.uint64)
         else:
             rows, h, m = x.shape[0], x.shape[1], weights.shape[1]
-            wa = np.broadcast_to(weights.a, (rows, h, m)).reshape(-1)
-            wb = np.broadcast_to(weights.b, (rows, h, m)).reshape(-1)
-            u = ArithShare(np.concatenate([flat.a, np.repeat(rn.a, m)]), np.concatenate([flat.b, np.repeat(rn.b, m)]))
-            v = ArithShare(np.concatenate([rn.a, wa]), np.concatenate([rn.b, wb]))
-        c, prod = yield from self._sign_planes(flat, fused=(u, v), open_mask=rb)
+            wa, wb = np.ascontiguousarray(weights.a), np.ascontiguousarray(weights.b)
+        c, prod = yield from self._sign_planes(flat, fused=(flat, rn, wa, wb), open_mask=rb)
         ya, yb, da, db = self._kern(n).open_relu(c, flat.a, flat.b, prod.a[:n], prod.b[:n], rn.a, rn.b, self.index)
         y = ArithShare(ya.reshape(x.shape), yb.reshape(x.shape))
         d = ArithShare(da.reshape(x.shape), db.reshape(x.shape))
         if weights is None:
-            return y, ReluGrad(np.empty(0, np.uint64), d, ArithShare(np.empty(0, np.uint64), np.empty(0, np.uint64)))
+            return y, ReluGrad(c, d, ArithShare(np.empty(0, np.uint64), np.empty(0, np.uint64)))
         q = prod[n:].reshape(rows, h, m)
-        return y, ReluGrad(_unpack_bits(c, n).reshape(x.shape), d, q)
+        return y, ReluGrad(c, d, q)
 
     def backprop_relu(self, pairs: Sequence[tuple[ArithShare, ArithShare]], delta: ArithShare, weights: ArithShare,
                       grad: ReluGrad) -> Proto:
@@ -832,11 +830,9 @@ class MPCParty:
             raise ParameterError(f"delta {delta.shape}, weights {weights.shape} and the ReLU layer do not match")
         zs = [self._matmul_local(x, y) for x, y in pairs]
         zb = self._matmul_local(delta, weights.T)
-        xa, xb = delta.a[:, None, :], delta.b[:, None, :]
-        qa, qb = grad.q.a, grad.q.b
-        zq = (xa * (qa + qb) + xb * qa).sum(axis=2, dtype=np.uint64) + self._zero_arith(rows * h).reshape(rows, h)
-        c = grad.c
-        zs.append(c * zb + (_ONE - (c << _ONE)) * zq)
+        c = np.ascontiguousarray
+        zs.append(self._kern(rows * h).backprop_mask(grad.c, zb, c(delta.a), c(delta.b), grad.q.a, grad.q.b,
+                                                     self._zero_arith(rows * h)))
         out = yield from self._trunc3(np.concatenate([z.reshape(-1) for z in zs]), (sum(z.size for z in zs),),
                                       self.frac_bits)
         res, at = [], 0
