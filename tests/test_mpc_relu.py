@@ -139,7 +139,7 @@ def test_relu_and_drelu_stay_exact_across_refills(backend: str, sizes: list, see
         assert np.array_equal(d2, d)
 
 
-def test_relu_and_drelu_take_eight_rounds_with_a_warm_pool() -> None:
+def test_relu_and_drelu_take_seven_rounds_with_a_warm_pool() -> None:
     v = np.arange(-500, 500, dtype=np.int64)
 
     def fn(p: MPCParty):
@@ -153,7 +153,10 @@ def test_relu_and_drelu_take_eight_rounds_with_a_warm_pool() -> None:
         return counts
 
     out, _ = run3(fn)
-    assert out == [[8, 8, 8]] * 3  # was 11 (ReLU) and 10 (its derivative) with b2a after msb
+    # was 11 (ReLU), 10 (its derivative) and 8 (msb): one round for the generate and propagate
+    # bits (party 0 only sends in it, unless the ReLU's products ride along), six tree levels,
+    # the last one opening the masked derivative
+    assert out == [[7, 6, 6], [7, 7, 7], [7, 7, 7]]
 
 
 # -- what each party sees -----------------------------------------------------------------------
@@ -311,3 +314,42 @@ def test_backprop_relu_hides_the_error_and_a_leaky_variant_is_caught(monkeypatch
     # leaky variant: no fresh zero sharing on the combined share (the result stays correct)
     monkeypatch.setattr(MPCParty, "_zero_arith", lambda self, n: np.zeros(n, np.uint64))
     assert _attack_backprop(4) > 0.3
+
+
+# -- the generate/propagate round of the sign circuit -------------------------------------------
+def _words_from_planes(planes: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of ``bit_planes``: the ``n`` words whose bit ``k`` is bit ``r`` of ``planes[k, b]``."""
+    nb = planes.shape[1]
+    bits = np.unpackbits(np.ascontiguousarray(planes).view(np.uint8).reshape(64, nb, 8), axis=2, bitorder="little")
+    words = np.zeros((nb, 64), dtype=np.uint64)
+    for k in range(64):
+        words |= bits[k].astype(np.uint64) << np.uint64(k)
+    return words.reshape(-1)[:n]
+
+
+def _attack_sign_round(seed: int) -> float:
+    """Party 1 adds its component ``s2`` to what party 0 sent it in the sign circuit's first
+    round (``W ^ mu``, the planes of ``w = s0 + s1`` masked): without the mask that is ``x``."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 2**64, 300, dtype=np.uint64, endpoint=False)
+
+    def fn(p: MPCParty):
+        s = yield from p.share_input(2, x if p.index == 2 else None, x.shape)
+        yield from p.msb(s)
+        return s
+
+    out, net = run3(fn, record=True, seed=seed)
+    first = [np.frombuffer(m, dtype=np.uint64) for s, r, m in _after_setup(net) if (s, r) == ("P0", "P1")][0]
+    guess = _words_from_planes(first.reshape(64, -1), x.size) + out[1].b  # party 1's b is s2
+    return float(np.mean(guess == x))
+
+
+def test_sign_round_hides_w_and_a_leaky_variant_is_caught(monkeypatch) -> None:
+    assert _words_from_planes(kernel_module("numba").bit_planes(np.arange(70, dtype=np.uint64)), 70).tolist() \
+        == list(range(70))
+    assert _attack_sign_round(5) == 0.0
+    # leaky variant: PRF streams of zeros (no masks anywhere; the results stay correct)
+    from dtxfast.protocols.mpc.prf import PRFStream
+    monkeypatch.setattr(PRFStream, "draw", lambda self, n: np.zeros(n, np.uint64))
+    monkeypatch.setattr(PRFStream, "draw_sub", lambda self, other, n: np.zeros(n, np.uint64))
+    assert _attack_sign_round(5) == 1.0

@@ -97,11 +97,12 @@ def relu_products(xa: np.ndarray, xb: np.ndarray, ra: np.ndarray, rb: np.ndarray
     if m == 0:
         return z
     at = n
-    for k in range(n):
-        j = k % h
-        for o in range(m):
-            z[at] = ra[k] * (wa[j, o] + wb[j, o]) + rb[k] * wa[j, o] + mask[at]
-            at += 1
+    for b in range(n // h):
+        for j in range(h):
+            k = b * h + j
+            for o in range(m):
+                z[at] = ra[k] * (wa[j, o] + wb[j, o]) + rb[k] * wa[j, o] + mask[at]
+                at += 1
     return z
 
 

@@ -565,6 +565,87 @@ class MPCParty:
         b = x.b if self._next == j else np.zeros_like(x.b)
         return BoolShare(a, b)
 
+    def _gen_prop(self, x: ArithShare, fused: tuple[ArithShare, ArithShare, np.ndarray, np.ndarray] | None) -> Proto:
+        """Boolean sharings of the generate and propagate planes of ``w + s2`` (one round).
+
+        ``x = w + s2`` with ``w = s0 + s1`` known to party 0 and ``s2`` to parties 1 and 2 (the
+        components of ``x`` they hold). Per bit, ``g = w & s2`` and ``p = w ^ s2``; returns
+        ``(G, P, prod)``, planes ``(64, ceil(n / 64))`` as :func:`._kernels_ref.bit_planes`, and
+        the products of ``fused`` (see :meth:`_sign_planes`), whose reshare rides in the same
+        messages.
+
+        Party 0 sends ``W ^ mu`` to party 1 and ``W ^ mu'`` to party 2 (``W`` the planes of ``w``;
+        ``mu``, ``t0`` from the seed of parties 2 and 0, ``mu'``, ``t1`` from that of 0 and 1);
+        party 2 sends ``(mu & S) ^ t0`` to party 1 and party 1 sends ``(mu' & S) ^ t1`` to party
+        2 (``S`` the planes of ``s2``). Then ``g = (t0, t1, g2)`` with
+        ``g2 = ((W ^ mu) & S) ^ (mu & S) ^ t0 ^ t1`` at party 1 (the primed terms at party 2), and
+        ``p = (mu, mu', W ^ S ^ mu ^ mu')``: the components ``0, 1, 2`` of replicated sharings.
+
+        Security: party 0 receives nothing here. Party 1 receives ``W ^ mu`` and
+        ``(mu & S) ^ t0``, masked by ``mu`` and ``t0``, two words of a seed it never holds: two
+        independent uniform words whatever ``W``; likewise party 2 with ``mu'`` and ``t1``. What
+        each then holds of ``g`` and ``p`` is a function of what it received, its own
+        components and its seeds (party 1's ``g2 ^ t1`` and ``p2 ^ mu'`` are ``(W ^ mu) & S``
+        and ``W ^ mu ^ S``), so it learns nothing more; the components hidden from a party
+        (``t0`` and ``mu`` from party 1) are never sent in the clear later, as every AND of the
+        carry tree masks its message with a fresh zero sharing. Where the carry-save form
+        ``s0 + s1 + s2 -> t + 2 maj`` needs two rounds of ANDs (maj, then the generate bits),
+        this takes one, 8 PRF words per plane word (12 there) and one bit transpose per party.
+        """
+        a, b = _flat(x.a), _flat(x.b)
+        n = a.size
+        k = self._kern(n)
+        nxt, prv = self._prfs()
+        prod = None
+        zm = None
+        if fused is not None:  # the products' 3-out-of-3 shares, reshared in the same messages
+            fx, fr, wa, wb = fused
+            q = fx.size * (1 + wa.shape[1])
+            zm = self._kern(q).relu_products(fx.a, fx.b, fr.a, fr.b, wa, wb, self._zero_arith(q))
+        if self.index == 0:
+            W = k.bit_planes(a + b)
+            M = W.size
+            m2 = prv.draw(2 * M).reshape(2, *W.shape)  # mu, t0 (seed of parties 2 and 0)
+            m1 = nxt.draw(2 * M).reshape(2, *W.shape)  # mu', t1 (seed of parties 0 and 1)
+            self._send(1, W ^ m2[0])
+            if zm is None:
+                self._send(2, W ^ m1[0])
+            else:
+                self._send(2, np.concatenate([(W ^ m1[0]).reshape(-1), zm]))
+                got = yield from self._recv(1, zm.size)
+                prod = ArithShare(zm, got)
+            return BoolShare(m2[1], m1[1]), BoolShare(m2[0], m1[0]), prod
+        if self.index == 1:
+            S = k.bit_planes(b)
+            M = S.size
+            m1 = prv.draw(2 * M).reshape(2, *S.shape)  # mu', t1 (seed of parties 0 and 1)
+            self._send(2, (m1[0] & S) ^ m1[1])
+            if zm is not None:
+                self._send(0, zm)
+            masked = (yield from self._recv(0, M)).reshape(S.shape)  # W ^ mu
+            got = yield from self._recv(2, M + (0 if zm is None else zm.size), new_round=False)
+            x2 = got[:M].reshape(S.shape)  # (mu & S) ^ t0
+            if zm is not None:
+                prod = ArithShare(zm, got[M:])
+            g2 = (masked & S) ^ x2 ^ m1[1]
+            p2 = masked ^ S ^ m1[0]
+            return BoolShare(m1[1], g2), BoolShare(m1[0], p2), prod
+        S = k.bit_planes(a)
+        M = S.size
+        m2 = nxt.draw(2 * M).reshape(2, *S.shape)  # mu, t0 (seed of parties 2 and 0)
+        if zm is None:
+            self._send(1, (m2[0] & S) ^ m2[1])
+        else:
+            self._send(1, np.concatenate([((m2[0] & S) ^ m2[1]).reshape(-1), zm]))
+        got = yield from self._recv(0, M + (0 if zm is None else zm.size))
+        masked = got[:M].reshape(S.shape)  # W ^ mu'
+        if zm is not None:
+            prod = ArithShare(zm, got[M:])
+        x1 = (yield from self._recv(1, M, new_round=False)).reshape(S.shape)  # (mu' & S) ^ t1
+        g2 = (masked & S) ^ x1 ^ m2[1]
+        p2 = masked ^ S ^ m2[0]
+        return BoolShare(g2, m2[1]), BoolShare(p2, m2[0]), prod
+
     def _sign_planes(self, x: ArithShare, fused: tuple[ArithShare, ArithShare, np.ndarray, np.ndarray] | None = None,
                      open_mask: BoolShare | None = None) -> Proto:
         """The sign circuit of :meth:`msb` on packed bits: returns ``(sign, prod)``.
@@ -577,44 +658,11 @@ class MPCParty:
         :meth:`mul` with ``fixed=False``, flat) travel in the messages of the first round and
         are returned as ``prod`` (else ``None``).
         """
-        a, b = _flat(x.a), _flat(x.b)
-        n = a.size
+        n = x.size
         k = self._kern(n)
-        A, B = k.bit_planes(a), k.bit_planes(b)  # planes of components index and index + 1
-        t = BoolShare(A, B)  # planes of s0 ^ s1 ^ s2
         nxt, prv = self._prfs()
-        # maj[k]: carry of position k into k + 1 (the second addend is maj shifted up by one):
-        # maj = ((c0 ^ c2) & (c1 ^ c2)) ^ c2 for the sharings c_j whose only non-zero component is
-        # s_j; this party's local AND terms of it reduce to A & B (party 2: also ^ A), and c2 is
-        # party 2's first component and party 1's second
-        A63, B63 = A[:63], B[:63]
-        shape = A63.shape
-        m = A63.size
-        z = (A63 & B63).reshape(-1)
-        if self.index == 2:
-            z ^= A63.reshape(-1)
-        z ^= nxt.draw(m)
-        z ^= prv.draw(m)
-        prod = None
-        if fused is None:
-            zn = yield from self._recv_after_send(z, m)
-        else:  # one message carries both 3-out-of-3 shares (each masked by its own zero sharing)
-            fx, fr, wa, wb = fused
-            q = fx.size * (1 + wa.shape[1])
-            zm = self._kern(q).relu_products(fx.a, fx.b, fr.a, fr.b, wa, wb, self._zero_arith(q))
-            got = yield from self._recv_after_send(np.concatenate([z, zm]), m + q)
-            zn = got[:m]
-            prod = ArithShare(zm, got[m:])
-        z, zn = z.reshape(shape), zn.reshape(shape)
-        if self.index == 2:
-            z ^= A63
-        elif self.index == 1:
-            zn ^= B63
-        maj = BoolShare(z, zn)
-        g = yield from self.and_(t[1:63], maj[:62])  # generate at positions 1..62 (none at 0)
-        zero = np.zeros((1, A.shape[1]), dtype=np.uint64)
-        G = _stack([BoolShare(zero, zero), g])
-        P = _stack([t[:1], t[1:63] ^ maj[:62]])
+        Gp, Pp, prod = yield from self._gen_prop(x, fused)
+        G, P = Gp[:63], Pp[:63]
         while G.shape[0] > 1:  # groups of positions, lowest first; pair 2j + 1 (high) with 2j
             # a pair generates if its high group does, or propagates and the low one generates;
             # it propagates if both do (not needed for the lowest group: nothing lies below it)
@@ -623,7 +671,7 @@ class MPCParty:
             if open_mask is not None and G.shape[0] == 2:
                 # the last level's one AND, p[1] & g[0], is left 3-out-of-3 shared (z) and opened
                 # at once, masked by the daBits, instead of reshared and opened in a second round
-                own = t.a[63] ^ maj.a[62] ^ G.a[1] ^ z[0] ^ open_mask.a
+                own = Pp.a[63] ^ G.a[1] ^ z[0] ^ open_mask.a
                 if self.index == 0:
                     own = ~own  # drelu = 1 ^ sign
                 self._send(self._next, own)
@@ -635,22 +683,21 @@ class MPCParty:
             ga, pa = k.tree_join(G.a, P.a, r.a)
             gb, pb = k.tree_join(G.b, P.b, r.b)
             G, P = BoolShare(ga, gb), BoolShare(pa, pb)
-        sign = t[63] ^ maj[62] ^ G[0]  # bit 63 of t + 2 maj
+        sign = Pp[63] ^ G[0]  # bit 63 of w + s2: its propagate bit and the carry into it
         return sign, prod
 
     def msb(self, x: ArithShare) -> Proto:
         """Boolean sharing of the sign bit of ``x`` (in bit 0 of each word); exact.
 
-        Bit decomposition of ``s0 + s1 + s2`` on bit-sliced words: each party transposes its two
-        components in blocks of 64 values (:func:`._kernels_ref.bit_planes`: plane ``k`` holds bit
-        ``k`` of 64 values; the map is linear over XOR, so the planes of the components are
-        boolean sharings for free). One carry-save layer turns the three addends into two,
-        ``t = s0 ^ s1 ^ s2`` and ``2 maj(s0, s1, s2)`` (one AND per plane); the generate bits of
-        those two take one more AND; a binary tree of (generate, propagate) pairs over the 63 low
-        positions then yields the carry into bit 63 in six levels, each with half the planes of
-        the one before. 8 rounds, as a Kogge-Stone chain on whole words, but 243 plane ANDs per
-        64 values (3.8 words per value) instead of 13 words per value; every AND is the protocol's
-        :meth:`and_` (a fresh zero sharing masks each message), so the transcript stays uniform.
+        Bit decomposition of ``x = w + s2`` on bit-sliced words, where party 0 knows
+        ``w = s0 + s1`` and parties 1 and 2 know ``s2``: each party transposes the one addend it
+        knows in blocks of 64 values (:func:`._kernels_ref.bit_planes`: plane ``k`` holds bit
+        ``k`` of 64 values). One round turns the two addends' planes into boolean sharings of
+        their generate and propagate bits (:meth:`_gen_prop`); a binary tree of (generate,
+        propagate) pairs over the 63 low positions then yields the carry into bit 63 in six
+        levels, each with half the planes of the one before. 7 rounds; every AND of the tree is
+        the protocol's (a fresh zero sharing masks each message), so the transcript stays
+        uniform.
         """
         n = x.size
         sign, _ = yield from self._sign_planes(x)
@@ -745,7 +792,7 @@ class MPCParty:
         return rb, ra
 
     def drelu(self, x: ArithShare) -> Proto:
-        """Arithmetic sharing of ``1[x >= 0]`` (integers 0/1); 8 rounds.
+        """Arithmetic sharing of ``1[x >= 0]`` (integers 0/1); 7 rounds, as :meth:`msb`.
 
         With a daBit ``r`` per element (:meth:`_dabits`), the boolean ``d = 1[x >= 0]`` of the
         sign circuit is opened masked, ``c = d ^ r``, in the round of the carry tree's last level,
@@ -770,7 +817,7 @@ class MPCParty:
     def relu(self, x: ArithShare) -> Proto:
         """``(max(x, 0), 1[x >= 0])`` as sharings; the second is the derivative for backprop.
 
-        8 rounds (the sign circuit's). As :meth:`drelu`, with ``d = c ^ r`` opened as ``c``; the
+        7 rounds (the sign circuit's). As :meth:`drelu`, with ``d = c ^ r`` opened as ``c``; the
         product ``x r`` with the daBit's arithmetic form does not depend on ``c``, so it travels
         in the messages of the circuit's first round, and ``x d = c x + (1 - 2 c) x r`` is local
         once ``c`` is public. ``x r`` is a multiplication of the protocol (its message masked by
@@ -783,7 +830,7 @@ class MPCParty:
         """``(max(x, 0), grad)`` for a hidden layer ``x`` (``batch x h``) whose output feeds
         ``weights`` (``h x m``); ``grad`` (:class:`ReluGrad`) is what :meth:`backprop_relu` needs.
 
-        As :meth:`relu` (8 rounds), and the products ``q[b, j, o] = r[b, j] W[j, o]`` of the daBits
+        As :meth:`relu` (7 rounds), and the products ``q[b, j, o] = r[b, j] W[j, o]`` of the daBits
         with the weights (integers times fixed point: no truncation) travel in the same first
         round as ``x r``: a multiplication of the protocol, opened nowhere.
         """
