@@ -353,3 +353,22 @@ def test_sign_round_hides_w_and_a_leaky_variant_is_caught(monkeypatch) -> None:
     monkeypatch.setattr(PRFStream, "draw", lambda self, n: np.zeros(n, np.uint64))
     monkeypatch.setattr(PRFStream, "draw_sub", lambda self, other, n: np.zeros(n, np.uint64))
     assert _attack_sign_round(5) == 1.0
+
+
+def test_parallel_paths_of_the_relu_kernels_equal_numpy_reference() -> None:
+    k = kernel_module("numba")
+    rng = np.random.default_rng(9)
+    nw = k.PARALLEL_ELEMS // 64 + 3
+    n = 64 * nw
+    wa, wb = u64(rng, nw), u64(rng, nw)
+    m, mp, x, y, z = (u64(rng, n) for _ in range(5))
+    w2a, w2b = u64(rng, (8, 2)), u64(rng, (8, 2))
+    mask = u64(rng, 3 * n)
+    pairs = [(k.dabit_p0(wa, wb, m, mp), _kernels_ref.dabit_p0(wa, wb, m, mp)),
+             ((k.dabit_mask(wa, m, mp),), (_kernels_ref.dabit_mask(wa, m, mp),)),
+             ((k.dabit_close(wa, m, mp, x),), (_kernels_ref.dabit_close(wa, m, mp, x),)),
+             ((k.relu_products(m, mp, x, y, w2a, w2b, mask),), (_kernels_ref.relu_products(m, mp, x, y, w2a, w2b, mask),)),
+             (k.open_drelu(wa, m, mp, 0), _kernels_ref.open_drelu(wa, m, mp, 0)),
+             (k.open_relu(wa, m, mp, x, y, z, m, 2), _kernels_ref.open_relu(wa, m, mp, x, y, z, m, 2))]
+    for got, want in pairs:
+        assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))

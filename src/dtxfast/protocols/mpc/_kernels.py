@@ -47,62 +47,53 @@ def _and_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, r
     return z
 
 
-@njit(cache=True, nogil=True)
-def dabit_p0(ra: np.ndarray, rb: np.ndarray, m: np.ndarray, mp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Party 0's two messages of the daBit conversion (see :func:`._kernels_ref.dabit_p0`)."""
+def _dabit_p0(ra: np.ndarray, rb: np.ndarray, m: np.ndarray, mp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     n = 64 * ra.shape[0]
     w = np.empty(n, dtype=np.uint64)
     wp = np.empty(n, dtype=np.uint64)
     one = np.uint64(1)
-    for k in range(n):
+    for k in prange(n):
         u = ((ra[k >> 6] ^ rb[k >> 6]) >> np.uint64(k & 63)) & one
         w[k] = u - m[k]
         wp[k] = u - mp[k]
     return w, wp
 
 
-@njit(cache=True, nogil=True)
-def dabit_mask(r2: np.ndarray, m: np.ndarray, alpha: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """``s m - alpha`` with ``s = 1 - 2 r2`` (see :func:`._kernels_ref.dabit_mask`)."""
+def _dabit_mask(r2: np.ndarray, m: np.ndarray, alpha: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     n = m.shape[0]
     out = np.empty(n, dtype=np.uint64)
     one = np.uint64(1)
-    for k in range(n):
+    for k in prange(n):
         b = (r2[k >> 6] >> np.uint64(k & 63)) & one
         out[k] = (one - (b << one)) * m[k] - alpha[k]
     return out
 
 
-@njit(cache=True, nogil=True)
-def dabit_close(r2: np.ndarray, w: np.ndarray, x: np.ndarray, beta: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """``s w + x + r2 - beta`` with ``s = 1 - 2 r2`` (see :func:`._kernels_ref.dabit_close`)."""
+def _dabit_close(r2: np.ndarray, w: np.ndarray, x: np.ndarray, beta: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     n = w.shape[0]
     out = np.empty(n, dtype=np.uint64)
     one = np.uint64(1)
-    for k in range(n):
+    for k in prange(n):
         b = (r2[k >> 6] >> np.uint64(k & 63)) & one
         out[k] = (one - (b << one)) * w[k] + x[k] + b - beta[k]
     return out
 
 
-@njit(cache=True, nogil=True)
-def relu_products(xa: np.ndarray, xb: np.ndarray, ra: np.ndarray, rb: np.ndarray, wa: np.ndarray, wb: np.ndarray,
-                  mask: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """The products ``x r`` and ``r w`` (see :func:`._kernels_ref.relu_products`)."""
+def _relu_products(xa: np.ndarray, xb: np.ndarray, ra: np.ndarray, rb: np.ndarray, wa: np.ndarray, wb: np.ndarray,
+                   mask: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     n = xa.shape[0]
     h, m = wa.shape
     z = np.empty(n + n * m, dtype=np.uint64)
-    for k in range(n):
+    for k in prange(n):
         z[k] = xa[k] * (ra[k] + rb[k]) + xb[k] * ra[k] + mask[k]
     if m == 0:
         return z
-    at = n
-    for b in range(n // h):
+    for b in prange(n // h):
         for j in range(h):
             k = b * h + j
+            at = n + k * m
             for o in range(m):
-                z[at] = ra[k] * (wa[j, o] + wb[j, o]) + rb[k] * wa[j, o] + mask[at]
-                at += 1
+                z[at + o] = ra[k] * (wa[j, o] + wb[j, o]) + rb[k] * wa[j, o] + mask[at + o]
     return z
 
 
@@ -124,7 +115,6 @@ def backprop_mask(c: np.ndarray, zb: np.ndarray, da: np.ndarray, db: np.ndarray,
     return z
 
 
-@njit(cache=True, nogil=True)
 def _open_drelu(c: np.ndarray, ra: np.ndarray, rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     n = ra.shape[0]
     da = np.empty(n, dtype=np.uint64)
@@ -132,14 +122,13 @@ def _open_drelu(c: np.ndarray, ra: np.ndarray, rb: np.ndarray, role: int) -> tup
     one = np.uint64(1)
     ea = one if role == 0 else np.uint64(0)
     eb = one if role == 2 else np.uint64(0)
-    for k in range(n):
+    for k in prange(n):
         b = (c[k >> 6] >> np.uint64(k & 63)) & one
         da[k] = ra[k] + b * (ea - (ra[k] << one))
         db[k] = rb[k] + b * (eb - (rb[k] << one))
     return da, db
 
 
-@njit(cache=True, nogil=True)
 def _open_relu(c: np.ndarray, xa: np.ndarray, xb: np.ndarray, pa: np.ndarray, pb: np.ndarray, ra: np.ndarray,
                rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     n = xa.shape[0]
@@ -150,24 +139,13 @@ def _open_relu(c: np.ndarray, xa: np.ndarray, xb: np.ndarray, pa: np.ndarray, pb
     one = np.uint64(1)
     ea = one if role == 0 else np.uint64(0)
     eb = one if role == 2 else np.uint64(0)
-    for k in range(n):
+    for k in prange(n):
         b = (c[k >> 6] >> np.uint64(k & 63)) & one
         ya[k] = pa[k] + b * (xa[k] - (pa[k] << one))
         yb[k] = pb[k] + b * (xb[k] - (pb[k] << one))
         da[k] = ra[k] + b * (ea - (ra[k] << one))
         db[k] = rb[k] + b * (eb - (rb[k] << one))
     return ya, yb, da, db
-
-
-def open_drelu(c: np.ndarray, ra: np.ndarray, rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray]:
-    """The components of ``d = c + r - 2 c r`` (see :func:`._kernels_ref.open_drelu`)."""
-    return _open_drelu(c, ra, rb, role)  # type: ignore[no-any-return]
-
-
-def open_relu(c: np.ndarray, xa: np.ndarray, xb: np.ndarray, pa: np.ndarray, pb: np.ndarray, ra: np.ndarray,
-              rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The components of ``x d`` and ``d`` (see :func:`._kernels_ref.open_relu`)."""
-    return _open_relu(c, xa, xb, pa, pb, ra, rb, role)  # type: ignore[no-any-return]
 
 
 _M32 = np.uint64(0x00000000FFFFFFFF)
@@ -467,6 +445,44 @@ _T0O = _compiled(_trunc_p0_open)
 _T0C = _compiled(_trunc_p0_close)
 _T1 = _compiled(_trunc_p1)
 _T2 = _compiled(_trunc_p2)
+_DP0 = _compiled(_dabit_p0)
+_DMASK = _compiled(_dabit_mask)
+_DCLOSE = _compiled(_dabit_close)
+_RPROD = _compiled(_relu_products)
+_ODRELU = _compiled(_open_drelu)
+_ORELU = _compiled(_open_relu)
+
+
+def dabit_p0(ra: np.ndarray, rb: np.ndarray, m: np.ndarray, mp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Party 0's two messages of the daBit conversion (see :func:`._kernels_ref.dabit_p0`)."""
+    return _DP0[64 * ra.shape[0] < PARALLEL_ELEMS](ra, rb, m, mp)  # type: ignore[no-any-return]
+
+
+def dabit_mask(r2: np.ndarray, m: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``s m - alpha`` with ``s = 1 - 2 r2`` (see :func:`._kernels_ref.dabit_mask`)."""
+    return _DMASK[m.shape[0] < PARALLEL_ELEMS](r2, m, alpha)  # type: ignore[no-any-return]
+
+
+def dabit_close(r2: np.ndarray, w: np.ndarray, x: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """``s w + x + r2 - beta`` with ``s = 1 - 2 r2`` (see :func:`._kernels_ref.dabit_close`)."""
+    return _DCLOSE[w.shape[0] < PARALLEL_ELEMS](r2, w, x, beta)  # type: ignore[no-any-return]
+
+
+def relu_products(xa: np.ndarray, xb: np.ndarray, ra: np.ndarray, rb: np.ndarray, wa: np.ndarray, wb: np.ndarray,
+                  mask: np.ndarray) -> np.ndarray:
+    """The products ``x r`` and ``r w`` (see :func:`._kernels_ref.relu_products`)."""
+    return _RPROD[xa.shape[0] < PARALLEL_ELEMS](xa, xb, ra, rb, wa, wb, mask)  # type: ignore[no-any-return]
+
+
+def open_drelu(c: np.ndarray, ra: np.ndarray, rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray]:
+    """The components of ``d = c + r - 2 c r`` (see :func:`._kernels_ref.open_drelu`)."""
+    return _ODRELU[ra.shape[0] < PARALLEL_ELEMS](c, ra, rb, role)  # type: ignore[no-any-return]
+
+
+def open_relu(c: np.ndarray, xa: np.ndarray, xb: np.ndarray, pa: np.ndarray, pb: np.ndarray, ra: np.ndarray,
+              rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The components of ``x d`` and ``d`` (see :func:`._kernels_ref.open_relu`)."""
+    return _ORELU[xa.shape[0] < PARALLEL_ELEMS](c, xa, xb, pa, pb, ra, rb, role)  # type: ignore[no-any-return]
 
 
 def mul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray, rn: np.ndarray, rp: np.ndarray) -> np.ndarray:
