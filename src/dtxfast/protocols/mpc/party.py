@@ -78,8 +78,9 @@ SMALL_WORK = 0
 #: uses one thread below ``_kernels.PARALLEL_MATMUL``)
 SMALL_MATMUL = 1 << 12
 
-#: daBits made at once when a party's pool runs short (their two rounds and the Python around them
-#: are paid once per this many ReLU elements, about once every 128 batches of the 64-32-1 epoch)
+#: daBits made at once when a party's pool runs short (their conversion's round and the Python
+#: around it are paid once per this many ReLU elements: every 4 batches of the 64-32-1 epoch;
+#: larger blocks no longer fit in the caches and came out slower)
 DABIT_BLOCK = 1 << 15
 
 #: knots of the piecewise-linear sigmoid (interpolates the logistic function, 0 left, 1 right)
@@ -182,11 +183,11 @@ _DT64 = np.dtype(np.uint64)
 class ReluGrad:
     """What a ReLU layer keeps for back-propagation (:meth:`MPCParty.relu_layer`).
 
-    ``c`` is the public, uniformly random ``d ^ r`` (packed: element ``k`` of the flattened layer
-    in bit ``k % 64`` of word ``k // 64``) that the ReLU opened, ``d`` the arithmetic sharing of the derivative ``1[x >= 0]``, and ``q`` the sharing
-    of ``r[b, j] * W[j, o]`` (shape ``(batch, h, m)``) for the daBits ``r`` and the next layer's
-    weights ``W`` (``h x m``), with which :meth:`MPCParty.backprop_relu` applies ``d`` without a
-    round of its own.
+    ``c`` is the public, uniformly random ``d ^ r`` that the ReLU opened (packed: element ``k`` of
+    the flattened layer in bit ``k % 64`` of word ``k // 64``), ``d`` the arithmetic sharing of the
+    derivative ``1[x >= 0]``, and ``q`` the sharing of ``r[b, j] * W[j, o]`` (shape
+    ``(batch, h, m)``) for the daBits ``r`` and the next layer's weights ``W`` (``h x m``), with
+    which :meth:`MPCParty.backprop_relu` applies ``d`` without a round of its own.
     """
 
     __slots__ = ("c", "d", "q")
