@@ -80,7 +80,7 @@ SMALL_MATMUL = 1 << 12
 
 #: daBits made at once when a party's pool runs short (their conversion's round and the Python
 #: around it are paid once per this many ReLU elements: every 4 batches of the 64-32-1 epoch;
-#: larger blocks no longer fit in the caches and came out slower)
+#: blocks of 2^16-2^18 came out slower in a first version, their arrays leaving the caches)
 DABIT_BLOCK = 1 << 15
 
 #: knots of the piecewise-linear sigmoid (interpolates the logistic function, 0 left, 1 right)
