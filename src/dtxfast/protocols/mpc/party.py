@@ -528,11 +528,14 @@ class MPCParty:
         if big == 0:
             return [ArithShare(np.zeros_like(x.a), np.zeros_like(x.b)) for x, _ in terms]
         e = int(min(40, max(0, 15 - math.floor(math.log2(big)))))
-        scaled = []
-        for x, c in terms:
-            ci = np.array(round(c * (1 << e)), dtype=np.int64).view(np.uint64)
-            scaled.append(ArithShare(_flat(x.a) * ci, _flat(x.b) * ci))
-        a, b = _cat(scaled)
+        total = sum(x.size for x, _ in terms)
+        a, b = np.empty(total, dtype=np.uint64), np.empty(total, dtype=np.uint64)
+        at = 0
+        for x, c in terms:  # each product straight into its place in the joined operand
+            ci = _U64(round(c * (1 << e)) & _MASK64)  # two's complement of a negative factor
+            np.multiply(_flat(x.a), ci, out=a[at:at + x.size])
+            np.multiply(_flat(x.b), ci, out=b[at:at + x.size])
+            at += x.size
         both = ArithShare(a, b)
         if e:
             both = yield from self.trunc(both, e)
