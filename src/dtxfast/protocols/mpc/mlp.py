@@ -40,12 +40,15 @@ True
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..._backend import num_threads
 from ...errors import ParameterError
 from .fixedpoint import decode, encode
 from .party import ArithShare, MPCParty, Proto
@@ -205,6 +208,55 @@ class _ColumnBlocks:
         return _concat_cols([p[idx] for p in self.parts])
 
 
+#: mini-batches whose rows one hand-off to the row worker gathers (at batch 256 and 64 inputs:
+#: 8192 rows, 8 MiB of shares per party; two such chunks are alive at a time)
+ROW_CHUNK = 32
+
+_row_pool: ThreadPoolExecutor | None = None
+_row_pool_lock = threading.Lock()
+
+
+def _row_worker() -> ThreadPoolExecutor:
+    global _row_pool
+    with _row_pool_lock:
+        if _row_pool is None:
+            _row_pool = ThreadPoolExecutor(1, thread_name_prefix="dtxfast-mpc-rows")
+        return _row_pool
+
+
+def _batch_rows(X: Any, Ys: ArithShare, batches: Sequence[np.ndarray]) -> Iterator[tuple[ArithShare, ArithShare]]:
+    """``(X[idx], Ys[idx])`` for each mini-batch ``idx`` of ``batches``, in order.
+
+    On one thread (``dtxfast.num_threads() == 1``) each batch's rows are gathered when it is
+    reached. On more, one worker thread gathers the rows of the next :data:`ROW_CHUNK` batches
+    (one gather of their joined indices, which are public) while the caller runs the current
+    ones, so the gather (latency-bound, GIL released) leaves the protocol's thread; a batch is
+    then a view of its chunk. Chunks, not batches, are handed over, because every hand-off
+    costs GIL switches between the two threads. The rows are the same either way.
+    """
+    if num_threads() < 2 or len(batches) <= 1:
+        for idx in batches:
+            yield X[idx], Ys[idx]
+        return
+
+    def gather(start: int) -> tuple[Sequence[np.ndarray], ArithShare, ArithShare]:
+        group = batches[start:start + ROW_CHUNK]
+        idx = np.concatenate(group)
+        return group, X[idx], Ys[idx]
+
+    pool = _row_worker()
+    ahead = pool.submit(gather, 0)
+    for start in range(0, len(batches), ROW_CHUNK):
+        group, xs, ys = ahead.result()
+        if start + ROW_CHUNK < len(batches):
+            ahead = pool.submit(gather, start + ROW_CHUNK)
+        lo = 0
+        for idx in group:
+            hi = lo + len(idx)
+            yield ArithShare(xs.a[lo:hi], xs.b[lo:hi]), ArithShare(ys.a[lo:hi], ys.b[lo:hi])
+            lo = hi
+
+
 def _share_columns(p: MPCParty, own: np.ndarray | None, n: int, cols: Sequence[int]) -> Proto:
     parts = []
     for owner, d in enumerate(cols):
@@ -284,12 +336,12 @@ def train_program(
     for epoch, batches in enumerate(sched.batches(n)):
         lr = sched.lr(epoch)
         outs = []
-        for idx in batches:
-            out, acts, masks = yield from _forward(p, X[idx], W, Bs, keep=True)
+        for idx, (xb, yb) in zip(batches, _batch_rows(X, Ys, batches)):
+            out, acts, masks = yield from _forward(p, xb, W, Bs, keep=True)
             outs.append(out)
             if sched.task == "classification":
                 out = yield from p.sigmoid(out)
-            delta = out - Ys[idx]
+            delta = out - yb
             step = lr / len(idx)
             updates = []
             for i in range(L - 1, -1, -1):
