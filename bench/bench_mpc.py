@@ -18,8 +18,11 @@ Groups
                 ``spu`` SPU's ABY3 ``maximum(x, 0)``.
 ``mpc.epoch``   one training epoch (mini-batch 256) of a 64-32-1 network (64 input features split
                 22/21/21 between the parties, one ReLU layer of 32, one linear output) on 100k
-                samples, secret-shared; ``numpy`` trains the same network in plaintext (BLAS
-                pinned to the row's threads).
+                samples, secret-shared; the three parties interleave in one thread
+                (``run_local``); on the 2-thread row a second thread gathers the next
+                mini-batches' rows ahead (``mlp._batch_rows``), the 1-thread row gathers them
+                in place. ``numpy`` trains the same network in plaintext (BLAS pinned to the
+                row's threads).
 ``mpc.epoch.bytes``  MiB each party sends during that epoch (``value`` recorded directly; the
                 row's ``note`` lists every party).
 ``mpc.prf``     the parties' PRF stream: 64 MiB of AES-128-CTR keystream as ``uint64`` words, drawn
