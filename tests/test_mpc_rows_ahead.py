@@ -85,3 +85,26 @@ def test_training_on_two_threads_gives_the_shares_of_one(threads, monkeypatch) -
         for s1, s2 in zip(w1 + b1, w2 + b2):
             np.testing.assert_array_equal(s1.a, s2.a)
             np.testing.assert_array_equal(s1.b, s2.b)
+
+
+def _rows_in_child() -> bool:
+    dtxfast.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    X, parts = _blocks(rng, 40, [2, 1, 1])
+    Ys = ArithShare(np.zeros((40, 1), np.uint64), np.ones((40, 1), np.uint64))
+    batches = [np.arange(i, i + 8) for i in range(0, 40, 8)]
+    got = list(mlp._batch_rows(X, Ys, batches))
+    return all(np.array_equal(xb.a, np.concatenate([p.a[idx] for p in parts], axis=1))
+               for idx, (xb, _) in zip(batches, got))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_row_worker_works_in_a_forked_child(threads) -> None:
+    import multiprocessing as mp
+
+    threads(2)
+    mlp._row_worker().submit(int).result()  # the parent's worker exists before the fork
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_rows_in_child).get(timeout=30)
+    assert got

@@ -40,6 +40,7 @@ True
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -212,16 +213,17 @@ class _ColumnBlocks:
 #: 8192 rows, 8 MiB of shares per party; two such chunks are alive at a time)
 ROW_CHUNK = 32
 
-_row_pool: ThreadPoolExecutor | None = None
+_row_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, the worker)
 _row_pool_lock = threading.Lock()
 
 
 def _row_worker() -> ThreadPoolExecutor:
+    """The process's row worker (made anew in a forked child, where the parent's thread is gone)."""
     global _row_pool
     with _row_pool_lock:
-        if _row_pool is None:
-            _row_pool = ThreadPoolExecutor(1, thread_name_prefix="dtxfast-mpc-rows")
-        return _row_pool
+        if _row_pool is None or _row_pool[0] != os.getpid():
+            _row_pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="dtxfast-mpc-rows"))
+        return _row_pool[1]
 
 
 def _batch_rows(X: Any, Ys: ArithShare, batches: Sequence[np.ndarray]) -> Iterator[tuple[ArithShare, ArithShare]]:
