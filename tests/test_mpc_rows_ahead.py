@@ -108,3 +108,34 @@ def test_row_worker_works_in_a_forked_child(threads) -> None:
     with ctx.Pool(1) as pool:
         got = pool.apply_async(_rows_in_child).get(timeout=30)
     assert got
+
+
+@pytest.mark.parametrize("starved", [0.0, 1e9])
+def test_a_starved_caller_drops_the_worker_and_keeps_the_rows(monkeypatch, threads, starved) -> None:
+    """ROW_STARVED 0: every chunk counts as starved, so after the first chunk the worker finishes
+    the one under way and the rest is gathered in place; 1e9: never starved."""
+    rng = np.random.default_rng(1)
+    X, parts = _blocks(rng, 100, [2, 2, 1])
+    Ys = ArithShare(rng.integers(0, 9, (100, 1), dtype=np.uint64), rng.integers(0, 9, (100, 1), dtype=np.uint64))
+    perm = rng.permutation(100)
+    batches = [perm[i:i + 7] for i in range(0, 100, 7)]  # 15 batches, the last of 2 rows
+    monkeypatch.setattr(mlp, "ROW_CHUNK", 3)
+    monkeypatch.setattr(mlp, "ROW_STARVED", starved)
+    submitted = []
+    real = mlp._row_worker()
+
+    class Counting:
+        def submit(self, fn, start):
+            submitted.append(start)
+            return real.submit(fn, start)
+
+    monkeypatch.setattr(mlp, "_row_worker", Counting)
+    threads(2)
+    got = list(mlp._batch_rows(X, Ys, batches))
+    assert submitted == ([0, 3] if starved == 0.0 else [0, 3, 6, 9, 12])
+    assert len(got) == len(batches)
+    for idx, (xb, yb) in zip(batches, got):
+        np.testing.assert_array_equal(xb.a, np.concatenate([p.a[idx] for p in parts], axis=1))
+        np.testing.assert_array_equal(xb.b, np.concatenate([p.b[idx] for p in parts], axis=1))
+        np.testing.assert_array_equal(yb.a, Ys.a[idx])
+        np.testing.assert_array_equal(yb.b, Ys.b[idx])
