@@ -182,23 +182,42 @@ def _bit_planes(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - c
 
 
 @njit(cache=True, nogil=True)
-def _gather_into(a: np.ndarray, b: np.ndarray, idx: np.ndarray, oa: np.ndarray, ob: np.ndarray, col: int) -> None:  # pragma: no cover - compiled
-    """oa[i, col:col+d] = a[idx[i]] and the same for b (rows of one column block)."""
+def _gather_into(a: np.ndarray, b: np.ndarray, idx: np.ndarray, oa: np.ndarray, ob: np.ndarray, col: int) -> int:  # pragma: no cover - compiled
+    """oa[i, col:col+d] = a[idx[i]] and the same for b (rows of one column block).
+
+    Two passes: the first loads one word of every cache line of the rows (independent loads,
+    many misses in flight at once), the second copies them from cache. The copy loop alone
+    waits for a few rows' misses at a time (~1.4x slower at 100k-row blocks). Returns the sum
+    of the words loaded, so the compiler keeps the loads.
+    """
     n, d = a.shape
-    for i in range(idx.shape[0]):
+    m = idx.shape[0]
+    touched = np.uint64(0)
+    if d == 0:
+        return touched
+    for i in range(m):
         r = idx[i]
         if r < 0:
             r += n
         if r < 0 or r >= n:
             raise IndexError("row index out of range")
+        for j in range(0, d, 8):  # a row of d words: a word every 64 bytes and the last one
+            touched += a[r, j] + b[r, j]
+        touched += a[r, d - 1] + b[r, d - 1]
+    for i in range(m):
+        r = idx[i]
+        if r < 0:
+            r += n
         for j in range(d):
             oa[i, col + j] = a[r, j]
             ob[i, col + j] = b[r, j]
+    return touched
 
 
 def gather_rows(blocks: Sequence[tuple[np.ndarray, np.ndarray]], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``idx`` of column blocks, joined (see :func:`._kernels_ref.gather_rows`): one pass
-    that writes each row once, where fancy indexing per block and a join copy twice."""
+    """Rows ``idx`` of column blocks, joined (see :func:`._kernels_ref.gather_rows`): each row
+    is written once, where fancy indexing per block and a join copy twice; per block, a first
+    pass loads every cache line of the rows before the copy (see :func:`_gather_into`)."""
     m = idx.shape[0]
     width = sum(a.shape[1] for a, _ in blocks)
     oa = np.empty((m, width), dtype=np.uint64)
