@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from mpc_helpers import load_paddledtx_boston
@@ -339,3 +341,37 @@ def test_plain_trainer_takes_the_gradient_step_of_the_loss(task: str) -> None:
     expect = flat - lr * (grad + decay)
     got = np.concatenate([a.ravel() for wb in after for a in wb])
     np.testing.assert_allclose(got, expect, rtol=1e-6, atol=1e-7)
+
+
+@dataclass(frozen=True)
+class _RepeatingSchedule(MLPSchedule):
+    """A schedule whose batches repeat rows and skip others (its first epoch is no permutation)."""
+
+    def batches(self, n: int) -> list[list[np.ndarray]]:
+        return [[np.array([3, 0, 3, n - 1]), np.array([5, 2, 1])] for _ in range(self.epochs)]
+
+
+@pytest.mark.parametrize("repeating", [False, True])
+def test_secure_training_reads_the_rows_of_every_batch(repeating: bool) -> None:
+    # the rows are shared in the first epoch's order (batches are slices there) and gathered at
+    # their positions in that order later; a batch that read other rows would leave the
+    # plaintext trainer's weights (a last batch shorter than the others included)
+    rng = np.random.default_rng(2)
+    n, cols = 29, [2, 1, 2]
+    X = rng.normal(size=(n, sum(cols)))
+    Y = (X[:, :1] - 0.5 * X[:, 3:4]) * 2.0
+    sizes = (sum(cols), 4, 1)
+    cls = _RepeatingSchedule if repeating else MLPSchedule
+    sched = cls(sizes, "regression", 0.2, 8, 3, 0.0, 0.0, 4, init_params(sizes, 4))
+    parts = np.split(X, np.cumsum(cols)[:-1], axis=1)
+    net = InMemoryNetwork(PARTY_NAMES)
+    parties = [MPCParty(i, net.channel(nm), PARTY_NAMES) for i, nm in enumerate(PARTY_NAMES)]
+    progs = [train_program(p, parts[p.index], cols, n, 1, Y if p.index == 1 else None, sched) for p in parties]
+    res = run_local(progs, [p.channel for p in parties])
+    plain = plain_train_mlp(X, Y, sched)
+    moved = max(np.abs(w - w0).max() for (w, _), (w0, _) in zip(plain, sched.init))
+    assert moved > 0.05  # the training moved the weights by more than the tolerance below
+    for layer, (wp, bp) in enumerate(plain):
+        w = decode(sum(r[0][layer].a for r in res))  # the components a of the three parties sum to the value
+        b = decode(sum(r[1][layer].a for r in res))
+        assert np.abs(w - wp).max() < 5e-3 and np.abs(b - bp).max() < 5e-3

@@ -276,11 +276,16 @@ def _batch_rows(X: Any, Ys: ArithShare, batches: Sequence[np.ndarray]) -> Iterat
             return
 
 
-def _share_columns(p: MPCParty, own: np.ndarray | None, n: int, cols: Sequence[int]) -> Proto:
+def _share_columns(p: MPCParty, own: np.ndarray | None, n: int, cols: Sequence[int],
+                   order: np.ndarray | None = None) -> Proto:
+    """Share every party's feature block; with ``order`` (public), row ``k`` of the sharing holds
+    the owner's row ``order[k]`` (each owner permutes its own plaintext rows before sharing)."""
     parts = []
     for owner, d in enumerate(cols):
         if d == 0:
             continue
+        if p.index == owner and own is not None and order is not None and len(own) == n:
+            own = np.take(own, order, axis=0)  # (a wrong shape is left to share_input to refuse)
         mine = encode(own, p.frac_bits) if p.index == owner and own is not None else None
         parts.append((yield from p.share_input(owner, mine, (n, d))))
     return _ColumnBlocks(parts, p.k)
@@ -342,20 +347,50 @@ def train_program(
         ``2^DIVERGED_BITS``. One comparison per epoch over its outputs and one over the weights
         count them on shares; the one value opened is that count, 0 for a training that did not
         diverge.
+
+    Notes
+    -----
+    The inputs are shared in the order the first epoch reads their rows: every owner of a
+    feature block (and the label party) permutes its own plaintext rows by that epoch's
+    permutation before :meth:`MPCParty.share_input`, so the first epoch's mini-batches are
+    consecutive rows of the shares (read in sequence, not at random); later epochs gather their rows at their positions
+    in that order. Security: the permutation comes from the public schedule, which every party
+    derives alike, so it tells no party anything; the messages are the ones ``share_input``
+    sends for any plaintext (the owner's rows minus two fresh PRF draws, one of which each
+    receiver lacks), so every received word stays uniform whatever the row order. The
+    transcript test of a training step (``tests/test_mpc_dnn.py``) looks for any input value
+    among the received words, whatever their order.
     """
     yield from p.setup(seed)
-    X = yield from _share_columns(p, own_X, n, cols)
+    epochs = sched.batches(n)
+    # The rows are shared in the order the first epoch reads them (the schedule is public), so
+    # that epoch's mini-batches are consecutive rows of the shares, not gathers of
+    # random rows from the n-row arrays (memory-latency bound). Later epochs gather their rows
+    # at their positions in that order.
+    order = np.concatenate(epochs[0]) if len(epochs) and len(epochs[0]) else np.arange(0)
+    first = len(order) == n and n > 0 and order.min() >= 0 and order.max() < n and np.array_equal(np.bincount(order, minlength=n), np.ones(n, np.intp))
+    order = order if first else np.arange(n)  # a schedule whose first epoch is not a permutation
+    at = np.empty(n, dtype=np.intp)
+    at[order] = np.arange(n)
+    X = yield from _share_columns(p, own_X, n, cols, order)
     n_out = sched.layer_sizes[-1]
+    if p.index == label_party and Y is not None and len(Y) == n:
+        Y = np.take(Y, order, axis=0)
     y_enc = encode(Y, p.frac_bits) if p.index == label_party and Y is not None else None
     Ys = yield from p.share_input(label_party, y_enc, (n, n_out))
     W = [p.share_public(encode(w, p.frac_bits)) for w, _ in sched.init]
     Bs = [p.share_public(encode(b, p.frac_bits)) for _, b in sched.init]
     L = len(W)
     beyond = ArithShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64))  # outputs and weights past 2^20
-    for epoch, batches in enumerate(sched.batches(n)):
+    for epoch, batches in enumerate(epochs):
         lr = sched.lr(epoch)
         outs = []
-        for idx, (xb, yb) in zip(batches, _batch_rows(X, Ys, batches)):
+        if epoch == 0 and first:  # consecutive rows of the shares
+            ends = np.cumsum([len(idx) for idx in batches])
+            rows = [np.arange(e - len(idx), e) for e, idx in zip(ends, batches)]
+        else:  # the rows' positions in the shares' order
+            rows = [at[idx] for idx in batches]
+        for idx, (xb, yb) in zip(batches, _batch_rows(X, Ys, rows)):
             out, acts, masks = yield from _forward(p, xb, W, Bs, keep=True)
             outs.append(out)
             if sched.task == "classification":
