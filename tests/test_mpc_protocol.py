@@ -464,3 +464,35 @@ def test_numba_parallel_matmul_path_equals_reference() -> None:
     assert n * kk * m >= k.PARALLEL_MATMUL
     xa, xb, ya, yb, al = u64(rng, (n, kk)), u64(rng, (n, kk)), u64(rng, (kk, m)), u64(rng, (kk, m)), u64(rng, (n, m))
     assert np.array_equal(k.matmul_local(xa, xb, ya, yb, al), _kernels_ref.matmul_local(xa, xb, ya, yb, al))
+
+
+@given(n=st.integers(1, 40), d=st.integers(1, 6), m=st.integers(0, 60), frac_bits=st.integers(8, 30),
+       seed=st.integers(0, 2**32 - 1), bad=st.sampled_from([None, np.nan, np.inf, -np.inf, "limit", "-limit"]))
+def test_encode_rows_equals_numpy_reference(n: int, d: int, m: int, frac_bits: int, seed: int,
+                                            bad: float | str | None) -> None:
+    k = kernel_module("numba")
+    rng = np.random.default_rng(seed)
+    limit = 2.0 ** (40 - frac_bits)
+    x = rng.uniform(-limit, limit, size=(n, d)) * rng.choice([1e-12, 1e-4, 1.0], size=(n, d))
+    halves = rng.random((n, d)) < 0.3  # exact half units: the rounding (half to even) shows
+    x[halves] = (rng.integers(-99, 99, size=int(halves.sum())) + 0.5) / 2.0**frac_bits
+    idx = rng.integers(-n, n, size=m)  # repeats and negative indices, as numpy allows
+    if bad is None:
+        got = k.encode_rows(x, idx, frac_bits)
+        assert got.dtype == np.uint64 and got.shape == (m, d)
+        assert np.array_equal(got, _kernels_ref.encode_rows(x, idx, frac_bits))
+        assert np.array_equal(got, encode(x[idx], frac_bits))
+        # a column slice (not C-contiguous) and float32 input give the same
+        assert np.array_equal(k.encode_rows(x[:, :1], idx, frac_bits), encode(x[idx, :1], frac_bits))
+        x32 = (x / 2).astype(np.float32)  # (halved: no value rounds up to the limit)
+        assert np.array_equal(k.encode_rows(x32, idx, frac_bits), encode(x32[idx], frac_bits))
+    else:
+        value = {"limit": limit, "-limit": -limit}.get(bad, bad)  # type: ignore[arg-type]
+        x[int(rng.integers(n)), int(rng.integers(d))] = value
+        idx = np.arange(n)
+        for mod in (k, _kernels_ref):
+            with pytest.raises(EncodingOverflowError):
+                mod.encode_rows(x, idx, frac_bits)
+    for mod in (k, _kernels_ref):
+        with pytest.raises(IndexError):
+            mod.encode_rows(np.zeros((n, d)), np.array([0, n]), frac_bits)

@@ -16,11 +16,11 @@ import numpy as np
 
 from numba import njit, prange
 
-from . import _ring
+from . import _kernels_ref, _ring
 from ._kernels_ref import TRUNC_OFFSET, _trunc_consts, matmul_terms
 
 __all__ = ["IFMA_MATMUL", "RING_MATMUL", "and_local", "backprop_mask", "bit_planes", "dabit_close", "dabit_mask",
-           "dabit_p0", "gather_rows", "matmul_local", "mul_local", "open_drelu", "open_relu", "relu_products",
+           "dabit_p0", "encode_rows", "gather_rows", "matmul_local", "mul_local", "open_drelu", "open_relu", "relu_products",
            "transpose", "tree_join", "tree_level", "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 _RB = 8    # rows of the result per task (the register block)
 #: multiply-adds from which a share matmul runs on all threads (smaller ones run on one thread:
@@ -179,6 +179,36 @@ def _bit_planes(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - c
             k = (k + j + 1) & ~j
         j >>= 1
         m ^= m << np.uint64(j)
+
+
+@njit(cache=True, nogil=True)
+def _encode_rows_into(x: np.ndarray, order: np.ndarray, scale: float, limit: float, out: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """out[i] = rint(x[order[i]] * scale) (int64); False at a value not finite or |v| >= limit."""
+    n, d = x.shape
+    for i in range(order.shape[0]):
+        r = order[i]
+        if r < 0:
+            r += n
+        if r < 0 or r >= n:
+            raise IndexError("row index out of range")
+        for j in range(d):
+            v = x[r, j]
+            if not abs(v) < limit:  # NaN fails this too
+                return False
+            out[i, j] = np.int64(np.rint(v * scale))
+    return True
+
+
+def encode_rows(x: np.ndarray, order: np.ndarray, frac_bits: int) -> np.ndarray:
+    """``encode(x[order], frac_bits)`` in one pass (see :func:`._kernels_ref.encode_rows`), where
+    numpy's gather, finiteness and range checks, scaling, rounding and conversion make six."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        return _kernels_ref.encode_rows(a, order, frac_bits)
+    out = np.empty((order.shape[0], a.shape[1]), dtype=np.int64)
+    if not _encode_rows_into(a, order, float(1 << frac_bits), 2.0 ** (40 - frac_bits), out):
+        return _kernels_ref.encode_rows(a, order, frac_bits)  # raises its error
+    return out.view(np.uint64)
 
 
 @njit(cache=True, nogil=True)

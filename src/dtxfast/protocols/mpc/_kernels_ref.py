@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _ring_ref
+from .fixedpoint import encode
 
 __all__ = ["RING_MATMUL", "and_local", "backprop_mask", "bit_planes", "dabit_close", "dabit_mask", "dabit_p0",
-           "gather_rows", "matmul_local", "matmul_terms", "mul_local", "open_drelu", "open_relu", "relu_products",
+           "encode_rows", "gather_rows", "matmul_local", "matmul_terms", "mul_local", "open_drelu", "open_relu", "relu_products",
            "transpose", "tree_join", "tree_level", "trunc_p0_close", "trunc_p0_open", "trunc_p1", "trunc_p2"]
 
 
@@ -39,6 +40,18 @@ def gather_rows(blocks: Sequence[tuple[np.ndarray, np.ndarray]], idx: np.ndarray
     """
     return (np.concatenate([np.take(a, idx, axis=0) for a, _ in blocks], axis=1),
             np.concatenate([np.take(b, idx, axis=0) for _, b in blocks], axis=1))
+
+
+def encode_rows(x: np.ndarray, order: np.ndarray, frac_bits: int) -> np.ndarray:
+    """The fixed-point encoding (:func:`.fixedpoint.encode`) of the rows ``order`` of the 2-D
+    array ``x``: ``encode(x[order], frac_bits)``, with its errors.
+
+    Examples
+    --------
+    >>> encode_rows(np.array([[0.5], [-1.0]]), np.array([1, 0]), 16).view(np.int64).tolist()
+    [[-65536], [32768]]
+    """
+    return encode(np.take(np.asarray(x, dtype=np.float64), order, axis=0), frac_bits)
 
 
 def transpose(x: np.ndarray) -> np.ndarray:

@@ -284,9 +284,11 @@ def _share_columns(p: MPCParty, own: np.ndarray | None, n: int, cols: Sequence[i
     for owner, d in enumerate(cols):
         if d == 0:
             continue
-        if p.index == owner and own is not None and order is not None and len(own) == n:
-            own = np.take(own, order, axis=0)  # (a wrong shape is left to share_input to refuse)
-        mine = encode(own, p.frac_bits) if p.index == owner and own is not None else None
+        mine = None
+        if p.index == owner and own is not None:
+            # rows permuted and encoded in one pass (a wrong shape is left to share_input to refuse)
+            ordered = order is not None and len(own) == n
+            mine = p.k.encode_rows(own, order, p.frac_bits) if ordered else encode(own, p.frac_bits)
         parts.append((yield from p.share_input(owner, mine, (n, d))))
     return _ColumnBlocks(parts, p.k)
 
@@ -374,9 +376,9 @@ def train_program(
     at[order] = np.arange(n)
     X = yield from _share_columns(p, own_X, n, cols, order)
     n_out = sched.layer_sizes[-1]
-    if p.index == label_party and Y is not None and len(Y) == n:
-        Y = np.take(Y, order, axis=0)
-    y_enc = encode(Y, p.frac_bits) if p.index == label_party and Y is not None else None
+    y_enc = None
+    if p.index == label_party and Y is not None:
+        y_enc = p.k.encode_rows(Y, order, p.frac_bits) if len(Y) == n else encode(Y, p.frac_bits)
     Ys = yield from p.share_input(label_party, y_enc, (n, n_out))
     W = [p.share_public(encode(w, p.frac_bits)) for w, _ in sched.init]
     Bs = [p.share_public(encode(b, p.frac_bits)) for _, b in sched.init]
