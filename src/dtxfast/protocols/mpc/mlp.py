@@ -355,8 +355,8 @@ def train_program(
     The inputs are shared in the order the first epoch reads their rows: every owner of a
     feature block (and the label party) permutes its own plaintext rows by that epoch's
     permutation before :meth:`MPCParty.share_input`, so the first epoch's mini-batches are
-    consecutive rows of the shares (read in sequence, not at random); later epochs gather their rows at their positions
-    in that order. Security: the permutation comes from the public schedule, which every party
+    consecutive rows of the shares (read in sequence, not at random); later epochs gather their
+    rows at their positions in that order. Security: the permutation comes from the public schedule, which every party
     derives alike, so it tells no party anything; the messages are the ones ``share_input``
     sends for any plaintext (the owner's rows minus two fresh PRF draws, one of which each
     receiver lacks), so every received word stays uniform whatever the row order. The
@@ -370,7 +370,8 @@ def train_program(
     # random rows from the n-row arrays (memory-latency bound). Later epochs gather their rows
     # at their positions in that order.
     order = np.concatenate(epochs[0]) if len(epochs) and len(epochs[0]) else np.arange(0)
-    first = len(order) == n and n > 0 and order.min() >= 0 and order.max() < n and np.array_equal(np.bincount(order, minlength=n), np.ones(n, np.intp))
+    first = (len(order) == n and n > 0 and order.min() >= 0 and order.max() < n
+             and np.array_equal(np.bincount(order, minlength=n), np.ones(n, np.intp)))
     order = order if first else np.arange(n)  # a schedule whose first epoch is not a permutation
     at = np.empty(n, dtype=np.intp)
     at[order] = np.arange(n)
