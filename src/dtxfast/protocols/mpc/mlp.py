@@ -388,12 +388,13 @@ def train_program(
     for epoch, batches in enumerate(epochs):
         lr = sched.lr(epoch)
         outs = []
-        if epoch == 0 and first:  # consecutive rows of the shares
+        if epoch == 0 and first:  # consecutive rows of the shares, read in place (views, joined)
             ends = np.cumsum([len(idx) for idx in batches])
-            rows = [np.arange(e - len(idx), e) for e, idx in zip(ends, batches)]
+            rows: Iterator[tuple[ArithShare, ArithShare]] = (
+                (X[e - len(idx):e], Ys[e - len(idx):e]) for e, idx in zip(ends, batches))
         else:  # the rows' positions in the shares' order
-            rows = [at[idx] for idx in batches]
-        for idx, (xb, yb) in zip(batches, _batch_rows(X, Ys, rows)):
+            rows = _batch_rows(X, Ys, [at[idx] for idx in batches])
+        for idx, (xb, yb) in zip(batches, rows):
             out, acts, masks = yield from _forward(p, xb, W, Bs, keep=True)
             outs.append(out)
             if sched.task == "classification":
