@@ -494,7 +494,11 @@ class MPCParty:
     def matmul_many(self, pairs: Sequence[tuple[ArithShare, ArithShare]]) -> Proto:
         """``[x @ y for x, y in pairs]`` (fixed point) with one truncation for all: one round
         where :meth:`matmul` takes one per product (for products that do not depend on each other)."""
-        zs = [self._matmul_local(x, y) for x, y in pairs]
+        return (yield from self._trunc_many([self._matmul_local(x, y) for x, y in pairs]))
+
+    def _trunc_many(self, zs: Sequence[np.ndarray]) -> Proto:
+        """Replicated sharings of ``z / 2^frac_bits`` for 3-out-of-3 shares ``zs`` (each masked by
+        a zero sharing), all in one :meth:`_trunc3` round; each result has its ``z``'s shape."""
         out = yield from self._trunc3(np.concatenate([z.reshape(-1) for z in zs]), (sum(z.size for z in zs),),
                                       self.frac_bits)
         res, at = [], 0
@@ -884,12 +888,7 @@ class MPCParty:
         c = np.ascontiguousarray
         zs.append(self._kern(rows * h).backprop_mask(grad.c, zb, c(delta.a), c(delta.b), grad.q.a, grad.q.b,
                                                      self._zero_arith(rows * h)))
-        out = yield from self._trunc3(np.concatenate([z.reshape(-1) for z in zs]), (sum(z.size for z in zs),),
-                                      self.frac_bits)
-        res, at = [], 0
-        for z in zs:
-            res.append(out[at:at + z.size].reshape(z.shape))
-            at += z.size
+        res = yield from self._trunc_many(zs)
         return res[:-1], res[-1]
 
     def sigmoid(self, x: ArithShare, knots: Sequence[float] = SIGMOID_KNOTS) -> Proto:
