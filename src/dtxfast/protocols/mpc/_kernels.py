@@ -88,13 +88,44 @@ def _relu_products(xa: np.ndarray, xb: np.ndarray, ra: np.ndarray, rb: np.ndarra
         z[k] = xa[k] * (ra[k] + rb[k]) + xb[k] * ra[k] + mask[k]
     if m == 0:
         return z
+    ws = wa + wb
+    if m == 1:  # one output (the last hidden layer's usual case): a loop over h that vectorises
+        zq = z[n:]
+        mq = mask[n:]
+        for b in prange(n // h):
+            o = b * h
+            for j in range(h):
+                zq[o + j] = ra[o + j] * ws[j, 0] + rb[o + j] * wa[j, 0] + mq[o + j]
+        return z
     for b in prange(n // h):
         for j in range(h):
             k = b * h + j
             at = n + k * m
             for o in range(m):
-                z[at + o] = ra[k] * (wa[j, o] + wb[j, o]) + rb[k] * wa[j, o] + mask[at + o]
+                z[at + o] = ra[k] * ws[j, o] + rb[k] * wa[j, o] + mask[at + o]
     return z
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bits(c: np.ndarray, n: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Bit ``k`` of the packed words ``c`` (bit ``k & 63`` of word ``k >> 6``) as element ``k``, 0
+    or 1, for the first ``n``: a loop over each word's 64 bits, which the compiler vectorises.
+
+    The element-wise kernels that select by a bit read it from here rather than shifting a word
+    per element, and write each output in a loop of its own: a loop with several outputs and a
+    per-element variable shift is left scalar (the vectoriser gives up on its aliasing checks).
+    """
+    out = np.empty(n, dtype=np.uint64)
+    one = np.uint64(1)
+    full = n // 64
+    for w in range(full):
+        cw = c[w]
+        o = out[64 * w:64 * w + 64]
+        for r in range(64):
+            o[r] = (cw >> np.uint64(r)) & one
+    for k in range(64 * full, n):
+        out[k] = (c[k >> 6] >> np.uint64(k & 63)) & one
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -102,36 +133,47 @@ def backprop_mask(c: np.ndarray, zb: np.ndarray, da: np.ndarray, db: np.ndarray,
                   mask: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """The 3-out-of-3 share of ``(delta W^T) d`` (see :func:`._kernels_ref.backprop_mask`)."""
     rows, h, m = qa.shape
+    bits = _bits(c, rows * h)
     z = np.empty((rows, h), dtype=np.uint64)
     one = np.uint64(1)
+    if m == 1:  # one output: the sum over o is one product, and the loop over h vectorises
+        for b in range(rows):
+            x, y = da[b, 0], db[b, 0]
+            zr, zbr, q1, q2 = z[b], zb[b], qa[b, :, 0], qb[b, :, 0]
+            o = b * h
+            for j in range(h):
+                s = mask[o + j] + x * (q1[j] + q2[j]) + y * q1[j]
+                zr[j] = s + bits[o + j] * (zbr[j] - (s << one))
+        return z
     for b in range(rows):
         for j in range(h):
-            s = mask[b * h + j]
+            k = b * h + j
+            s = mask[k]
             for o in range(m):
                 s += da[b, o] * (qa[b, j, o] + qb[b, j, o]) + db[b, o] * qa[b, j, o]
-            k = b * h + j
-            bit = (c[k >> 6] >> np.uint64(k & 63)) & one
-            z[b, j] = s + bit * (zb[b, j] - (s << one))
+            z[b, j] = s + bits[k] * (zb[b, j] - (s << one))
     return z
 
 
 def _open_drelu(c: np.ndarray, ra: np.ndarray, rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     n = ra.shape[0]
+    bits = _bits(c, n)
     da = np.empty(n, dtype=np.uint64)
     db = np.empty(n, dtype=np.uint64)
     one = np.uint64(1)
     ea = one if role == 0 else np.uint64(0)
     eb = one if role == 2 else np.uint64(0)
     for k in prange(n):
-        b = (c[k >> 6] >> np.uint64(k & 63)) & one
-        da[k] = ra[k] + b * (ea - (ra[k] << one))
-        db[k] = rb[k] + b * (eb - (rb[k] << one))
+        da[k] = ra[k] + bits[k] * (ea - (ra[k] << one))
+    for k in prange(n):
+        db[k] = rb[k] + bits[k] * (eb - (rb[k] << one))
     return da, db
 
 
 def _open_relu(c: np.ndarray, xa: np.ndarray, xb: np.ndarray, pa: np.ndarray, pb: np.ndarray, ra: np.ndarray,
                rb: np.ndarray, role: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     n = xa.shape[0]
+    bits = _bits(c, n)
     ya = np.empty(n, dtype=np.uint64)
     yb = np.empty(n, dtype=np.uint64)
     da = np.empty(n, dtype=np.uint64)
@@ -139,12 +181,14 @@ def _open_relu(c: np.ndarray, xa: np.ndarray, xb: np.ndarray, pa: np.ndarray, pb
     one = np.uint64(1)
     ea = one if role == 0 else np.uint64(0)
     eb = one if role == 2 else np.uint64(0)
+    for k in prange(n):  # one loop per output: see _bits
+        ya[k] = pa[k] + bits[k] * (xa[k] - (pa[k] << one))
     for k in prange(n):
-        b = (c[k >> 6] >> np.uint64(k & 63)) & one
-        ya[k] = pa[k] + b * (xa[k] - (pa[k] << one))
-        yb[k] = pb[k] + b * (xb[k] - (pb[k] << one))
-        da[k] = ra[k] + b * (ea - (ra[k] << one))
-        db[k] = rb[k] + b * (eb - (rb[k] << one))
+        yb[k] = pb[k] + bits[k] * (xb[k] - (pb[k] << one))
+    for k in prange(n):
+        da[k] = ra[k] + bits[k] * (ea - (ra[k] << one))
+    for k in prange(n):
+        db[k] = rb[k] + bits[k] * (eb - (rb[k] << one))
     return ya, yb, da, db
 
 
@@ -442,10 +486,11 @@ def _trunc_p0_close(z: np.ndarray, e1: np.ndarray, m: np.ndarray, mask: np.ndarr
     y = np.empty(n, dtype=np.uint64)
     off = np.uint64(TRUNC_OFFSET)
     one = np.uint64(1)
+    sd = np.uint64(d)
     for k in prange(n):
         v = z[k] + off
         alpha = (v >> np.uint64(63)) ^ one
-        y[k] = (v >> np.uint64(d)) + (alpha * e1[k] + m[k]) * hi + const - mask[k]
+        y[k] = (v >> sd) + (alpha * e1[k] + m[k]) * hi + const - mask[k]
     return y
 
 
@@ -453,22 +498,25 @@ def _trunc_p1(z1: np.ndarray, z2: np.ndarray, cm: np.ndarray, e0: np.ndarray, r1
               mp: np.ndarray, d: int, hi: np.uint64) -> np.ndarray:  # pragma: no cover - compiled
     n = z1.shape[0]
     out = np.empty(2 * n, dtype=np.uint64)
+    lo, up = out[:n], out[n:]  # one loop per half: two outputs in one loop are left scalar
     one = np.uint64(1)
-    low = (one << np.uint64(d)) - one
+    sd = np.uint64(d)
+    low = (one << sd) - one
     for k in prange(n):
         w = z1[k] + z2[k]
-        up = one if (w & low) != np.uint64(0) else np.uint64(0)
-        out[k] = (w >> np.uint64(d)) + up + (e0[k] * r1[k] + cm[k]) * hi - r[k] + mp[k]
-        out[n + k] = ((w >> np.uint64(63)) ^ one) - r1[k]
+        lo[k] = (w >> sd) + np.uint64((w & low) != np.uint64(0)) + (e0[k] * r1[k] + cm[k]) * hi - r[k] + mp[k]
+    for k in prange(n):
+        up[k] = (((z1[k] + z2[k]) >> np.uint64(63)) ^ one) - r1[k]
     return out
 
 
 def _trunc_p2(z: np.ndarray, r0: np.ndarray, r1: np.ndarray, m: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     n = z.shape[0]
     out = np.empty(2 * n, dtype=np.uint64)
+    out[:n] = z
+    up = out[n:]
     for k in prange(n):
-        out[k] = z[k]
-        out[n + k] = r0[k] * r1[k] - m[k]
+        up[k] = r0[k] * r1[k] - m[k]
     return out
 
 
