@@ -16,8 +16,13 @@ Contract every implementation keeps
 - ``send(peer, data)`` never waits for the peer to receive: it queues the message (copying it,
   so the caller may reuse its buffer) and returns. Protocols rely on this to let every party send
   first and receive afterwards in the same round without deadlock.
-- ``recv(peer, timeout=None)`` returns the oldest unread message from ``peer`` as ``bytes``,
-  waiting for it if needed; it raises :class:`~dtxfast.errors.ProtocolError` on timeout.
+- ``send_owned(peer, data)`` is ``send`` for a buffer the caller hands over: it never writes
+  to it again, so an in-process implementation may queue the buffer itself instead of a copy
+  (the default sends a copy; a transport that writes to a socket copies anyway).
+- ``recv(peer, timeout=None)`` returns the oldest unread message from ``peer`` as ``bytes`` (a
+  read-only ``memoryview`` for a message handed over with ``send_owned`` where the
+  implementation did not copy it), waiting for it if needed; it raises
+  :class:`~dtxfast.errors.ProtocolError` on timeout.
 - ``poll(peer)`` tells without waiting whether ``recv(peer)`` would return at once;
   ``try_recv(peer)`` returns the message if one is waiting, else ``None`` (defined from the two).
 - ``bytes_sent`` / ``bytes_received`` count payload bytes of this endpoint (no framing).
@@ -61,6 +66,11 @@ class Channel(ABC):
     @abstractmethod
     def send(self, peer: str, data: BytesLike) -> None:
         """Queue ``data`` (any C-contiguous buffer) for ``peer``; never waits for the peer."""
+
+    def send_owned(self, peer: str, data: BytesLike) -> None:
+        """:meth:`send` for a buffer the caller hands over and never writes to again: an
+        implementation may queue it without a copy. The default sends a copy."""
+        self.send(peer, data)
 
     @abstractmethod
     def recv(self, peer: str, timeout: float | None = None) -> bytes:

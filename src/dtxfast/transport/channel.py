@@ -47,8 +47,8 @@ class InMemoryNetwork:
     -----
     One plain lock guards the queues and counters; a receiver that has to wait registers itself,
     and only then does a send pay for a wake-up (a condition on the same lock). Every endpoint
-    keeps its own links by peer name, so a message costs one copy, one lock and two deque
-    operations; :meth:`InMemoryChannel.try_recv` takes a waiting message with one lock where
+    keeps its own links by peer name, so a message costs one copy (none for a buffer handed over
+    with :meth:`InMemoryChannel.send_owned`), one lock and two deque operations; :meth:`InMemoryChannel.try_recv` takes a waiting message with one lock where
     ``poll`` then ``recv`` take two (what :func:`~dtxfast.protocols.mpc.run_local` calls).
     """
 
@@ -101,13 +101,15 @@ class InMemoryNetwork:
             return sum(len(q) for q in self._queues.values())
 
     # -- used by InMemoryChannel ---------------------------------------------------------------
-    def _put(self, sender: str, receiver: str, queue: deque[bytes], data: BytesLike) -> None:
-        payload = bytes(data)  # copy: the caller may reuse its buffer
+    def _put(self, sender: str, receiver: str, queue: deque[bytes], data: BytesLike, owned: bool = False) -> None:
+        # copy, as the caller may reuse its buffer; a buffer handed over (send_owned) is queued as
+        # a read-only byte view of itself
+        payload = memoryview(data).toreadonly().cast("B") if owned else bytes(data)
         with self._lock:
-            queue.append(payload)
+            queue.append(payload)  # type: ignore[arg-type]
             self._sent[sender] += len(payload)
             if self.transcript is not None:
-                self.transcript.append((sender, receiver, payload))
+                self.transcript.append((sender, receiver, bytes(payload)))
             if self._waiting:
                 self._cond.notify_all()
 
@@ -158,6 +160,14 @@ class InMemoryChannel(Channel):
         if queue is None:
             queue = self._link(self._out, peer, True)
         self._net._put(self.name, peer, queue, data)
+
+    def send_owned(self, peer: str, data: BytesLike) -> None:
+        """:meth:`send` without the copy: the receiver gets a read-only view of ``data``, which
+        the caller hands over (it never writes to that buffer again)."""
+        queue = self._out.get(peer)
+        if queue is None:
+            queue = self._link(self._out, peer, True)
+        self._net._put(self.name, peer, queue, data, owned=True)
 
     def recv(self, peer: str, timeout: float | None = None) -> bytes:
         queue = self._in.get(peer)

@@ -276,7 +276,20 @@ class MPCParty:
         return self.k
 
     def _send(self, j: int, arr: np.ndarray) -> None:
+        """Send a copy of ``arr`` (the caller may go on using it: a share it reveals)."""
         self.channel.send(self.parties[j], _flat(arr).data)
+
+    def _hand(self, j: int, arr: np.ndarray) -> None:
+        """Send ``arr``, an array this protocol made for the message, without a copy where the
+        channel allows (:meth:`~dtxfast.protocols.channel.Channel.send_owned`): it and the arrays
+        it views are made read-only first, so nothing can write into a message in flight (a
+        write raises instead)."""
+        flat = _flat(arr)
+        base: Any = flat
+        while isinstance(base, np.ndarray):
+            base.flags.writeable = False
+            base = base.base
+        self.channel.send_owned(self.parties[j], flat.data)
 
     def _recv(self, j: int, n: int, *, new_round: bool = True) -> Proto:
         data = yield self.parties[j]
@@ -334,9 +347,8 @@ class MPCParty:
             s_own = prv.draw(n)
             s_next = nxt.draw(n)
             last = v - s_own - s_next
-            msg = last.tobytes()  # one copy for both receivers (a channel keeps bytes as they are)
-            self.channel.send(self.parties[self._next], msg)
-            self.channel.send(self.parties[self._prev], msg)
+            self._hand(self._next, last)  # the same buffer for both receivers
+            self._hand(self._prev, last)
             a, b = s_own, s_next
         elif self.index == (owner + 1) % 3:
             a = prv.draw(n)
@@ -382,7 +394,7 @@ class MPCParty:
     # -- multiplication -------------------------------------------------------------------------
     def _reshare(self, z: np.ndarray, shape: tuple[int, ...]) -> Proto:
         """3-out-of-3 share ``z`` (already masked by a zero sharing) to a replicated sharing."""
-        self._send(self._prev, z)
+        self._hand(self._prev, z)
         zn = yield from self._recv(self._next, z.size)
         return ArithShare(z.reshape(shape), zn.reshape(shape))
 
@@ -418,12 +430,12 @@ class MPCParty:
         if self.index == 0:
             r0 = prv.draw(n)  # seed of parties 2 and 0
             m = prv.draw(n)
-            self._send(1, k.trunc_p0_open(z, r0))  # alpha - r0
+            self._hand(1, k.trunc_p0_open(z, r0))  # alpha - r0
             got = yield from self._recv(1, 2 * n)
             y1, e1 = got[:n], got[n:]  # e1 = beta - r1
             # alpha e1 + m is party 0's additive part of alpha beta; mask m' from the seed of 0, 1
             y0 = k.trunc_p0_close(z, e1, m, nxt.draw(n), shift)
-            self._send(2, y0)
+            self._hand(2, y0)
             a, b = y0, y1
         elif self.index == 1:
             got = yield from self._recv(2, 2 * n)
@@ -433,13 +445,13 @@ class MPCParty:
             r = nxt.draw(n)
             mp = prv.draw(n)  # seed of parties 0 and 1
             out = k.trunc_p1(z, z2, cm, e0, r1, r, mp, shift)  # e0 r1 + cm: party 1's part of alpha beta
-            self._send(0, out)
+            self._hand(0, out)
             a, b = out[:n], r
         else:
             r0 = nxt.draw(n)  # seed of parties 2 and 0
             m = nxt.draw(n)
             r1 = prv.draw(n)  # seed of parties 1 and 2
-            self._send(1, k.trunc_p2(z, r0, r1, m))  # z2 and r0 r1 - m
+            self._hand(1, k.trunc_p2(z, r0, r1, m))  # z2 and r0 r1 - m
             r = prv.draw(n)
             y0 = yield from self._recv(0, n)
             a, b = r, y0
@@ -559,11 +571,11 @@ class MPCParty:
 
     def _recv_after_send(self, z: np.ndarray, n: int) -> Proto:
         """Send ``z`` to the previous party, return the ``n`` words of the next one (one round)."""
-        self._send(self._prev, z)
+        self._hand(self._prev, z)
         return (yield from self._recv(self._next, n))
 
     def _reshare_bool(self, z: np.ndarray, shape: tuple[int, ...]) -> Proto:
-        self._send(self._prev, z)
+        self._hand(self._prev, z)
         zn = yield from self._recv(self._next, z.size)
         return BoolShare(z.reshape(shape), zn.reshape(shape))
 
@@ -615,11 +627,11 @@ class MPCParty:
             M = W.size
             m2 = prv.draw(2 * M).reshape(2, *W.shape)  # mu, t0 (seed of parties 2 and 0)
             m1 = nxt.draw(2 * M).reshape(2, *W.shape)  # mu', t1 (seed of parties 0 and 1)
-            self._send(1, W ^ m2[0])
+            self._hand(1, W ^ m2[0])
             if zm is None:
-                self._send(2, W ^ m1[0])
+                self._hand(2, W ^ m1[0])
             else:
-                self._send(2, np.concatenate([(W ^ m1[0]).reshape(-1), zm]))
+                self._hand(2, np.concatenate([(W ^ m1[0]).reshape(-1), zm]))
                 got = yield from self._recv(1, zm.size)
                 prod = ArithShare(zm, got)
             return BoolShare(m2[1], m1[1]), BoolShare(m2[0], m1[0]), prod
@@ -627,9 +639,9 @@ class MPCParty:
             S = k.bit_planes(b)
             M = S.size
             m1 = prv.draw(2 * M).reshape(2, *S.shape)  # mu', t1 (seed of parties 0 and 1)
-            self._send(2, (m1[0] & S) ^ m1[1])
+            self._hand(2, (m1[0] & S) ^ m1[1])
             if zm is not None:
-                self._send(0, zm)
+                self._hand(0, zm)
             masked = (yield from self._recv(0, M)).reshape(S.shape)  # W ^ mu
             got = yield from self._recv(2, M + (0 if zm is None else zm.size), new_round=False)
             x2 = got[:M].reshape(S.shape)  # (mu & S) ^ t0
@@ -642,9 +654,9 @@ class MPCParty:
         M = S.size
         m2 = nxt.draw(2 * M).reshape(2, *S.shape)  # mu, t0 (seed of parties 2 and 0)
         if zm is None:
-            self._send(1, (m2[0] & S) ^ m2[1])
+            self._hand(1, (m2[0] & S) ^ m2[1])
         else:
-            self._send(1, np.concatenate([((m2[0] & S) ^ m2[1]).reshape(-1), zm]))
+            self._hand(1, np.concatenate([((m2[0] & S) ^ m2[1]).reshape(-1), zm]))
         got = yield from self._recv(0, M + (0 if zm is None else zm.size))
         masked = got[:M].reshape(S.shape)  # W ^ mu'
         if zm is not None:
@@ -682,8 +694,8 @@ class MPCParty:
                 own = Pp.a[63] ^ G.a[1] ^ z[0] ^ open_mask.a
                 if self.index == 0:
                     own = ~own  # drelu = 1 ^ sign
-                self._send(self._next, own)
-                self._send(self._prev, own)
+                self._hand(self._next, own)
+                self._hand(self._prev, own)
                 from_next = yield from self._recv(self._next, own.size)
                 from_prev = yield from self._recv(self._prev, own.size, new_round=False)
                 return own ^ from_next ^ from_prev, prod
@@ -757,19 +769,19 @@ class MPCParty:
         if self.index == 0:
             ma, mb = prv.draw(2 * n), nxt.draw(2 * n)  # (m, alpha) with party 2, (m', beta) with party 1
             w, wp = k.dabit_p0(_flat(bits.a), _flat(bits.b), ma[:n], mb[:n])
-            self._send(1, w)
-            self._send(2, wp)
+            self._hand(1, w)
+            self._hand(2, wp)
             return ArithShare(ma[n:], mb[n:])
         if self.index == 1:
             mb = prv.draw(2 * n)  # (m', beta) with party 0
             r2 = _flat(bits.b)
-            self._send(2, k.dabit_mask(r2, mb[:n], mb[n:]))
+            self._hand(2, k.dabit_mask(r2, mb[:n], mb[n:]))
             w = yield from self._recv(0, n)
             x = yield from self._recv(2, n, new_round=False)
             return ArithShare(mb[n:], k.dabit_close(r2, w, x, mb[n:]))
         ma = nxt.draw(2 * n)  # (m, alpha) with party 0
         r2 = _flat(bits.a)
-        self._send(1, k.dabit_mask(r2, ma[:n], ma[n:]))
+        self._hand(1, k.dabit_mask(r2, ma[:n], ma[n:]))
         w = yield from self._recv(0, n)
         x = yield from self._recv(1, n, new_round=False)
         return ArithShare(k.dabit_close(r2, w, x, ma[n:]), ma[n:])
