@@ -496,3 +496,22 @@ def test_encode_rows_equals_numpy_reference(n: int, d: int, m: int, frac_bits: i
     for mod in (k, _kernels_ref):
         with pytest.raises(IndexError):
             mod.encode_rows(np.zeros((n, d)), np.array([0, n]), frac_bits)
+
+
+def test_a_message_handed_over_cannot_be_written_while_in_flight() -> None:
+    net = InMemoryNetwork(NAMES)
+    p0 = MPCParty(0, net.channel("P0"), NAMES)
+    base = np.arange(12, dtype=np.uint64)
+    msg = base.reshape(3, 4)[1:]  # a view: it and the array it views are frozen
+    p0._hand(1, msg)
+    assert not msg.flags.writeable and not base.flags.writeable
+    with pytest.raises(ValueError):
+        base[5] = 0
+    with pytest.raises(ValueError):
+        base[4:8].reshape(2, 2)[0, 0] = 0  # a view made afterwards is read-only too
+    assert np.array_equal(np.frombuffer(net.channel("P1").recv("P0"), dtype=np.uint64), np.arange(4, 12))
+    # reveal sends a copy: the caller keeps its (writable) share
+    share = np.ones(3, dtype=np.uint64)
+    p0._send(1, share)
+    share[0] = 7
+    assert np.frombuffer(net.channel("P1").recv("P0"), dtype=np.uint64).tolist() == [1, 1, 1]

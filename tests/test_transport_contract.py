@@ -256,6 +256,28 @@ def test_send_copies_the_callers_buffer(echo):
     assert np.array_equal(np.frombuffer(echo.recv("B", timeout=30), dtype=np.uint64), np.arange(10))
 
 
+def test_send_owned_delivers_the_buffer(echo):
+    arr = np.arange(70_000, dtype=np.uint64)
+    echo.send_owned("B", memoryview(arr))
+    assert np.array_equal(np.frombuffer(echo.recv("B", timeout=30), dtype=np.uint64), np.arange(70_000))
+
+
+def test_in_memory_send_owned_queues_a_read_only_view_not_a_copy():
+    net = InMemoryNetwork(["A", "B"], record=True)
+    arr = np.arange(1000, dtype=np.uint64)
+    arr.flags.writeable = False
+    net.channel("A").send_owned("B", memoryview(arr))
+    got = net.channel("B").recv("A")
+    assert isinstance(got, memoryview) and got.readonly and got.nbytes == arr.nbytes
+    view = np.frombuffer(got, dtype=np.uint64)
+    assert np.shares_memory(view, arr) and np.array_equal(view, arr)
+    with pytest.raises(ValueError):
+        view[0] = 1
+    # the counters count bytes; a recorded transcript keeps its own copy as bytes
+    assert net.bytes_sent("A") == net.bytes_received("B") == 8000
+    assert net.transcript == [("A", "B", arr.tobytes())]
+
+
 def test_unknown_peer_is_a_parameter_error(echo):
     with pytest.raises(ParameterError):
         echo.send("Z", b"x")

@@ -285,10 +285,10 @@ class MPCParty:
         it views are made read-only first, so nothing can write into a message in flight (a
         write raises instead)."""
         flat = _flat(arr)
-        base: Any = flat
-        while isinstance(base, np.ndarray):
-            base.flags.writeable = False
-            base = base.base
+        for a in (arr, flat):
+            while isinstance(a, np.ndarray):
+                a.flags.writeable = False
+                a = a.base
         self.channel.send_owned(self.parties[j], flat.data)
 
     def _recv(self, j: int, n: int, *, new_round: bool = True) -> Proto:
