@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from mpc_helpers import load_paddledtx_boston
+from mpc_helpers import load_paddledtx_boston, run3
 
 from dtxfast.errors import ParameterError, StateError
-from dtxfast.protocols.mpc import MPCParty, decode, run_local
+from dtxfast.protocols.mpc import MPCParty, decode, encode, run_local
 from dtxfast.protocols.mpc.mlp import MLPSchedule, init_params, plain_train_mlp, train_program
 from dtxfast.transport.channel import InMemoryNetwork
 from dtxfast.vfl.dnn import PARTY_NAMES, VerticalMLPClassifier, VerticalMLPRegressor, _insecure_fixed_seeds
@@ -159,7 +159,6 @@ def test_view_of_one_training_step_is_random_looking() -> None:
     run_local(progs, [p.channel for p in parties])
 
     # the detector flags plaintext fixed-point data (so this test can fail)
-    from dtxfast.protocols.mpc import encode
     assert _small_fraction(encode(parts[0]).ravel()) == 1.0
 
     for name in PARTY_NAMES:
@@ -375,3 +374,22 @@ def test_secure_training_reads_the_rows_of_every_batch(repeating: bool) -> None:
         w = decode(sum(r[0][layer].a for r in res))  # the components a of the three parties sum to the value
         b = decode(sum(r[1][layer].a for r in res))
         assert np.abs(w - wp).max() < 5e-3 and np.abs(b - bp).max() < 5e-3
+
+
+@pytest.mark.parametrize("block", [3, 1 << 15])
+def test_count_beyond_counts_every_block(monkeypatch, block: int) -> None:
+    from dtxfast.protocols.mpc import mlp
+
+    monkeypatch.setattr(mlp, "CHECK_BLOCK", block)
+    big = float(1 << mlp.DIVERGED_BITS)
+    vals = [np.array([0.5, -big * 1.5, 3.0]), np.array([[big * 2, -1.0], [big - 1, -big - 1]]), np.array([7.0])]
+
+    def program(p):
+        shares = []
+        for v in vals:
+            shares.append((yield from p.share_input(0, encode(v, p.frac_bits) if p.index == 0 else None, v.shape)))
+        count = yield from mlp._count_beyond(p, shares)
+        return (yield from p.reveal(count))
+
+    outs, _ = run3(program)
+    assert [int(o.view(np.int64)[0]) for o in outs] == [3, 3, 3]  # -1.5 B, 2 B and -B - 1 lie beyond

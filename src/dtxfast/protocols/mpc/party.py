@@ -284,12 +284,10 @@ class MPCParty:
         channel allows (:meth:`~dtxfast.protocols.channel.Channel.send_owned`): it and the arrays
         it views are made read-only first, so nothing can write into a message in flight (a
         write raises instead)."""
-        flat = _flat(arr)
-        for a in (arr, flat):
-            while isinstance(a, np.ndarray):
-                a.flags.writeable = False
-                a = a.base
-        self.channel.send_owned(self.parties[j], flat.data)
+        arr.flags.writeable = False  # views made from it from now on are read-only too
+        if isinstance(arr.base, np.ndarray):  # the array that owns the memory (numpy skips views)
+            arr.base.flags.writeable = False
+        self.channel.send_owned(self.parties[j], _flat(arr).data)
 
     def _recv(self, j: int, n: int, *, new_round: bool = True) -> Proto:
         data = yield self.parties[j]
