@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Matrix products over Z_2^64 on AVX-512 IFMA (L0): three IFMA instructions per 8 multiply-adds.
 
-Arrays in, arrays out; no validation (``dtxfast.protocols.mpc._ring`` calls it with C-contiguous
+Arrays in, arrays out; no validation (``dtxfast.protocols.mpc._ring`` calls it with contiguous
 ``uint64`` arrays of matching shapes). The scheme is explained in ``ext/_ring_ifma.h``; its numpy
 twin is ``dtxfast.protocols.mpc._ring_ref.ifma_matmul``. Without AVX-512 IFMA (or with
 ``DTXFAST_SIMD=0``) :func:`simd_available` is False and the callers use float64 BLAS instead.
@@ -12,7 +12,7 @@ from libc.stdlib cimport free, malloc
 
 cdef extern from "_ring_ifma.h":
     int dtx_ring_simd_ok() nogil
-    int dtx_ring_matmul(int npairs, const uint64_t *const *xs, const uint64_t *const *ys,
+    int dtx_ring_matmul(int npairs, const uint64_t *const *xs, const int *xt, const uint64_t *const *ys,
                         const uint64_t *const *y2s, const int64_t *ks, int64_t n, int64_t m,
                         uint64_t *out, int nthreads) nogil
     int DTX_RING_KC
@@ -31,11 +31,14 @@ def simd_available():
 def matmul_sum(list xs, list ys, list y2s, uint64_t[:, ::1] out, int nthreads=1):
     """``out += sum(x @ (y + y2))`` modulo 2^64 over the lists (``y2`` may be None).
 
-    Every ``x`` is ``n x k_i`` and every ``y`` / ``y2`` ``k_i x m``, C-contiguous ``uint64``.
-    Raises MemoryError when the packed operands do not fit, RuntimeError without IFMA.
+    Every ``x`` is ``n x k_i`` and every ``y`` / ``y2`` ``k_i x m``, ``uint64``; the ``y`` are
+    C-contiguous, an ``x`` C- or F-contiguous (the transpose of a C-contiguous array is read in
+    place). Raises MemoryError when the packed operands do not fit, RuntimeError without IFMA.
     """
     cdef int npairs = len(xs)
     cdef int64_t n = out.shape[0], m = out.shape[1]
+    cdef const uint64_t[::1, :] fview
+    cdef int *pt = <int *>malloc(npairs * sizeof(int))
     cdef const uint64_t **px = <const uint64_t **>malloc(npairs * sizeof(void *))
     cdef const uint64_t **py = <const uint64_t **>malloc(npairs * sizeof(void *))
     cdef const uint64_t **py2 = <const uint64_t **>malloc(npairs * sizeof(void *))
@@ -44,13 +47,21 @@ def matmul_sum(list xs, list ys, list y2s, uint64_t[:, ::1] out, int nthreads=1)
     cdef int i, rc
     keep = []
     try:
-        if not px or not py or not py2 or not pk:
+        if not px or not py or not py2 or not pk or not pt:
             raise MemoryError()
         for i in range(npairs):
-            view = xs[i]
-            keep.append(view)
-            px[i] = &view[0, 0] if view.shape[0] * view.shape[1] else NULL
-            pk[i] = view.shape[1]
+            x = xs[i]
+            pt[i] = 0 if x.flags.c_contiguous else 1
+            if pt[i]:
+                fview = x
+                keep.append(fview)
+                px[i] = &fview[0, 0] if fview.shape[0] * fview.shape[1] else NULL
+                pk[i] = fview.shape[1]
+            else:
+                view = x
+                keep.append(view)
+                px[i] = &view[0, 0] if view.shape[0] * view.shape[1] else NULL
+                pk[i] = view.shape[1]
             view = ys[i]
             keep.append(view)
             py[i] = &view[0, 0] if view.shape[0] * view.shape[1] else NULL
@@ -61,12 +72,13 @@ def matmul_sum(list xs, list ys, list y2s, uint64_t[:, ::1] out, int nthreads=1)
                 keep.append(view)
                 py2[i] = &view[0, 0] if view.shape[0] * view.shape[1] else NULL
         with nogil:
-            rc = dtx_ring_matmul(npairs, px, py, py2, pk, n, m, &out[0, 0] if n * m else NULL, nthreads)
+            rc = dtx_ring_matmul(npairs, px, pt, py, py2, pk, n, m, &out[0, 0] if n * m else NULL, nthreads)
         if rc == -1:
             raise MemoryError("not enough memory for the packed ring-matmul operands")
         if rc == -2:
             raise RuntimeError("the AVX-512 IFMA ring matmul is not available here")
     finally:
+        free(pt)
         free(px)
         free(py)
         free(py2)

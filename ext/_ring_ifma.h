@@ -64,19 +64,22 @@ typedef uint64_t dtx_u64;
 
 static inline dtx_u64 dtx_ring_p(dtx_u64 v) { return (v >> 52) | ((v & 0xFFFu) << 40); }
 
-/* Pack rows 4*ip .. 4*ip+3 (zero beyond n) of every x_i into A, laid end to end along k. */
-static void dtx_ring_pack_a(int npairs, const dtx_u64 *const *xs, const int64_t *ks, int64_t n, int64_t ktot,
-                            int64_t ip, dtx_u64 *pa) {
+/* Pack rows 4*ip .. 4*ip+3 (zero beyond n) of every x_i into A, laid end to end along k. x_i is
+ * C-contiguous (element (row, kk) at row * k + kk) or, where xt[i] is set, column-major (at
+ * kk * n + row: the transpose of a C-contiguous k x n array, read in place). */
+static void dtx_ring_pack_a(int npairs, const dtx_u64 *const *xs, const int *xt, const int64_t *ks, int64_t n,
+                            int64_t ktot, int64_t ip, dtx_u64 *pa) {
     dtx_u64 *dst = pa + (size_t)ip * (size_t)ktot * 8;
     for (int i = 0; i < npairs; i++) {
         const int64_t k = ks[i];
         const dtx_u64 *x = xs[i];
+        const size_t rs = xt && xt[i] ? 1 : (size_t)k, cs = xt && xt[i] ? (size_t)n : 1;
         for (int r = 0; r < DTX_RING_MR; r++) {
             const int64_t row = ip * DTX_RING_MR + r;
             if (row < n) {
-                const dtx_u64 *src = x + (size_t)row * (size_t)k;
+                const dtx_u64 *src = x + (size_t)row * rs;
                 for (int64_t kk = 0; kk < k; kk++) {
-                    dtx_u64 v = src[kk];
+                    dtx_u64 v = src[(size_t)kk * cs];
                     dst[kk * 8 + r] = v;
                     dst[kk * 8 + 4 + r] = dtx_ring_p(v);
                 }
@@ -183,9 +186,10 @@ static int dtx_ring_simd_ok(void) {
 #endif
 }
 
-/* out += sum_i x_i @ (y_i [+ y2_i]) mod 2^64. x_i is n x ks[i], y_i (and y2_i, or NULL) ks[i] x m,
- * out n x m, all C-contiguous. Returns 0, -1 if memory ran out, -2 without IFMA. */
-static int dtx_ring_matmul(int npairs, const dtx_u64 *const *xs, const dtx_u64 *const *ys,
+/* out += sum_i x_i @ (y_i [+ y2_i]) mod 2^64. x_i is n x ks[i] (column-major where xt[i] is set;
+ * xt may be NULL), y_i (and y2_i, or NULL) ks[i] x m, out n x m, C-contiguous. Returns 0, -1 if
+ * memory ran out, -2 without IFMA. */
+static int dtx_ring_matmul(int npairs, const dtx_u64 *const *xs, const int *xt, const dtx_u64 *const *ys,
                            const dtx_u64 *const *y2s, const int64_t *ks, int64_t n, int64_t m, dtx_u64 *out,
                            int nthreads) {
 #if DTX_RING_SIMD
@@ -208,7 +212,7 @@ static int dtx_ring_matmul(int npairs, const dtx_u64 *const *xs, const dtx_u64 *
 #pragma omp parallel num_threads(nthreads)
     {
 #pragma omp for schedule(dynamic, 8)
-        for (int64_t ip = 0; ip < na; ip++) dtx_ring_pack_a(npairs, xs, ks, n, ktot, ip, pa);
+        for (int64_t ip = 0; ip < na; ip++) dtx_ring_pack_a(npairs, xs, xt, ks, n, ktot, ip, pa);
 #pragma omp for schedule(dynamic, 2)
         for (int64_t jp = 0; jp < nb; jp++) dtx_ring_pack_b(npairs, ys, y2s, ks, m, ktot, jp, pb);
 #pragma omp for schedule(dynamic, 1)
@@ -236,7 +240,7 @@ static int dtx_ring_matmul(int npairs, const dtx_u64 *const *xs, const dtx_u64 *
     free(pb);
     return 0;
 #else
-    (void)npairs; (void)xs; (void)ys; (void)y2s; (void)ks; (void)n; (void)m; (void)out; (void)nthreads;
+    (void)npairs; (void)xs; (void)xt; (void)ys; (void)y2s; (void)ks; (void)n; (void)m; (void)out; (void)nthreads;
     return -2;
 #endif
 }

@@ -106,10 +106,13 @@ def test_ring_matmul_long_inner_dimension(mod, data, k: int) -> None:
 @settings(max_examples=25, deadline=None)
 @given(data=st.data(), n=st.integers(1, 4), ks=st.lists(st.integers(1, 1500), min_size=1, max_size=3), m=st.integers(1, 4))
 def test_ring_matmul_sum_of_pairs_and_right_sums(mod, data, n: int, ks: list[int], m: int) -> None:
+    """Sums of products, some of them with a right sum ``(y, z)`` or a column-major left operand."""
     pairs, want = [], np.zeros((n, m), dtype=np.uint64)
     base = data.draw(matrices(n, m))
     for k in ks:
         x = data.draw(matrices(n, k))
+        if data.draw(st.booleans()):  # a transposed view (column-major), as a weight gradient's acts.T
+            x = np.ascontiguousarray(x.T).T
         y, z = data.draw(matrices(k, m)), data.draw(matrices(k, m))
         if data.draw(st.booleans()):
             pairs.append((x, (y, z)))

@@ -446,12 +446,15 @@ def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray,
     """z = (this party's products, see :func:`._kernels_ref.matmul_terms`) + alpha.
 
     The operands may be transposed views (a weight gradient's ``acts.T``): the register-blocked
-    kernel reads them in place (eight rows of a transposed view are adjacent in memory), the
-    ring products get C-contiguous copies from :func:`transpose`.
+    kernel reads them in place (eight rows of a transposed view are adjacent in memory), and so
+    does the IFMA kernel a transposed left operand (four of its rows are adjacent); the BLAS
+    limb products get C-contiguous copies from :func:`transpose`.
     """
     work = xa.shape[0] * xa.shape[1] * ya.shape[1]
     if work >= RING_MATMUL or (work >= IFMA_MATMUL and ya.shape[1] >= IFMA_MIN_COLS and _ring.ifma_available()):
         c = _contiguous
+        if _ring.ifma_available():  # the IFMA kernel packs a transposed left operand in place
+            return _ring.matmul_sum(matmul_terms(xa, xb, c(ya), c(yb), role), alpha.copy())
         return _ring.matmul_sum(matmul_terms(c(xa), c(xb), c(ya), c(yb), role), alpha.copy())
     c = alpha.copy()
     kern = _matmul2 if work >= PARALLEL_MATMUL else _matmul2_serial

@@ -161,6 +161,14 @@ def _u64(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.uint64)
 
 
+def _left(a: np.ndarray) -> np.ndarray:
+    """A left operand as the IFMA kernel takes it: C- or F-contiguous ``uint64`` (the transpose
+    of a C-contiguous array, such as a weight gradient's ``acts.T``, is read in place)."""
+    if a.dtype == np.uint64 and (a.flags.c_contiguous or a.flags.f_contiguous):
+        return a
+    return _u64(a)
+
+
 def ifma_matmul_sum(pairs: Sequence[tuple[np.ndarray, Right]], out: np.ndarray | None = None) -> np.ndarray:
     """:func:`matmul_sum` on the IFMA kernel (raises RuntimeError where it cannot run)."""
     if _ifma is None:
@@ -170,7 +178,7 @@ def ifma_matmul_sum(pairs: Sequence[tuple[np.ndarray, Right]], out: np.ndarray |
     if out is None:
         out = np.zeros((n, m), dtype=np.uint64)
     work = n * m * sum(x.shape[1] for x, _ in pairs)
-    xs = [_u64(x) for x, _ in pairs]
+    xs = [_left(x) for x, _ in pairs]
     ys = [_u64(y[0] if isinstance(y, tuple) else y) for _, y in pairs]
     y2s = [_u64(y[1]) if isinstance(y, tuple) else None for _, y in pairs]
     _ifma.matmul_sum(xs, ys, y2s, out, _threads() if work >= PARALLEL_IFMA else 1)
