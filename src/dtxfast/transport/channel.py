@@ -48,8 +48,9 @@ class InMemoryNetwork:
     One plain lock guards the queues and counters; a receiver that has to wait registers itself,
     and only then does a send pay for a wake-up (a condition on the same lock). Every endpoint
     keeps its own links by peer name, so a message costs one copy (none for a buffer handed over
-    with :meth:`InMemoryChannel.send_owned`), one lock and two deque operations; :meth:`InMemoryChannel.try_recv` takes a waiting message with one lock where
-    ``poll`` then ``recv`` take two (what :func:`~dtxfast.protocols.mpc.run_local` calls).
+    with :meth:`InMemoryChannel.send_owned`), one lock and two deque operations;
+    :meth:`InMemoryChannel.try_recv` takes a waiting message with one lock where ``poll`` then
+    ``recv`` take two (what :func:`~dtxfast.protocols.mpc.run_local` calls).
     """
 
     def __init__(self, parties: Iterable[str], *, record: bool = False) -> None:
