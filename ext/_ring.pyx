@@ -37,7 +37,6 @@ def matmul_sum(list xs, list ys, list y2s, uint64_t[:, ::1] out, int nthreads=1)
     """
     cdef int npairs = len(xs)
     cdef int64_t n = out.shape[0], m = out.shape[1]
-    cdef const uint64_t[::1, :] fview
     cdef int *pt = <int *>malloc(npairs * sizeof(int))
     cdef const uint64_t **px = <const uint64_t **>malloc(npairs * sizeof(void *))
     cdef const uint64_t **py = <const uint64_t **>malloc(npairs * sizeof(void *))
@@ -52,16 +51,10 @@ def matmul_sum(list xs, list ys, list y2s, uint64_t[:, ::1] out, int nthreads=1)
         for i in range(npairs):
             x = xs[i]
             pt[i] = 0 if x.flags.c_contiguous else 1
-            if pt[i]:
-                fview = x
-                keep.append(fview)
-                px[i] = &fview[0, 0] if fview.shape[0] * fview.shape[1] else NULL
-                pk[i] = fview.shape[1]
-            else:
-                view = x
-                keep.append(view)
-                px[i] = &view[0, 0] if view.shape[0] * view.shape[1] else NULL
-                pk[i] = view.shape[1]
+            view = x.T if pt[i] else x  # a column-major x is the transpose of a C-contiguous array
+            keep.append(view)
+            px[i] = &view[0, 0] if view.shape[0] * view.shape[1] else NULL
+            pk[i] = x.shape[1]
             view = ys[i]
             keep.append(view)
             py[i] = &view[0, 0] if view.shape[0] * view.shape[1] else NULL

@@ -453,9 +453,9 @@ def matmul_local(xa: np.ndarray, xb: np.ndarray, ya: np.ndarray, yb: np.ndarray,
     work = xa.shape[0] * xa.shape[1] * ya.shape[1]
     if work >= RING_MATMUL or (work >= IFMA_MATMUL and ya.shape[1] >= IFMA_MIN_COLS and _ring.ifma_available()):
         c = _contiguous
-        if _ring.ifma_available():  # the IFMA kernel packs a transposed left operand in place
-            return _ring.matmul_sum(matmul_terms(xa, xb, c(ya), c(yb), role), alpha.copy())
-        return _ring.matmul_sum(matmul_terms(c(xa), c(xb), c(ya), c(yb), role), alpha.copy())
+        if not _ring.ifma_available():  # IFMA packs a transposed left operand in place, BLAS cannot
+            xa, xb = c(xa), c(xb)
+        return _ring.matmul_sum(matmul_terms(xa, xb, c(ya), c(yb), role), alpha.copy())
     c = alpha.copy()
     kern = _matmul2 if work >= PARALLEL_MATMUL else _matmul2_serial
     if role == 0:  # (xa + xb) @ (ya + yb): the two halves of the inner dimension, the odd column apart
